@@ -1,0 +1,136 @@
+//! The browser side of the WebSocket: connects, feeds server frames to the model, sends what the
+//! model answers, and reconnects with exponential backoff and full jitter when the link drops.
+//! Only the hydrated (WASM) build has a body here; on the server these are no-ops.
+
+use super::model::Model;
+use crate::protocol::ClientMsg;
+use leptos::prelude::*;
+
+/// Where the name and language are remembered between visits.
+pub const NAME_KEY: &str = "chorus.name";
+pub const LANG_KEY: &str = "chorus.lang";
+
+#[cfg(feature = "hydrate")]
+mod imp {
+    use super::*;
+    use crate::protocol::ServerMsg;
+    use futures::{SinkExt, StreamExt, channel::mpsc};
+    use gloo_net::websocket::{Message as WsMessage, futures::WebSocket};
+    use std::cell::{Cell, RefCell};
+
+    thread_local! {
+        /// The open connection's outgoing queue; WASM is single-threaded.
+        static OUTBOX: RefCell<Option<mpsc::UnboundedSender<ClientMsg>>> = const { RefCell::new(None) };
+    }
+
+    pub fn send(msg: ClientMsg) {
+        OUTBOX.with(|o| {
+            if let Some(tx) = o.borrow().as_ref() {
+                let _ = tx.unbounded_send(msg);
+            }
+        });
+    }
+
+    pub fn storage_get(key: &str) -> Option<String> {
+        let storage = web_sys::window()?.local_storage().ok()??;
+        storage.get_item(key).ok()?
+    }
+
+    pub fn storage_set(key: &str, value: &str) {
+        if let Some(storage) = web_sys::window().and_then(|w| w.local_storage().ok().flatten()) {
+            let _ = storage.set_item(key, value);
+        }
+    }
+
+    pub fn browser_language() -> Option<String> {
+        web_sys::window()?.navigator().language()
+    }
+
+    pub fn random_id() -> String {
+        let a = (js_sys::Math::random() * 4_294_967_296.0) as u64;
+        let b = (js_sys::Math::random() * 4_294_967_296.0) as u64;
+        format!("{a:08x}{b:08x}")
+    }
+
+    fn ws_url() -> Option<String> {
+        let location = web_sys::window()?.location();
+        let scheme = if location.protocol().ok()? == "https:" { "wss" } else { "ws" };
+        Some(format!("{scheme}://{}/ws", location.host().ok()?))
+    }
+
+    /// Milliseconds to wait before reconnect attempt `attempt` (0-based): uniformly random up to
+    /// an exponentially growing cap, so thousands of clients of a restarted node spread out.
+    fn backoff_ms(attempt: u32) -> u32 {
+        let cap = (500u32 << attempt.min(5)).min(15_000);
+        (js_sys::Math::random() * f64::from(cap)) as u32 + 100
+    }
+
+    pub fn start(model: RwSignal<Model>) {
+        leptos::task::spawn_local(async move {
+            let Some(url) = ws_url() else { return };
+            let attempt = Cell::new(0u32);
+            loop {
+                if let Ok(ws) = WebSocket::open(&url) {
+                    let (mut write, mut read) = ws.split();
+                    let (tx, mut rx) = mpsc::unbounded::<ClientMsg>();
+                    OUTBOX.with(|o| *o.borrow_mut() = Some(tx));
+                    let writer = async {
+                        while let Some(msg) = rx.next().await {
+                            let Ok(json) = serde_json::to_string(&msg) else { continue };
+                            if write.send(WsMessage::Text(json)).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let reader = async {
+                        while let Some(Ok(frame)) = read.next().await {
+                            let WsMessage::Text(text) = frame else { continue };
+                            let Ok(msg) = serde_json::from_str::<ServerMsg>(&text) else {
+                                leptos::logging::warn!("unreadable server frame: {text}");
+                                continue;
+                            };
+                            if matches!(msg, ServerMsg::Welcome { .. }) {
+                                attempt.set(0);
+                            }
+                            let confirmed = match &msg {
+                                ServerMsg::NameSet { name } => Some(name.clone()),
+                                _ => None,
+                            };
+                            let answers = model.try_update(|m| m.apply(msg)).unwrap_or_default();
+                            if let Some(name) = confirmed {
+                                storage_set(NAME_KEY, &name);
+                            }
+                            answers.into_iter().for_each(send);
+                        }
+                    };
+                    futures::pin_mut!(reader, writer);
+                    futures::future::select(reader, writer).await;
+                    OUTBOX.with(|o| *o.borrow_mut() = None);
+                }
+                model.update(|m| m.disconnected());
+                let wait = backoff_ms(attempt.get());
+                attempt.set(attempt.get() + 1);
+                gloo_timers::future::TimeoutFuture::new(wait).await;
+            }
+        });
+    }
+}
+
+#[cfg(not(feature = "hydrate"))]
+mod imp {
+    use super::*;
+    pub fn send(_msg: ClientMsg) {}
+    pub fn storage_get(_key: &str) -> Option<String> {
+        None
+    }
+    pub fn storage_set(_key: &str, _value: &str) {}
+    pub fn browser_language() -> Option<String> {
+        None
+    }
+    pub fn random_id() -> String {
+        String::new()
+    }
+    pub fn start(_model: RwSignal<Model>) {}
+}
+
+pub use imp::{browser_language, random_id, send, start, storage_get, storage_set};

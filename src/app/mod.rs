@@ -1,0 +1,379 @@
+//! The reactive UI: rendered on the server, hydrated in the browser.
+//!
+//! Everything the page shows derives from one [`model::Model`] signal that the WebSocket client
+//! updates; the components only read it and turn clicks and key presses into protocol frames.
+
+pub mod client;
+pub mod model;
+
+use crate::{
+    i18n::{Lang, Strings},
+    protocol::{DEFAULT_ROOM, NoticeKind, RoomName},
+};
+use leptos::{ev, html, prelude::*};
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    hooks::use_params_map,
+    path,
+};
+use model::{Item, Model, Status};
+
+/// The HTML document around the app, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // The server renders English; the browser switches after hydration (see `LangPicker`), so the
+    // hydrated DOM matches the server's.
+    let lang = RwSignal::new(Lang::En);
+    provide_context(lang);
+    view! {
+        <Stylesheet id="leptos" href="/pkg/chorus.css" />
+        <Title text="Chorus" />
+        <Router>
+            <Routes fallback=|| view! { <NotFound /> }>
+                <Route path=path!("") view=|| view! { <ChatPage room=DEFAULT_ROOM.to_owned() /> } />
+                <Route path=path!("/r/:room") view=RoomPage />
+            </Routes>
+        </Router>
+    }
+}
+
+/// The strings of the language in use.
+fn use_strings() -> impl Fn() -> &'static Strings + Copy {
+    let lang = expect_context::<RwSignal<Lang>>();
+    move || lang.get().strings()
+}
+
+#[component]
+fn NotFound() -> impl IntoView {
+    view! { <main class="not-found"><h1>"404"</h1><a href="/">"Chorus"</a></main> }
+}
+
+#[component]
+fn RoomPage() -> impl IntoView {
+    let params = use_params_map();
+    let room = params.with_untracked(|p| p.get("room").unwrap_or_default());
+    match RoomName::parse(&room) {
+        Ok(room) => view! { <ChatPage room=room.to_string() /> }.into_any(),
+        Err(e) => view! {
+            <main class="not-found">
+                <p class="error">{e.message}</p>
+                <a href="/">"Chorus"</a>
+            </main>
+        }
+        .into_any(),
+    }
+}
+
+#[component]
+fn ChatPage(room: String) -> impl IntoView {
+    let model = RwSignal::new(Model::new(&room, None));
+    // Runs in the browser only, after hydration.
+    Effect::new(move |_| {
+        let remembered = client::storage_get(client::NAME_KEY);
+        model.update_untracked(|m| {
+            if m.wanted_name.is_none() {
+                m.wanted_name = remembered.filter(|n| !n.trim().is_empty());
+            }
+        });
+        client::start(model);
+    });
+    let t = use_strings();
+    let room_title = format!("#{room}");
+    view! {
+        <div class="chat">
+            <header class="topbar">
+                <h1>{move || t().app_title}</h1>
+                <span class="room" title=move || t().room_label>{room_title}</span>
+                <StatusBadge model />
+                <LangPicker />
+            </header>
+            <ErrorBanner model />
+            <div class="body">
+                <section class="conversation">
+                    <MessageList model />
+                    <Composer model />
+                </section>
+                <aside class="side">
+                    <NameForm model />
+                    <MemberList model />
+                </aside>
+            </div>
+        </div>
+    }
+}
+
+#[component]
+fn StatusBadge(model: RwSignal<Model>) -> impl IntoView {
+    let t = use_strings();
+    let status = Memo::new(move |_| model.with(|m| m.status));
+    let (class, text) = (
+        move || match status.get() {
+            Status::Connecting => "status connecting",
+            Status::Online => "status online",
+            Status::Reconnecting => "status reconnecting",
+        },
+        move || match status.get() {
+            Status::Connecting => t().status_connecting,
+            Status::Online => t().status_online,
+            Status::Reconnecting => t().status_reconnecting,
+        },
+    );
+    view! { <span class=class data-testid="status" role="status">{text}</span> }
+}
+
+#[component]
+fn LangPicker() -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let t = use_strings();
+    // In the browser: the remembered choice, else the browser's language.
+    Effect::new(move |_| {
+        let picked = client::storage_get(client::LANG_KEY)
+            .and_then(|tag| Lang::from_tag(&tag))
+            .or_else(|| client::browser_language().and_then(|tag| Lang::from_tag(&tag)));
+        if let Some(picked) = picked {
+            lang.set(picked);
+        }
+    });
+    let on_change = move |ev: ev::Event| {
+        if let Some(picked) = Lang::from_tag(&event_target_value(&ev)) {
+            client::storage_set(client::LANG_KEY, picked.tag());
+            lang.set(picked);
+        }
+    };
+    view! {
+        <label class="lang">
+            <span class="visually-hidden">{move || t().language_label}</span>
+            <select data-testid="lang" on:change=on_change prop:value=move || lang.get().tag()>
+                {Lang::ALL
+                    .into_iter()
+                    .map(|l| view! { <option value=l.tag()>{l.native_name()}</option> })
+                    .collect_view()}
+            </select>
+        </label>
+    }
+}
+
+#[component]
+fn ErrorBanner(model: RwSignal<Model>) -> impl IntoView {
+    let t = use_strings();
+    let error = Memo::new(move |_| model.with(|m| m.error));
+    view! {
+        <Show when=move || error.get().is_some()>
+            <div class="error-banner" role="alert" data-testid="error">
+                <span>{move || error.get().map(|code| (t().error)(code))}</span>
+                <button on:click=move |_| model.update(|m| m.error = None)>
+                    {move || t().dismiss}
+                </button>
+            </div>
+        </Show>
+    }
+}
+
+#[component]
+fn NameForm(model: RwSignal<Model>) -> impl IntoView {
+    let t = use_strings();
+    let input = NodeRef::<html::Input>::new();
+    let confirmed = Memo::new(move |_| model.with(|m| m.name.clone()));
+    let online = Memo::new(move |_| model.with(|m| m.status == Status::Online));
+    let wanted = Memo::new(move |_| model.with(|m| m.wanted_name.clone()));
+    let on_submit = move |ev: ev::SubmitEvent| {
+        ev.prevent_default();
+        let Some(el) = input.get() else { return };
+        let answers = model.try_update(|m| m.request_name(&el.value())).unwrap_or_default();
+        answers.into_iter().for_each(client::send);
+    };
+    view! {
+        <form class="name-form" on:submit=on_submit>
+            <Show when=move || confirmed.get().is_some()>
+                <p class="me">
+                    {move || t().signed_in_as} " "
+                    <strong data-testid="my-name">{move || confirmed.get()}</strong>
+                </p>
+            </Show>
+            <label for="name-input">
+                {move || if confirmed.get().is_some() { t().name_change } else { t().name_label }}
+            </label>
+            <div class="row">
+                <input
+                    id="name-input"
+                    node_ref=input
+                    data-testid="name-input"
+                    maxlength="32"
+                    autocomplete="nickname"
+                    placeholder=move || t().name_placeholder
+                    prop:value=move || wanted.get().unwrap_or_default()
+                />
+                <button type="submit" data-testid="name-submit" disabled=move || !online.get()>
+                    {move || t().name_submit}
+                </button>
+            </div>
+        </form>
+    }
+}
+
+#[component]
+fn MemberList(model: RwSignal<Model>) -> impl IntoView {
+    let t = use_strings();
+    let members = Memo::new(move |_| model.with(|m| m.members.clone()));
+    let me = Memo::new(move |_| model.with(|m| m.name.clone()));
+    view! {
+        <section class="members">
+            <h2>{move || t().members_heading} " (" {move || members.get().len()} ")"</h2>
+            <ul data-testid="members">
+                <For each=move || members.get() key=|name| name.clone() let:name>
+                    <li>
+                        {name.clone()}
+                        <Show when={
+                            let name = name.clone();
+                            move || me.get().as_deref() == Some(name.as_str())
+                        }>
+                            " " <span class="you">{move || t().you}</span>
+                        </Show>
+                    </li>
+                </For>
+            </ul>
+        </section>
+    }
+}
+
+/// Local time of day for a server timestamp (ms since the Unix epoch).
+fn local_time(ts: u64) -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ts as f64));
+        let h = date.get_hours();
+        let m = date.get_minutes();
+        format!("{h:02}:{m:02}")
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let minutes = (ts / 60_000) % (24 * 60);
+        format!("{:02}:{:02}", minutes / 60, minutes % 60)
+    }
+}
+
+#[component]
+fn MessageList(model: RwSignal<Model>) -> impl IntoView {
+    let t = use_strings();
+    let list = NodeRef::<html::Div>::new();
+    // Follow new messages unless the reader scrolled up to read older ones.
+    let follow = RwSignal::new(true);
+    let items = Memo::new(move |_| model.with(|m| m.items.clone()));
+    let me = Memo::new(move |_| model.with(|m| m.name.clone()));
+    let on_scroll = move |_| {
+        if let Some(el) = list.get() {
+            let gap = el.scroll_height() - el.scroll_top() - el.client_height();
+            follow.set(gap < 48);
+        }
+    };
+    Effect::new(move |_| {
+        items.track();
+        if follow.get_untracked()
+            && let Some(el) = list.get()
+        {
+            el.set_scroll_top(el.scroll_height());
+        }
+    });
+    view! {
+        <div class="messages" node_ref=list on:scroll=on_scroll data-testid="messages" aria-live="polite">
+            <Show when=move || items.with(|i| i.is_empty())>
+                <p class="empty">{move || t().no_messages}</p>
+            </Show>
+            <For each=move || items.get() key=|item| item.key() let:item>
+                {match item {
+                    Item::Message(m) => {
+                        let mine = {
+                            let from = m.from.clone();
+                            move || me.get().as_deref() == Some(from.as_str())
+                        };
+                        view! {
+                            <div class="message" class:mine=mine data-testid="message">
+                                <span class="from">{m.from.clone()}</span>
+                                <time class="ts">{local_time(m.ts)}</time>
+                                <p class="text">{m.text.clone()}</p>
+                            </div>
+                        }
+                            .into_any()
+                    }
+                    Item::Notice { kind, name, old_name, .. } => {
+                        let text = move || {
+                            let s = t();
+                            match kind {
+                                NoticeKind::Joined => (s.notice_joined)(&name),
+                                NoticeKind::Left => (s.notice_left)(&name),
+                                NoticeKind::Renamed => {
+                                    (s.notice_renamed)(old_name.as_deref().unwrap_or("?"), &name)
+                                }
+                            }
+                        };
+                        view! { <div class="notice" data-testid="notice">{text}</div> }.into_any()
+                    }
+                }}
+            </For>
+        </div>
+    }
+}
+
+#[component]
+fn Composer(model: RwSignal<Model>) -> impl IntoView {
+    let t = use_strings();
+    let input = NodeRef::<html::Textarea>::new();
+    let can_send = Memo::new(move |_| model.with(|m| m.can_send()));
+    let submit = move || {
+        let Some(el) = input.get() else { return };
+        let text = el.value();
+        let out = model
+            .try_update(|m| m.compose(&text, client::random_id()))
+            .flatten();
+        if let Some(msg) = out {
+            client::send(msg);
+            el.set_value("");
+        }
+    };
+    let on_key = move |ev: ev::KeyboardEvent| {
+        if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+            ev.prevent_default();
+            submit();
+        }
+    };
+    view! {
+        <form class="composer" on:submit=move |ev: ev::SubmitEvent| {
+            ev.prevent_default();
+            submit();
+        }>
+            <textarea
+                node_ref=input
+                data-testid="composer"
+                rows="2"
+                placeholder=move || {
+                    if can_send.get() { t().composer_placeholder } else { t().composer_placeholder_no_name }
+                }
+                disabled=move || !can_send.get()
+                on:keydown=on_key
+            ></textarea>
+            <button type="submit" data-testid="send" disabled=move || !can_send.get()>
+                {move || t().send}
+            </button>
+        </form>
+    }
+}

@@ -1,0 +1,322 @@
+//! The chat as one browser tab sees it, as plain data: what server frames do to it and what it
+//! sends in answer. Kept free of signals and browser APIs so it is unit-tested natively; the UI
+//! keeps one of these in a signal.
+
+use crate::protocol::{ChatMessage, ClientMsg, ErrorCode, NoticeKind, ServerMsg};
+
+/// Items kept on screen; older ones scroll away for good so a long session stays light.
+pub const MAX_ITEMS: usize = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Status {
+    #[default]
+    Connecting,
+    Online,
+    Reconnecting,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Message(ChatMessage),
+    Notice {
+        key: u64,
+        kind: NoticeKind,
+        name: String,
+        old_name: Option<String>,
+    },
+}
+
+impl Item {
+    /// Stable identity for keyed rendering.
+    pub fn key(&self) -> String {
+        match self {
+            Item::Message(m) => format!("m-{}-{}", m.epoch, m.seq),
+            Item::Notice { key, .. } => format!("n-{key}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Model {
+    pub room: String,
+    pub status: Status,
+    /// The name to (re)claim on every connect: remembered, or typed in the form.
+    pub wanted_name: Option<String>,
+    /// The name the server confirmed on this connection.
+    pub name: Option<String>,
+    pub joined: bool,
+    pub members: Vec<String>,
+    pub items: Vec<Item>,
+    /// The last refusal, until dismissed or superseded.
+    pub error: Option<ErrorCode>,
+    epoch: Option<String>,
+    last_seq: u64,
+    next_notice: u64,
+}
+
+impl Model {
+    pub fn new(room: &str, remembered_name: Option<String>) -> Self {
+        Self {
+            room: room.to_owned(),
+            wanted_name: remembered_name.filter(|n| !n.trim().is_empty()),
+            ..Self::default()
+        }
+    }
+
+    /// The composer works only once the server has us in the room.
+    pub fn can_send(&self) -> bool {
+        self.status == Status::Online && self.joined && self.name.is_some()
+    }
+
+    /// The link dropped: everything per-connection is void until the next `welcome`.
+    pub fn disconnected(&mut self) {
+        self.status = Status::Reconnecting;
+        self.joined = false;
+        if let Some(name) = self.name.take() {
+            self.wanted_name = Some(name);
+        }
+    }
+
+    /// The user asks for a name.
+    pub fn request_name(&mut self, raw: &str) -> Vec<ClientMsg> {
+        let name = raw.trim().to_owned();
+        if name.is_empty() {
+            return Vec::new();
+        }
+        self.wanted_name = Some(name.clone());
+        self.error = None;
+        if self.status == Status::Online {
+            vec![ClientMsg::SetName { name }]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The user sends `text`; `client_id` identifies it in the server's answers.
+    pub fn compose(&mut self, text: &str, client_id: String) -> Option<ClientMsg> {
+        if !self.can_send() || text.trim().is_empty() {
+            return None;
+        }
+        self.error = None;
+        Some(ClientMsg::Send {
+            room: self.room.clone(),
+            text: text.to_owned(),
+            client_id: Some(client_id),
+        })
+    }
+
+    /// Applies a server frame; returns the frames to send in answer.
+    pub fn apply(&mut self, msg: ServerMsg) -> Vec<ClientMsg> {
+        match msg {
+            ServerMsg::Welcome { .. } => {
+                self.status = Status::Online;
+                self.joined = false;
+                self.name = None;
+                match &self.wanted_name {
+                    Some(name) => vec![ClientMsg::SetName { name: name.clone() }],
+                    None => Vec::new(),
+                }
+            }
+            ServerMsg::NameSet { name } => {
+                self.wanted_name = Some(name.clone());
+                self.name = Some(name);
+                self.error = None;
+                if self.joined {
+                    Vec::new()
+                } else {
+                    vec![ClientMsg::Join {
+                        room: self.room.clone(),
+                    }]
+                }
+            }
+            ServerMsg::Joined {
+                room,
+                members,
+                history,
+            } if room == self.room => {
+                self.joined = true;
+                self.members = members;
+                for m in history {
+                    self.push_message(m);
+                }
+                Vec::new()
+            }
+            ServerMsg::Left { room } if room == self.room => {
+                self.joined = false;
+                Vec::new()
+            }
+            ServerMsg::Message(m) if m.room == self.room => {
+                self.push_message(m);
+                Vec::new()
+            }
+            ServerMsg::Notice {
+                room,
+                kind,
+                name,
+                old_name,
+            } if room == self.room => {
+                self.next_notice += 1;
+                self.push(Item::Notice {
+                    key: self.next_notice,
+                    kind,
+                    name,
+                    old_name,
+                });
+                Vec::new()
+            }
+            ServerMsg::Presence { room, members } if room == self.room => {
+                self.members = members;
+                Vec::new()
+            }
+            ServerMsg::Error { code, .. } => {
+                // A refused name that was never confirmed goes back to the form.
+                if matches!(code, ErrorCode::NameTaken | ErrorCode::InvalidName) && self.name.is_none()
+                {
+                    self.wanted_name = None;
+                }
+                self.error = Some(code);
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Adds a message unless it is already shown; a new epoch means the history restarted.
+    fn push_message(&mut self, m: ChatMessage) {
+        if self.epoch.as_deref() != Some(m.epoch.as_str()) {
+            self.epoch = Some(m.epoch.clone());
+            self.last_seq = 0;
+        } else if m.seq <= self.last_seq {
+            return;
+        }
+        self.last_seq = m.seq;
+        self.push(Item::Message(m));
+    }
+
+    fn push(&mut self, item: Item) {
+        if self.items.len() >= MAX_ITEMS {
+            let excess = self.items.len() + 1 - MAX_ITEMS;
+            self.items.drain(..excess);
+        }
+        self.items.push(item);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn welcome() -> ServerMsg {
+        ServerMsg::Welcome {
+            session: "s".into(),
+            node: "n".into(),
+            protocol: 1,
+            limits: crate::protocol::Limits {
+                max_name_chars: 32,
+                max_text_chars: 4000,
+                max_frame_bytes: 65536,
+                max_rooms_per_connection: 16,
+            },
+        }
+    }
+    fn msg(seq: u64, epoch: &str) -> ChatMessage {
+        ChatMessage {
+            room: "lobby".into(),
+            seq,
+            epoch: epoch.into(),
+            from: "ann".into(),
+            text: format!("m{seq}"),
+            ts: 0,
+            client_id: None,
+        }
+    }
+    fn seqs(m: &Model) -> Vec<u64> {
+        m.items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Message(m) => Some(m.seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_remembered_name_is_claimed_and_the_room_joined_on_connect() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        assert_eq!(m.apply(welcome()), vec![ClientMsg::SetName { name: "ann".into() }]);
+        assert!(!m.can_send());
+        assert_eq!(
+            m.apply(ServerMsg::NameSet { name: "ann".into() }),
+            vec![ClientMsg::Join { room: "lobby".into() }]
+        );
+        m.apply(ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec!["ann".into()],
+            history: vec![msg(1, "e")],
+        });
+        assert!(m.can_send());
+        assert_eq!(seqs(&m), [1]);
+    }
+
+    #[test]
+    fn without_a_name_nothing_is_sent_until_the_user_picks_one() {
+        let mut m = Model::new("lobby", None);
+        assert!(m.apply(welcome()).is_empty());
+        assert_eq!(m.compose("hi", "c".into()), None);
+        assert_eq!(m.request_name("  bo "), vec![ClientMsg::SetName { name: "bo".into() }]);
+    }
+
+    #[test]
+    fn a_taken_name_returns_the_user_to_the_form() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        m.apply(welcome());
+        m.apply(ServerMsg::Error {
+            code: ErrorCode::NameTaken,
+            message: String::new(),
+        });
+        assert_eq!(m.wanted_name, None);
+        assert_eq!(m.error, Some(ErrorCode::NameTaken));
+    }
+
+    #[test]
+    fn messages_already_shown_are_not_shown_twice_after_a_rejoin() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        m.apply(welcome());
+        m.apply(ServerMsg::NameSet { name: "ann".into() });
+        m.apply(ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec![],
+            history: vec![msg(1, "e"), msg(2, "e")],
+        });
+        m.apply(ServerMsg::Message(msg(3, "e")));
+        m.disconnected();
+        assert!(!m.can_send());
+        assert_eq!(m.apply(welcome()), vec![ClientMsg::SetName { name: "ann".into() }]);
+        m.apply(ServerMsg::NameSet { name: "ann".into() });
+        m.apply(ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec![],
+            history: vec![msg(2, "e"), msg(3, "e"), msg(4, "e")],
+        });
+        assert_eq!(seqs(&m), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn frames_for_other_rooms_are_ignored() {
+        let mut m = Model::new("lobby", None);
+        let mut other = msg(1, "e");
+        other.room = "dev".into();
+        m.apply(ServerMsg::Message(other));
+        assert!(m.items.is_empty());
+    }
+
+    #[test]
+    fn the_list_keeps_only_the_newest_items() {
+        let mut m = Model::new("lobby", None);
+        for seq in 1..=(MAX_ITEMS as u64 + 10) {
+            m.apply(ServerMsg::Message(msg(seq, "e")));
+        }
+        assert_eq!(m.items.len(), MAX_ITEMS);
+        assert_eq!(seqs(&m).first(), Some(&11));
+    }
+}

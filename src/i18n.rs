@@ -1,0 +1,221 @@
+//! Every string the UI shows, in one place, per language.
+//!
+//! A struct with one field per string (rather than a key → text map) makes a missing translation a
+//! compile error. Strings that embed a value are functions.
+
+use crate::protocol::ErrorCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    #[default]
+    En,
+    ZhHans,
+    Ja,
+}
+
+impl Lang {
+    pub const ALL: [Lang; 3] = [Lang::En, Lang::ZhHans, Lang::Ja];
+
+    /// The BCP 47 tag, for `<html lang>` and storage.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::ZhHans => "zh-Hans",
+            Lang::Ja => "ja",
+        }
+    }
+
+    /// The language's own name, as shown in the switcher.
+    pub fn native_name(self) -> &'static str {
+        match self {
+            Lang::En => "English",
+            Lang::ZhHans => "简体中文",
+            Lang::Ja => "日本語",
+        }
+    }
+
+    /// Picks a supported language for a browser language tag such as `zh-CN` or `ja-JP`.
+    pub fn from_tag(tag: &str) -> Option<Lang> {
+        let tag = tag.to_ascii_lowercase();
+        let primary = tag.split(['-', '_']).next().unwrap_or_default();
+        match primary {
+            "en" => Some(Lang::En),
+            // Traditional-script tags are not served by this translation.
+            "zh" if !(tag.contains("hant") || tag.ends_with("-tw") || tag.ends_with("-hk")) => {
+                Some(Lang::ZhHans)
+            }
+            "ja" => Some(Lang::Ja),
+            _ => None,
+        }
+    }
+
+    pub fn strings(self) -> &'static Strings {
+        match self {
+            Lang::En => &EN,
+            Lang::ZhHans => &ZH_HANS,
+            Lang::Ja => &JA,
+        }
+    }
+}
+
+pub struct Strings {
+    pub app_title: &'static str,
+    pub room_label: &'static str,
+    pub status_connecting: &'static str,
+    pub status_online: &'static str,
+    pub status_reconnecting: &'static str,
+    pub language_label: &'static str,
+    pub name_label: &'static str,
+    pub name_placeholder: &'static str,
+    pub name_submit: &'static str,
+    pub name_change: &'static str,
+    pub signed_in_as: &'static str,
+    pub composer_placeholder: &'static str,
+    pub composer_placeholder_no_name: &'static str,
+    pub send: &'static str,
+    pub members_heading: &'static str,
+    pub you: &'static str,
+    pub no_messages: &'static str,
+    pub dismiss: &'static str,
+    pub notice_joined: fn(&str) -> String,
+    pub notice_left: fn(&str) -> String,
+    pub notice_renamed: fn(&str, &str) -> String,
+    pub error: fn(ErrorCode) -> &'static str,
+}
+
+pub static EN: Strings = Strings {
+    app_title: "Chorus",
+    room_label: "Room",
+    status_connecting: "Connecting…",
+    status_online: "Online",
+    status_reconnecting: "Reconnecting…",
+    language_label: "Language",
+    name_label: "Your name",
+    name_placeholder: "Pick a name",
+    name_submit: "Join",
+    name_change: "Change name",
+    signed_in_as: "You are",
+    composer_placeholder: "Write a message — Enter sends",
+    composer_placeholder_no_name: "Pick a name to start chatting",
+    send: "Send",
+    members_heading: "Online",
+    you: "(you)",
+    no_messages: "No messages yet. Say hello!",
+    dismiss: "Dismiss",
+    notice_joined: |n| format!("{n} joined"),
+    notice_left: |n| format!("{n} left"),
+    notice_renamed: |old, new| format!("{old} is now {new}"),
+    error: |code| match code {
+        ErrorCode::NameRequired => "Pick a name first.",
+        ErrorCode::NameTaken => "That name is taken by someone online. Pick another.",
+        ErrorCode::InvalidName => "Names have 1 to 32 characters and no control characters.",
+        ErrorCode::InvalidRoom => "Room names use only letters a–z, digits, - and _.",
+        ErrorCode::EmptyText => "The message is empty.",
+        ErrorCode::TooLong => "The message is too long; nothing was sent.",
+        ErrorCode::NotInRoom => "You are not in this room yet.",
+        ErrorCode::TooManyRooms => "Too many rooms open.",
+        ErrorCode::Internal => "The server could not do that. Try again.",
+        _ => "The server refused that request.",
+    },
+};
+
+pub static ZH_HANS: Strings = Strings {
+    app_title: "Chorus",
+    room_label: "房间",
+    status_connecting: "正在连接…",
+    status_online: "在线",
+    status_reconnecting: "正在重新连接…",
+    language_label: "语言",
+    name_label: "你的名字",
+    name_placeholder: "起个名字",
+    name_submit: "加入",
+    name_change: "改名",
+    signed_in_as: "你是",
+    composer_placeholder: "输入消息 — 按 Enter 发送",
+    composer_placeholder_no_name: "先起个名字再聊天",
+    send: "发送",
+    members_heading: "在线",
+    you: "（你）",
+    no_messages: "还没有消息。打个招呼吧！",
+    dismiss: "关闭",
+    notice_joined: |n| format!("{n} 加入了"),
+    notice_left: |n| format!("{n} 离开了"),
+    notice_renamed: |old, new| format!("{old} 改名为 {new}"),
+    error: |code| match code {
+        ErrorCode::NameRequired => "请先起个名字。",
+        ErrorCode::NameTaken => "这个名字已被在线用户使用，请换一个。",
+        ErrorCode::InvalidName => "名字为 1 到 32 个字符，且不能含控制字符。",
+        ErrorCode::InvalidRoom => "房间名只能使用字母 a–z、数字、- 和 _。",
+        ErrorCode::EmptyText => "消息是空的。",
+        ErrorCode::TooLong => "消息太长，未发送。",
+        ErrorCode::NotInRoom => "你还没有进入这个房间。",
+        ErrorCode::TooManyRooms => "打开的房间太多。",
+        ErrorCode::Internal => "服务器暂时无法完成，请重试。",
+        _ => "服务器拒绝了该请求。",
+    },
+};
+
+pub static JA: Strings = Strings {
+    app_title: "Chorus",
+    room_label: "ルーム",
+    status_connecting: "接続中…",
+    status_online: "オンライン",
+    status_reconnecting: "再接続中…",
+    language_label: "言語",
+    name_label: "名前",
+    name_placeholder: "名前を入力",
+    name_submit: "参加",
+    name_change: "名前を変更",
+    signed_in_as: "あなた:",
+    composer_placeholder: "メッセージを入力 — Enter で送信",
+    composer_placeholder_no_name: "チャットするには名前を決めてください",
+    send: "送信",
+    members_heading: "オンライン",
+    you: "（あなた）",
+    no_messages: "まだメッセージはありません。挨拶してみましょう！",
+    dismiss: "閉じる",
+    notice_joined: |n| format!("{n} さんが参加しました"),
+    notice_left: |n| format!("{n} さんが退出しました"),
+    notice_renamed: |old, new| format!("{old} さんは {new} さんになりました"),
+    error: |code| match code {
+        ErrorCode::NameRequired => "先に名前を決めてください。",
+        ErrorCode::NameTaken => "その名前はオンラインの誰かが使っています。別の名前にしてください。",
+        ErrorCode::InvalidName => "名前は 1〜32 文字で、制御文字は使えません。",
+        ErrorCode::InvalidRoom => "ルーム名には英小文字 a–z、数字、- と _ だけが使えます。",
+        ErrorCode::EmptyText => "メッセージが空です。",
+        ErrorCode::TooLong => "メッセージが長すぎるため、送信されませんでした。",
+        ErrorCode::NotInRoom => "まだこのルームに参加していません。",
+        ErrorCode::TooManyRooms => "開いているルームが多すぎます。",
+        ErrorCode::Internal => "サーバーで処理できませんでした。もう一度お試しください。",
+        _ => "サーバーがリクエストを拒否しました。",
+    },
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn browser_tags_map_to_supported_languages() {
+        assert_eq!(Lang::from_tag("en-US"), Some(Lang::En));
+        assert_eq!(Lang::from_tag("zh-CN"), Some(Lang::ZhHans));
+        assert_eq!(Lang::from_tag("zh-Hans-SG"), Some(Lang::ZhHans));
+        assert_eq!(Lang::from_tag("zh-TW"), None);
+        assert_eq!(Lang::from_tag("ja"), Some(Lang::Ja));
+        assert_eq!(Lang::from_tag("fr-FR"), None);
+    }
+
+    #[test]
+    fn every_language_translates_every_string() {
+        for lang in Lang::ALL {
+            let s = lang.strings();
+            assert!(!s.send.is_empty() && !s.name_submit.is_empty(), "{lang:?}");
+            assert!((s.notice_joined)("ann").contains("ann"));
+            assert!((s.notice_renamed)("ann", "bo").contains("bo"));
+            assert!(!(s.error)(ErrorCode::NameTaken).is_empty());
+        }
+        // Translations differ from English where they should.
+        assert_ne!(ZH_HANS.send, EN.send);
+        assert_ne!(JA.send, EN.send);
+    }
+}

@@ -1,0 +1,554 @@
+//! The wire protocol: one JSON object per WebSocket text frame, tagged by `"type"`.
+//!
+//! These types are compiled into both the server and the WASM client, so the two cannot drift
+//! apart. External clients depend on the names: add fields and variants freely, rename nothing, and
+//! document every frame in `PROTOCOL.md`.
+//!
+//! Client frames carry plain strings; the server turns them into [`UserName`], [`RoomName`] and
+//! [`MessageText`] at the edge, so a bad value gets its own error code instead of a generic decode
+//! failure.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Bumped only for changes an existing client would misread.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The room a client lands in at `/`.
+pub const DEFAULT_ROOM: &str = "lobby";
+
+/// Longest user name, in characters after trimming.
+pub const MAX_NAME_CHARS: usize = 32;
+/// Longest room name, in characters.
+pub const MAX_ROOM_CHARS: usize = 64;
+/// Longest `client_id`, in bytes; it is echoed to the whole room, so it stays short.
+pub const MAX_CLIENT_ID_BYTES: usize = 64;
+
+/// A frame from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// Pick (or change) the name shown to others.
+    SetName { name: String },
+    /// Enter a room: the answer is `joined`, with the members and recent history.
+    Join { room: String },
+    /// Leave a room: the answer is `left`.
+    Leave { room: String },
+    /// Say something in a room the client has joined.
+    Send {
+        room: String,
+        text: String,
+        /// Chosen by the client; comes back in the `ack` and in the `message`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+}
+
+impl ClientMsg {
+    /// Every `type` a client may send; used to tell an unknown type from a malformed known one.
+    pub const TYPES: &'static [&'static str] = &["set_name", "join", "leave", "send"];
+}
+
+/// A chat message as stored in a room's history and delivered to its members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub room: String,
+    /// Strictly increasing within a room (and an epoch).
+    pub seq: u64,
+    /// Names the history `seq` belongs to; a new epoch means earlier sequence numbers are void.
+    pub epoch: String,
+    pub from: String,
+    pub text: String,
+    /// Server time, milliseconds since the Unix epoch.
+    pub ts: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+/// What a `notice` announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    Joined,
+    Left,
+    Renamed,
+}
+
+/// A frame from the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// First frame on every connection.
+    Welcome {
+        session: String,
+        node: String,
+        protocol: u32,
+        limits: Limits,
+    },
+    /// The name was accepted (also after a rename).
+    NameSet { name: String },
+    /// Answer to `join`: who is here and what was said last, oldest first.
+    Joined {
+        room: String,
+        members: Vec<String>,
+        history: Vec<ChatMessage>,
+    },
+    /// Answer to `leave`.
+    Left { room: String },
+    Message(ChatMessage),
+    Notice {
+        room: String,
+        kind: NoticeKind,
+        name: String,
+        /// The previous name, for `renamed` only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old_name: Option<String>,
+    },
+    /// The room's member list changed; this is the whole new list, sorted.
+    Presence { room: String, members: Vec<String> },
+    /// The message with this `client_id` is stored under `seq`.
+    Ack {
+        room: String,
+        client_id: Option<String>,
+        seq: u64,
+    },
+    Error { code: ErrorCode, message: String },
+}
+
+/// Limits a client should respect, sent in `welcome` so clients need not hard-code them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_name_chars: usize,
+    pub max_text_chars: usize,
+    pub max_frame_bytes: usize,
+    pub max_rooms_per_connection: usize,
+}
+
+/// Stable, machine-readable error codes. Clients match on these, never on `message`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not valid JSON (or not a JSON object).
+    InvalidJson,
+    /// The object has no string `type`.
+    MissingType,
+    /// `type` names no known client frame.
+    UnknownType,
+    /// A field the frame's type requires is absent.
+    MissingField,
+    /// A field is present but has the wrong JSON type.
+    InvalidField,
+    /// Binary frames are not part of the protocol.
+    BinaryNotSupported,
+    /// Set a name before joining or sending.
+    NameRequired,
+    /// Someone online already uses this name (case-insensitively).
+    NameTaken,
+    InvalidName,
+    InvalidRoom,
+    /// The message text is empty (or only white space).
+    EmptyText,
+    /// The message text is longer than the limit; nothing was sent.
+    TooLong,
+    InvalidClientId,
+    /// Sending to a room this connection has not joined.
+    NotInRoom,
+    /// Joining more rooms than a connection (or the server) allows.
+    TooManyRooms,
+    /// The server could not do it; retrying later may work.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "invalid_json",
+            Self::MissingType => "missing_type",
+            Self::UnknownType => "unknown_type",
+            Self::MissingField => "missing_field",
+            Self::InvalidField => "invalid_field",
+            Self::BinaryNotSupported => "binary_not_supported",
+            Self::NameRequired => "name_required",
+            Self::NameTaken => "name_taken",
+            Self::InvalidName => "invalid_name",
+            Self::InvalidRoom => "invalid_room",
+            Self::EmptyText => "empty_text",
+            Self::TooLong => "too_long",
+            Self::InvalidClientId => "invalid_client_id",
+            Self::NotInRoom => "not_in_room",
+            Self::TooManyRooms => "too_many_rooms",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rejected value: the code for the wire and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Invalid> for ServerMsg {
+    fn from(e: Invalid) -> Self {
+        ServerMsg::Error {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
+/// Characters that are invisible or reorder text: allowed in no name, so nobody can pass for
+/// someone else.
+fn is_invisible_or_bidi(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// A user's display name: 1–32 characters after trimming, no control or invisible characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserName(String);
+
+impl UserName {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let name = raw.trim();
+        let chars = name.chars().count();
+        if chars == 0 {
+            return Err(Invalid::new(ErrorCode::InvalidName, "the name is empty"));
+        }
+        if chars > MAX_NAME_CHARS {
+            return Err(Invalid::new(
+                ErrorCode::InvalidName,
+                format!("the name has {chars} characters; at most {MAX_NAME_CHARS} are allowed"),
+            ));
+        }
+        if name.chars().any(|c| c.is_control() || is_invisible_or_bidi(c)) {
+            return Err(Invalid::new(
+                ErrorCode::InvalidName,
+                "the name contains control or invisible characters",
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key under which names are unique: "Ann" and "ann" are the same person to readers.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl fmt::Display for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A room name: 1–64 of `a-z 0-9 - _`; upper-case ASCII is folded so `/r/Dev` and `/r/dev` meet.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomName(String);
+
+impl RoomName {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let room = raw.to_ascii_lowercase();
+        if room.is_empty() || room.len() > MAX_ROOM_CHARS {
+            return Err(Invalid::new(
+                ErrorCode::InvalidRoom,
+                format!("a room name has 1 to {MAX_ROOM_CHARS} characters"),
+            ));
+        }
+        if !room
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err(Invalid::new(
+                ErrorCode::InvalidRoom,
+                "a room name uses only letters a-z, digits, '-' and '_'",
+            ));
+        }
+        Ok(Self(room))
+    }
+
+    pub fn lobby() -> Self {
+        Self(DEFAULT_ROOM.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RoomName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Message text: at least one visible character, at most `max_chars` characters, never cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageText(String);
+
+impl MessageText {
+    pub fn parse(raw: String, max_chars: usize) -> Result<Self, Invalid> {
+        if raw.trim().is_empty() {
+            return Err(Invalid::new(ErrorCode::EmptyText, "the message is empty"));
+        }
+        // Counting stops early: a huge text costs no more than the limit to reject.
+        let chars = raw.chars().take(max_chars + 1).count();
+        if chars > max_chars {
+            return Err(Invalid::new(
+                ErrorCode::TooLong,
+                format!("the message is longer than {max_chars} characters; nothing was sent"),
+            ));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// Checks a client-chosen id: short, printable ASCII, so it is safe to echo to everyone.
+pub fn parse_client_id(raw: Option<String>) -> Result<Option<String>, Invalid> {
+    match raw {
+        None => Ok(None),
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= MAX_CLIENT_ID_BYTES
+                && id.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(id))
+        }
+        Some(_) => Err(Invalid::new(
+            ErrorCode::InvalidClientId,
+            format!("client_id is 1 to {MAX_CLIENT_ID_BYTES} printable ASCII characters"),
+        )),
+    }
+}
+
+/// Decodes a client frame, classifying failures so each gets its own error code.
+///
+/// The well-formed case costs one parse; only a bad frame pays for the diagnosis.
+pub fn decode_client(text: &str) -> Result<ClientMsg, Invalid> {
+    match serde_json::from_str::<ClientMsg>(text) {
+        Ok(msg) => Ok(msg),
+        Err(err) => Err(classify_decode_error(text, &err)),
+    }
+}
+
+fn classify_decode_error(text: &str, err: &serde_json::Error) -> Invalid {
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return Invalid::new(ErrorCode::InvalidJson, format!("invalid JSON: {e}")),
+    };
+    let Some(obj) = value.as_object() else {
+        return Invalid::new(ErrorCode::InvalidJson, "a frame must be a JSON object");
+    };
+    let Some(kind) = obj.get("type").and_then(|t| t.as_str()) else {
+        return Invalid::new(ErrorCode::MissingType, "the frame has no string \"type\"");
+    };
+    if !ClientMsg::TYPES.contains(&kind) {
+        return Invalid::new(
+            ErrorCode::UnknownType,
+            format!("unknown type {kind:?}; expected one of {:?}", ClientMsg::TYPES),
+        );
+    }
+    // serde's wording for an absent field is fixed by `de::Error::missing_field`.
+    let detail = err.to_string();
+    if detail.starts_with("missing field") {
+        Invalid::new(ErrorCode::MissingField, format!("{kind}: {detail}"))
+    } else {
+        Invalid::new(ErrorCode::InvalidField, format!("{kind}: {detail}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_frames_round_trip_with_their_documented_names() {
+        let cases = [
+            (r#"{"type":"set_name","name":"ann"}"#, ClientMsg::SetName { name: "ann".into() }),
+            (r#"{"type":"join","room":"lobby"}"#, ClientMsg::Join { room: "lobby".into() }),
+            (r#"{"type":"leave","room":"lobby"}"#, ClientMsg::Leave { room: "lobby".into() }),
+            (
+                r#"{"type":"send","room":"lobby","text":"hi","client_id":"c1"}"#,
+                ClientMsg::Send {
+                    room: "lobby".into(),
+                    text: "hi".into(),
+                    client_id: Some("c1".into()),
+                },
+            ),
+        ];
+        for (json, msg) in cases {
+            assert_eq!(decode_client(json).as_ref(), Ok(&msg), "{json}");
+            let back = serde_json::to_string(&msg).expect("serializes");
+            assert_eq!(decode_client(&back), Ok(msg));
+        }
+    }
+
+    #[test]
+    fn server_frames_use_the_documented_tags_and_fields() {
+        let msg = ServerMsg::Message(ChatMessage {
+            room: "lobby".into(),
+            seq: 7,
+            epoch: "e1".into(),
+            from: "ann".into(),
+            text: "hi".into(),
+            ts: 1,
+            client_id: Some("c".into()),
+        });
+        let v: serde_json::Value = serde_json::to_value(&msg).expect("serializes");
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["seq"], 7);
+        assert_eq!(v["from"], "ann");
+        let back: ServerMsg = serde_json::from_value(v).expect("deserializes");
+        assert_eq!(back, msg);
+
+        let err = ServerMsg::Error {
+            code: ErrorCode::NameTaken,
+            message: "x".into(),
+        };
+        let v = serde_json::to_value(&err).expect("serializes");
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["code"], "name_taken");
+
+        let notice = ServerMsg::Notice {
+            room: "r".into(),
+            kind: NoticeKind::Left,
+            name: "bo".into(),
+            old_name: None,
+        };
+        let v = serde_json::to_value(&notice).expect("serializes");
+        assert_eq!(v["kind"], "left");
+        assert!(v.get("old_name").is_none());
+    }
+
+    #[test]
+    fn every_error_code_serializes_as_its_documented_string() {
+        let all = [
+            ErrorCode::InvalidJson,
+            ErrorCode::MissingType,
+            ErrorCode::UnknownType,
+            ErrorCode::MissingField,
+            ErrorCode::InvalidField,
+            ErrorCode::BinaryNotSupported,
+            ErrorCode::NameRequired,
+            ErrorCode::NameTaken,
+            ErrorCode::InvalidName,
+            ErrorCode::InvalidRoom,
+            ErrorCode::EmptyText,
+            ErrorCode::TooLong,
+            ErrorCode::InvalidClientId,
+            ErrorCode::NotInRoom,
+            ErrorCode::TooManyRooms,
+            ErrorCode::Internal,
+        ];
+        for code in all {
+            let json = serde_json::to_value(code).expect("serializes");
+            assert_eq!(json, code.as_str());
+        }
+    }
+
+    #[test]
+    fn bad_frames_are_classified() {
+        let code = |s: &str| decode_client(s).map_err(|e| e.code).err();
+        assert_eq!(code("not json"), Some(ErrorCode::InvalidJson));
+        assert_eq!(code("[1,2]"), Some(ErrorCode::InvalidJson));
+        assert_eq!(code(r#"{"name":"x"}"#), Some(ErrorCode::MissingType));
+        assert_eq!(code(r#"{"type":7}"#), Some(ErrorCode::MissingType));
+        assert_eq!(code(r#"{"type":"dance"}"#), Some(ErrorCode::UnknownType));
+        assert_eq!(code(r#"{"type":"join"}"#), Some(ErrorCode::MissingField));
+        assert_eq!(code(r#"{"type":"send","room":"a"}"#), Some(ErrorCode::MissingField));
+        assert_eq!(code(r#"{"type":"join","room":5}"#), Some(ErrorCode::InvalidField));
+    }
+
+    #[test]
+    fn names_are_trimmed_bounded_and_free_of_control_characters() {
+        assert_eq!(UserName::parse("  ann ").map(|n| n.0), Ok("ann".to_owned()));
+        assert_eq!(UserName::parse("李小龙").map(|n| n.0), Ok("李小龙".to_owned()));
+        assert!(UserName::parse(&"x".repeat(32)).is_ok());
+        // 32 characters of 3 bytes each: the limit counts characters, not bytes.
+        assert!(UserName::parse(&"語".repeat(32)).is_ok());
+        for bad in ["", "   ", &"x".repeat(33), "a\u{0007}b", "tab\there", "an\u{202E}n", "a\u{200B}"] {
+            assert_eq!(
+                UserName::parse(bad).map_err(|e| e.code),
+                Err(ErrorCode::InvalidName),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_compare_case_insensitively_for_uniqueness() {
+        let a = UserName::parse("Ann").expect("valid");
+        let b = UserName::parse("aNN").expect("valid");
+        assert_eq!(a.key(), b.key());
+        assert_eq!(a.as_str(), "Ann");
+    }
+
+    #[test]
+    fn room_names_are_folded_and_restricted() {
+        assert_eq!(RoomName::parse("Dev-Ops_2").map(|r| r.0), Ok("dev-ops_2".to_owned()));
+        assert!(RoomName::parse(&"a".repeat(64)).is_ok());
+        for bad in ["", "a b", "a/b", "é", &"a".repeat(65), "<script>"] {
+            assert_eq!(
+                RoomName::parse(bad).map_err(|e| e.code),
+                Err(ErrorCode::InvalidRoom),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn texts_are_bounded_by_characters_and_never_cut() {
+        assert!(MessageText::parse("x".repeat(10), 10).is_ok());
+        assert!(MessageText::parse("語".repeat(10), 10).is_ok());
+        assert_eq!(
+            MessageText::parse("x".repeat(11), 10).map_err(|e| e.code),
+            Err(ErrorCode::TooLong)
+        );
+        assert_eq!(
+            MessageText::parse(" \n ".into(), 10).map_err(|e| e.code),
+            Err(ErrorCode::EmptyText)
+        );
+        let kept = MessageText::parse("  two  spaces\n".into(), 100).expect("valid");
+        assert_eq!(kept.as_str(), "  two  spaces\n");
+    }
+
+    #[test]
+    fn client_ids_are_short_printable_ascii() {
+        assert_eq!(parse_client_id(None), Ok(None));
+        assert_eq!(parse_client_id(Some("abc-1".into())), Ok(Some("abc-1".into())));
+        for bad in ["", "a b", "é", &"x".repeat(65)] {
+            assert_eq!(
+                parse_client_id(Some(bad.to_owned())).map_err(|e| e.code),
+                Err(ErrorCode::InvalidClientId),
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Run-time configuration: one typed struct, loaded in layers — built-in defaults, then
+//! `Leptos.toml` (or the file named by `--config` / `CHORUS_CONFIG`), then `CHORUS_*` environment
+//! variables, then command-line flags.
+
+use clap::Parser;
+use serde::Deserialize;
+use std::{net::SocketAddr, path::PathBuf};
+
+/// The file read when none is named; a missing default file is not an error.
+pub const DEFAULT_CONFIG_FILE: &str = "Leptos.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid setting {key}: {why}")]
+    Invalid { key: &'static str, why: String },
+}
+
+/// The server's settings after all layers are applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Address the HTTP and WebSocket listener binds.
+    pub listen: SocketAddr,
+    /// This node's id, sent in `welcome`; generated when not set.
+    pub node_id: Option<String>,
+    /// Messages kept per room and sent to a joiner.
+    pub history_size: usize,
+    /// Longest message text, in characters.
+    pub max_text_chars: usize,
+    /// Largest WebSocket frame (and message) a client may send, in bytes; larger closes with 1009.
+    pub max_frame_bytes: usize,
+    /// Frames queued for one connection before it counts as a slow reader and is closed (1013).
+    pub outbound_queue: usize,
+    /// Rooms one connection may be in at once.
+    pub max_rooms_per_connection: usize,
+    /// Rooms the node keeps (with their history) at once; joining a new room past it is refused.
+    pub max_rooms: usize,
+    /// Seconds to wait for connections to close on shutdown before exiting anyway.
+    pub shutdown_grace_secs: u64,
+    /// Where cargo-leptos put the site (JS, WASM, CSS, assets).
+    pub site_root: String,
+    /// `tracing` filter, e.g. `info` or `chorus=debug,info`; `RUST_LOG` wins when set.
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            node_id: None,
+            history_size: 100,
+            max_text_chars: 4000,
+            max_frame_bytes: 64 * 1024,
+            outbound_queue: 256,
+            max_rooms_per_connection: 16,
+            max_rooms: 10_000,
+            shutdown_grace_secs: 10,
+            site_root: "target/site".to_owned(),
+            log: "info".to_owned(),
+        }
+    }
+}
+
+/// One layer of settings: every key optional. The file is parsed into it, and clap fills it from
+/// flags and environment variables (a flag beats its variable).
+#[derive(Debug, Default, Clone, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    #[arg(long, env = "CHORUS_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    #[arg(long, env = "CHORUS_NODE_ID")]
+    pub node_id: Option<String>,
+    #[arg(long, env = "CHORUS_HISTORY_SIZE")]
+    pub history_size: Option<usize>,
+    #[arg(long, env = "CHORUS_MAX_TEXT_CHARS")]
+    pub max_text_chars: Option<usize>,
+    #[arg(long, env = "CHORUS_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    #[arg(long, env = "CHORUS_OUTBOUND_QUEUE")]
+    pub outbound_queue: Option<usize>,
+    #[arg(long, env = "CHORUS_MAX_ROOMS_PER_CONNECTION")]
+    pub max_rooms_per_connection: Option<usize>,
+    #[arg(long, env = "CHORUS_MAX_ROOMS")]
+    pub max_rooms: Option<usize>,
+    #[arg(long, env = "CHORUS_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+    #[arg(long, env = "LEPTOS_SITE_ROOT")]
+    pub site_root: Option<String>,
+    #[arg(long, env = "CHORUS_LOG")]
+    pub log: Option<String>,
+}
+
+/// Command line of the `chorus` binary.
+#[derive(Debug, Parser)]
+#[command(name = "chorus", version, about = "Chorus real-time chat server")]
+pub struct Cli {
+    /// Configuration file (TOML); defaults to ./Leptos.toml when present.
+    #[arg(long, env = "CHORUS_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub overrides: Layer,
+}
+
+impl Config {
+    /// Applies the file (if any) and then the command line's layer on top of the defaults.
+    pub fn load(cli: Cli) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => Some(read_layer(path)?),
+            None => {
+                let path = PathBuf::from(DEFAULT_CONFIG_FILE);
+                path.exists().then(|| read_layer(&path)).transpose()?
+            }
+        };
+        let mut config = Config::default();
+        if let Some(file) = file {
+            config.apply(file);
+        }
+        config.apply(cli.overrides);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Lays one layer over this config: every key the layer sets wins.
+    pub fn apply(&mut self, layer: Layer) {
+        let Layer {
+            listen,
+            node_id,
+            history_size,
+            max_text_chars,
+            max_frame_bytes,
+            outbound_queue,
+            max_rooms_per_connection,
+            max_rooms,
+            shutdown_grace_secs,
+            site_root,
+            log,
+        } = layer;
+        set(&mut self.listen, listen);
+        if node_id.is_some() {
+            self.node_id = node_id;
+        }
+        set(&mut self.history_size, history_size);
+        set(&mut self.max_text_chars, max_text_chars);
+        set(&mut self.max_frame_bytes, max_frame_bytes);
+        set(&mut self.outbound_queue, outbound_queue);
+        set(&mut self.max_rooms_per_connection, max_rooms_per_connection);
+        set(&mut self.max_rooms, max_rooms);
+        set(&mut self.shutdown_grace_secs, shutdown_grace_secs);
+        set(&mut self.site_root, site_root);
+        set(&mut self.log, log);
+    }
+
+    /// Rejects values the server cannot run with, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let check = |ok: bool, key: &'static str, why: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    why: why.to_owned(),
+                })
+            }
+        };
+        check(self.history_size <= 10_000, "history_size", "at most 10000")?;
+        check(
+            (1..=100_000).contains(&self.max_text_chars),
+            "max_text_chars",
+            "between 1 and 100000",
+        )?;
+        // A frame must fit the longest text, even if every character takes 4 bytes of UTF-8.
+        check(
+            self.max_frame_bytes >= self.max_text_chars * 4 + 1024,
+            "max_frame_bytes",
+            "at least 4 * max_text_chars + 1024, so the longest text fits",
+        )?;
+        check(self.outbound_queue >= 8, "outbound_queue", "at least 8")?;
+        check(
+            self.max_rooms_per_connection >= 1,
+            "max_rooms_per_connection",
+            "at least 1",
+        )?;
+        check(self.max_rooms >= 1, "max_rooms", "at least 1")?;
+        if let Some(id) = &self.node_id {
+            check(
+                !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()),
+                "node_id",
+                "1 to 64 printable ASCII characters",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+fn read_layer(path: &PathBuf) -> Result<Layer, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.clone(),
+        source: Box::new(source),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_layers_win_key_by_key() {
+        let mut config = Config::default();
+        let file: Layer = toml::from_str("history_size = 5\nmax_text_chars = 100").expect("parses");
+        config.apply(file);
+        config.apply(Layer {
+            history_size: Some(7),
+            ..Layer::default()
+        });
+        assert_eq!(config.history_size, 7);
+        assert_eq!(config.max_text_chars, 100);
+        assert_eq!(config.outbound_queue, Config::default().outbound_queue);
+    }
+
+    #[test]
+    fn the_shipped_leptos_toml_parses_and_is_valid() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_FILE);
+        let mut config = Config::default();
+        config.apply(read_layer(&path).expect("Leptos.toml parses"));
+        config.validate().expect("Leptos.toml is valid");
+    }
+
+    #[test]
+    fn a_misspelt_key_is_an_error_not_a_silent_default() {
+        assert!(toml::from_str::<Layer>("histroy_size = 5").is_err());
+    }
+
+    #[test]
+    fn a_frame_limit_too_small_for_the_text_limit_is_refused() {
+        let config = Config {
+            max_frame_bytes: 1000,
+            ..Config::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid { key: "max_frame_bytes", .. })
+        ));
+    }
+}

@@ -1,0 +1,357 @@
+//! One WebSocket connection: a reader that runs the protocol and a writer that drains the
+//! connection's bounded queue, flushing once per batch.
+
+use super::{
+    AppState,
+    hub::{CLOSE_TRY_AGAIN, Outbox, encode},
+    state::SessionId,
+};
+use crate::protocol::{
+    ClientMsg, ErrorCode, Invalid, Limits, MAX_NAME_CHARS, MessageText, PROTOCOL_VERSION,
+    RoomName, ServerMsg, UserName, decode_client, parse_client_id,
+};
+use axum::{
+    extract::{
+        State,
+        ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
+    },
+    response::Response,
+};
+use futures_util::{SinkExt, StreamExt, stream::SplitSink};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Close codes (RFC 6455 §7.4.1).
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+const CLOSE_TOO_BIG: u16 = 1009;
+
+/// Frames the writer takes from its queue per flush.
+const WRITE_BATCH: usize = 64;
+/// Bytes tungstenite buffers before it writes on its own; a batch is flushed explicitly anyway.
+const WRITE_BUFFER: usize = 8 * 1024;
+/// Initial read buffer per connection. The library default (128 KiB) would cost more per idle
+/// connection than everything else together; larger frames grow it as needed.
+const READ_BUFFER: usize = 4 * 1024;
+/// How long a closing connection may take to get its close frame out.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Response {
+    let max = app.config.max_frame_bytes;
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        // A peer that stops reading cannot make the buffer grow past this: writes then fail
+        // and the connection is closed.
+        .max_write_buffer_size(WRITE_BUFFER + max.max(64 * 1024) * 4)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| {
+            let session: SessionId = format!("{:032x}", rand::random::<u128>()).into();
+            let span = tracing::debug_span!("conn", session = %session);
+            serve(socket, app, session).instrument(span)
+        })
+}
+
+fn close_frame(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }))
+}
+
+struct Connection {
+    app: AppState,
+    session: SessionId,
+    name: Option<UserName>,
+    /// Rooms joined, in join order; a handful at most, so a Vec beats a set.
+    rooms: Vec<RoomName>,
+    outbox: Outbox,
+}
+
+async fn serve(socket: WebSocket, app: AppState, session: SessionId) {
+    let (sink, mut stream) = socket.split();
+    let (tx, rx) = mpsc::channel(app.config.outbound_queue);
+    let close = CancellationToken::new();
+    let writer = tokio::spawn(write_loop(sink, rx, close.clone()));
+    let mut conn = Connection {
+        session,
+        name: None,
+        rooms: Vec::new(),
+        outbox: Outbox {
+            tx,
+            close: close.clone(),
+        },
+        app,
+    };
+    conn.reply(ServerMsg::Welcome {
+        session: conn.session.to_string(),
+        node: conn.app.node_id.to_string(),
+        protocol: PROTOCOL_VERSION,
+        limits: Limits {
+            max_name_chars: MAX_NAME_CHARS,
+            max_text_chars: conn.app.config.max_text_chars,
+            max_frame_bytes: conn.app.config.max_frame_bytes,
+            max_rooms_per_connection: conn.app.config.max_rooms_per_connection,
+        },
+    })
+    .await;
+
+    let shutdown = conn.app.shutdown.clone();
+    loop {
+        let frame = tokio::select! {
+            biased;
+            // Closed from outside (slow reader, failed write): the writer is already closing.
+            _ = close.cancelled() => break,
+            _ = shutdown.cancelled() => {
+                conn.closing(CLOSE_GOING_AWAY, "server shutting down").await;
+                break;
+            }
+            frame = stream.next() => frame,
+        };
+        match frame {
+            Some(Ok(Message::Text(text))) => match decode_client(&text) {
+                Ok(msg) => conn.handle(msg).await,
+                Err(e) => conn.reply(e.into()).await,
+            },
+            Some(Ok(Message::Binary(_))) => {
+                conn.reply(ServerMsg::from(Invalid::new(
+                    ErrorCode::BinaryNotSupported,
+                    "frames are JSON text; binary frames are not part of the protocol",
+                )))
+                .await
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Close(_))) | None => break,
+            Some(Err(e)) => {
+                let (code, reason) = read_error_close(e);
+                conn.closing(code, reason).await;
+                break;
+            }
+        }
+    }
+    conn.finish().await;
+    // The writer ends once every sender is gone (ours, and the room tasks' after leaving).
+    drop(conn);
+    if tokio::time::timeout(CLOSE_TIMEOUT, writer).await.is_err() {
+        tracing::debug!("writer did not finish in time");
+    }
+}
+
+/// Maps a read failure to the close the peer should get.
+fn read_error_close(e: axum::Error) -> (u16, &'static str) {
+    match e.into_inner().downcast::<tungstenite::Error>() {
+        Ok(err) => match *err {
+            tungstenite::Error::Capacity(_) => (CLOSE_TOO_BIG, "frame too large"),
+            tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_) => {
+                (CLOSE_PROTOCOL_ERROR, "protocol error")
+            }
+            other => {
+                tracing::debug!(cause = %other, "read failed");
+                (CLOSE_PROTOCOL_ERROR, "read failed")
+            }
+        },
+        Err(other) => {
+            tracing::debug!(cause = %other, "read failed");
+            (CLOSE_PROTOCOL_ERROR, "read failed")
+        }
+    }
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Message>,
+    close: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    loop {
+        let n = tokio::select! {
+            biased;
+            _ = close.cancelled() => {
+                let bye = sink.send(close_frame(CLOSE_TRY_AGAIN, "reconnect"));
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, bye).await;
+                return;
+            }
+            n = rx.recv_many(&mut batch, WRITE_BATCH) => n,
+        };
+        if n == 0 {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+            return;
+        }
+        let written = tokio::select! {
+            biased;
+            _ = close.cancelled() => return,
+            r = write_batch(&mut sink, &mut batch) => r,
+        };
+        match written {
+            Ok(true) => {}
+            // A close frame went out: nothing more may follow it.
+            Ok(false) => return,
+            Err(e) => {
+                tracing::debug!(cause = %e, "write failed: closing");
+                close.cancel();
+                return;
+            }
+        }
+    }
+}
+
+/// Writes a batch with one flush. Returns false after a close frame.
+async fn write_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    batch: &mut Vec<Message>,
+) -> Result<bool, axum::Error> {
+    let mut open = true;
+    for frame in batch.drain(..) {
+        let is_close = matches!(frame, Message::Close(_));
+        sink.feed(frame).await?;
+        if is_close {
+            open = false;
+            break;
+        }
+    }
+    sink.flush().await?;
+    Ok(open)
+}
+
+impl Connection {
+    /// Queues a reply to this client, waiting if its queue is full: a client that does not read
+    /// its answers stops being read from.
+    async fn reply(&self, msg: ServerMsg) {
+        let _ = self.outbox.tx.send(encode(&msg)).await;
+    }
+
+    async fn error(&self, e: Invalid) {
+        tracing::debug!(code = %e.code, message = %e.message, "request refused");
+        self.reply(e.into()).await;
+    }
+
+    async fn closing(&self, code: u16, reason: &'static str) {
+        let _ = self.outbox.tx.send(close_frame(code, reason)).await;
+    }
+
+    fn name(&self) -> Result<&UserName, Invalid> {
+        self.name
+            .as_ref()
+            .ok_or_else(|| Invalid::new(ErrorCode::NameRequired, "set a name first (set_name)"))
+    }
+
+    fn joined(&self, raw: &str) -> Result<RoomName, Invalid> {
+        let room = RoomName::parse(raw)?;
+        if self.rooms.contains(&room) {
+            Ok(room)
+        } else {
+            Err(Invalid::new(
+                ErrorCode::NotInRoom,
+                format!("not in room {room}; join it first"),
+            ))
+        }
+    }
+
+    async fn handle(&mut self, msg: ClientMsg) {
+        let result = match msg {
+            ClientMsg::SetName { name } => self.set_name(&name).await,
+            ClientMsg::Join { room } => self.join(&room).await,
+            ClientMsg::Leave { room } => self.leave(&room).await,
+            ClientMsg::Send {
+                room,
+                text,
+                client_id,
+            } => self.send(&room, text, client_id).await,
+        };
+        if let Err(e) = result {
+            self.error(e).await;
+        }
+    }
+
+    async fn set_name(&mut self, raw: &str) -> Result<(), Invalid> {
+        let name = UserName::parse(raw)?;
+        if self.name.as_ref() == Some(&name) {
+            self.reply(ServerMsg::NameSet {
+                name: name.to_string(),
+            })
+            .await;
+            return Ok(());
+        }
+        let state = &self.app.state;
+        state.claim_name(&self.session, &name, self.name.as_ref())?;
+        let old = self.name.replace(name.clone());
+        self.reply(ServerMsg::NameSet {
+            name: name.to_string(),
+        })
+        .await;
+        if let Some(old) = old {
+            for room in &self.rooms {
+                if let Err(e) = state.rename(room, &self.session, &old, &name).await {
+                    tracing::warn!(cause = %e, %room, "rename was not announced");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn join(&mut self, raw: &str) -> Result<(), Invalid> {
+        let name = self.name()?.clone();
+        let room = RoomName::parse(raw)?;
+        let already = self.rooms.contains(&room);
+        if !already && self.rooms.len() >= self.app.config.max_rooms_per_connection {
+            return Err(Invalid::new(
+                ErrorCode::TooManyRooms,
+                format!(
+                    "a connection may be in at most {} rooms; leave one first",
+                    self.app.config.max_rooms_per_connection
+                ),
+            ));
+        }
+        self.app
+            .hub
+            .join(&room, &self.session, &name, &self.outbox)
+            .await?;
+        if !already {
+            self.rooms.push(room);
+        }
+        Ok(())
+    }
+
+    async fn leave(&mut self, raw: &str) -> Result<(), Invalid> {
+        let room = self.joined(raw)?;
+        self.rooms.retain(|r| r != &room);
+        self.app.hub.leave(&room, &self.session).await;
+        self.reply(ServerMsg::Left {
+            room: room.to_string(),
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn send(
+        &mut self,
+        raw_room: &str,
+        text: String,
+        client_id: Option<String>,
+    ) -> Result<(), Invalid> {
+        let name = self.name()?;
+        let room = self.joined(raw_room)?;
+        let text = MessageText::parse(text, self.app.config.max_text_chars)?;
+        let client_id = parse_client_id(client_id)?;
+        let msg = self.app.state.append(&room, name, text, client_id).await?;
+        self.reply(ServerMsg::Ack {
+            room: msg.room,
+            client_id: msg.client_id,
+            seq: msg.seq,
+        })
+        .await;
+        Ok(())
+    }
+
+    /// Leaves every room (announcing it) and frees the name.
+    async fn finish(&mut self) {
+        for room in std::mem::take(&mut self.rooms) {
+            self.app.hub.leave(&room, &self.session).await;
+        }
+        if let Some(name) = self.name.take() {
+            self.app.state.release_name(&self.session, &name);
+        }
+    }
+}
