@@ -179,7 +179,9 @@ pub static JA: Strings = Strings {
     notice_renamed: |old, new| format!("{old} さんは {new} さんになりました"),
     error: |code| match code {
         ErrorCode::NameRequired => "先に名前を決めてください。",
-        ErrorCode::NameTaken => "その名前はオンラインの誰かが使っています。別の名前にしてください。",
+        ErrorCode::NameTaken => {
+            "その名前はオンラインの誰かが使っています。別の名前にしてください。"
+        }
         ErrorCode::InvalidName => "名前は 1〜32 文字で、制御文字は使えません。",
         ErrorCode::InvalidRoom => "ルーム名には英小文字 a–z、数字、- と _ だけが使えます。",
         ErrorCode::EmptyText => "メッセージが空です。",

@@ -13,7 +13,9 @@ async fn main() -> std::process::ExitCode {
         Ok(config) => config,
         Err(e) => {
             // The log filter is part of the configuration, so log this with the default one.
-            tracing_subscriber::fmt().with_env_filter(EnvFilter::new("info")).init();
+            tracing_subscriber::fmt()
+                .with_env_filter(EnvFilter::new("info"))
+                .init();
             tracing::error!(cause = %e, "invalid configuration");
             return std::process::ExitCode::from(2);
         }

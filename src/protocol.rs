@@ -86,7 +86,9 @@ pub enum ServerMsg {
         limits: Limits,
     },
     /// The name was accepted (also after a rename).
-    NameSet { name: String },
+    NameSet {
+        name: String,
+    },
     /// Answer to `join`: who is here and what was said last, oldest first.
     Joined {
         room: String,
@@ -94,7 +96,9 @@ pub enum ServerMsg {
         history: Vec<ChatMessage>,
     },
     /// Answer to `leave`.
-    Left { room: String },
+    Left {
+        room: String,
+    },
     Message(ChatMessage),
     Notice {
         room: String,
@@ -105,14 +109,20 @@ pub enum ServerMsg {
         old_name: Option<String>,
     },
     /// The room's member list changed; this is the whole new list, sorted.
-    Presence { room: String, members: Vec<String> },
+    Presence {
+        room: String,
+        members: Vec<String>,
+    },
     /// The message with this `client_id` is stored under `seq`.
     Ack {
         room: String,
         client_id: Option<String>,
         seq: u64,
     },
-    Error { code: ErrorCode, message: String },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// Limits a client should respect, sent in `welcome` so clients need not hard-code them.
@@ -237,7 +247,10 @@ impl UserName {
                 format!("the name has {chars} characters; at most {MAX_NAME_CHARS} are allowed"),
             ));
         }
-        if name.chars().any(|c| c.is_control() || is_invisible_or_bidi(c)) {
+        if name
+            .chars()
+            .any(|c| c.is_control() || is_invisible_or_bidi(c))
+        {
             return Err(Invalid::new(
                 ErrorCode::InvalidName,
                 "the name contains control or invisible characters",
@@ -338,7 +351,8 @@ pub fn parse_client_id(raw: Option<String>) -> Result<Option<String>, Invalid> {
         Some(id)
             if !id.is_empty()
                 && id.len() <= MAX_CLIENT_ID_BYTES
-                && id.bytes().all(|b| b.is_ascii_graphic()) => {
+                && id.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
             Ok(Some(id))
         }
         Some(_) => Err(Invalid::new(
@@ -372,7 +386,10 @@ fn classify_decode_error(text: &str, err: &serde_json::Error) -> Invalid {
     if !ClientMsg::TYPES.contains(&kind) {
         return Invalid::new(
             ErrorCode::UnknownType,
-            format!("unknown type {kind:?}; expected one of {:?}", ClientMsg::TYPES),
+            format!(
+                "unknown type {kind:?}; expected one of {:?}",
+                ClientMsg::TYPES
+            ),
         );
     }
     // serde's wording for an absent field is fixed by `de::Error::missing_field`.
@@ -391,9 +408,22 @@ mod tests {
     #[test]
     fn client_frames_round_trip_with_their_documented_names() {
         let cases = [
-            (r#"{"type":"set_name","name":"ann"}"#, ClientMsg::SetName { name: "ann".into() }),
-            (r#"{"type":"join","room":"lobby"}"#, ClientMsg::Join { room: "lobby".into() }),
-            (r#"{"type":"leave","room":"lobby"}"#, ClientMsg::Leave { room: "lobby".into() }),
+            (
+                r#"{"type":"set_name","name":"ann"}"#,
+                ClientMsg::SetName { name: "ann".into() },
+            ),
+            (
+                r#"{"type":"join","room":"lobby"}"#,
+                ClientMsg::Join {
+                    room: "lobby".into(),
+                },
+            ),
+            (
+                r#"{"type":"leave","room":"lobby"}"#,
+                ClientMsg::Leave {
+                    room: "lobby".into(),
+                },
+            ),
             (
                 r#"{"type":"send","room":"lobby","text":"hi","client_id":"c1"}"#,
                 ClientMsg::Send {
@@ -482,18 +512,35 @@ mod tests {
         assert_eq!(code(r#"{"type":7}"#), Some(ErrorCode::MissingType));
         assert_eq!(code(r#"{"type":"dance"}"#), Some(ErrorCode::UnknownType));
         assert_eq!(code(r#"{"type":"join"}"#), Some(ErrorCode::MissingField));
-        assert_eq!(code(r#"{"type":"send","room":"a"}"#), Some(ErrorCode::MissingField));
-        assert_eq!(code(r#"{"type":"join","room":5}"#), Some(ErrorCode::InvalidField));
+        assert_eq!(
+            code(r#"{"type":"send","room":"a"}"#),
+            Some(ErrorCode::MissingField)
+        );
+        assert_eq!(
+            code(r#"{"type":"join","room":5}"#),
+            Some(ErrorCode::InvalidField)
+        );
     }
 
     #[test]
     fn names_are_trimmed_bounded_and_free_of_control_characters() {
         assert_eq!(UserName::parse("  ann ").map(|n| n.0), Ok("ann".to_owned()));
-        assert_eq!(UserName::parse("李小龙").map(|n| n.0), Ok("李小龙".to_owned()));
+        assert_eq!(
+            UserName::parse("李小龙").map(|n| n.0),
+            Ok("李小龙".to_owned())
+        );
         assert!(UserName::parse(&"x".repeat(32)).is_ok());
         // 32 characters of 3 bytes each: the limit counts characters, not bytes.
         assert!(UserName::parse(&"語".repeat(32)).is_ok());
-        for bad in ["", "   ", &"x".repeat(33), "a\u{0007}b", "tab\there", "an\u{202E}n", "a\u{200B}"] {
+        for bad in [
+            "",
+            "   ",
+            &"x".repeat(33),
+            "a\u{0007}b",
+            "tab\there",
+            "an\u{202E}n",
+            "a\u{200B}",
+        ] {
             assert_eq!(
                 UserName::parse(bad).map_err(|e| e.code),
                 Err(ErrorCode::InvalidName),
@@ -512,7 +559,10 @@ mod tests {
 
     #[test]
     fn room_names_are_folded_and_restricted() {
-        assert_eq!(RoomName::parse("Dev-Ops_2").map(|r| r.0), Ok("dev-ops_2".to_owned()));
+        assert_eq!(
+            RoomName::parse("Dev-Ops_2").map(|r| r.0),
+            Ok("dev-ops_2".to_owned())
+        );
         assert!(RoomName::parse(&"a".repeat(64)).is_ok());
         for bad in ["", "a b", "a/b", "é", &"a".repeat(65), "<script>"] {
             assert_eq!(
@@ -542,7 +592,10 @@ mod tests {
     #[test]
     fn client_ids_are_short_printable_ascii() {
         assert_eq!(parse_client_id(None), Ok(None));
-        assert_eq!(parse_client_id(Some("abc-1".into())), Ok(Some("abc-1".into())));
+        assert_eq!(
+            parse_client_id(Some("abc-1".into())),
+            Ok(Some("abc-1".into()))
+        );
         for bad in ["", "a b", "é", &"x".repeat(65)] {
             assert_eq!(
                 parse_client_id(Some(bad.to_owned())).map_err(|e| e.code),

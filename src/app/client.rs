@@ -54,7 +54,11 @@ mod imp {
 
     fn ws_url() -> Option<String> {
         let location = web_sys::window()?.location();
-        let scheme = if location.protocol().ok()? == "https:" { "wss" } else { "ws" };
+        let scheme = if location.protocol().ok()? == "https:" {
+            "wss"
+        } else {
+            "ws"
+        };
         Some(format!("{scheme}://{}/ws", location.host().ok()?))
     }
 
@@ -76,7 +80,9 @@ mod imp {
                     OUTBOX.with(|o| *o.borrow_mut() = Some(tx));
                     let writer = async {
                         while let Some(msg) = rx.next().await {
-                            let Ok(json) = serde_json::to_string(&msg) else { continue };
+                            let Ok(json) = serde_json::to_string(&msg) else {
+                                continue;
+                            };
                             if write.send(WsMessage::Text(json)).await.is_err() {
                                 break;
                             }
@@ -84,7 +90,9 @@ mod imp {
                     };
                     let reader = async {
                         while let Some(Ok(frame)) = read.next().await {
-                            let WsMessage::Text(text) = frame else { continue };
+                            let WsMessage::Text(text) = frame else {
+                                continue;
+                            };
                             let Ok(msg) = serde_json::from_str::<ServerMsg>(&text) else {
                                 leptos::logging::warn!("unreadable server frame: {text}");
                                 continue;

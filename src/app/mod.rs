@@ -199,7 +199,9 @@ fn NameForm(model: RwSignal<Model>) -> impl IntoView {
     let on_submit = move |ev: ev::SubmitEvent| {
         ev.prevent_default();
         let Some(el) = input.get() else { return };
-        let answers = model.try_update(|m| m.request_name(&el.value())).unwrap_or_default();
+        let answers = model
+            .try_update(|m| m.request_name(&el.value()))
+            .unwrap_or_default();
         answers.into_iter().for_each(client::send);
     };
     view! {

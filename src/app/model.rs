@@ -170,7 +170,8 @@ impl Model {
             }
             ServerMsg::Error { code, .. } => {
                 // A refused name that was never confirmed goes back to the form.
-                if matches!(code, ErrorCode::NameTaken | ErrorCode::InvalidName) && self.name.is_none()
+                if matches!(code, ErrorCode::NameTaken | ErrorCode::InvalidName)
+                    && self.name.is_none()
                 {
                     self.wanted_name = None;
                 }
@@ -243,11 +244,16 @@ mod tests {
     #[test]
     fn a_remembered_name_is_claimed_and_the_room_joined_on_connect() {
         let mut m = Model::new("lobby", Some("ann".into()));
-        assert_eq!(m.apply(welcome()), vec![ClientMsg::SetName { name: "ann".into() }]);
+        assert_eq!(
+            m.apply(welcome()),
+            vec![ClientMsg::SetName { name: "ann".into() }]
+        );
         assert!(!m.can_send());
         assert_eq!(
             m.apply(ServerMsg::NameSet { name: "ann".into() }),
-            vec![ClientMsg::Join { room: "lobby".into() }]
+            vec![ClientMsg::Join {
+                room: "lobby".into()
+            }]
         );
         m.apply(ServerMsg::Joined {
             room: "lobby".into(),
@@ -263,7 +269,10 @@ mod tests {
         let mut m = Model::new("lobby", None);
         assert!(m.apply(welcome()).is_empty());
         assert_eq!(m.compose("hi", "c".into()), None);
-        assert_eq!(m.request_name("  bo "), vec![ClientMsg::SetName { name: "bo".into() }]);
+        assert_eq!(
+            m.request_name("  bo "),
+            vec![ClientMsg::SetName { name: "bo".into() }]
+        );
     }
 
     #[test]
@@ -291,7 +300,10 @@ mod tests {
         m.apply(ServerMsg::Message(msg(3, "e")));
         m.disconnected();
         assert!(!m.can_send());
-        assert_eq!(m.apply(welcome()), vec![ClientMsg::SetName { name: "ann".into() }]);
+        assert_eq!(
+            m.apply(welcome()),
+            vec![ClientMsg::SetName { name: "ann".into() }]
+        );
         m.apply(ServerMsg::NameSet { name: "ann".into() });
         m.apply(ServerMsg::Joined {
             room: "lobby".into(),

@@ -257,7 +257,10 @@ mod tests {
         };
         assert!(matches!(
             config.validate(),
-            Err(ConfigError::Invalid { key: "max_frame_bytes", .. })
+            Err(ConfigError::Invalid {
+                key: "max_frame_bytes",
+                ..
+            })
         ));
     }
 }

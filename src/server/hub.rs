@@ -157,7 +157,11 @@ impl Hub {
     /// Called by a room task with no members: removes the room unless a command is waiting, which
     /// is returned to be handled instead. Both happen under the map's lock, so no command can be
     /// sent to a task that is about to end.
-    fn retire(&self, room: &RoomName, rx: &mut mpsc::UnboundedReceiver<Command>) -> Option<Command> {
+    fn retire(
+        &self,
+        room: &RoomName,
+        rx: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> Option<Command> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         match rx.try_recv() {
             Ok(cmd) => Some(cmd),

@@ -8,7 +8,7 @@ pub mod state;
 pub mod ws;
 
 use crate::app::{App, shell};
-use axum::{Router, extract::FromRef, routing::get};
+use axum::{Router, extract::FromRef, routing::get, serve::ListenerExt};
 use bus::{Bus, MemoryBus};
 use config::Config;
 use hub::Hub;
@@ -104,12 +104,19 @@ pub async fn run(
     let app = AppState::new(config, bus);
     let grace = Duration::from_secs(app.config.shutdown_grace_secs);
     let closing = app.shutdown.clone();
+    let addr = listener.local_addr()?;
     tracing::info!(
-        addr = %listener.local_addr()?,
+        %addr,
         node = %app.node_id,
         epoch = %app.state.epoch(),
         "chorus listening"
     );
+    // Frames are batched and flushed by the writer, so Nagle's algorithm only adds delay.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(cause = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let serve = axum::serve(listener, router(app))
         .with_graceful_shutdown({
             let closing = closing.clone();
@@ -128,7 +135,10 @@ pub async fn run(
     match tokio::time::timeout(grace, serve).await {
         Ok(result) => result.map_err(Into::into),
         Err(_) => {
-            tracing::warn!(grace_secs = grace.as_secs(), "connections still open after the grace period; exiting");
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "connections still open after the grace period; exiting"
+            );
             Ok(())
         }
     }

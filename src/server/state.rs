@@ -38,7 +38,11 @@ struct Room {
 impl Room {
     /// Sorted case-insensitively, as people read lists of names.
     fn member_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.members.values().map(|n| n.as_str().to_owned()).collect();
+        let mut names: Vec<String> = self
+            .members
+            .values()
+            .map(|n| n.as_str().to_owned())
+            .collect();
         names.sort_by_cached_key(|n| n.to_lowercase());
         names
     }
@@ -58,7 +62,10 @@ pub struct SharedState {
 
 fn bus_failed(e: BusError) -> Invalid {
     tracing::error!(cause = %e, "bus publish failed");
-    Invalid::new(ErrorCode::Internal, "the message could not be delivered; try again")
+    Invalid::new(
+        ErrorCode::Internal,
+        "the message could not be delivered; try again",
+    )
 }
 
 fn now_ms() -> u64 {
@@ -119,7 +126,11 @@ impl SharedState {
         }
     }
 
-    fn room(&self, room: &RoomName, create: bool) -> Result<Option<Arc<tokio::sync::Mutex<Room>>>, Invalid> {
+    fn room(
+        &self,
+        room: &RoomName,
+        create: bool,
+    ) -> Result<Option<Arc<tokio::sync::Mutex<Room>>>, Invalid> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = rooms.get(room) {
             return Ok(Some(r.clone()));
@@ -139,7 +150,10 @@ impl SharedState {
     }
 
     async fn publish(&self, room: &RoomName, msg: ServerMsg) -> Result<(), Invalid> {
-        self.bus.publish(room, Arc::new(msg)).await.map_err(bus_failed)
+        self.bus
+            .publish(room, Arc::new(msg))
+            .await
+            .map_err(bus_failed)
     }
 
     async fn publish_change(
@@ -207,7 +221,10 @@ impl SharedState {
             .await;
         if room.members.is_empty() && room.history.is_empty() {
             let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-            if rooms.get(room_name).is_some_and(|r| Arc::ptr_eq(r, &room_ref)) {
+            if rooms
+                .get(room_name)
+                .is_some_and(|r| Arc::ptr_eq(r, &room_ref))
+            {
                 rooms.remove(room_name);
                 // A join already holding this room will see the mark and look it up afresh.
                 room.retired = true;
@@ -257,7 +274,8 @@ impl SharedState {
             ts: now_ms(),
             client_id,
         };
-        self.publish(room_name, ServerMsg::Message(msg.clone())).await?;
+        self.publish(room_name, ServerMsg::Message(msg.clone()))
+            .await?;
         room.last_seq = msg.seq;
         if self.history_size > 0 {
             if room.history.len() == self.history_size {
@@ -294,7 +312,8 @@ mod tests {
             Err(ErrorCode::NameTaken)
         );
         // The holder may change the case of its own name.
-        s.claim_name(&a, &name("ann"), Some(&name("Ann"))).expect("own name");
+        s.claim_name(&a, &name("ann"), Some(&name("Ann")))
+            .expect("own name");
         s.release_name(&a, &name("ann"));
         s.claim_name(&b, &name("Ann"), None).expect("free again");
     }
@@ -303,12 +322,20 @@ mod tests {
     async fn history_keeps_the_newest_messages_in_seq_order() {
         let s = state(3);
         let room = RoomName::lobby();
-        s.join(&room, &"a".into(), &name("ann")).await.expect("joins");
+        s.join(&room, &"a".into(), &name("ann"))
+            .await
+            .expect("joins");
         for i in 1..=5 {
-            let m = s.append(&room, &name("ann"), text(&format!("m{i}")), None).await.expect("stored");
+            let m = s
+                .append(&room, &name("ann"), text(&format!("m{i}")), None)
+                .await
+                .expect("stored");
             assert_eq!(m.seq, i);
         }
-        let snap = s.join(&room, &"b".into(), &name("bo")).await.expect("joins");
+        let snap = s
+            .join(&room, &"b".into(), &name("bo"))
+            .await
+            .expect("joins");
         let texts: Vec<_> = snap.history.iter().map(|m| m.text.as_str()).collect();
         assert_eq!(texts, ["m3", "m4", "m5"]);
         assert_eq!(snap.last_seq, 5);
@@ -323,7 +350,9 @@ mod tests {
         let a: SessionId = "a".into();
         s.join(&quiet, &a, &name("ann")).await.expect("joins");
         s.join(&busy, &a, &name("ann")).await.expect("joins");
-        s.append(&busy, &name("ann"), text("hi"), None).await.expect("stored");
+        s.append(&busy, &name("ann"), text("hi"), None)
+            .await
+            .expect("stored");
         s.leave(&quiet, &a).await.expect("leaves");
         s.leave(&busy, &a).await.expect("leaves");
         let rooms = s.rooms.lock().expect("not poisoned");
@@ -336,9 +365,16 @@ mod tests {
         let s = SharedState::new(Arc::new(MemoryBus::default()), 10, 2);
         let a: SessionId = "a".into();
         for r in ["r1", "r2"] {
-            s.join(&RoomName::parse(r).expect("valid"), &a, &name("ann")).await.expect("joins");
+            s.join(&RoomName::parse(r).expect("valid"), &a, &name("ann"))
+                .await
+                .expect("joins");
         }
-        let third = s.join(&RoomName::parse("r3").expect("valid"), &a, &name("ann")).await;
-        assert_eq!(third.map(|_| ()).map_err(|e| e.code), Err(ErrorCode::TooManyRooms));
+        let third = s
+            .join(&RoomName::parse("r3").expect("valid"), &a, &name("ann"))
+            .await;
+        assert_eq!(
+            third.map(|_| ()).map_err(|e| e.code),
+            Err(ErrorCode::TooManyRooms)
+        );
     }
 }

@@ -7,8 +7,8 @@ use super::{
     state::SessionId,
 };
 use crate::protocol::{
-    ClientMsg, ErrorCode, Invalid, Limits, MAX_NAME_CHARS, MessageText, PROTOCOL_VERSION,
-    RoomName, ServerMsg, UserName, decode_client, parse_client_id,
+    ClientMsg, ErrorCode, Invalid, Limits, MAX_NAME_CHARS, MessageText, PROTOCOL_VERSION, RoomName,
+    ServerMsg, UserName, decode_client, parse_client_id,
 };
 use axum::{
     extract::{
@@ -168,20 +168,19 @@ async fn write_loop(
     loop {
         let n = tokio::select! {
             biased;
-            _ = close.cancelled() => {
-                let bye = sink.send(close_frame(CLOSE_TRY_AGAIN, "reconnect"));
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, bye).await;
-                return;
-            }
+            _ = close.cancelled() => break,
             n = rx.recv_many(&mut batch, WRITE_BATCH) => n,
         };
         if n == 0 {
+            // Every sender is gone: the connection ended normally.
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
             return;
         }
+        // Abandoning a pending write here is safe: tungstenite buffers whole frames, and the
+        // close below flushes what is buffered first.
         let written = tokio::select! {
             biased;
-            _ = close.cancelled() => return,
+            _ = close.cancelled() => break,
             r = write_batch(&mut sink, &mut batch) => r,
         };
         match written {
@@ -195,6 +194,9 @@ async fn write_loop(
             }
         }
     }
+    // Closed from outside (slow reader): tell the client to reconnect, if it reads in time.
+    let bye = sink.send(close_frame(CLOSE_TRY_AGAIN, "reconnect"));
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, bye).await;
 }
 
 /// Writes a batch with one flush. Returns false after a close frame.

@@ -86,7 +86,10 @@ mod tests {
         for _ in 0..5 {
             bus.publish(&room, event("a")).await.expect("publishes");
         }
-        assert_eq!(sub.recv().await.err(), Some(super::super::RecvError::Lagged(3)));
+        assert_eq!(
+            sub.recv().await.err(),
+            Some(super::super::RecvError::Lagged(3))
+        );
     }
 
     #[tokio::test]

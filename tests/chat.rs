@@ -1,0 +1,432 @@
+//! The chat room on one node, as its users see it: real server, real WebSocket clients.
+
+mod common;
+
+use chorus::protocol::{ClientMsg, NoticeKind, ServerMsg};
+use common::{Client, Ended, TestServer};
+
+#[tokio::test]
+async fn two_clients_chat_both_ways_and_each_sees_its_own_message() {
+    let server = TestServer::start().await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    let (mut bo, members, _) = Client::in_room(&server, "bo", "lobby").await;
+    assert_eq!(members, ["ann", "bo"]);
+
+    ann.say("lobby", "hi bo", "a1").await;
+    for client in [&mut ann, &mut bo] {
+        let m = client.next_message().await;
+        assert_eq!((m.from.as_str(), m.text.as_str()), ("ann", "hi bo"));
+        assert_eq!(m.client_id.as_deref(), Some("a1"));
+    }
+    bo.say("lobby", "hello ann", "b1").await;
+    for client in [&mut ann, &mut bo] {
+        let m = client.next_message().await;
+        assert_eq!((m.from.as_str(), m.text.as_str()), ("bo", "hello ann"));
+    }
+}
+
+#[tokio::test]
+async fn the_sender_gets_an_ack_with_its_client_id_and_the_stored_seq() {
+    let server = TestServer::start().await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    ann.say("lobby", "one", "c-1").await;
+    let ack = ann.recv_until(|m| matches!(m, ServerMsg::Ack { .. })).await;
+    let ServerMsg::Ack {
+        client_id,
+        seq,
+        room,
+    } = ack
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (client_id.as_deref(), seq, room.as_str()),
+        (Some("c-1"), 1, "lobby")
+    );
+}
+
+#[tokio::test]
+async fn the_server_greets_every_connection_with_its_session_and_node() {
+    let server = TestServer::start().await;
+    let a = Client::connect(&server).await;
+    let b = Client::connect(&server).await;
+    assert!(!a.session.is_empty());
+    assert_ne!(a.session, b.session);
+}
+
+#[tokio::test]
+async fn sending_or_joining_before_a_name_is_refused_and_nothing_is_broadcast() {
+    let server = TestServer::start().await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    let mut anon = Client::connect(&server).await;
+
+    anon.say("lobby", "psst", "x").await;
+    assert_eq!(anon.next_error().await, "name_required");
+    anon.send(&ClientMsg::Join {
+        room: "lobby".into(),
+    })
+    .await;
+    assert_eq!(anon.next_error().await, "name_required");
+
+    assert!(ann.drain().await.is_empty(), "ann saw something");
+}
+
+#[tokio::test]
+async fn a_name_in_use_is_refused_case_insensitively_until_its_holder_leaves() {
+    let server = TestServer::start().await;
+    let ann = Client::named(&server, "Ann").await;
+    let mut other = Client::connect(&server).await;
+    other.set_name("aNN").await;
+    assert_eq!(other.next_error().await, "name_taken");
+
+    ann.close().await;
+    // The name is released when the server notices the close; retry until then (bounded).
+    let mut freed = false;
+    for _ in 0..50 {
+        other.set_name("ann").await;
+        match other.recv().await {
+            ServerMsg::NameSet { .. } => {
+                freed = true;
+                break;
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+    assert!(freed, "the name was not released after its holder left");
+}
+
+#[tokio::test]
+async fn invalid_names_are_refused_with_their_own_code() {
+    let server = TestServer::start().await;
+    let mut c = Client::connect(&server).await;
+    for bad in ["", "   ", &"x".repeat(33), "bell\u{7}"] {
+        c.set_name(bad).await;
+        assert_eq!(c.next_error().await, "invalid_name", "{bad:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_text_over_the_limit_is_refused_whole_and_not_broadcast() {
+    let server = TestServer::with(|c| c.max_text_chars = 10).await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    let (mut bo, _, _) = Client::in_room(&server, "bo", "lobby").await;
+    ann.drain().await;
+
+    bo.say("lobby", "this is eleven", "t").await;
+    assert_eq!(bo.next_error().await, "too_long");
+    bo.say("lobby", "   ", "t").await;
+    assert_eq!(bo.next_error().await, "empty_text");
+    // Exactly at the limit, counted in characters rather than bytes, is fine.
+    bo.say("lobby", "語語語語語語語語語語", "ok").await;
+    assert_eq!(ann.next_message().await.text, "語語語語語語語語語語");
+    let seen = ann.drain().await;
+    assert!(seen.is_empty(), "ann saw more: {seen:?}");
+}
+
+#[tokio::test]
+async fn malformed_frames_each_get_their_own_error_and_the_connection_stays_usable() {
+    let server = TestServer::start().await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    let (mut bo, _, _) = Client::in_room(&server, "bo", "lobby").await;
+    ann.drain().await;
+
+    let cases = [
+        ("{not json", "invalid_json"),
+        ("42", "invalid_json"),
+        (r#"{"room":"lobby"}"#, "missing_type"),
+        (r#"{"type":"shout","text":"x"}"#, "unknown_type"),
+        (r#"{"type":"send","room":"lobby"}"#, "missing_field"),
+        (r#"{"type":"join","room":["lobby"]}"#, "invalid_field"),
+        (r#"{"type":"join","room":"no spaces"}"#, "invalid_room"),
+        (
+            r#"{"type":"send","room":"elsewhere","text":"x"}"#,
+            "not_in_room",
+        ),
+        (r#"{"type":"leave","room":"elsewhere"}"#, "not_in_room"),
+        (
+            r#"{"type":"send","room":"lobby","text":"x","client_id":"has space"}"#,
+            "invalid_client_id",
+        ),
+    ];
+    for (frame, code) in cases {
+        bo.send_raw(frame).await;
+        assert_eq!(bo.next_error().await, code, "{frame}");
+    }
+    bo.send_binary(vec![1, 2, 3]).await;
+    assert_eq!(bo.next_error().await, "binary_not_supported");
+
+    // Still connected and still in the room; ann noticed nothing but the real message.
+    bo.say("lobby", "still here", "b").await;
+    assert_eq!(ann.next_message().await.text, "still here");
+    assert!(ann.drain().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_oversized_frame_closes_only_that_connection_with_1009() {
+    let server = TestServer::with(|c| {
+        c.max_text_chars = 100;
+        c.max_frame_bytes = 2048;
+    })
+    .await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    let (mut bo, _, _) = Client::in_room(&server, "bo", "lobby").await;
+    ann.drain().await;
+
+    let huge = format!(
+        r#"{{"type":"send","room":"lobby","text":"{}"}}"#,
+        "x".repeat(4096)
+    );
+    bo.send_raw(&huge).await;
+    assert_eq!(bo.until_closed().await, Ended::Closed(Some(1009)));
+
+    let left = ann
+        .recv_until(|m| {
+            matches!(
+                m,
+                ServerMsg::Notice {
+                    kind: NoticeKind::Left,
+                    ..
+                }
+            )
+        })
+        .await;
+    assert!(matches!(left, ServerMsg::Notice { name, .. } if name == "bo"));
+    // The server is unharmed: ann can still talk.
+    ann.say("lobby", "fine", "a").await;
+    assert_eq!(ann.next_message().await.text, "fine");
+}
+
+#[tokio::test]
+async fn joins_leaves_renames_and_disconnects_are_announced_with_presence() {
+    let server = TestServer::start().await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+
+    let (mut bo, _, _) = Client::in_room(&server, "bo", "lobby").await;
+    assert_eq!(
+        ann.recv().await,
+        ServerMsg::Notice {
+            room: "lobby".into(),
+            kind: NoticeKind::Joined,
+            name: "bo".into(),
+            old_name: None
+        }
+    );
+    assert_eq!(
+        ann.recv().await,
+        ServerMsg::Presence {
+            room: "lobby".into(),
+            members: vec!["ann".into(), "bo".into()]
+        }
+    );
+
+    bo.set_name("Bob").await;
+    assert_eq!(
+        ann.recv().await,
+        ServerMsg::Notice {
+            room: "lobby".into(),
+            kind: NoticeKind::Renamed,
+            name: "Bob".into(),
+            old_name: Some("bo".into())
+        }
+    );
+    assert_eq!(
+        ann.recv().await,
+        ServerMsg::Presence {
+            room: "lobby".into(),
+            members: vec!["ann".into(), "Bob".into()]
+        }
+    );
+
+    bo.send(&ClientMsg::Leave {
+        room: "lobby".into(),
+    })
+    .await;
+    bo.recv_until(|m| matches!(m, ServerMsg::Left { .. })).await;
+    assert_eq!(
+        ann.recv().await,
+        ServerMsg::Notice {
+            room: "lobby".into(),
+            kind: NoticeKind::Left,
+            name: "Bob".into(),
+            old_name: None
+        }
+    );
+    assert_eq!(
+        ann.recv().await,
+        ServerMsg::Presence {
+            room: "lobby".into(),
+            members: vec!["ann".into()]
+        }
+    );
+
+    bo.join("lobby").await;
+    ann.recv_until(|m| matches!(m, ServerMsg::Presence { members, .. } if members.len() == 2))
+        .await;
+    bo.close().await;
+    assert_eq!(
+        ann.recv().await,
+        ServerMsg::Notice {
+            room: "lobby".into(),
+            kind: NoticeKind::Left,
+            name: "Bob".into(),
+            old_name: None
+        }
+    );
+    assert_eq!(
+        ann.recv().await,
+        ServerMsg::Presence {
+            room: "lobby".into(),
+            members: vec!["ann".into()]
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_late_joiner_receives_the_recent_history_in_order() {
+    let server = TestServer::with(|c| c.history_size = 5).await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    for i in 1..=8 {
+        ann.say("lobby", &format!("m{i}"), &format!("c{i}")).await;
+    }
+    ann.recv_until(|m| matches!(m, ServerMsg::Ack { seq: 8, .. }))
+        .await;
+
+    let (mut bo, members, history) = Client::in_room(&server, "bo", "lobby").await;
+    assert_eq!(members, ["ann", "bo"]);
+    let texts: Vec<_> = history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["m4", "m5", "m6", "m7", "m8"]);
+    let seqs: Vec<_> = history.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [4, 5, 6, 7, 8]);
+
+    // What comes next continues the sequence, and nothing from the history repeats live.
+    ann.say("lobby", "m9", "c9").await;
+    let next = bo.next_message().await;
+    assert_eq!((next.seq, next.text.as_str()), (9, "m9"));
+}
+
+#[tokio::test]
+async fn rooms_are_separate_and_history_stays_in_its_room() {
+    let server = TestServer::start().await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    let (mut bo, _, _) = Client::in_room(&server, "bo", "dev").await;
+    ann.drain().await;
+    bo.say("dev", "in dev", "b").await;
+    assert_eq!(bo.next_message().await.room, "dev");
+    assert!(ann.drain().await.is_empty(), "lobby heard dev");
+
+    let (members, history) = ann.join("DEV").await;
+    assert_eq!(members, ["ann", "bo"]);
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].seq, 1);
+}
+
+#[tokio::test]
+async fn seq_strictly_increases_in_a_room_with_concurrent_senders() {
+    let server = TestServer::start().await;
+    let (mut reader, _, _) = Client::in_room(&server, "reader", "lobby").await;
+    let mut senders = Vec::new();
+    for i in 0..4 {
+        let (c, _, _) = Client::in_room(&server, &format!("s{i}"), "lobby").await;
+        senders.push(c);
+    }
+    const EACH: usize = 50;
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            tokio::spawn(async move {
+                for n in 0..EACH {
+                    c.say("lobby", &format!("{i}-{n}"), &format!("{i}-{n}"))
+                        .await;
+                }
+                c
+            })
+        })
+        .collect();
+    let mut last = 0;
+    for _ in 0..(4 * EACH) {
+        let m = reader.next_message().await;
+        assert!(m.seq > last, "seq {} after {last}", m.seq);
+        last = m.seq;
+    }
+    assert_eq!(last, (4 * EACH) as u64);
+    for t in tasks {
+        t.await.expect("sender finished");
+    }
+}
+
+#[tokio::test]
+async fn a_connection_may_be_in_a_bounded_number_of_rooms() {
+    let server = TestServer::with(|c| c.max_rooms_per_connection = 2).await;
+    let mut ann = Client::named(&server, "ann").await;
+    ann.join("a").await;
+    ann.join("b").await;
+    ann.send(&ClientMsg::Join { room: "c".into() }).await;
+    assert_eq!(ann.next_error().await, "too_many_rooms");
+    // Re-joining a room it is already in is not a new room.
+    ann.join("a").await;
+}
+
+#[tokio::test]
+async fn a_reader_too_slow_for_the_room_is_closed_with_1013_and_the_room_goes_on() {
+    let server = TestServer::with(|c| c.outbound_queue = 8).await;
+    let (mut slow, _, _) = Client::in_room(&server, "slow", "lobby").await;
+    let (mut fast, _, _) = Client::in_room(&server, "fast", "lobby").await;
+    let big = "x".repeat(4000);
+    // Enough to fill the socket buffers between server and the idle client, then its queue;
+    // bounded so the test ends either way.
+    let mut kicked = false;
+    'sending: for i in 0..4000 {
+        fast.say("lobby", &big, &format!("f{i}")).await;
+        loop {
+            match fast.recv().await {
+                ServerMsg::Notice {
+                    kind: NoticeKind::Left,
+                    name,
+                    ..
+                } if name == "slow" => {
+                    kicked = true;
+                    break 'sending;
+                }
+                ServerMsg::Message(m) if m.client_id.as_deref() == Some(&format!("f{i}")) => break,
+                _ => {}
+            }
+        }
+    }
+    assert!(kicked, "the slow reader was never dropped from the room");
+    assert_eq!(slow.until_closed().await, Ended::Closed(Some(1013)));
+}
+
+#[tokio::test]
+async fn health_and_the_server_rendered_page_answer_over_http() {
+    let server = TestServer::start().await;
+    let health = reqwest::get(server.http_url("/healthz"))
+        .await
+        .expect("GET /healthz");
+    assert_eq!(health.status(), 200);
+
+    let page = reqwest::get(server.http_url("/r/dev"))
+        .await
+        .expect("GET /r/dev");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("body");
+    assert!(html.contains("#dev"), "room not rendered: {html}");
+    assert!(
+        html.contains("data-testid=\"composer\""),
+        "composer not rendered"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_connection_with_1001() {
+    let server = TestServer::start().await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    let mut anon = Client::connect(&server).await;
+    let stopping = tokio::spawn(server.shutdown());
+    assert_eq!(ann.until_closed().await, Ended::Closed(Some(1001)));
+    assert_eq!(anon.until_closed().await, Ended::Closed(Some(1001)));
+    stopping
+        .await
+        .expect("shutdown task")
+        .expect("server exits cleanly");
+}

@@ -1,0 +1,272 @@
+//! Test harness: a real Chorus server on a free loopback port, and real WebSocket clients.
+#![allow(dead_code)]
+
+use chorus::{
+    protocol::{ChatMessage, ClientMsg, ErrorCode, ServerMsg},
+    server::{self, config::Config},
+};
+use futures_util::{SinkExt, StreamExt};
+use std::{net::SocketAddr, time::Duration};
+use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream, connect_async_with_config,
+    tungstenite::{Message, protocol::CloseFrame},
+};
+
+/// Long enough for any loaded CI machine; only guards against a hang, never measures speed.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(tweak: impl FnOnce(&mut Config)) -> Self {
+        init_logs();
+        let mut config = Config {
+            node_id: Some("test-node".into()),
+            shutdown_grace_secs: 2,
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr = listener.local_addr().expect("bound address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Starts a graceful shutdown and waits for the server to finish.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(PATIENCE, &mut self.task)
+            .await
+            .expect("server stops within the grace period")
+            .expect("server task did not panic")
+    }
+}
+
+/// `TEST_LOG=1` shows the server's logs.
+fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("chorus=debug,info"))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub session: String,
+}
+
+/// What ended a connection, as the client saw it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    Closed(Option<u16>),
+    Dropped,
+}
+
+impl Client {
+    /// Connects and reads the `welcome`.
+    pub async fn connect(server: &TestServer) -> Self {
+        let (ws, _) = connect_async_with_config(server.ws_url(), None, true)
+            .await
+            .expect("WebSocket connects");
+        let mut client = Self {
+            ws,
+            session: String::new(),
+        };
+        match client.recv().await {
+            ServerMsg::Welcome { session, .. } => client.session = session,
+            other => panic!("expected welcome, got {other:?}"),
+        }
+        client
+    }
+
+    /// Connects and takes a name.
+    pub async fn named(server: &TestServer, name: &str) -> Self {
+        let mut client = Self::connect(server).await;
+        client.set_name(name).await;
+        match client.recv().await {
+            ServerMsg::NameSet { name: got } => assert_eq!(got, name),
+            other => panic!("expected name_set, got {other:?}"),
+        }
+        client
+    }
+
+    /// Connects, takes a name and joins `room`; returns the client and its `joined` frame.
+    pub async fn in_room(
+        server: &TestServer,
+        name: &str,
+        room: &str,
+    ) -> (Self, Vec<String>, Vec<ChatMessage>) {
+        let mut client = Self::named(server, name).await;
+        let (members, history) = client.join(room).await;
+        // Its own `joined` notice and presence follow; start the story after them.
+        client.drain().await;
+        (client, members, history)
+    }
+
+    pub async fn send(&mut self, msg: &ClientMsg) {
+        let json = serde_json::to_string(msg).expect("serializes");
+        self.send_raw(&json).await;
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("frame sent");
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws
+            .send(Message::binary(bytes))
+            .await
+            .expect("frame sent");
+    }
+
+    pub async fn set_name(&mut self, name: &str) {
+        self.send(&ClientMsg::SetName { name: name.into() }).await;
+    }
+
+    /// Joins and waits for the `joined` answer.
+    pub async fn join(&mut self, room: &str) -> (Vec<String>, Vec<ChatMessage>) {
+        self.send(&ClientMsg::Join { room: room.into() }).await;
+        match self
+            .recv_until(|m| matches!(m, ServerMsg::Joined { .. } | ServerMsg::Error { .. }))
+            .await
+        {
+            ServerMsg::Joined {
+                members, history, ..
+            } => (members, history),
+            other => panic!("expected joined, got {other:?}"),
+        }
+    }
+
+    pub async fn say(&mut self, room: &str, text: &str, client_id: &str) {
+        self.send(&ClientMsg::Send {
+            room: room.into(),
+            text: text.into(),
+            client_id: Some(client_id.into()),
+        })
+        .await;
+    }
+
+    /// The next server frame; panics on close or after [`PATIENCE`].
+    pub async fn recv(&mut self) -> ServerMsg {
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a frame arrives in time")
+                .expect("connection still open")
+                .expect("frame reads");
+            match frame {
+                Message::Text(text) => {
+                    return serde_json::from_str(&text)
+                        .unwrap_or_else(|e| panic!("server frame {text} does not decode: {e}"));
+                }
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Skips frames until one matches.
+    pub async fn recv_until(&mut self, want: impl Fn(&ServerMsg) -> bool) -> ServerMsg {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no matching frame in time"
+            );
+            let msg = self.recv().await;
+            if want(&msg) {
+                return msg;
+            }
+        }
+    }
+
+    /// Waits for the next chat message.
+    pub async fn next_message(&mut self) -> ChatMessage {
+        match self
+            .recv_until(|m| matches!(m, ServerMsg::Message(_)))
+            .await
+        {
+            ServerMsg::Message(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Waits for an `error` frame and returns its code as the wire spells it.
+    pub async fn next_error(&mut self) -> String {
+        match self
+            .recv_until(|m| matches!(m, ServerMsg::Error { .. }))
+            .await
+        {
+            ServerMsg::Error { code, .. } => code.as_str().to_owned(),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Reads until the connection ends; returns the close code the server sent, if any.
+    pub async fn until_closed(&mut self) -> Ended {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Err(_) => panic!("connection not closed in time"),
+                Ok(None) | Ok(Some(Err(_))) => return Ended::Dropped,
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return Ended::Closed(frame.map(|f: CloseFrame| u16::from(f.code)));
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// A round trip through the server: returns every frame the server had queued for this
+    /// client before it answered the barrier (an unknown frame type, which changes nothing).
+    pub async fn drain(&mut self) -> Vec<ServerMsg> {
+        self.send_raw(r#"{"type":"zz_barrier"}"#).await;
+        let mut seen = Vec::new();
+        loop {
+            match self.recv().await {
+                ServerMsg::Error {
+                    code: ErrorCode::UnknownType,
+                    message,
+                } if message.contains("zz_barrier") => {
+                    return seen;
+                }
+                other => seen.push(other),
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
