@@ -196,89 +196,61 @@ async fn an_oversized_frame_closes_only_that_connection_with_1009() {
     assert_eq!(ann.next_message().await.text, "fine");
 }
 
+/// The next two frames in the lobby announce `kind` for `name`, then the new member list.
+async fn expect_announcement(
+    client: &mut Client,
+    kind: NoticeKind,
+    name: &str,
+    old_name: Option<&str>,
+    members: &[&str],
+) {
+    assert_eq!(
+        client.recv().await,
+        ServerMsg::Notice {
+            room: "lobby".into(),
+            kind,
+            name: name.into(),
+            old_name: old_name.map(Into::into),
+        }
+    );
+    assert_eq!(
+        client.recv().await,
+        ServerMsg::Presence {
+            room: "lobby".into(),
+            members: members.iter().map(|m| m.to_string()).collect(),
+        }
+    );
+}
+
 #[tokio::test]
 async fn joins_leaves_renames_and_disconnects_are_announced_with_presence() {
     let server = TestServer::start().await;
     let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
 
     let (mut bo, _, _) = Client::in_room(&server, "bo", "lobby").await;
-    assert_eq!(
-        ann.recv().await,
-        ServerMsg::Notice {
-            room: "lobby".into(),
-            kind: NoticeKind::Joined,
-            name: "bo".into(),
-            old_name: None
-        }
-    );
-    assert_eq!(
-        ann.recv().await,
-        ServerMsg::Presence {
-            room: "lobby".into(),
-            members: vec!["ann".into(), "bo".into()]
-        }
-    );
+    expect_announcement(&mut ann, NoticeKind::Joined, "bo", None, &["ann", "bo"]).await;
 
     bo.set_name("Bob").await;
-    assert_eq!(
-        ann.recv().await,
-        ServerMsg::Notice {
-            room: "lobby".into(),
-            kind: NoticeKind::Renamed,
-            name: "Bob".into(),
-            old_name: Some("bo".into())
-        }
-    );
-    assert_eq!(
-        ann.recv().await,
-        ServerMsg::Presence {
-            room: "lobby".into(),
-            members: vec!["ann".into(), "Bob".into()]
-        }
-    );
+    expect_announcement(
+        &mut ann,
+        NoticeKind::Renamed,
+        "Bob",
+        Some("bo"),
+        &["ann", "Bob"],
+    )
+    .await;
 
     bo.send(&ClientMsg::Leave {
         room: "lobby".into(),
     })
     .await;
     bo.recv_until(|m| matches!(m, ServerMsg::Left { .. })).await;
-    assert_eq!(
-        ann.recv().await,
-        ServerMsg::Notice {
-            room: "lobby".into(),
-            kind: NoticeKind::Left,
-            name: "Bob".into(),
-            old_name: None
-        }
-    );
-    assert_eq!(
-        ann.recv().await,
-        ServerMsg::Presence {
-            room: "lobby".into(),
-            members: vec!["ann".into()]
-        }
-    );
+    expect_announcement(&mut ann, NoticeKind::Left, "Bob", None, &["ann"]).await;
 
     bo.join("lobby").await;
-    ann.recv_until(|m| matches!(m, ServerMsg::Presence { members, .. } if members.len() == 2))
-        .await;
+    expect_announcement(&mut ann, NoticeKind::Joined, "Bob", None, &["ann", "Bob"]).await;
     bo.close().await;
-    assert_eq!(
-        ann.recv().await,
-        ServerMsg::Notice {
-            room: "lobby".into(),
-            kind: NoticeKind::Left,
-            name: "Bob".into(),
-            old_name: None
-        }
-    );
-    assert_eq!(
-        ann.recv().await,
-        ServerMsg::Presence {
-            room: "lobby".into(),
-            members: vec!["ann".into()]
-        }
-    );
+    expect_announcement(&mut ann, NoticeKind::Left, "Bob", None, &["ann"]).await;
 }
 
 #[tokio::test]

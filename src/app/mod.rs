@@ -226,7 +226,7 @@ fn NameForm(model: RwSignal<Model>) -> impl IntoView {
                     prop:value=move || wanted.get().unwrap_or_default()
                 />
                 <button type="submit" data-testid="name-submit" disabled=move || !online.get()>
-                    {move || t().name_submit}
+                    {move || if confirmed.get().is_some() { t().rename_submit } else { t().name_submit }}
                 </button>
             </div>
         </form>

@@ -72,7 +72,13 @@ fn leptos_options(config: &Config) -> LeptosOptions {
                 .parse::<u32>()
                 .unwrap_or(3001),
         )
-        .env(leptos::config::Env::from(&std::env::var("LEPTOS_ENV")))
+        // `Env::from` panics on an unknown value; parsing falls back to the default instead.
+        .env(
+            std::env::var("LEPTOS_ENV")
+                .ok()
+                .and_then(|v| v.parse::<leptos::config::Env>().ok())
+                .unwrap_or_default(),
+        )
         .build()
 }
 

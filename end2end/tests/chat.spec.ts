@@ -1,0 +1,140 @@
+import { test, expect, type Page, type BrowserContext } from '@playwright/test';
+
+// Every test uses its own room and names: the server lives across tests.
+const unique = (prefix: string) => `${prefix}${Math.random().toString(36).slice(2, 8)}`;
+
+async function openRoom(context: BrowserContext, room: string): Promise<Page> {
+  const page = await context.newPage();
+  await page.goto(`/r/${room}`);
+  // "Online" appears only once the WASM has hydrated the page and its WebSocket is open.
+  await expect(page.getByTestId('status')).toHaveText('Online');
+  return page;
+}
+
+async function pickName(page: Page, name: string) {
+  await page.getByTestId('name-input').fill(name);
+  await page.getByTestId('name-submit').click();
+  await expect(page.getByTestId('my-name')).toHaveText(name);
+  await expect(page.getByTestId('members')).toContainText(name);
+}
+
+async function say(page: Page, text: string) {
+  await page.getByTestId('composer').fill(text);
+  await page.getByTestId('composer').press('Enter');
+}
+
+test('the page hydrates and the composer waits for a name', async ({ browser }) => {
+  const context = await browser.newContext({ locale: 'en-US' });
+  const page = await openRoom(context, unique('e2e-'));
+  await expect(page.getByTestId('send')).toBeDisabled();
+  await expect(page.getByTestId('composer')).toBeDisabled();
+  await pickName(page, unique('ann'));
+  await expect(page.getByTestId('send')).toBeEnabled();
+  await context.close();
+});
+
+test('two people on two browsers chat and each sees the other', async ({ browser }) => {
+  const room = unique('e2e-');
+  const [ann, bo] = [unique('ann'), unique('bo')];
+  const ctxA = await browser.newContext({ locale: 'en-US' });
+  const ctxB = await browser.newContext({ locale: 'en-US' });
+  const pageA = await openRoom(ctxA, room);
+  const pageB = await openRoom(ctxB, room);
+  await pickName(pageA, ann);
+  await pickName(pageB, bo);
+
+  await expect(pageA.getByTestId('members')).toContainText(bo);
+  await expect(pageA.getByTestId('notice').filter({ hasText: `${bo} joined` })).toBeVisible();
+
+  await say(pageA, 'hello from ann');
+  await say(pageB, 'hi ann, bo here');
+  for (const page of [pageA, pageB]) {
+    const messages = page.getByTestId('message');
+    await expect(messages.filter({ hasText: 'hello from ann' })).toContainText(ann);
+    await expect(messages.filter({ hasText: 'hi ann, bo here' })).toContainText(bo);
+  }
+  // Enter sent the message and cleared the box.
+  await expect(pageA.getByTestId('composer')).toHaveValue('');
+
+  await ctxB.close();
+  await expect(pageA.getByTestId('notice').filter({ hasText: `${bo} left` })).toBeVisible();
+  await expect(pageA.getByTestId('members')).not.toContainText(bo);
+  await ctxA.close();
+});
+
+test('a message containing HTML is shown literally, never interpreted', async ({ browser }) => {
+  const context = await browser.newContext({ locale: 'en-US' });
+  const page = await openRoom(context, unique('e2e-'));
+  await pickName(page, unique('eve'));
+  const nasty = '<b>bold</b><img src=x onerror="window.__pwned=1">';
+  await say(page, nasty);
+  const message = page.getByTestId('message').filter({ hasText: '<b>bold</b>' });
+  await expect(message.locator('.text')).toHaveText(nasty);
+  await expect(message.locator('b, img')).toHaveCount(0);
+  expect(await page.evaluate(() => (window as any).__pwned)).toBeUndefined();
+  await context.close();
+});
+
+test('a late joiner sees the earlier messages', async ({ browser }) => {
+  const room = unique('e2e-');
+  const ctxA = await browser.newContext({ locale: 'en-US' });
+  const pageA = await openRoom(ctxA, room);
+  await pickName(pageA, unique('ann'));
+  await say(pageA, 'first');
+  await say(pageA, 'second');
+  await expect(pageA.getByTestId('message')).toHaveCount(2);
+
+  const ctxB = await browser.newContext({ locale: 'en-US' });
+  const pageB = await openRoom(ctxB, room);
+  await pickName(pageB, unique('bo'));
+  await expect(pageB.getByTestId('message').locator('.text')).toHaveText(['first', 'second']);
+  await ctxA.close();
+  await ctxB.close();
+});
+
+test('a taken name is refused with a visible message', async ({ browser }) => {
+  const room = unique('e2e-');
+  const name = unique('sam');
+  const ctxA = await browser.newContext({ locale: 'en-US' });
+  const ctxB = await browser.newContext({ locale: 'en-US' });
+  await pickName(await openRoom(ctxA, room), name);
+  const pageB = await openRoom(ctxB, room);
+  await pageB.getByTestId('name-input').fill(name.toUpperCase());
+  await pageB.getByTestId('name-submit').click();
+  await expect(pageB.getByTestId('error')).toContainText('taken');
+  await expect(pageB.getByTestId('send')).toBeDisabled();
+  await ctxA.close();
+  await ctxB.close();
+});
+
+test('the name is remembered across a reload', async ({ browser }) => {
+  const context = await browser.newContext({ locale: 'en-US' });
+  const room = unique('e2e-');
+  const page = await openRoom(context, room);
+  const name = unique('rita');
+  await pickName(page, name);
+  await page.reload();
+  await expect(page.getByTestId('status')).toHaveText('Online');
+  await expect(page.getByTestId('my-name')).toHaveText(name);
+  await expect(page.getByTestId('send')).toBeEnabled();
+  await context.close();
+});
+
+test('the language follows the browser and the switcher changes it', async ({ browser }) => {
+  const context = await browser.newContext({ locale: 'ja-JP' });
+  const page = await context.newPage();
+  await page.goto(`/r/${unique('e2e-')}`);
+  await expect(page.getByTestId('status')).toHaveText('オンライン');
+  await expect(page.getByTestId('send')).toHaveText('送信');
+
+  await page.getByTestId('lang').selectOption('zh-Hans');
+  await expect(page.getByTestId('send')).toHaveText('发送');
+  await expect(page.getByTestId('status')).toHaveText('在线');
+
+  await page.getByTestId('lang').selectOption('en');
+  await expect(page.getByTestId('send')).toHaveText('Send');
+  // The choice is remembered over the browser's language.
+  await page.reload();
+  await expect(page.getByTestId('status')).toHaveText('Online');
+  await context.close();
+});

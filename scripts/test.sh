@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Sets up whatever is missing, then runs every test:
+#   1. unit and integration tests (cargo test: real server on loopback, real WebSocket clients)
+#   2. end-to-end tests (Playwright in Debian's Chromium against the cargo-leptos build)
+# Ends with one line "chorus: N passed, M failed"; exits non-zero if anything failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+mkdir -p target
+log() { printf '\033[1m[test]\033[0m %s\n' "$*"; }
+
+passed=0 failed=0
+count_cargo() {  # sums "test result: ... N passed; M failed" lines
+  local p f
+  p=$(grep -o '[0-9]* passed' "$1" | awk '{s+=$1} END {print s+0}')
+  f=$(grep -o '[0-9]* failed' "$1" | awk '{s+=$1} END {print s+0}')
+  passed=$((passed + p)); failed=$((failed + f))
+}
+
+log "unit and integration tests"
+cargo_status=0
+cargo test --features ssr 2>&1 | tee target/test-cargo.log || cargo_status=$?
+count_cargo <(grep '^test result:' target/test-cargo.log)
+if ((cargo_status != 0)) && ((failed == 0)); then failed=1; fi  # e.g. a compile error
+
+log "building the site for the end-to-end tests"
+cargo leptos build
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+url="http://127.0.0.1:$port"
+log "starting chorus on $url"
+LEPTOS_SITE_ROOT=target/site target/debug/chorus --listen "127.0.0.1:$port" >target/e2e-server.log 2>&1 &
+server_pid=$!
+trap 'kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true' EXIT
+python3 - "$url/healthz" <<'PY'
+import sys, time, urllib.request
+deadline = time.time() + 30
+while True:
+    try:
+        if urllib.request.urlopen(sys.argv[1], timeout=2).status == 200:
+            break
+    except OSError:
+        pass
+    if time.time() > deadline:
+        sys.exit("chorus did not become healthy within 30 s")
+    time.sleep(0.2)
+PY
+
+log "end-to-end tests"
+e2e_status=0
+(cd end2end && CHORUS_URL="$url" npx playwright test) 2>&1 | tee target/test-e2e.log || e2e_status=$?
+e2e_passed=$(grep -oE '^ +[0-9]+ passed' target/test-e2e.log | awk '{s+=$1} END {print s+0}')
+e2e_failed=$(grep -oE '^ +[0-9]+ (failed|flaky)' target/test-e2e.log | awk '{s+=$1} END {print s+0}')
+if ((e2e_status != 0)) && ((e2e_failed == 0)); then e2e_failed=1; fi
+passed=$((passed + e2e_passed)); failed=$((failed + e2e_failed))
+if ((e2e_status != 0)); then
+  log "server log (last lines):"; tail -n 40 target/e2e-server.log
+fi
+
+echo "chorus: $passed passed, $failed failed"
+((failed == 0))
