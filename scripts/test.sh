@@ -11,17 +11,17 @@ mkdir -p target
 log() { printf '\033[1m[test]\033[0m %s\n' "$*"; }
 
 passed=0 failed=0
-count_cargo() {  # sums "test result: ... N passed; M failed" lines
+count_cargo() {  # sums the "test result: ... N passed; M failed" lines of a cargo test log
   local p f
-  p=$(grep -o '[0-9]* passed' "$1" | awk '{s+=$1} END {print s+0}')
-  f=$(grep -o '[0-9]* failed' "$1" | awk '{s+=$1} END {print s+0}')
+  p=$(awk '/^test result:/ { for (i = 2; i <= NF; i++) if ($i ~ /^passed/) s += $(i-1) } END { print s+0 }' "$1")
+  f=$(awk '/^test result:/ { for (i = 2; i <= NF; i++) if ($i ~ /^failed/) s += $(i-1) } END { print s+0 }' "$1")
   passed=$((passed + p)); failed=$((failed + f))
 }
 
 log "unit and integration tests"
 cargo_status=0
 cargo test --features ssr 2>&1 | tee target/test-cargo.log || cargo_status=$?
-count_cargo <(grep '^test result:' target/test-cargo.log)
+count_cargo target/test-cargo.log
 if ((cargo_status != 0)) && ((failed == 0)); then failed=1; fi  # e.g. a compile error
 
 log "building the site for the end-to-end tests"
@@ -50,8 +50,9 @@ PY
 log "end-to-end tests"
 e2e_status=0
 (cd end2end && CHORUS_URL="$url" npx playwright test) 2>&1 | tee target/test-e2e.log || e2e_status=$?
-e2e_passed=$(grep -oE '^ +[0-9]+ passed' target/test-e2e.log | awk '{s+=$1} END {print s+0}')
-e2e_failed=$(grep -oE '^ +[0-9]+ (failed|flaky)' target/test-e2e.log | awk '{s+=$1} END {print s+0}')
+# Playwright's summary: "  7 passed (12.0s)", "  1 failed", "  1 flaky".
+e2e_passed=$(awk '$2 == "passed" && $1 ~ /^[0-9]+$/ { s += $1 } END { print s+0 }' target/test-e2e.log)
+e2e_failed=$(awk '($2 == "failed" || $2 == "flaky") && $1 ~ /^[0-9]+$/ { s += $1 } END { print s+0 }' target/test-e2e.log)
 if ((e2e_status != 0)) && ((e2e_failed == 0)); then e2e_failed=1; fi
 passed=$((passed + e2e_passed)); failed=$((failed + e2e_failed))
 if ((e2e_status != 0)); then
