@@ -52,7 +52,10 @@ fi
 
 # Playwright (the test runner only: it drives Debian's Chromium, it downloads no browser).
 pw_wanted=$(sed -n 's/.*"@playwright\/test": *"\([^"]*\)".*/\1/p' end2end/package.json)
-pw_have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' end2end/node_modules/@playwright/test/package.json 2>/dev/null | head -1)
+pw_have=""
+if [[ -f end2end/node_modules/@playwright/test/package.json ]]; then
+  pw_have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' end2end/node_modules/@playwright/test/package.json | head -1)
+fi
 if [[ "$pw_have" != "$pw_wanted" ]]; then
   log "installing end-to-end test packages"
   (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
