@@ -1,4 +1,5 @@
 import { test, expect, type Page, type BrowserContext } from '@playwright/test';
+import { CuttableProxy } from './proxy';
 
 // Every test uses its own room and names: the server lives across tests.
 const unique = (prefix: string) => `${prefix}${Math.random().toString(36).slice(2, 8)}`;
@@ -137,4 +138,43 @@ test('the language follows the browser and the switcher changes it', async ({ br
   await page.reload();
   await expect(page.getByTestId('status')).toHaveText('Online');
   await context.close();
+});
+
+test('after the connection drops the page reconnects by itself and keeps its name', async ({ browser, baseURL }) => {
+  // Note: context.setOffline() does not close an open WebSocket in Chromium, so the drop is made
+  // by a proxy that cuts the TCP connections.
+  const proxy = await CuttableProxy.start(baseURL!);
+  const room = unique('e2e-');
+  const name = unique('nora');
+  const context = await browser.newContext({ locale: 'en-US', baseURL: proxy.url });
+  const page = await openRoom(context, room);
+  await pickName(page, name);
+
+  // Record every status the page shows from now on.
+  await page.evaluate(() => {
+    const el = document.querySelector('[data-testid=status]')!;
+    const seen: string[] = ((window as any).__statuses = []);
+    new MutationObserver(() => seen.push(el.textContent ?? '')).observe(el, {
+      subtree: true,
+      characterData: true,
+      childList: true,
+    });
+  });
+  const before = proxy.accepted;
+  proxy.cut();
+  await expect.poll(() => proxy.accepted).toBeGreaterThan(before);
+  await expect(page.getByTestId('status')).toHaveText('Online');
+  expect(await page.evaluate(() => (window as any).__statuses)).toContain('Reconnecting…');
+  await expect(page.getByTestId('my-name')).toHaveText(name);
+  await expect(page.getByTestId('members')).toContainText(name);
+  await expect(page.getByTestId('error')).toHaveCount(0);
+  await say(page, 'back again');
+  await expect(page.getByTestId('message').filter({ hasText: 'back again' })).toBeVisible();
+  await context.close();
+  await proxy.stop();
+});
+
+test('a page for a malformed room name says so', async ({ page }) => {
+  await page.goto('/r/not%20a%20room');
+  await expect(page.getByTestId('error')).toContainText('Room names');
 });

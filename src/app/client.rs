@@ -13,7 +13,7 @@ pub const LANG_KEY: &str = "chorus.lang";
 #[cfg(feature = "hydrate")]
 mod imp {
     use super::*;
-    use crate::protocol::ServerMsg;
+    use crate::{app::model::Status, protocol::ServerMsg};
     use futures::{SinkExt, StreamExt, channel::mpsc};
     use gloo_net::websocket::{Message as WsMessage, futures::WebSocket};
     use std::cell::{Cell, RefCell};
@@ -69,6 +69,19 @@ mod imp {
         (js_sys::Math::random() * f64::from(cap)) as u32 + 100
     }
 
+    /// Claims the wanted name again after `ms`, if we are still online without one.
+    async fn reclaim_name_after(model: RwSignal<Model>, ms: u32) {
+        gloo_timers::future::TimeoutFuture::new(ms).await;
+        let pending = model.with_untracked(|m| {
+            (m.status == Status::Online && m.name.is_none())
+                .then(|| m.wanted_name.clone())
+                .flatten()
+        });
+        if let Some(name) = pending {
+            send(ClientMsg::SetName { name });
+        }
+    }
+
     pub fn start(model: RwSignal<Model>) {
         leptos::task::spawn_local(async move {
             let Some(url) = ws_url() else { return };
@@ -104,11 +117,16 @@ mod imp {
                                 ServerMsg::NameSet { name } => Some(name.clone()),
                                 _ => None,
                             };
-                            let answers = model.try_update(|m| m.apply(msg)).unwrap_or_default();
+                            let (answers, retry) = model
+                                .try_update(|m| (m.apply(msg), m.retry_name_in_ms.take()))
+                                .unwrap_or_default();
                             if let Some(name) = confirmed {
                                 storage_set(NAME_KEY, &name);
                             }
                             answers.into_iter().for_each(send);
+                            if let Some(ms) = retry {
+                                leptos::task::spawn_local(reclaim_name_after(model, ms));
+                            }
                         }
                     };
                     futures::pin_mut!(reader, writer);

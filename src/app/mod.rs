@@ -65,19 +65,26 @@ fn use_strings() -> impl Fn() -> &'static Strings + Copy {
 
 #[component]
 fn NotFound() -> impl IntoView {
-    view! { <main class="not-found"><h1>"404"</h1><a href="/">"Chorus"</a></main> }
+    let t = use_strings();
+    view! {
+        <main class="not-found">
+            <p>{move || t().not_found}</p>
+            <a href="/">{move || t().back_to_lobby}</a>
+        </main>
+    }
 }
 
 #[component]
 fn RoomPage() -> impl IntoView {
+    let t = use_strings();
     let params = use_params_map();
     let room = params.with_untracked(|p| p.get("room").unwrap_or_default());
     match RoomName::parse(&room) {
         Ok(room) => view! { <ChatPage room=room.to_string() /> }.into_any(),
         Err(e) => view! {
             <main class="not-found">
-                <p class="error">{e.message}</p>
-                <a href="/">"Chorus"</a>
+                <p class="error" data-testid="error">{move || (t().error)(e.code)}</p>
+                <a href="/">{move || t().back_to_lobby}</a>
             </main>
         }
         .into_any(),

@@ -49,10 +49,19 @@ pub struct Model {
     pub items: Vec<Item>,
     /// The last refusal, until dismissed or superseded.
     pub error: Option<ErrorCode>,
+    /// Set when the name should be claimed again after this many milliseconds; the client
+    /// takes it and schedules the retry.
+    pub retry_name_in_ms: Option<u32>,
+    /// Tries left to reclaim our own name after a reconnect: the server may not yet have noticed
+    /// that our previous connection is gone, and still count the name as taken.
+    reclaims_left: u32,
     epoch: Option<String>,
     last_seq: u64,
     next_notice: u64,
 }
+
+/// Reclaim attempts after a reconnect, spaced 250 ms, 500 ms, … apart.
+const RECLAIM_TRIES: u32 = 6;
 
 impl Model {
     pub fn new(room: &str, remembered_name: Option<String>) -> Self {
@@ -74,6 +83,7 @@ impl Model {
         self.joined = false;
         if let Some(name) = self.name.take() {
             self.wanted_name = Some(name);
+            self.reclaims_left = RECLAIM_TRIES;
         }
     }
 
@@ -85,6 +95,7 @@ impl Model {
         }
         self.wanted_name = Some(name.clone());
         self.error = None;
+        self.reclaims_left = 0;
         if self.status == Status::Online {
             vec![ClientMsg::SetName { name }]
         } else {
@@ -118,6 +129,7 @@ impl Model {
                 }
             }
             ServerMsg::NameSet { name } => {
+                self.reclaims_left = 0;
                 self.wanted_name = Some(name.clone());
                 self.name = Some(name);
                 self.error = None;
@@ -166,6 +178,15 @@ impl Model {
             }
             ServerMsg::Presence { room, members } if room == self.room => {
                 self.members = members;
+                Vec::new()
+            }
+            ServerMsg::Error {
+                code: ErrorCode::NameTaken,
+                ..
+            } if self.name.is_none() && self.reclaims_left > 0 => {
+                // Probably our own previous connection, not yet reaped: try again shortly.
+                self.retry_name_in_ms = Some(250 * (RECLAIM_TRIES + 1 - self.reclaims_left));
+                self.reclaims_left -= 1;
                 Vec::new()
             }
             ServerMsg::Error { code, .. } => {
@@ -285,6 +306,43 @@ mod tests {
         });
         assert_eq!(m.wanted_name, None);
         assert_eq!(m.error, Some(ErrorCode::NameTaken));
+    }
+
+    #[test]
+    fn after_a_reconnect_our_own_name_is_reclaimed_patiently_before_giving_up() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        m.apply(welcome());
+        m.apply(ServerMsg::NameSet { name: "ann".into() });
+        m.disconnected();
+        m.apply(welcome());
+        let taken = || ServerMsg::Error {
+            code: ErrorCode::NameTaken,
+            message: String::new(),
+        };
+        let mut delays = Vec::new();
+        for _ in 0..RECLAIM_TRIES {
+            m.apply(taken());
+            delays.push(m.retry_name_in_ms.take().expect("a retry is scheduled"));
+            assert_eq!(m.error, None, "no error shown while reclaiming");
+            assert_eq!(m.wanted_name.as_deref(), Some("ann"));
+        }
+        assert!(delays.windows(2).all(|w| w[0] < w[1]), "{delays:?}");
+        // Out of patience: the user is told, and asked for a name.
+        m.apply(taken());
+        assert_eq!(m.retry_name_in_ms, None);
+        assert_eq!(m.error, Some(ErrorCode::NameTaken));
+        assert_eq!(m.wanted_name, None);
+    }
+
+    #[test]
+    fn a_name_taken_on_first_try_is_not_retried() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        m.apply(welcome());
+        m.apply(ServerMsg::Error {
+            code: ErrorCode::NameTaken,
+            message: String::new(),
+        });
+        assert_eq!(m.retry_name_in_ms, None);
     }
 
     #[test]

@@ -1,0 +1,100 @@
+//! The `chorus` binary as an operator runs it: configuration errors and signals.
+
+use std::{
+    io::Read,
+    net::TcpListener,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chorus");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Waits (bounded) for the child to exit.
+fn wait_exit(
+    child: &mut std::process::Child,
+    patience: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + patience;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    None
+}
+
+#[test]
+fn a_bad_setting_is_refused_at_start_up_with_a_message_naming_it() {
+    let out = Command::new(BIN)
+        .args(["--max-frame-bytes", "10"])
+        .env("CHORUS_CONFIG", "/dev/null")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("max_frame_bytes"),
+        "message does not name the key: {text}"
+    );
+}
+
+#[test]
+fn a_config_file_with_an_unknown_key_is_refused() {
+    let dir = std::env::temp_dir().join(format!("chorus-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "histroy_size = 5\n").expect("write config");
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("histroy_size"),
+        "message does not name the key: {text}"
+    );
+}
+
+#[test]
+fn sigterm_shuts_the_server_down_cleanly() {
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("CHORUS_CONFIG", "/dev/null")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    // Serving: /healthz answers (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "server did not start listening");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let exit = wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
+    assert!(exit.success(), "exit status {exit:?}");
+    let mut logs = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut logs);
+    }
+    assert!(logs.contains("shutting down"), "no shutdown log: {logs}");
+}
