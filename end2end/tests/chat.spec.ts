@@ -178,3 +178,28 @@ test('a page for a malformed room name says so', async ({ page }) => {
   await page.goto('/r/not%20a%20room');
   await expect(page.getByTestId('error')).toContainText('Room names');
 });
+
+test('the list follows new messages unless the reader has scrolled up', async ({ browser }) => {
+  const context = await browser.newContext({ locale: 'en-US', viewport: { width: 800, height: 500 } });
+  const page = await openRoom(context, unique('e2e-'));
+  await pickName(page, unique('sky'));
+  const list = page.getByTestId('messages');
+  const gapToBottom = () => list.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight);
+
+  for (let i = 1; i <= 25; i++) await say(page, `line ${i}`);
+  await expect(page.getByTestId('message').filter({ hasText: 'line 25' })).toBeVisible();
+  await expect.poll(gapToBottom).toBeLessThan(5);
+
+  // Scrolled up to read: a new message must not yank the view down.
+  await list.evaluate((el) => el.scrollTo(0, 0));
+  await say(page, 'while reading');
+  await expect(page.getByTestId('message').filter({ hasText: 'while reading' })).toHaveCount(1);
+  expect(await list.evaluate((el) => el.scrollTop)).toBe(0);
+
+  // Back at the bottom, it follows again.
+  await list.evaluate((el) => el.scrollTo(0, el.scrollHeight));
+  await say(page, 'following again');
+  await expect(page.getByTestId('message').filter({ hasText: 'following again' })).toBeVisible();
+  await expect.poll(gapToBottom).toBeLessThan(5);
+  await context.close();
+});
