@@ -402,3 +402,35 @@ async fn shutdown_closes_every_connection_with_1001() {
         .expect("shutdown task")
         .expect("server exits cleanly");
 }
+
+#[tokio::test]
+async fn a_burst_of_joins_announces_each_but_folds_the_member_lists() {
+    let server = TestServer::with(|c| c.presence_interval_ms = 1000).await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    let mut others = Vec::new();
+    for i in 0..20 {
+        others.push(
+            Client::in_room(&server, &format!("u{i:02}"), "lobby")
+                .await
+                .0,
+        );
+    }
+    let (mut notices, mut lists) = (0, 0);
+    loop {
+        match ann.recv().await {
+            ServerMsg::Notice {
+                kind: NoticeKind::Joined,
+                ..
+            } => notices += 1,
+            ServerMsg::Presence { members, .. } => {
+                lists += 1;
+                if members.len() == 21 {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(notices, 20, "every join is announced");
+    assert!(lists < 20, "{lists} member lists for 20 joins: not folded");
+}

@@ -167,6 +167,17 @@ impl Model {
                 name,
                 old_name,
             } if room == self.room => {
+                // Keep the list current at once; `presence` (sent less often) stays the truth.
+                match kind {
+                    NoticeKind::Joined => self.add_member(&name),
+                    NoticeKind::Left => self.members.retain(|m| m != &name),
+                    NoticeKind::Renamed => {
+                        if let Some(old) = &old_name {
+                            self.members.retain(|m| m != old);
+                        }
+                        self.add_member(&name);
+                    }
+                }
                 self.next_notice += 1;
                 self.push(Item::Notice {
                     key: self.next_notice,
@@ -200,6 +211,13 @@ impl Model {
                 Vec::new()
             }
             _ => Vec::new(),
+        }
+    }
+
+    fn add_member(&mut self, name: &str) {
+        if !self.members.iter().any(|m| m == name) {
+            self.members.push(name.to_owned());
+            self.members.sort_by_cached_key(|m| m.to_lowercase());
         }
     }
 
@@ -369,6 +387,27 @@ mod tests {
             history: vec![msg(2, "e"), msg(3, "e"), msg(4, "e")],
         });
         assert_eq!(seqs(&m), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn notices_update_the_member_list_before_the_next_presence() {
+        let mut m = Model::new("lobby", None);
+        m.apply(ServerMsg::Presence {
+            room: "lobby".into(),
+            members: vec!["ann".into(), "Zed".into()],
+        });
+        let notice = |kind, name: &str, old: Option<&str>| ServerMsg::Notice {
+            room: "lobby".into(),
+            kind,
+            name: name.into(),
+            old_name: old.map(Into::into),
+        };
+        m.apply(notice(NoticeKind::Joined, "Bo", None));
+        assert_eq!(m.members, ["ann", "Bo", "Zed"]);
+        m.apply(notice(NoticeKind::Renamed, "Abe", Some("Zed")));
+        assert_eq!(m.members, ["Abe", "ann", "Bo"]);
+        m.apply(notice(NoticeKind::Left, "ann", None));
+        assert_eq!(m.members, ["Abe", "Bo"]);
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct Config {
     pub outbound_queue: usize,
     /// Rooms one connection may be in at once.
     pub max_rooms_per_connection: usize,
+    /// Least milliseconds between two `presence` frames of one room (the newest list wins).
+    pub presence_interval_ms: u64,
     /// Rooms the node keeps (with their history) at once; joining a new room past it is refused.
     pub max_rooms: usize,
     /// Seconds to wait for connections to close on shutdown before exiting anyway.
@@ -62,6 +64,7 @@ impl Default for Config {
             max_frame_bytes: 64 * 1024,
             outbound_queue: 256,
             max_rooms_per_connection: 16,
+            presence_interval_ms: 250,
             max_rooms: 10_000,
             shutdown_grace_secs: 10,
             site_root: "target/site".to_owned(),
@@ -89,6 +92,8 @@ pub struct Layer {
     pub outbound_queue: Option<usize>,
     #[arg(long, env = "CHORUS_MAX_ROOMS_PER_CONNECTION")]
     pub max_rooms_per_connection: Option<usize>,
+    #[arg(long, env = "CHORUS_PRESENCE_INTERVAL_MS")]
+    pub presence_interval_ms: Option<u64>,
     #[arg(long, env = "CHORUS_MAX_ROOMS")]
     pub max_rooms: Option<usize>,
     #[arg(long, env = "CHORUS_SHUTDOWN_GRACE_SECS")]
@@ -139,6 +144,7 @@ impl Config {
             max_frame_bytes,
             outbound_queue,
             max_rooms_per_connection,
+            presence_interval_ms,
             max_rooms,
             shutdown_grace_secs,
             site_root,
@@ -153,6 +159,7 @@ impl Config {
         set(&mut self.max_frame_bytes, max_frame_bytes);
         set(&mut self.outbound_queue, outbound_queue);
         set(&mut self.max_rooms_per_connection, max_rooms_per_connection);
+        set(&mut self.presence_interval_ms, presence_interval_ms);
         set(&mut self.max_rooms, max_rooms);
         set(&mut self.shutdown_grace_secs, shutdown_grace_secs);
         set(&mut self.site_root, site_root);
@@ -190,6 +197,11 @@ impl Config {
             "at least 1",
         )?;
         check(self.max_rooms >= 1, "max_rooms", "at least 1")?;
+        check(
+            self.presence_interval_ms <= 60_000,
+            "presence_interval_ms",
+            "at most 60000",
+        )?;
         if let Some(id) = &self.node_id {
             check(
                 !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()),

@@ -15,8 +15,12 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::Duration,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Close code for a connection the server drops so that its client reconnects and resyncs:
@@ -86,16 +90,23 @@ struct LocalMember {
 pub struct Hub {
     state: Arc<SharedState>,
     bus: Arc<dyn Bus>,
+    /// Least time between two `presence` frames of one room from this node.
+    presence_interval: Duration,
     /// Room → its task's command queue. The queue is unbounded, yet bounded in practice: each
     /// connection waits for the answer to its command before sending another.
     rooms: Mutex<HashMap<RoomName, mpsc::UnboundedSender<Command>>>,
 }
 
 impl Hub {
-    pub fn new(state: Arc<SharedState>, bus: Arc<dyn Bus>) -> Arc<Self> {
+    pub fn new(
+        state: Arc<SharedState>,
+        bus: Arc<dyn Bus>,
+        presence_interval: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             state,
             bus,
+            presence_interval,
             rooms: Mutex::new(HashMap::new()),
         })
     }
@@ -183,6 +194,7 @@ async fn room_task(hub: Arc<Hub>, room: RoomName, mut commands: mpsc::UnboundedR
         }
     };
     let mut members: Vec<LocalMember> = Vec::new();
+    let mut presence = PresenceThrottle::new(hub.presence_interval);
     loop {
         tokio::select! {
             biased;
@@ -191,8 +203,13 @@ async fn room_task(hub: Arc<Hub>, room: RoomName, mut commands: mpsc::UnboundedR
                 None => break,
             },
             event = sub.recv() => {
-                if !deliver(&room, &mut members, event) {
+                if !deliver(&room, &mut members, &mut presence, event) {
                     break;
+                }
+            }
+            _ = tokio::time::sleep_until(presence.next_at), if presence.pending.is_some() => {
+                if let Some(frame) = presence.take_due() {
+                    fan_out(&mut members, &frame, None);
                 }
             }
         }
@@ -269,25 +286,76 @@ async fn handle(hub: &Hub, room: &RoomName, members: &mut Vec<LocalMember>, cmd:
     }
 }
 
+/// Sends `presence` frames of one room at most once per interval, the newest winning.
+///
+/// Every join or leave lists the whole room; sent to every member each time, a reconnect storm
+/// of n users would cost O(n²) bytes. Notices stay immediate; the list catches up within the
+/// interval, and the first change after a quiet spell goes out at once.
+struct PresenceThrottle {
+    interval: Duration,
+    next_at: Instant,
+    pending: Option<Message>,
+}
+
+impl PresenceThrottle {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            next_at: Instant::now(),
+            pending: None,
+        }
+    }
+
+    /// Returns the frame if it may go out now; otherwise keeps it (replacing an older one).
+    fn offer(&mut self, frame: Message) -> Option<Message> {
+        if self.pending.is_none() && Instant::now() >= self.next_at {
+            self.next_at = Instant::now() + self.interval;
+            Some(frame)
+        } else {
+            self.pending = Some(frame);
+            None
+        }
+    }
+
+    /// The kept frame, once its time has come.
+    fn take_due(&mut self) -> Option<Message> {
+        if Instant::now() < self.next_at {
+            return None;
+        }
+        let frame = self.pending.take()?;
+        self.next_at = Instant::now() + self.interval;
+        Some(frame)
+    }
+}
+
+/// Queues `frame` for every local member. A member whose queue is full is closed by `offer` and
+/// dropped here; its connection then leaves the room properly.
+fn fan_out(members: &mut Vec<LocalMember>, frame: &Message, seq: Option<u64>) {
+    members.retain(|m| match seq {
+        Some(seq) if seq <= m.skip_through => true,
+        _ => m.outbox.offer(frame.clone()),
+    });
+}
+
 /// Hands one bus event to every local member. Returns false when the subscription is over.
 fn deliver(
     room: &RoomName,
     members: &mut Vec<LocalMember>,
+    presence: &mut PresenceThrottle,
     event: Result<BusEvent, RecvError>,
 ) -> bool {
     match event {
         Ok(event) => {
-            let seq = match &*event {
-                ServerMsg::Message(m) => Some(m.seq),
-                _ => None,
-            };
             let frame = encode(&event);
-            // A member whose queue is full is closed by `offer` and dropped here; its connection
-            // then leaves the room properly.
-            members.retain(|m| match seq {
-                Some(seq) if seq <= m.skip_through => true,
-                _ => m.outbox.offer(frame.clone()),
-            });
+            match &*event {
+                ServerMsg::Message(m) => fan_out(members, &frame, Some(m.seq)),
+                ServerMsg::Presence { .. } => {
+                    if let Some(frame) = presence.offer(frame) {
+                        fan_out(members, &frame, None);
+                    }
+                }
+                _ => fan_out(members, &frame, None),
+            }
             true
         }
         Err(RecvError::Lagged(n)) => {

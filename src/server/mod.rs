@@ -46,7 +46,11 @@ impl AppState {
             config.history_size,
             config.max_rooms,
         ));
-        let hub = Hub::new(state.clone(), bus);
+        let hub = Hub::new(
+            state.clone(),
+            bus,
+            Duration::from_millis(config.presence_interval_ms),
+        );
         Self {
             leptos_options: leptos_options(&config),
             config: Arc::new(config),
