@@ -434,3 +434,29 @@ async fn a_burst_of_joins_announces_each_but_folds_the_member_lists() {
     assert_eq!(notices, 20, "every join is announced");
     assert!(lists < 20, "{lists} member lists for 20 joins: not folded");
 }
+
+#[tokio::test]
+async fn joining_mid_conversation_gives_history_and_live_messages_without_gap_or_repeat() {
+    let server = TestServer::with(|c| c.history_size = 1000).await;
+    let (mut talker, _, _) = Client::in_room(&server, "talker", "lobby").await;
+    const TOTAL: u64 = 400;
+    let talking = tokio::spawn(async move {
+        for i in 1..=TOTAL {
+            talker.say("lobby", &format!("m{i}"), &format!("c{i}")).await;
+        }
+        talker
+    });
+    // Join while the talker is (most likely) mid-way; correctness must not depend on when.
+    tokio::task::yield_now().await;
+    // Not `in_room`: its drain would swallow the live messages that follow `joined`.
+    let mut late = Client::named(&server, "late").await;
+    let (_, history) = late.join("lobby").await;
+    let mut seqs: Vec<u64> = history.iter().map(|m| m.seq).collect();
+    while seqs.last().copied().unwrap_or(0) < TOTAL {
+        seqs.push(late.next_message().await.seq);
+    }
+    let first = seqs.first().copied().unwrap_or(1);
+    let expected: Vec<u64> = (first..=TOTAL).collect();
+    assert_eq!(seqs, expected, "history + live stream has a gap or a repeat");
+    talking.await.expect("talker finished");
+}
