@@ -32,18 +32,21 @@ fn wait_exit(
     None
 }
 
+/// Runs the binary, expecting it to refuse to start (exit 2) with a message naming `key`.
+fn assert_refused(cmd: &mut Command, key: &str) {
+    let out = cmd.output().expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains(key), "message does not name {key}: {text}");
+}
+
 #[test]
 fn a_bad_setting_is_refused_at_start_up_with_a_message_naming_it() {
-    let out = Command::new(BIN)
-        .args(["--max-frame-bytes", "10"])
-        .env("CHORUS_CONFIG", "/dev/null")
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(2));
-    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
-    assert!(
-        text.contains("max_frame_bytes"),
-        "message does not name the key: {text}"
+    assert_refused(
+        Command::new(BIN)
+            .args(["--max-frame-bytes", "10"])
+            .env("CHORUS_CONFIG", "/dev/null"),
+        "max_frame_bytes",
     );
 }
 
@@ -53,17 +56,7 @@ fn a_config_file_with_an_unknown_key_is_refused() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("bad.toml");
     std::fs::write(&file, "histroy_size = 5\n").expect("write config");
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&file)
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(2));
-    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
-    assert!(
-        text.contains("histroy_size"),
-        "message does not name the key: {text}"
-    );
+    assert_refused(Command::new(BIN).arg("--config").arg(&file), "histroy_size");
 }
 
 #[test]

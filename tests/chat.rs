@@ -442,7 +442,9 @@ async fn joining_mid_conversation_gives_history_and_live_messages_without_gap_or
     const TOTAL: u64 = 400;
     let talking = tokio::spawn(async move {
         for i in 1..=TOTAL {
-            talker.say("lobby", &format!("m{i}"), &format!("c{i}")).await;
+            talker
+                .say("lobby", &format!("m{i}"), &format!("c{i}"))
+                .await;
         }
         talker
     });
@@ -457,6 +459,9 @@ async fn joining_mid_conversation_gives_history_and_live_messages_without_gap_or
     }
     let first = seqs.first().copied().unwrap_or(1);
     let expected: Vec<u64> = (first..=TOTAL).collect();
-    assert_eq!(seqs, expected, "history + live stream has a gap or a repeat");
+    assert_eq!(
+        seqs, expected,
+        "history + live stream has a gap or a repeat"
+    );
     talking.await.expect("talker finished");
 }

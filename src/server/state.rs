@@ -126,17 +126,15 @@ impl SharedState {
         }
     }
 
-    fn room(
-        &self,
-        room: &RoomName,
-        create: bool,
-    ) -> Result<Option<Arc<tokio::sync::Mutex<Room>>>, Invalid> {
+    fn existing(&self, room: &RoomName) -> Option<Arc<tokio::sync::Mutex<Room>>> {
+        let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        rooms.get(room).cloned()
+    }
+
+    fn get_or_create(&self, room: &RoomName) -> Result<Arc<tokio::sync::Mutex<Room>>, Invalid> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = rooms.get(room) {
-            return Ok(Some(r.clone()));
-        }
-        if !create {
-            return Ok(None);
+            return Ok(r.clone());
         }
         if rooms.len() >= self.max_rooms {
             return Err(Invalid::new(
@@ -146,7 +144,7 @@ impl SharedState {
         }
         let r = Arc::new(tokio::sync::Mutex::new(Room::default()));
         rooms.insert(room.clone(), r.clone());
-        Ok(Some(r))
+        Ok(r)
     }
 
     async fn publish(&self, room: &RoomName, msg: ServerMsg) -> Result<(), Invalid> {
@@ -186,10 +184,7 @@ impl SharedState {
         name: &UserName,
     ) -> Result<Snapshot, Invalid> {
         let mut room = loop {
-            let Some(room) = self.room(room_name, true)? else {
-                return Err(Invalid::new(ErrorCode::Internal, "room vanished"));
-            };
-            let guard = room.lock_owned().await;
+            let guard = self.get_or_create(room_name)?.lock_owned().await;
             if !guard.retired {
                 break guard;
             }
@@ -209,7 +204,7 @@ impl SharedState {
     /// Removes `session` from the room and announces it; a room left with neither members nor
     /// history is forgotten.
     pub async fn leave(&self, room_name: &RoomName, session: &SessionId) -> Result<(), Invalid> {
-        let Some(room_ref) = self.room(room_name, false)? else {
+        let Some(room_ref) = self.existing(room_name) else {
             return Ok(());
         };
         let mut room = room_ref.lock().await;
@@ -241,7 +236,7 @@ impl SharedState {
         old: &UserName,
         name: &UserName,
     ) -> Result<(), Invalid> {
-        let Some(room) = self.room(room_name, false)? else {
+        let Some(room) = self.existing(room_name) else {
             return Ok(());
         };
         let mut room = room.lock().await;
@@ -261,7 +256,7 @@ impl SharedState {
         text: MessageText,
         client_id: Option<String>,
     ) -> Result<ChatMessage, Invalid> {
-        let Some(room) = self.room(room_name, false)? else {
+        let Some(room) = self.existing(room_name) else {
             return Err(Invalid::new(ErrorCode::NotInRoom, "join the room first"));
         };
         let mut room = room.lock().await;

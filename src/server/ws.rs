@@ -113,13 +113,13 @@ async fn serve(socket: WebSocket, app: AppState, session: SessionId) {
         match frame {
             Some(Ok(Message::Text(text))) => match decode_client(&text) {
                 Ok(msg) => conn.handle(msg).await,
-                Err(e) => conn.reply(e.into()).await,
+                Err(e) => conn.error(e).await,
             },
             Some(Ok(Message::Binary(_))) => {
-                conn.reply(ServerMsg::from(Invalid::new(
+                conn.error(Invalid::new(
                     ErrorCode::BinaryNotSupported,
                     "frames are JSON text; binary frames are not part of the protocol",
-                )))
+                ))
                 .await
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
@@ -229,8 +229,16 @@ impl Connection {
         self.reply(e.into()).await;
     }
 
+    /// Queues a close frame behind what is already queued. If the client does not make room in
+    /// time, it is closed at once instead (1013).
     async fn closing(&self, code: u16, reason: &'static str) {
-        let _ = self.outbox.tx.send(close_frame(code, reason)).await;
+        let queued = self.outbox.tx.send(close_frame(code, reason));
+        if !matches!(
+            tokio::time::timeout(CLOSE_TIMEOUT, queued).await,
+            Ok(Ok(()))
+        ) {
+            self.outbox.close.cancel();
+        }
     }
 
     fn name(&self) -> Result<&UserName, Invalid> {
@@ -239,7 +247,7 @@ impl Connection {
             .ok_or_else(|| Invalid::new(ErrorCode::NameRequired, "set a name first (set_name)"))
     }
 
-    fn joined(&self, raw: &str) -> Result<RoomName, Invalid> {
+    fn joined_room(&self, raw: &str) -> Result<RoomName, Invalid> {
         let room = RoomName::parse(raw)?;
         if self.rooms.contains(&room) {
             Ok(room)
@@ -317,7 +325,7 @@ impl Connection {
     }
 
     async fn leave(&mut self, raw: &str) -> Result<(), Invalid> {
-        let room = self.joined(raw)?;
+        let room = self.joined_room(raw)?;
         self.rooms.retain(|r| r != &room);
         self.app.hub.leave(&room, &self.session).await;
         self.reply(ServerMsg::Left {
@@ -334,7 +342,7 @@ impl Connection {
         client_id: Option<String>,
     ) -> Result<(), Invalid> {
         let name = self.name()?;
-        let room = self.joined(raw_room)?;
+        let room = self.joined_room(raw_room)?;
         let text = MessageText::parse(text, self.app.config.max_text_chars)?;
         let client_id = parse_client_id(client_id)?;
         let msg = self.app.state.append(&room, name, text, client_id).await?;
