@@ -1,0 +1,175 @@
+//! `chorus-load` against a real server: small, bounded runs whose counts must add up.
+
+mod common;
+
+use common::TestServer;
+use serde_json::Value;
+
+const LOAD: &str = env!("CARGO_BIN_EXE_chorus-load");
+
+/// Runs the load tool (on a blocking thread, as it is a separate process) and parses its line.
+async fn run(args: Vec<String>) -> Value {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(LOAD)
+            .args(&args)
+            .args(["--max-secs", "60"])
+            .output()
+            .expect("chorus-load runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "chorus-load failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            stdout.lines().count(),
+            1,
+            "one JSON line expected: {stdout}"
+        );
+        serde_json::from_str(stdout.trim()).expect("the line is JSON")
+    })
+    .await
+    .expect("runner thread")
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn capacity_opens_every_connection_and_reports_the_servers_memory() {
+    let server = TestServer::start().await;
+    let url = server.ws_url();
+    let pid = std::process::id().to_string(); // the server runs in this test process
+    let report = run(args(&[
+        "capacity",
+        "--url",
+        &url,
+        "--pid",
+        &pid,
+        "--connections",
+        "60",
+        "--room-size",
+        "25",
+        "--hold-secs",
+        "0",
+        "--source",
+        "127.0.0.1",
+        "--source",
+        "127.0.0.2",
+    ]))
+    .await;
+    assert_eq!(report["connected"], 60, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert!(
+        report["server_rss_after"].as_u64().unwrap_or(0) > 0,
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn fanout_counts_every_delivery_exactly_once() {
+    let server = TestServer::start().await;
+    let url = server.ws_url();
+    let report = run(args(&[
+        "fanout",
+        "--url",
+        &url,
+        "--members",
+        "8",
+        "--senders",
+        "2",
+        "--rate",
+        "100",
+        "--secs",
+        "1",
+    ]))
+    .await;
+    let sent = report["sent"].as_u64().unwrap_or(0);
+    assert_eq!(sent, 100, "{report}");
+    assert_eq!(report["expected_deliveries"], sent * 8, "{report}");
+    assert_eq!(report["deliveries"], sent * 8, "{report}");
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["duplicated"], 0, "{report}");
+    assert!(
+        report["latency_ms"]["p99"].as_f64().unwrap_or(-1.0) >= 0.0,
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn crossnode_measures_one_receiver_on_the_second_url() {
+    let server = TestServer::start().await;
+    let url = server.ws_url();
+    let report = run(args(&[
+        "crossnode",
+        "--url",
+        &url,
+        "--url",
+        &url,
+        "--rate",
+        "50",
+        "--secs",
+        "1",
+    ]))
+    .await;
+    assert_eq!(report["receivers"], 1, "{report}");
+    assert_eq!(report["deliveries"], report["sent"], "{report}");
+    assert_eq!(report["lost"], 0, "{report}");
+}
+
+/// The real `chorus` binary in its own process, so its descriptors are its own.
+struct ServerProcess {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl ServerProcess {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--log", "warn"])
+            .env("CHORUS_CONFIG", "/dev/null")
+            .spawn()
+            .expect("chorus starts");
+        let deadline = std::time::Instant::now() + common::PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "chorus did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn churn_leaves_no_connections_behind() {
+    let server = ServerProcess::start();
+    let url = format!("ws://127.0.0.1:{}/ws", server.port);
+    let pid = server.child.id().to_string();
+    let report = run(args(&[
+        "churn", "--url", &url, "--pid", &pid, "--cycles", "300", "--rate", "500",
+    ]))
+    .await;
+    assert_eq!(report["errors"], 0, "{report}");
+    assert!(
+        report["server_fds_before"].as_u64().unwrap_or(0) > 0,
+        "{report}"
+    );
+    assert_eq!(
+        report["server_fds_after"], report["server_fds_before"],
+        "descriptors leaked: {report}"
+    );
+}
