@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The standard benchmark set on this machine, single node (in-memory bus). Not part of the tests.
+#   scripts/bench.sh            full set (about 4 minutes)
+#   QUICK=1 scripts/bench.sh    smaller numbers, for a smoke run
+# Prints one JSON line per run and keeps them in target/bench/single-node.jsonl.
+# The two-node set (Redis + nginx) comes with the Redis bus.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+if [[ -n "${QUICK:-}" ]]; then
+  connections=2000 rates="500" cycles=5000
+else
+  connections=19000 rates="500 1000 2000 3000" cycles=100000
+fi
+cargo build --release --features ssr --bin chorus --bin chorus-load
+mkdir -p target/bench
+out=target/bench/single-node.jsonl
+: >"$out"
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+CHORUS_CONFIG=/dev/null target/release/chorus --listen "127.0.0.1:$port" --log warn &
+pid=$!
+trap 'kill "$pid" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
+  sleep 0.1
+done
+url="ws://127.0.0.1:$port/ws"
+load() { target/release/chorus-load "$@" --url "$url" --max-secs 300 | tee -a "$out"; }
+sources=(--source 127.0.0.1 --source 127.0.0.2 --source 127.0.0.3 --source 127.0.0.4)
+
+# Memory per idle, named, joined connection (rooms of 100). One node's open-file limit is 20,000.
+load capacity --pid "$pid" "${sources[@]}" --prefix cap --connections "$connections" \
+  --ramp 3000 --room-size 100 --hold-secs 5
+# The capacity connections are closed again before the next run (they belong to that process).
+sleep 3
+
+# Fan-out to a 200-member room at rising offered rates (deliveries = rate x 200).
+for rate in $rates; do
+  load fanout --pid "$pid" --prefix "fan$rate" --members 200 --senders 20 --rate "$rate" --secs 10
+done
+
+# Latency of one sender to one receiver at 100 messages/s (same node here).
+load crossnode --prefix cross --url "$url" --rate 100 --secs 10
+
+# Leaks: RSS and descriptors after many connect/join/close cycles.
+load churn --pid "$pid" --prefix churn --cycles "$cycles" --rate 2000 --concurrency 128
