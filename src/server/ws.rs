@@ -34,7 +34,7 @@ const WRITE_BATCH: usize = 64;
 const WRITE_BUFFER: usize = 8 * 1024;
 /// Initial read buffer per connection. The library default (128 KiB) would cost more per idle
 /// connection than everything else together; larger frames grow it as needed.
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 1024;
 /// How long a closing connection may take to get its close frame out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -112,7 +112,9 @@ async fn serve(socket: WebSocket, app: AppState, session: SessionId) {
         };
         match frame {
             Some(Ok(Message::Text(text))) => match decode_client(&text) {
-                Ok(msg) => conn.handle(msg).await,
+                // Boxed: the handler's state lives only while a frame is handled, instead of
+                // enlarging the connection's future for its whole (mostly idle) life.
+                Ok(msg) => Box::pin(conn.handle(msg)).await,
                 Err(e) => conn.error(e).await,
             },
             Some(Ok(Message::Binary(_))) => {
@@ -164,7 +166,8 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Message>,
     close: CancellationToken,
 ) {
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    // Grows only as far as bursts need; an idle connection keeps a few slots, not 64.
+    let mut batch = Vec::new();
     loop {
         let n = tokio::select! {
             biased;
