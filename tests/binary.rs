@@ -2,19 +2,15 @@
 
 use std::{
     io::Read,
-    net::TcpListener,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_chorus");
+mod common;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+use common::{free_port, wait_listening};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chorus");
 
 /// Waits (bounded) for the child to exit.
 fn wait_exit(
@@ -69,15 +65,7 @@ fn sigterm_shuts_the_server_down_cleanly() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
-    // Serving: /healthz answers (bounded wait).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "server did not start listening");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port);
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

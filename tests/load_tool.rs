@@ -126,23 +126,13 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = common::free_port();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
             .args(["--listen", &format!("127.0.0.1:{port}"), "--log", "warn"])
             .env("CHORUS_CONFIG", "/dev/null")
             .spawn()
             .expect("chorus starts");
-        let deadline = std::time::Instant::now() + common::PATIENCE;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "chorus did not listen"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        common::wait_listening(port);
         Self { child, port }
     }
 }

@@ -270,3 +270,23 @@ impl Client {
         let _ = self.ws.close(None).await;
     }
 }
+
+/// A free loopback port for a server started as a separate process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Waits (bounded by [`PATIENCE`]) until something listens on the port.
+pub fn wait_listening(port: u16) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
