@@ -465,3 +465,21 @@ async fn joining_mid_conversation_gives_history_and_live_messages_without_gap_or
     );
     talking.await.expect("talker finished");
 }
+
+#[tokio::test]
+async fn a_full_history_of_the_longest_messages_still_reaches_a_joiner() {
+    let server = TestServer::start().await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    // 100 messages (the default history) of 4,000 three-byte characters: a `joined` of ~1.2 MB.
+    let long = "語".repeat(4000);
+    for i in 1..=100 {
+        ann.say("lobby", &long, &format!("c{i}")).await;
+        ann.recv_until(|m| matches!(m, ServerMsg::Ack { .. })).await;
+    }
+    let (mut bo, _, history) = Client::in_room(&server, "bo", "lobby").await;
+    assert_eq!(history.len(), 100);
+    assert!(history.iter().all(|m| m.text == long));
+    // And the connection is still usable afterwards.
+    bo.say("lobby", "hi", "b").await;
+    assert_eq!(bo.next_message().await.text, "hi");
+}

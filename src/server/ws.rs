@@ -40,11 +40,11 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Response {
     let max = app.config.max_frame_bytes;
+    // No max_write_buffer_size: it also caps the largest frame we can send, and a `joined` with
+    // a full history of long messages is over a megabyte. What waits to be written is bounded by
+    // the connection's queue (`outbound_queue` frames) instead.
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        // A peer that stops reading cannot make the buffer grow past this: writes then fail
-        // and the connection is closed.
-        .max_write_buffer_size(WRITE_BUFFER + max.max(64 * 1024) * 4)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
