@@ -344,6 +344,12 @@ impl MessageText {
     }
 }
 
+/// Orders a member list as the protocol promises: case-insensitively, as people read names.
+/// The server sorts `joined`/`presence` lists with it and clients keep their lists with it.
+pub fn sort_members(names: &mut [String]) {
+    names.sort_by_cached_key(|n| n.to_lowercase());
+}
+
 /// Checks a client-chosen id: short, printable ASCII, so it is safe to echo to everyone.
 pub fn parse_client_id(raw: Option<String>) -> Result<Option<String>, Invalid> {
     match raw {

@@ -2,7 +2,7 @@
 //! sends in answer. Kept free of signals and browser APIs so it is unit-tested natively; the UI
 //! keeps one of these in a signal.
 
-use crate::protocol::{ChatMessage, ClientMsg, ErrorCode, NoticeKind, ServerMsg};
+use crate::protocol::{ChatMessage, ClientMsg, ErrorCode, NoticeKind, ServerMsg, sort_members};
 
 /// Items kept on screen; older ones scroll away for good so a long session stays light.
 pub const MAX_ITEMS: usize = 500;
@@ -217,7 +217,7 @@ impl Model {
     fn add_member(&mut self, name: &str) {
         if !self.members.iter().any(|m| m == name) {
             self.members.push(name.to_owned());
-            self.members.sort_by_cached_key(|m| m.to_lowercase());
+            sort_members(&mut self.members);
         }
     }
 

@@ -7,6 +7,7 @@
 use super::bus::{Bus, BusError};
 use crate::protocol::{
     ChatMessage, ErrorCode, Invalid, MessageText, NoticeKind, RoomName, ServerMsg, UserName,
+    sort_members,
 };
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
@@ -43,7 +44,7 @@ impl Room {
             .values()
             .map(|n| n.as_str().to_owned())
             .collect();
-        names.sort_by_cached_key(|n| n.to_lowercase());
+        sort_members(&mut names);
         names
     }
 }
