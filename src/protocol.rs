@@ -30,6 +30,10 @@ pub const MAX_CLIENT_ID_BYTES: usize = 64;
 pub enum ClientMsg {
     /// Pick (or change) the name shown to others.
     SetName { name: String },
+    /// Take over the session an earlier connection was given in `welcome`, keeping its name,
+    /// on any node. Sent first, before `set_name`; the answer is `resumed` or an
+    /// `unknown_session` error (then this connection simply keeps its own new session).
+    Resume { session: String },
     /// Enter a room: the answer is `joined`, with the members and recent history.
     Join { room: String },
     /// Leave a room: the answer is `left`.
@@ -46,7 +50,7 @@ pub enum ClientMsg {
 
 impl ClientMsg {
     /// Every `type` a client may send; used to tell an unknown type from a malformed known one.
-    pub const TYPES: &'static [&'static str] = &["set_name", "join", "leave", "send"];
+    pub const TYPES: &'static [&'static str] = &["set_name", "resume", "join", "leave", "send"];
 }
 
 /// A chat message as stored in a room's history and delivered to its members.
@@ -84,6 +88,13 @@ pub enum ServerMsg {
         node: String,
         protocol: u32,
         limits: Limits,
+    },
+    /// Answer to `resume`: this connection now carries that session, and the name it held is
+    /// reserved for it (claim it with `set_name`).
+    Resumed {
+        session: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
     },
     /// The name was accepted (also after a rename).
     NameSet {
@@ -165,6 +176,8 @@ pub enum ErrorCode {
     NotInRoom,
     /// Joining more rooms than a connection (or the server) allows.
     TooManyRooms,
+    /// `resume` named a session that has expired, was closed, or never existed.
+    UnknownSession,
     /// The server could not do it; retrying later may work.
     Internal,
 }
@@ -187,6 +200,7 @@ impl ErrorCode {
             Self::InvalidClientId => "invalid_client_id",
             Self::NotInRoom => "not_in_room",
             Self::TooManyRooms => "too_many_rooms",
+            Self::UnknownSession => "unknown_session",
             Self::Internal => "internal",
         }
     }

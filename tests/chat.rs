@@ -407,14 +407,11 @@ async fn shutdown_closes_every_connection_with_1001() {
 async fn a_burst_of_joins_announces_each_but_folds_the_member_lists() {
     let server = TestServer::with(|c| c.presence_interval_ms = 1000).await;
     let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
-    let mut others = Vec::new();
-    for i in 0..20 {
-        others.push(
-            Client::in_room(&server, &format!("u{i:02}"), "lobby")
-                .await
-                .0,
-        );
-    }
+    // All at once, as after a node restart.
+    let names: Vec<String> = (0..20).map(|i| format!("u{i:02}")).collect();
+    let _others =
+        futures_util::future::join_all(names.iter().map(|n| Client::in_room(&server, n, "lobby")))
+            .await;
     let (mut notices, mut lists) = (0, 0);
     loop {
         match ann.recv().await {

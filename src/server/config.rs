@@ -32,6 +32,14 @@ pub struct Config {
     pub listen: SocketAddr,
     /// This node's id, sent in `welcome`; generated when not set.
     pub node_id: Option<String>,
+    /// Redis to share state and events with other nodes (`redis://host:port/db`); without it the
+    /// node keeps everything in memory and stands alone.
+    pub redis_url: Option<String>,
+    /// Seconds a session whose connection dropped keeps its name for a `resume`.
+    pub session_ttl_secs: u64,
+    /// Milliseconds without a heartbeat after which a node counts as dead and its members are
+    /// removed from every room (heartbeats go out four times per period). Redis only.
+    pub node_ttl_ms: u64,
     /// Messages kept per room and sent to a joiner.
     pub history_size: usize,
     /// Longest message text, in characters.
@@ -59,6 +67,9 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             node_id: None,
+            redis_url: None,
+            session_ttl_secs: 30,
+            node_ttl_ms: 5_000,
             history_size: 100,
             max_text_chars: 4000,
             max_frame_bytes: 64 * 1024,
@@ -82,6 +93,12 @@ pub struct Layer {
     pub listen: Option<SocketAddr>,
     #[arg(long, env = "CHORUS_NODE_ID")]
     pub node_id: Option<String>,
+    #[arg(long, env = "CHORUS_REDIS_URL")]
+    pub redis_url: Option<String>,
+    #[arg(long, env = "CHORUS_SESSION_TTL_SECS")]
+    pub session_ttl_secs: Option<u64>,
+    #[arg(long, env = "CHORUS_NODE_TTL_MS")]
+    pub node_ttl_ms: Option<u64>,
     #[arg(long, env = "CHORUS_HISTORY_SIZE")]
     pub history_size: Option<usize>,
     #[arg(long, env = "CHORUS_MAX_TEXT_CHARS")]
@@ -139,6 +156,9 @@ impl Config {
         let Layer {
             listen,
             node_id,
+            redis_url,
+            session_ttl_secs,
+            node_ttl_ms,
             history_size,
             max_text_chars,
             max_frame_bytes,
@@ -154,6 +174,12 @@ impl Config {
         if node_id.is_some() {
             self.node_id = node_id;
         }
+        if redis_url.is_some() {
+            // An empty value switches Redis off again (e.g. an env var over a file).
+            self.redis_url = redis_url.filter(|u| !u.is_empty());
+        }
+        set(&mut self.session_ttl_secs, session_ttl_secs);
+        set(&mut self.node_ttl_ms, node_ttl_ms);
         set(&mut self.history_size, history_size);
         set(&mut self.max_text_chars, max_text_chars);
         set(&mut self.max_frame_bytes, max_frame_bytes);
@@ -204,11 +230,32 @@ impl Config {
         )?;
         if let Some(id) = &self.node_id {
             check(
-                !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()),
+                !id.is_empty()
+                    && id.len() <= 64
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
                 "node_id",
-                "1 to 64 printable ASCII characters",
+                "1 to 64 of A-Z a-z 0-9 - _ .",
             )?;
         }
+        if let Some(url) = &self.redis_url {
+            check(
+                url.starts_with("redis://") || url.starts_with("unix://"),
+                "redis_url",
+                "a redis:// or unix:// URL",
+            )?;
+        }
+        check(
+            (1..=86_400).contains(&self.session_ttl_secs),
+            "session_ttl_secs",
+            "between 1 and 86400",
+        )?;
+        check(
+            (400..=600_000).contains(&self.node_ttl_ms),
+            "node_ttl_ms",
+            "between 400 and 600000",
+        )?;
         Ok(())
     }
 }

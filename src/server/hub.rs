@@ -1,16 +1,21 @@
 //! Local fan-out: one task per room with members on this node.
 //!
 //! The room task is the only owner of the room's local member list. It subscribes to the room on
-//! the bus, serializes each event once and hands the same bytes to every member's bounded queue.
-//! Joins go through the task too, so the history snapshot a joiner gets and the live events it
-//! receives after it meet without a gap or an overlap: events are processed one at a time, and a
-//! joiner skips live messages whose `seq` its snapshot already holds.
+//! the bus and hands each event's bytes (encoded once, by whoever published it) to every member's
+//! bounded queue. Joins go through the task too, so the history snapshot a joiner gets and the
+//! live events it receives after it meet without a gap or an overlap: events are processed one at
+//! a time, and a joiner skips live messages its snapshot already holds.
+//!
+//! The task also keeps the room's stream whole on this node: it remembers the last `(epoch, seq)`
+//! it delivered, drops repeats, and when a `seq` jumps or the bus says events may be lost
+//! (reconnect, lag) it fetches the missing messages from the store before going on. Member lists
+//! (`presence`) are read from the store at most once per `presence_interval` after a change.
 
 use super::{
-    bus::{Bus, BusEvent, RecvError},
-    state::{SessionId, SharedState},
+    bus::{BusEvent, BusItem, RecvError, Subscription},
+    store::{Member, Store},
 };
-use crate::protocol::{ErrorCode, Invalid, RoomName, ServerMsg, UserName};
+use crate::protocol::{ChatMessage, ErrorCode, Invalid, RoomName, ServerMsg};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use std::{
     collections::HashMap,
@@ -69,27 +74,32 @@ pub fn encode(msg: &ServerMsg) -> Message {
 
 enum Command {
     Join {
-        session: SessionId,
-        name: UserName,
+        member: Member,
         outbox: Outbox,
         reply: oneshot::Sender<Result<(), Invalid>>,
     },
     Leave {
-        session: SessionId,
+        member: Member,
         reply: oneshot::Sender<()>,
     },
 }
 
 struct LocalMember {
-    session: SessionId,
+    member: Member,
     outbox: Outbox,
-    /// Live messages with a `seq` up to this were in the member's join snapshot.
+    /// Live messages of this epoch up to `skip_through` were in the member's join snapshot.
+    epoch: Option<String>,
     skip_through: u64,
 }
 
+impl LocalMember {
+    fn has(&self, m: &ChatMessage) -> bool {
+        m.seq <= self.skip_through && self.epoch.as_deref() == Some(m.epoch.as_str())
+    }
+}
+
 pub struct Hub {
-    state: Arc<SharedState>,
-    bus: Arc<dyn Bus>,
+    store: Arc<dyn Store>,
     /// Least time between two `presence` frames of one room from this node.
     presence_interval: Duration,
     /// Room → its task's command queue. The queue is unbounded, yet bounded in practice: each
@@ -98,14 +108,9 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(
-        state: Arc<SharedState>,
-        bus: Arc<dyn Bus>,
-        presence_interval: Duration,
-    ) -> Arc<Self> {
+    pub fn new(store: Arc<dyn Store>, presence_interval: Duration) -> Arc<Self> {
         Arc::new(Self {
-            state,
-            bus,
+            store,
             presence_interval,
             rooms: Mutex::new(HashMap::new()),
         })
@@ -128,21 +133,19 @@ impl Hub {
         tokio::spawn(room_task(self.clone(), room.clone(), rx));
     }
 
-    /// Joins `session` to the room on this node: on success its `joined` frame is queued, followed
-    /// by the room's live events.
+    /// Joins the member to the room on this node: on success its `joined` frame is queued,
+    /// followed by the room's live events.
     pub async fn join(
         self: &Arc<Self>,
         room: &RoomName,
-        session: &SessionId,
-        name: &UserName,
+        member: &Member,
         outbox: &Outbox,
     ) -> Result<(), Invalid> {
         let (reply, answer) = oneshot::channel();
         self.command(
             room,
             Command::Join {
-                session: session.clone(),
-                name: name.clone(),
+                member: member.clone(),
                 outbox: outbox.clone(),
                 reply,
             },
@@ -152,13 +155,13 @@ impl Hub {
             .unwrap_or_else(|_| Err(Invalid::new(ErrorCode::Internal, "the room stopped")))
     }
 
-    /// Stops delivering the room to `session` and tells the others it left.
-    pub async fn leave(self: &Arc<Self>, room: &RoomName, session: &SessionId) {
+    /// Stops delivering the room to the member's connection and tells the others it left.
+    pub async fn leave(self: &Arc<Self>, room: &RoomName, member: &Member) {
         let (reply, answer) = oneshot::channel();
         self.command(
             room,
             Command::Leave {
-                session: session.clone(),
+                member: member.clone(),
                 reply,
             },
         );
@@ -184,47 +187,216 @@ impl Hub {
     }
 }
 
+/// One room on this node.
+struct RoomTask {
+    hub: Arc<Hub>,
+    room: RoomName,
+    members: Vec<LocalMember>,
+    presence: PresenceThrottle,
+    /// The last message this node delivered (or knew of from a snapshot): `(epoch, seq)`.
+    epoch: Option<String>,
+    delivered: u64,
+}
+
 async fn room_task(hub: Arc<Hub>, room: RoomName, mut commands: mpsc::UnboundedReceiver<Command>) {
-    let mut sub = match hub.bus.subscribe(&room).await {
+    let mut sub = match hub.store.subscribe(&room).await {
         Ok(sub) => sub,
         Err(e) => {
-            tracing::error!(cause = %e, %room, "cannot subscribe to room");
+            tracing::warn!(code = %e.code, %room, "cannot subscribe to room");
             refuse_all(&hub, &room, &mut commands);
             return;
         }
     };
-    let mut members: Vec<LocalMember> = Vec::new();
-    let mut presence = PresenceThrottle::new(hub.presence_interval);
-    loop {
-        tokio::select! {
-            biased;
-            cmd = commands.recv() => match cmd {
-                Some(cmd) => handle(&hub, &room, &mut members, cmd).await,
-                None => break,
-            },
-            event = sub.recv() => {
-                if !deliver(&room, &mut members, &mut presence, event) {
-                    break;
+    let mut task = RoomTask {
+        presence: PresenceThrottle::new(hub.presence_interval),
+        hub,
+        room,
+        members: Vec::new(),
+        epoch: None,
+        delivered: 0,
+    };
+    let open = task.run(&mut sub, &mut commands).await;
+    if !open {
+        // The bus closed: close every local member so its client reconnects and resyncs.
+        task.close_all();
+    }
+    refuse_all(&task.hub, &task.room, &mut commands);
+}
+
+impl RoomTask {
+    /// Serves until the room has no members here (true) or the bus closed (false).
+    async fn run(
+        &mut self,
+        sub: &mut Subscription,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> bool {
+        loop {
+            tokio::select! {
+                biased;
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd).await,
+                    None => return true,
+                },
+                item = sub.recv() => match item {
+                    Ok(BusItem::Event(event)) => self.deliver(&event).await,
+                    // Events may be gone (bus reconnected, or this task fell behind).
+                    Ok(BusItem::Resync) | Err(RecvError::Lagged(_)) => self.resync().await,
+                    Err(RecvError::Closed) => return false,
+                },
+                _ = tokio::time::sleep_until(self.presence.next_at), if self.presence.pending => {
+                    self.send_presence().await;
                 }
             }
-            _ = tokio::time::sleep_until(presence.next_at), if presence.pending.is_some() => {
-                if let Some(frame) = presence.take_due() {
-                    fan_out(&mut members, &frame, None);
+            while self.members.is_empty() {
+                match self.hub.retire(&self.room, commands) {
+                    Some(cmd) => self.handle(cmd).await,
+                    None => return true,
                 }
             }
         }
-        while members.is_empty() {
-            match hub.retire(&room, &mut commands) {
-                Some(cmd) => handle(&hub, &room, &mut members, cmd).await,
-                None => return,
+    }
+
+    async fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Join {
+                member,
+                outbox,
+                reply,
+            } => {
+                let result = match self.hub.store.join(&self.room, &member).await {
+                    Ok(snapshot) => {
+                        if self.epoch.is_none() {
+                            self.epoch = snapshot.epoch.clone();
+                            self.delivered = snapshot.last_seq;
+                        }
+                        // A repeated join replaces the connection's entry and resends the room.
+                        self.members.retain(|m| m.member.conn != member.conn);
+                        let joined = ServerMsg::Joined {
+                            room: self.room.to_string(),
+                            members: snapshot.members,
+                            history: snapshot.history,
+                        };
+                        if outbox.offer(encode(&joined)) {
+                            self.members.push(LocalMember {
+                                member,
+                                outbox,
+                                epoch: snapshot.epoch,
+                                skip_through: snapshot.last_seq,
+                            });
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Leave { member, reply } => {
+                self.members.retain(|m| m.member.conn != member.conn);
+                if let Err(e) = self.hub.store.leave(&self.room, &member).await {
+                    tracing::warn!(code = %e.code, room = %self.room, "leave was not announced");
+                }
+                let _ = reply.send(());
             }
         }
     }
-    // The bus closed: close every local member so its client reconnects and resyncs.
-    for m in &members {
-        m.outbox.close.cancel();
+
+    async fn deliver(&mut self, event: &BusEvent) {
+        match &event.msg {
+            ServerMsg::Message(m) => {
+                if self.epoch.as_deref() == Some(m.epoch.as_str()) {
+                    if m.seq <= self.delivered {
+                        return; // already delivered (e.g. by a gap fill)
+                    }
+                    if m.seq > self.delivered + 1 && !self.fill(Some(m.seq - 1)).await {
+                        return;
+                    }
+                } else {
+                    // The first message of this room here, or the store started a new epoch
+                    // (its data was lost): numbering starts afresh.
+                    self.epoch = Some(m.epoch.clone());
+                }
+                self.delivered = m.seq;
+                let frame = Message::Text(event.frame.clone());
+                self.members
+                    .retain(|lm| lm.has(m) || lm.outbox.offer(frame.clone()));
+            }
+            ServerMsg::Notice { .. } => {
+                self.presence.pending = true;
+                fan_out(&mut self.members, &Message::Text(event.frame.clone()));
+            }
+            _ => fan_out(&mut self.members, &Message::Text(event.frame.clone())),
+        }
     }
-    refuse_all(&hub, &room, &mut commands);
+
+    /// Delivers the stored messages after the last one delivered, up to `upto` (or all).
+    /// Returns false if they could not be had: then every local member is closed (1013) so its
+    /// client reconnects and reloads the room, rather than silently miss messages.
+    async fn fill(&mut self, upto: Option<u64>) -> bool {
+        let Some(epoch) = self.epoch.clone() else {
+            return true;
+        };
+        match self
+            .hub
+            .store
+            .since(&self.room, &epoch, self.delivered)
+            .await
+        {
+            Ok(Some(missed)) => {
+                for m in missed
+                    .into_iter()
+                    .filter(|m| upto.is_none_or(|u| m.seq <= u))
+                {
+                    let seq = m.seq;
+                    let frame = encode(&ServerMsg::Message(m.clone()));
+                    self.members
+                        .retain(|lm| lm.has(&m) || lm.outbox.offer(frame.clone()));
+                    self.delivered = seq;
+                }
+                true
+            }
+            Ok(None) => {
+                tracing::warn!(room = %self.room, after = self.delivered, "missed messages are no longer stored: members must reload");
+                self.close_all();
+                false
+            }
+            Err(e) => {
+                tracing::warn!(code = %e.code, room = %self.room, "cannot fetch missed messages: members must reload");
+                self.close_all();
+                false
+            }
+        }
+    }
+
+    async fn resync(&mut self) {
+        if !self.fill(None).await {
+            return;
+        }
+        let members: Vec<Member> = self.members.iter().map(|m| m.member.clone()).collect();
+        if let Err(e) = self.hub.store.reassert(&self.room, &members).await {
+            tracing::warn!(code = %e.code, room = %self.room, "cannot re-register members");
+        }
+        self.presence.pending = true;
+    }
+
+    async fn send_presence(&mut self) {
+        self.presence.sent();
+        match self.hub.store.members(&self.room).await {
+            Ok(members) => {
+                let frame = encode(&ServerMsg::Presence {
+                    room: self.room.to_string(),
+                    members,
+                });
+                fan_out(&mut self.members, &frame);
+            }
+            Err(e) => tracing::warn!(code = %e.code, room = %self.room, "no member list"),
+        }
+    }
+
+    fn close_all(&mut self) {
+        for m in self.members.drain(..) {
+            m.outbox.close.cancel();
+        }
+    }
 }
 
 /// Answers every queued command with an error and forgets the room, so the next join starts a
@@ -246,55 +418,16 @@ fn refuse_all(hub: &Hub, room: &RoomName, commands: &mut mpsc::UnboundedReceiver
     }
 }
 
-async fn handle(hub: &Hub, room: &RoomName, members: &mut Vec<LocalMember>, cmd: Command) {
-    match cmd {
-        Command::Join {
-            session,
-            name,
-            outbox,
-            reply,
-        } => {
-            let result = match hub.state.join(room, &session, &name).await {
-                Ok(snapshot) => {
-                    // A repeated join replaces the member's entry and resends the room.
-                    members.retain(|m| m.session != session);
-                    let joined = ServerMsg::Joined {
-                        room: room.to_string(),
-                        members: snapshot.members,
-                        history: snapshot.history,
-                    };
-                    if outbox.offer(encode(&joined)) {
-                        members.push(LocalMember {
-                            session,
-                            outbox,
-                            skip_through: snapshot.last_seq,
-                        });
-                    }
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            };
-            let _ = reply.send(result);
-        }
-        Command::Leave { session, reply } => {
-            members.retain(|m| m.session != session);
-            if let Err(e) = hub.state.leave(room, &session).await {
-                tracing::warn!(cause = %e, %room, "leave was not announced");
-            }
-            let _ = reply.send(());
-        }
-    }
-}
-
-/// Sends `presence` frames of one room at most once per interval, the newest winning.
+/// Sends `presence` frames of one room at most once per interval.
 ///
-/// Every join or leave lists the whole room; sent to every member each time, a reconnect storm
-/// of n users would cost O(n²) bytes. Notices stay immediate; the list catches up within the
-/// interval, and the first change after a quiet spell goes out at once.
+/// Every join or leave changes the whole list; sent to every member each time, a reconnect storm
+/// of n users would cost O(n²) bytes. Notices stay immediate; the list is read from the store
+/// and sent once the interval allows, so the first change after a quiet spell goes out at once.
 struct PresenceThrottle {
     interval: Duration,
     next_at: Instant,
-    pending: Option<Message>,
+    /// A change happened since the last list went out.
+    pending: bool,
 }
 
 impl PresenceThrottle {
@@ -302,71 +435,18 @@ impl PresenceThrottle {
         Self {
             interval,
             next_at: Instant::now(),
-            pending: None,
+            pending: false,
         }
     }
 
-    /// Returns the frame if it may go out now; otherwise keeps it (replacing an older one).
-    fn offer(&mut self, frame: Message) -> Option<Message> {
-        if self.pending.is_none() && Instant::now() >= self.next_at {
-            self.next_at = Instant::now() + self.interval;
-            Some(frame)
-        } else {
-            self.pending = Some(frame);
-            None
-        }
-    }
-
-    /// The kept frame, once its time has come.
-    fn take_due(&mut self) -> Option<Message> {
-        if Instant::now() < self.next_at {
-            return None;
-        }
-        let frame = self.pending.take()?;
+    fn sent(&mut self) {
+        self.pending = false;
         self.next_at = Instant::now() + self.interval;
-        Some(frame)
     }
 }
 
 /// Queues `frame` for every local member. A member whose queue is full is closed by `offer` and
 /// dropped here; its connection then leaves the room properly.
-fn fan_out(members: &mut Vec<LocalMember>, frame: &Message, seq: Option<u64>) {
-    members.retain(|m| match seq {
-        Some(seq) if seq <= m.skip_through => true,
-        _ => m.outbox.offer(frame.clone()),
-    });
-}
-
-/// Hands one bus event to every local member. Returns false when the subscription is over.
-fn deliver(
-    room: &RoomName,
-    members: &mut Vec<LocalMember>,
-    presence: &mut PresenceThrottle,
-    event: Result<BusEvent, RecvError>,
-) -> bool {
-    match event {
-        Ok(event) => {
-            let frame = encode(&event);
-            match &*event {
-                ServerMsg::Message(m) => fan_out(members, &frame, Some(m.seq)),
-                ServerMsg::Presence { .. } => {
-                    if let Some(frame) = presence.offer(frame) {
-                        fan_out(members, &frame, None);
-                    }
-                }
-                _ => fan_out(members, &frame, None),
-            }
-            true
-        }
-        Err(RecvError::Lagged(n)) => {
-            // Events are gone for every local member: close them all so they reconnect and
-            // reload the room rather than miss messages unknowingly.
-            tracing::error!(%room, missed = n, "room fell behind the bus: closing its local members");
-            for m in members.drain(..) {
-                m.outbox.close.cancel();
-            }
-            true
-        }
-        Err(RecvError::Closed) => false,
-    }
+fn fan_out(members: &mut Vec<LocalMember>, frame: &Message) {
+    members.retain(|m| m.outbox.offer(frame.clone()));
 }

@@ -4,22 +4,22 @@
 pub mod bus;
 pub mod config;
 pub mod hub;
-pub mod state;
+pub mod store;
 pub mod ws;
 
 use crate::app::{App, shell};
 use axum::{Router, extract::FromRef, routing::get, serve::ListenerExt};
-use bus::{Bus, MemoryBus};
+use axum::{http::StatusCode, response::IntoResponse};
 use config::Config;
 use hub::Hub;
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{LeptosRoutes, generate_route_list};
-use state::SharedState;
 use std::{
     future::{Future, IntoFuture},
     sync::Arc,
     time::Duration,
 };
+use store::{MemoryStore, RedisStore, Store, redis::RedisSettings};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 pub struct AppState {
     pub config: Arc<Config>,
     pub node_id: Arc<str>,
-    pub state: Arc<SharedState>,
+    pub store: Arc<dyn Store>,
     pub hub: Arc<Hub>,
     pub leptos_options: LeptosOptions,
     /// Cancelled when the server begins to shut down; connections then close with 1001.
@@ -36,29 +36,45 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, bus: Arc<dyn Bus>) -> Self {
+    /// Builds the node: the in-memory store, or the Redis store when `redis_url` is set (which
+    /// must be reachable within a few seconds). `stop` ends the store's background tasks.
+    pub async fn new(config: Config, stop: CancellationToken) -> anyhow::Result<Self> {
         let node_id: Arc<str> = match &config.node_id {
             Some(id) => id.as_str().into(),
             None => format!("node-{:08x}", rand::random::<u32>()).into(),
         };
-        let state = Arc::new(SharedState::new(
-            bus.clone(),
-            config.history_size,
-            config.max_rooms,
-        ));
+        let session_ttl = Duration::from_secs(config.session_ttl_secs);
+        let store: Arc<dyn Store> = match &config.redis_url {
+            None => Arc::new(MemoryStore::new(
+                config.history_size,
+                config.max_rooms,
+                session_ttl,
+            )),
+            Some(url) => {
+                let settings = RedisSettings {
+                    url: url.clone(),
+                    node: node_id.clone(),
+                    history_size: config.history_size,
+                    session_ttl,
+                    node_ttl: Duration::from_millis(config.node_ttl_ms),
+                };
+                RedisStore::connect(settings, stop)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot connect to redis: {e}"))?
+            }
+        };
         let hub = Hub::new(
-            state.clone(),
-            bus,
+            store.clone(),
             Duration::from_millis(config.presence_interval_ms),
         );
-        Self {
+        Ok(Self {
             leptos_options: leptos_options(&config),
             config: Arc::new(config),
             node_id,
-            state,
+            store,
             hub,
             shutdown: CancellationToken::new(),
-        }
+        })
     }
 }
 
@@ -86,8 +102,21 @@ fn leptos_options(config: &Config) -> LeptosOptions {
         .build()
 }
 
+/// Liveness: the process serves HTTP.
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// Readiness: 200 when this node can serve users (its store answers, Redis when configured),
+/// 503 otherwise or once shutdown began, so a balancer sends new users elsewhere.
+async fn readyz(axum::extract::State(app): axum::extract::State<AppState>) -> impl IntoResponse {
+    if app.shutdown.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    } else if app.store.ready().await {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "store unreachable")
+    }
 }
 
 pub fn router(app: AppState) -> Router {
@@ -95,6 +124,7 @@ pub fn router(app: AppState) -> Router {
     Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .leptos_routes(&app, routes, {
             let options = app.leptos_options.clone();
             move || shell(options.clone())
@@ -110,15 +140,18 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
-    let app = AppState::new(config, bus);
+    let stop = CancellationToken::new();
+    // Stops the store's background tasks however this function ends.
+    let _stop_guard = stop.clone().drop_guard();
+    let app = AppState::new(config, stop).await?;
+    let store = app.store.clone();
     let grace = Duration::from_secs(app.config.shutdown_grace_secs);
     let closing = app.shutdown.clone();
     let addr = listener.local_addr()?;
     tracing::info!(
         %addr,
         node = %app.node_id,
-        epoch = %app.state.epoch(),
+        redis = app.config.redis_url.is_some(),
         "chorus listening"
     );
     // Frames are batched and flushed by the writer, so Nagle's algorithm only adds delay.
@@ -138,18 +171,19 @@ pub async fn run(
         })
         .into_future();
     tokio::pin!(serve);
-    tokio::select! {
-        result = &mut serve => return result.map_err(Into::into),
-        _ = closing.cancelled() => {}
-    }
-    match tokio::time::timeout(grace, serve).await {
-        Ok(result) => result.map_err(Into::into),
-        Err(_) => {
-            tracing::warn!(
-                grace_secs = grace.as_secs(),
-                "connections still open after the grace period; exiting"
-            );
-            Ok(())
-        }
-    }
+    let result = tokio::select! {
+        result = &mut serve => result,
+        _ = closing.cancelled() => match tokio::time::timeout(grace, serve).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    "connections still open after the grace period; exiting"
+                );
+                Ok(())
+            }
+        },
+    };
+    store.close().await;
+    result.map_err(Into::into)
 }

@@ -4,7 +4,7 @@
 use super::{
     AppState,
     hub::{CLOSE_TRY_AGAIN, Outbox, encode},
-    state::SessionId,
+    store::{ConnId, Departure, Member, SessionId},
 };
 use crate::protocol::{
     ClientMsg, ErrorCode, Invalid, Limits, MAX_NAME_CHARS, MessageText, PROTOCOL_VERSION, RoomName,
@@ -48,10 +48,28 @@ pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Respo
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
-            let session: SessionId = format!("{:032x}", rand::random::<u128>()).into();
-            let span = tracing::debug_span!("conn", session = %session);
-            serve(socket, app, session).instrument(span)
+            let conn: ConnId = random_id().into();
+            let span = tracing::debug_span!("conn", conn = %conn);
+            serve(socket, app, conn).instrument(span)
         })
+}
+
+/// 128 random bits in hex: session and connection ids. A session id is a bearer secret (it
+/// resumes a name), so it must not be guessable.
+fn random_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// A session id as `resume` may name it: what `random_id` makes.
+fn parse_session(raw: &str) -> Result<SessionId, Invalid> {
+    if raw.len() == 32 && raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(raw.to_ascii_lowercase().into())
+    } else {
+        Err(Invalid::new(
+            ErrorCode::UnknownSession,
+            "no such session; carry on with the one in welcome",
+        ))
+    }
 }
 
 fn close_frame(code: u16, reason: &'static str) -> Message {
@@ -63,20 +81,23 @@ fn close_frame(code: u16, reason: &'static str) -> Message {
 
 struct Connection {
     app: AppState,
+    /// The user's session: this connection's own, or an earlier one taken over by `resume`.
     session: SessionId,
+    conn: ConnId,
     name: Option<UserName>,
     /// Rooms joined, in join order; a handful at most, so a Vec beats a set.
     rooms: Vec<RoomName>,
     outbox: Outbox,
 }
 
-async fn serve(socket: WebSocket, app: AppState, session: SessionId) {
+async fn serve(socket: WebSocket, app: AppState, conn_id: ConnId) {
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(app.config.outbound_queue);
     let close = CancellationToken::new();
     let writer = tokio::spawn(write_loop(sink, rx, close.clone()));
     let mut conn = Connection {
-        session,
+        session: random_id().into(),
+        conn: conn_id,
         name: None,
         rooms: Vec::new(),
         outbox: Outbox {
@@ -99,6 +120,8 @@ async fn serve(socket: WebSocket, app: AppState, session: SessionId) {
     .await;
 
     let shutdown = conn.app.shutdown.clone();
+    // Only a close from the client frees the name at once; anything else may be resumed.
+    let mut departure = Departure::Dropped;
     loop {
         let frame = tokio::select! {
             biased;
@@ -125,7 +148,11 @@ async fn serve(socket: WebSocket, app: AppState, session: SessionId) {
                 .await
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(Message::Close(_))) | None => break,
+            Some(Ok(Message::Close(_))) => {
+                departure = Departure::Closed;
+                break;
+            }
+            None => break,
             Some(Err(e)) => {
                 let (code, reason) = read_error_close(e);
                 conn.closing(code, reason).await;
@@ -133,7 +160,7 @@ async fn serve(socket: WebSocket, app: AppState, session: SessionId) {
             }
         }
     }
-    conn.finish().await;
+    conn.finish(departure).await;
     // The writer ends once every sender is gone (ours, and the room tasks' after leaving).
     drop(conn);
     if tokio::time::timeout(CLOSE_TIMEOUT, writer).await.is_err() {
@@ -250,6 +277,15 @@ impl Connection {
             .ok_or_else(|| Invalid::new(ErrorCode::NameRequired, "set a name first (set_name)"))
     }
 
+    /// This connection as a member of rooms.
+    fn member(&self) -> Result<Member, Invalid> {
+        Ok(Member {
+            session: self.session.clone(),
+            conn: self.conn.clone(),
+            name: self.name()?.clone(),
+        })
+    }
+
     fn joined_room(&self, raw: &str) -> Result<RoomName, Invalid> {
         let room = RoomName::parse(raw)?;
         if self.rooms.contains(&room) {
@@ -265,6 +301,7 @@ impl Connection {
     async fn handle(&mut self, msg: ClientMsg) {
         let result = match msg {
             ClientMsg::SetName { name } => self.set_name(&name).await,
+            ClientMsg::Resume { session } => self.resume(&session).await,
             ClientMsg::Join { room } => self.join(&room).await,
             ClientMsg::Leave { room } => self.leave(&room).await,
             ClientMsg::Send {
@@ -287,21 +324,52 @@ impl Connection {
             .await;
             return Ok(());
         }
-        let state = &self.app.state;
-        state.claim_name(&self.session, &name, self.name.as_ref())?;
+        let store = &self.app.store;
+        store
+            .claim_name(&self.session, &self.conn, &name, self.name.as_ref())
+            .await?;
         let old = self.name.replace(name.clone());
         self.reply(ServerMsg::NameSet {
             name: name.to_string(),
         })
         .await;
         if let Some(old) = old {
+            let member = self.member()?;
             for room in &self.rooms {
-                if let Err(e) = state.rename(room, &self.session, &old, &name).await {
-                    tracing::warn!(cause = %e, %room, "rename was not announced");
+                if let Err(e) = store.rename(room, &member, &old).await {
+                    tracing::warn!(code = %e.code, %room, "rename was not announced");
                 }
             }
         }
         Ok(())
+    }
+
+    /// Takes over an earlier session (and the name it holds) before this connection has done
+    /// anything else.
+    async fn resume(&mut self, raw: &str) -> Result<(), Invalid> {
+        if self.name.is_some() || !self.rooms.is_empty() {
+            return Err(Invalid::new(
+                ErrorCode::InvalidField,
+                "resume must come before set_name and join",
+            ));
+        }
+        let session = parse_session(raw)?;
+        match self.app.store.resume(&session, &self.conn).await? {
+            Some(name) => {
+                tracing::debug!(%session, "session resumed");
+                self.session = session;
+                self.reply(ServerMsg::Resumed {
+                    session: self.session.to_string(),
+                    name: Some(name.to_string()),
+                })
+                .await;
+                Ok(())
+            }
+            None => Err(Invalid::new(
+                ErrorCode::UnknownSession,
+                "that session has ended; carry on with the one in welcome",
+            )),
+        }
     }
 
     async fn join(&mut self, raw: &str) -> Result<(), Invalid> {
@@ -317,10 +385,12 @@ impl Connection {
                 ),
             ));
         }
-        self.app
-            .hub
-            .join(&room, &self.session, &name, &self.outbox)
-            .await?;
+        let member = Member {
+            session: self.session.clone(),
+            conn: self.conn.clone(),
+            name,
+        };
+        self.app.hub.join(&room, &member, &self.outbox).await?;
         if !already {
             self.rooms.push(room);
         }
@@ -329,8 +399,9 @@ impl Connection {
 
     async fn leave(&mut self, raw: &str) -> Result<(), Invalid> {
         let room = self.joined_room(raw)?;
+        let member = self.member()?;
         self.rooms.retain(|r| r != &room);
-        self.app.hub.leave(&room, &self.session).await;
+        self.app.hub.leave(&room, &member).await;
         self.reply(ServerMsg::Left {
             room: room.to_string(),
         })
@@ -348,7 +419,7 @@ impl Connection {
         let room = self.joined_room(raw_room)?;
         let text = MessageText::parse(text, self.app.config.max_text_chars)?;
         let client_id = parse_client_id(client_id)?;
-        let msg = self.app.state.append(&room, name, text, client_id).await?;
+        let msg = self.app.store.append(&room, name, text, client_id).await?;
         self.reply(ServerMsg::Ack {
             room: msg.room,
             client_id: msg.client_id,
@@ -358,13 +429,14 @@ impl Connection {
         Ok(())
     }
 
-    /// Leaves every room (announcing it) and frees the name.
-    async fn finish(&mut self) {
-        for room in std::mem::take(&mut self.rooms) {
-            self.app.hub.leave(&room, &self.session).await;
-        }
-        if let Some(name) = self.name.take() {
-            self.app.state.release_name(&self.session, &name);
+    /// Leaves every room (announcing it) and frees the name — or, when the link merely dropped,
+    /// keeps it for the session's owner to resume.
+    async fn finish(&mut self, how: Departure) {
+        if let Ok(member) = self.member() {
+            for room in std::mem::take(&mut self.rooms) {
+                self.app.hub.leave(&room, &member).await;
+            }
+            self.app.store.release(&self.session, &self.conn, how).await;
         }
     }
 }

@@ -128,7 +128,15 @@ impl Client {
     ) -> (Self, Vec<String>, Vec<ChatMessage>) {
         let mut client = Self::named(server, name).await;
         let (members, history) = client.join(room).await;
-        // Its own `joined` notice and presence follow; start the story after them.
+        // Its own `joined` notice and then a member list with it follow (the list is read by the
+        // room after the notice); start the story after them.
+        loop {
+            if let ServerMsg::Presence { members, .. } = client.recv().await
+                && members.iter().any(|m| m == name)
+            {
+                break;
+            }
+        }
         client.drain().await;
         (client, members, history)
     }

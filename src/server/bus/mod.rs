@@ -1,31 +1,66 @@
 //! The message bus: how an event published for a room reaches every node that has members in it.
 //!
-//! One node needs nothing but [`MemoryBus`]. The Redis implementation (many nodes) plugs in behind
-//! the same trait: operations are async and fallible, and everything is scoped to one room so a
-//! node only hears about rooms it serves.
+//! One node needs nothing but [`MemoryBus`]; many nodes share [`RedisBus`] (Redis pub/sub). Both
+//! hand a node's room task a [`Subscription`] that yields the room's events in publication order,
+//! plus [`BusItem::Resync`] whenever events may have been missed (the bus reconnected, or the
+//! subscriber fell behind): the room task then fills the gap from the stored history.
 
 mod memory;
+mod redis;
 
+pub use self::redis::{RedisBus, room_channel};
 pub use memory::MemoryBus;
 
-use crate::protocol::{RoomName, ServerMsg};
+use crate::protocol::ServerMsg;
+use axum::extract::ws::Utf8Bytes;
 use std::sync::Arc;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
-/// An event as it travels between nodes: the typed frame every member of the room receives.
-pub type BusEvent = Arc<ServerMsg>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum BusError {
-    /// The bus cannot be reached now; the caller reports a retryable error to the user.
-    #[error("message bus unavailable: {0}")]
-    Unavailable(String),
+/// An event as it travels between nodes: the typed frame, and its JSON encoded once, as every
+/// member of the room receives it.
+#[derive(Debug)]
+pub struct BusEvent {
+    pub msg: ServerMsg,
+    pub frame: Utf8Bytes,
 }
 
-/// Why a subscription yielded no event.
+impl BusEvent {
+    /// Encodes `msg` once, for every node and member.
+    pub fn new(msg: ServerMsg) -> Arc<Self> {
+        let frame = serde_json::to_string(&msg)
+            .map(Utf8Bytes::from)
+            // ServerMsg holds only strings, numbers and lists: serialization cannot fail.
+            .unwrap_or_else(|_| Utf8Bytes::from_static("{}"));
+        Arc::new(Self { msg, frame })
+    }
+
+    /// Reads an event published by another node; `None` (logged) for anything unreadable.
+    pub fn decode(json: String) -> Option<Arc<Self>> {
+        match serde_json::from_str::<ServerMsg>(&json) {
+            Ok(msg) => Some(Arc::new(Self {
+                msg,
+                frame: Utf8Bytes::from(json),
+            })),
+            Err(e) => {
+                tracing::error!(cause = %e, "unreadable event on the bus; dropped");
+                None
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum BusItem {
+    Event(Arc<BusEvent>),
+    /// Events may have been lost (the bus reconnected): catch up from the stored history and
+    /// re-register this node's members.
+    Resync,
+}
+
+/// Why a subscription yielded nothing.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RecvError {
-    /// The subscriber fell this many events behind and they are gone: its listeners must resync.
+    /// The subscriber fell this many events behind and they are gone: resync.
     Lagged(u64),
     /// The bus shut down.
     Closed,
@@ -33,16 +68,32 @@ pub enum RecvError {
 
 /// A node's subscription to one room. Dropping it unsubscribes.
 pub struct Subscription {
-    rx: broadcast::Receiver<BusEvent>,
+    rx: broadcast::Receiver<BusItem>,
+    /// Told the room when this subscription ends, so the bus can stop listening to it.
+    on_drop: Option<(
+        mpsc::UnboundedSender<crate::protocol::RoomName>,
+        crate::protocol::RoomName,
+    )>,
 }
 
 impl Subscription {
-    pub(crate) fn new(rx: broadcast::Receiver<BusEvent>) -> Self {
-        Self { rx }
+    pub(crate) fn new(rx: broadcast::Receiver<BusItem>) -> Self {
+        Self { rx, on_drop: None }
     }
 
-    /// The next event, in publication order.
-    pub async fn recv(&mut self) -> Result<BusEvent, RecvError> {
+    pub(crate) fn with_drop_notice(
+        rx: broadcast::Receiver<BusItem>,
+        notify: mpsc::UnboundedSender<crate::protocol::RoomName>,
+        room: crate::protocol::RoomName,
+    ) -> Self {
+        Self {
+            rx,
+            on_drop: Some((notify, room)),
+        }
+    }
+
+    /// The next item, in publication order.
+    pub async fn recv(&mut self) -> Result<BusItem, RecvError> {
         self.rx.recv().await.map_err(|e| match e {
             broadcast::error::RecvError::Lagged(n) => RecvError::Lagged(n),
             broadcast::error::RecvError::Closed => RecvError::Closed,
@@ -50,11 +101,10 @@ impl Subscription {
     }
 }
 
-/// Publish to a room, subscribe to a room.
-///
-/// Events one caller publishes to one room are received by every subscriber in that order.
-#[async_trait::async_trait]
-pub trait Bus: Send + Sync + 'static {
-    async fn publish(&self, room: &RoomName, event: BusEvent) -> Result<(), BusError>;
-    async fn subscribe(&self, room: &RoomName) -> Result<Subscription, BusError>;
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some((notify, room)) = self.on_drop.take() {
+            let _ = notify.send(room);
+        }
+    }
 }

@@ -1,0 +1,342 @@
+//! The Redis bus: one pub/sub connection per node, subscribed to the channels of exactly the rooms
+//! the node has members in.
+//!
+//! Channel layout: `chorus:{r:<room>}:events`, one channel per room. A node hears only the rooms it
+//! serves (no pattern subscriptions, no node-wide firehose), and the `{r:<room>}` hash tag puts
+//! the channel in the same Redis Cluster slot as the room's keys (`chorus:{r:<room>}:meta`,
+//! `:history`, `:members`, `:owners`). So the script that stores a message can also publish it, and
+//! the layout is ready for sharded pub/sub (SPUBLISH/SSUBSCRIBE) on a cluster unchanged.
+//!
+//! A supervisor task owns the connection. When it drops (Redis restarted, network cut, or a ping
+//! unanswered), the supervisor reconnects with backoff and full jitter, subscribes to every room
+//! it routes again, and only then sends [`BusItem::Resync`] to each room task, which fills the gap
+//! from the stored history. Re-subscribing is not left to a library's reconnect hook: a missing
+//! subscription would be silent, so it is done, awaited and checked here.
+
+use super::{BusItem, Subscription};
+use crate::protocol::RoomName;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, PubSubSink};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// The channel a room's events are published on.
+pub fn room_channel(room: &RoomName) -> String {
+    format!("chorus:{{r:{room}}}:events")
+}
+
+/// How long one Redis round trip of the supervisor may take before the link counts as dead.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// An idle subscription is pinged this often, so a silently dead link is noticed.
+const PING_EVERY: Duration = Duration::from_secs(5);
+/// Items a room task may fall behind by; past it, it resyncs from history.
+const ROOM_CAPACITY: usize = 1024;
+
+type Reply = oneshot::Sender<Result<Subscription, String>>;
+
+enum Request {
+    Subscribe(RoomName, Reply),
+    /// Tell every room to resync (the store may have lost this node's members).
+    ResyncAll,
+}
+
+struct Route {
+    room: RoomName,
+    tx: broadcast::Sender<BusItem>,
+}
+
+pub struct RedisBus {
+    requests: mpsc::UnboundedSender<Request>,
+    connected: Arc<AtomicBool>,
+}
+
+impl RedisBus {
+    /// Starts the supervisor. `rooms_key` names the set where this node lists the rooms it has
+    /// members in, so that if it dies another node can find and remove them.
+    pub fn start(
+        client: redis::Client,
+        commands: ConnectionManager,
+        rooms_key: String,
+        stop: CancellationToken,
+    ) -> Self {
+        let (requests, requests_rx) = mpsc::unbounded_channel();
+        let connected = Arc::new(AtomicBool::new(false));
+        let supervisor = Supervisor {
+            client,
+            commands,
+            rooms_key,
+            routes: HashMap::new(),
+            connected: connected.clone(),
+            unsubscribed: mpsc::unbounded_channel(),
+        };
+        tokio::spawn(supervisor.run(requests_rx, stop));
+        Self {
+            requests,
+            connected,
+        }
+    }
+
+    /// True while the pub/sub link is up and subscribed.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Asks every room task of this node to resync.
+    pub fn resync_all(&self) {
+        let _ = self.requests.send(Request::ResyncAll);
+    }
+
+    /// Subscribes this node to the room; returns once Redis confirmed it, so nothing published
+    /// afterwards can be missed.
+    pub async fn subscribe(&self, room: &RoomName) -> Result<Subscription, String> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Subscribe(room.clone(), reply))
+            .map_err(|_| "the bus stopped".to_owned())?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err("the bus stopped".to_owned()))
+    }
+}
+
+struct Supervisor {
+    client: redis::Client,
+    commands: ConnectionManager,
+    rooms_key: String,
+    /// Channel name → the room and its local subscribers.
+    routes: HashMap<String, Route>,
+    connected: Arc<AtomicBool>,
+    /// Subscriptions report here when dropped.
+    unsubscribed: (
+        mpsc::UnboundedSender<RoomName>,
+        mpsc::UnboundedReceiver<RoomName>,
+    ),
+}
+
+/// Why a connected session of the supervisor ended.
+enum End {
+    Lost(String),
+    Stopped,
+}
+
+impl Supervisor {
+    async fn run(
+        mut self,
+        mut requests: mpsc::UnboundedReceiver<Request>,
+        stop: CancellationToken,
+    ) {
+        let mut attempt = 0u32;
+        loop {
+            match self.connect().await {
+                Ok((sink, stream)) => {
+                    if attempt > 0 {
+                        tracing::info!(
+                            rooms = self.routes.len(),
+                            "redis pub/sub back: resyncing rooms"
+                        );
+                    }
+                    attempt = 0;
+                    self.connected.store(true, Ordering::Relaxed);
+                    // Every room may have missed events while the link was down.
+                    for route in self.routes.values() {
+                        let _ = route.tx.send(BusItem::Resync);
+                    }
+                    let end = self.serve(sink, stream, &mut requests, &stop).await;
+                    self.connected.store(false, Ordering::Relaxed);
+                    match end {
+                        End::Stopped => return,
+                        End::Lost(why) => {
+                            tracing::warn!(cause = %why, "redis pub/sub lost; reconnecting")
+                        }
+                    }
+                }
+                Err(why) => tracing::warn!(cause = %why, attempt, "cannot reach redis pub/sub"),
+            }
+            // Full jitter over an exponentially growing cap: many nodes losing the same Redis do
+            // not come back in lockstep.
+            let cap_ms = (100u64 << attempt.min(6)).min(5_000);
+            let wait = Duration::from_millis(rand::random::<u64>() % cap_ms + 50);
+            attempt = attempt.saturating_add(1);
+            let sleep = tokio::time::sleep(wait);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = &mut sleep => break,
+                    _ = stop.cancelled() => return,
+                    req = requests.recv() => match req {
+                        // Not subscribed while down: the joiner gets a retryable error.
+                        Some(Request::Subscribe(_, reply)) => {
+                            let _ = reply.send(Err("redis is unreachable".into()));
+                        }
+                        // Every room resyncs on reconnect anyway.
+                        Some(Request::ResyncAll) => {}
+                        None => return,
+                    },
+                    Some(room) = self.unsubscribed.1.recv() => {
+                        self.forget_if_unused(&room);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Connects and subscribes to every routed room.
+    async fn connect(&mut self) -> Result<(PubSubSink, redis::aio::PubSubStream), String> {
+        let pubsub = tokio::time::timeout(REDIS_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| "connect timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let (mut sink, stream) = pubsub.split();
+        let channels: Vec<&String> = self.routes.keys().collect();
+        if !channels.is_empty() {
+            tokio::time::timeout(REDIS_TIMEOUT, sink.subscribe(&channels))
+                .await
+                .map_err(|_| "re-subscribe timed out".to_owned())?
+                .map_err(|e| e.to_string())?;
+            let rooms: Vec<String> = self.routes.values().map(|r| r.room.to_string()).collect();
+            self.register(&rooms).await;
+        }
+        Ok((sink, stream))
+    }
+
+    async fn serve(
+        &mut self,
+        mut sink: PubSubSink,
+        mut stream: redis::aio::PubSubStream,
+        requests: &mut mpsc::UnboundedReceiver<Request>,
+        stop: &CancellationToken,
+    ) -> End {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return End::Stopped,
+                msg = stream.next() => match msg {
+                    Some(msg) => self.route(msg),
+                    None => return End::Lost("connection closed".into()),
+                },
+                req = requests.recv() => match req {
+                    Some(Request::Subscribe(room, reply)) => {
+                        if let Err(why) = self.subscribe(&mut sink, room, reply).await {
+                            return End::Lost(why);
+                        }
+                    }
+                    Some(Request::ResyncAll) => {
+                        for route in self.routes.values() {
+                            let _ = route.tx.send(BusItem::Resync);
+                        }
+                    }
+                    None => return End::Stopped,
+                },
+                Some(room) = self.unsubscribed.1.recv() => {
+                    if let Some(channel) = self.forget_if_unused(&room) {
+                        let done = tokio::time::timeout(REDIS_TIMEOUT, sink.unsubscribe(&channel)).await;
+                        if !matches!(done, Ok(Ok(()))) {
+                            return End::Lost("unsubscribe failed".into());
+                        }
+                    }
+                }
+                _ = ping.tick() => {
+                    let pong = tokio::time::timeout(REDIS_TIMEOUT, sink.ping::<redis::Value>()).await;
+                    if !matches!(pong, Ok(Ok(_))) {
+                        return End::Lost("ping unanswered".into());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        sink: &mut PubSubSink,
+        room: RoomName,
+        reply: Reply,
+    ) -> Result<(), String> {
+        let channel = room_channel(&room);
+        if let Some(route) = self.routes.get(&channel) {
+            let _ = reply.send(Ok(self.subscription(&room, &route.tx)));
+            return Ok(());
+        }
+        let subscribed = tokio::time::timeout(REDIS_TIMEOUT, sink.subscribe(&channel)).await;
+        match subscribed {
+            Ok(Ok(())) => {
+                let (tx, _) = broadcast::channel(ROOM_CAPACITY);
+                let sub = self.subscription(&room, &tx);
+                self.register(&[room.to_string()]).await;
+                self.routes.insert(channel, Route { room, tx });
+                let _ = reply.send(Ok(sub));
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                let _ = reply.send(Err(e.to_string()));
+                Err(e.to_string())
+            }
+            Err(_) => {
+                let _ = reply.send(Err("subscribe timed out".into()));
+                Err("subscribe timed out".into())
+            }
+        }
+    }
+
+    fn subscription(&self, room: &RoomName, tx: &broadcast::Sender<BusItem>) -> Subscription {
+        Subscription::with_drop_notice(tx.subscribe(), self.unsubscribed.0.clone(), room.clone())
+    }
+
+    /// Lists rooms in this node's set, for the reaper should the node die. Best effort: a room
+    /// missing from it only delays ghost removal until the members' own sessions expire.
+    async fn register(&mut self, rooms: &[String]) {
+        let mut cmd = redis::cmd("SADD");
+        cmd.arg(&self.rooms_key).arg(rooms);
+        if let Err(e) = cmd.exec_async(&mut self.commands).await {
+            tracing::warn!(cause = %e, "cannot list this node's rooms in redis");
+        }
+    }
+
+    /// Drops the route once its last subscriber is gone; returns the channel to unsubscribe.
+    fn forget_if_unused(&mut self, room: &RoomName) -> Option<String> {
+        let channel = room_channel(room);
+        let unused = self
+            .routes
+            .get(&channel)
+            .is_some_and(|r| r.tx.receiver_count() == 0);
+        if !unused {
+            return None;
+        }
+        self.routes.remove(&channel);
+        let mut commands = self.commands.clone();
+        let key = self.rooms_key.clone();
+        let room = room.to_string();
+        tokio::spawn(async move {
+            let _ = redis::cmd("SREM")
+                .arg(key)
+                .arg(room)
+                .exec_async(&mut commands)
+                .await;
+        });
+        Some(channel)
+    }
+
+    fn route(&self, msg: redis::Msg) {
+        let Some(route) = self.routes.get(msg.get_channel_name()) else {
+            return;
+        };
+        let payload: String = match msg.get_payload() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(cause = %e, "non-text payload on the bus; dropped");
+                return;
+            }
+        };
+        if let Some(event) = super::BusEvent::decode(payload) {
+            let _ = route.tx.send(BusItem::Event(event));
+        }
+    }
+}

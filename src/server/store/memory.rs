@@ -1,0 +1,561 @@
+//! The single-node store: everything in this process. Every change that others must hear about
+//! is published on the in-process bus while the room is locked, so sequence numbers and membership
+//! events go out in the order they happened.
+
+use super::{
+    ConnId, Departure, Member, SessionId, Snapshot, Store, messages_after, name_taken, new_epoch,
+    now_ms,
+};
+use crate::{
+    protocol::{
+        ChatMessage, ErrorCode, Invalid, MessageText, NoticeKind, RoomName, ServerMsg, UserName,
+        sort_members,
+    },
+    server::bus::{BusEvent, MemoryBus, Subscription},
+};
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+#[derive(Default)]
+struct Room {
+    /// Session → the connection carrying it here, and its name.
+    members: BTreeMap<SessionId, (ConnId, UserName)>,
+    history: VecDeque<ChatMessage>,
+    last_seq: u64,
+    /// Set when the room is dropped from the map; whoever still holds it must look it up again.
+    retired: bool,
+}
+
+impl Room {
+    fn member_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .members
+            .values()
+            .map(|(_, n)| n.as_str().to_owned())
+            .collect();
+        sort_members(&mut names);
+        names
+    }
+
+    fn holds(&self, member: &Member) -> bool {
+        self.members
+            .get(&member.session)
+            .is_some_and(|(conn, _)| *conn == member.conn)
+    }
+}
+
+struct SessionRec {
+    name: UserName,
+    /// The connection holding it; `None` while it waits to be resumed.
+    conn: Option<ConnId>,
+    /// When a detached session stops holding its name.
+    expires: Option<Instant>,
+}
+
+impl SessionRec {
+    fn live(&self, now: Instant) -> bool {
+        self.conn.is_some() || self.expires.is_some_and(|t| t > now)
+    }
+}
+
+#[derive(Default)]
+struct Sessions {
+    /// Lower-cased name → the session holding it.
+    names: HashMap<String, SessionId>,
+    sessions: HashMap<SessionId, SessionRec>,
+    /// Detached sessions in expiry order, swept as operations pass by.
+    expiring: VecDeque<(Instant, SessionId)>,
+}
+
+impl Sessions {
+    fn sweep(&mut self, now: Instant) {
+        while let Some((at, _)) = self.expiring.front() {
+            if *at > now {
+                break;
+            }
+            let Some((_, sid)) = self.expiring.pop_front() else {
+                break;
+            };
+            if self.sessions.get(&sid).is_some_and(|r| !r.live(now)) {
+                self.drop_session(&sid);
+            }
+        }
+    }
+
+    fn drop_session(&mut self, sid: &SessionId) {
+        if let Some(rec) = self.sessions.remove(sid)
+            && self.names.get(&rec.name.key()) == Some(sid)
+        {
+            self.names.remove(&rec.name.key());
+        }
+    }
+}
+
+pub struct MemoryStore {
+    bus: MemoryBus,
+    /// Names the history of this process's rooms: sequence numbers restart with it.
+    epoch: String,
+    history_size: usize,
+    max_rooms: usize,
+    session_ttl: Duration,
+    /// std Mutex: look-ups only, never across `.await`.
+    sessions: Mutex<Sessions>,
+    /// std Mutex for the map; each room's own async lock is held while its events are published.
+    rooms: Mutex<HashMap<RoomName, Arc<tokio::sync::Mutex<Room>>>>,
+}
+
+impl MemoryStore {
+    pub fn new(history_size: usize, max_rooms: usize, session_ttl: Duration) -> Self {
+        Self {
+            bus: MemoryBus::default(),
+            epoch: new_epoch(),
+            history_size,
+            max_rooms,
+            session_ttl,
+            sessions: Mutex::new(Sessions::default()),
+            rooms: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        s.sweep(Instant::now());
+        s
+    }
+
+    fn existing(&self, room: &RoomName) -> Option<Arc<tokio::sync::Mutex<Room>>> {
+        let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        rooms.get(room).cloned()
+    }
+
+    fn get_or_create(&self, room: &RoomName) -> Result<Arc<tokio::sync::Mutex<Room>>, Invalid> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = rooms.get(room) {
+            return Ok(r.clone());
+        }
+        if rooms.len() >= self.max_rooms {
+            return Err(Invalid::new(
+                ErrorCode::TooManyRooms,
+                "the server holds as many rooms as it may; join an existing one",
+            ));
+        }
+        let r = Arc::new(tokio::sync::Mutex::new(Room::default()));
+        rooms.insert(room.clone(), r.clone());
+        Ok(r)
+    }
+
+    fn notice(&self, room: &RoomName, kind: NoticeKind, name: &UserName, old: Option<&UserName>) {
+        let notice = ServerMsg::Notice {
+            room: room.to_string(),
+            kind,
+            name: name.to_string(),
+            old_name: old.map(|n| n.to_string()),
+        };
+        self.bus.publish(room, BusEvent::new(notice));
+    }
+
+    /// Forgets a room left with neither members nor history.
+    fn forget_if_empty(
+        &self,
+        name: &RoomName,
+        room_ref: &Arc<tokio::sync::Mutex<Room>>,
+        room: &mut Room,
+    ) {
+        if !(room.members.is_empty() && room.history.is_empty()) {
+            return;
+        }
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        if rooms.get(name).is_some_and(|r| Arc::ptr_eq(r, room_ref)) {
+            rooms.remove(name);
+            // A join already holding this room will see the mark and look it up afresh.
+            room.retired = true;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    async fn resume(
+        &self,
+        session: &SessionId,
+        conn: &ConnId,
+    ) -> Result<Option<UserName>, Invalid> {
+        let mut s = self.sessions();
+        let now = Instant::now();
+        Ok(match s.sessions.get_mut(session) {
+            Some(rec) if rec.live(now) => {
+                rec.conn = Some(conn.clone());
+                rec.expires = None;
+                Some(rec.name.clone())
+            }
+            _ => None,
+        })
+    }
+
+    async fn claim_name(
+        &self,
+        session: &SessionId,
+        conn: &ConnId,
+        name: &UserName,
+        old: Option<&UserName>,
+    ) -> Result<(), Invalid> {
+        let mut s = self.sessions();
+        let now = Instant::now();
+        let key = name.key();
+        if let Some(owner) = s.names.get(&key).cloned()
+            && owner != *session
+        {
+            if s.sessions.get(&owner).is_some_and(|r| r.live(now)) {
+                return Err(name_taken(name));
+            }
+            s.drop_session(&owner);
+        }
+        if let Some(old) = old
+            && old.key() != key
+            && s.names.get(&old.key()) == Some(session)
+        {
+            s.names.remove(&old.key());
+        }
+        s.names.insert(key, session.clone());
+        s.sessions.insert(
+            session.clone(),
+            SessionRec {
+                name: name.clone(),
+                conn: Some(conn.clone()),
+                expires: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn release(&self, session: &SessionId, conn: &ConnId, how: Departure) {
+        let mut s = self.sessions();
+        let Some(rec) = s.sessions.get_mut(session) else {
+            return;
+        };
+        if rec.conn.as_ref() != Some(conn) {
+            // Another connection took the session over.
+            return;
+        }
+        match how {
+            Departure::Closed => s.drop_session(session),
+            Departure::Dropped => {
+                let at = Instant::now() + self.session_ttl;
+                rec.conn = None;
+                rec.expires = Some(at);
+                s.expiring.push_back((at, session.clone()));
+            }
+        }
+    }
+
+    async fn join(&self, room_name: &RoomName, member: &Member) -> Result<Snapshot, Invalid> {
+        let mut room = loop {
+            let guard = self.get_or_create(room_name)?.lock_owned().await;
+            if !guard.retired {
+                break guard;
+            }
+        };
+        let previous = room.members.insert(
+            member.session.clone(),
+            (member.conn.clone(), member.name.clone()),
+        );
+        match previous {
+            None => self.notice(room_name, NoticeKind::Joined, &member.name, None),
+            Some((_, old)) if old != member.name => {
+                self.notice(room_name, NoticeKind::Renamed, &member.name, Some(&old))
+            }
+            Some(_) => {}
+        }
+        Ok(Snapshot {
+            members: room.member_names(),
+            history: room.history.iter().cloned().collect(),
+            epoch: Some(self.epoch.clone()),
+            last_seq: room.last_seq,
+        })
+    }
+
+    async fn leave(&self, room_name: &RoomName, member: &Member) -> Result<(), Invalid> {
+        let Some(room_ref) = self.existing(room_name) else {
+            return Ok(());
+        };
+        let mut room = room_ref.lock().await;
+        if !room.holds(member) {
+            return Ok(());
+        }
+        if let Some((_, name)) = room.members.remove(&member.session) {
+            self.notice(room_name, NoticeKind::Left, &name, None);
+        }
+        self.forget_if_empty(room_name, &room_ref, &mut room);
+        Ok(())
+    }
+
+    async fn rename(
+        &self,
+        room_name: &RoomName,
+        member: &Member,
+        old: &UserName,
+    ) -> Result<(), Invalid> {
+        let Some(room) = self.existing(room_name) else {
+            return Ok(());
+        };
+        let mut room = room.lock().await;
+        if !room.holds(member) {
+            return Ok(());
+        }
+        room.members.insert(
+            member.session.clone(),
+            (member.conn.clone(), member.name.clone()),
+        );
+        self.notice(room_name, NoticeKind::Renamed, &member.name, Some(old));
+        Ok(())
+    }
+
+    async fn append(
+        &self,
+        room_name: &RoomName,
+        from: &UserName,
+        text: MessageText,
+        client_id: Option<String>,
+    ) -> Result<ChatMessage, Invalid> {
+        let Some(room) = self.existing(room_name) else {
+            return Err(Invalid::new(ErrorCode::NotInRoom, "join the room first"));
+        };
+        let mut room = room.lock().await;
+        let msg = ChatMessage {
+            room: room_name.to_string(),
+            seq: room.last_seq + 1,
+            epoch: self.epoch.clone(),
+            from: from.to_string(),
+            text: text.into_string(),
+            ts: now_ms(),
+            client_id,
+        };
+        room.last_seq = msg.seq;
+        if self.history_size > 0 {
+            if room.history.len() == self.history_size {
+                room.history.pop_front();
+            }
+            room.history.push_back(msg.clone());
+        }
+        self.bus
+            .publish(room_name, BusEvent::new(ServerMsg::Message(msg.clone())));
+        Ok(msg)
+    }
+
+    async fn members(&self, room: &RoomName) -> Result<Vec<String>, Invalid> {
+        Ok(match self.existing(room) {
+            Some(room) => room.lock().await.member_names(),
+            None => Vec::new(),
+        })
+    }
+
+    async fn since(
+        &self,
+        room: &RoomName,
+        epoch: &str,
+        seq: u64,
+    ) -> Result<Option<Vec<ChatMessage>>, Invalid> {
+        if epoch != self.epoch {
+            return Ok(None);
+        }
+        let Some(room) = self.existing(room) else {
+            return Ok((seq == 0).then(Vec::new));
+        };
+        let room = room.lock().await;
+        Ok(messages_after(
+            room.history.iter().cloned(),
+            room.last_seq,
+            seq,
+        ))
+    }
+
+    async fn subscribe(&self, room: &RoomName) -> Result<Subscription, Invalid> {
+        Ok(self.bus.subscribe(room))
+    }
+
+    async fn reassert(&self, _room: &RoomName, _members: &[Member]) -> Result<(), Invalid> {
+        // Nothing outside this process can lose them.
+        Ok(())
+    }
+
+    async fn ready(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(history: usize) -> MemoryStore {
+        MemoryStore::new(history, 10, Duration::from_secs(30))
+    }
+    fn name(s: &str) -> UserName {
+        UserName::parse(s).expect("valid name")
+    }
+    fn text(s: &str) -> MessageText {
+        MessageText::parse(s.to_owned(), 100).expect("valid text")
+    }
+    fn member(session: &str, n: &str) -> Member {
+        Member {
+            session: session.into(),
+            conn: format!("c-{session}").into(),
+            name: name(n),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_is_unique_case_insensitively_and_free_again_once_released() {
+        let s = store(10);
+        let (a, b): (SessionId, SessionId) = ("a".into(), "b".into());
+        let (ca, cb): (ConnId, ConnId) = ("ca".into(), "cb".into());
+        s.claim_name(&a, &ca, &name("Ann"), None)
+            .await
+            .expect("free");
+        assert_eq!(
+            s.claim_name(&b, &cb, &name("ANN"), None)
+                .await
+                .map_err(|e| e.code),
+            Err(ErrorCode::NameTaken)
+        );
+        // The holder may change the case of its own name.
+        s.claim_name(&a, &ca, &name("ann"), Some(&name("Ann")))
+            .await
+            .expect("own name");
+        s.release(&a, &ca, Departure::Closed).await;
+        s.claim_name(&b, &cb, &name("Ann"), None)
+            .await
+            .expect("free again");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_session_keeps_its_name_until_it_expires_or_is_resumed() {
+        let s = MemoryStore::new(10, 10, Duration::from_millis(50));
+        let (a, b): (SessionId, SessionId) = ("a".into(), "b".into());
+        let (ca, ca2, cb): (ConnId, ConnId, ConnId) = ("ca".into(), "ca2".into(), "cb".into());
+        s.claim_name(&a, &ca, &name("ann"), None)
+            .await
+            .expect("free");
+        s.release(&a, &ca, Departure::Dropped).await;
+        assert_eq!(
+            s.claim_name(&b, &cb, &name("ann"), None)
+                .await
+                .map_err(|e| e.code),
+            Err(ErrorCode::NameTaken),
+            "reserved for its session"
+        );
+        assert_eq!(s.resume(&a, &ca2).await.expect("ok"), Some(name("ann")));
+        // The old connection's late release no longer touches the resumed session.
+        s.release(&a, &ca, Departure::Closed).await;
+        assert_eq!(
+            s.claim_name(&b, &cb, &name("ann"), None)
+                .await
+                .map_err(|e| e.code),
+            Err(ErrorCode::NameTaken)
+        );
+        s.release(&a, &ca2, Departure::Dropped).await;
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(s.resume(&a, &ca2).await.expect("ok"), None, "expired");
+        s.claim_name(&b, &cb, &name("ann"), None)
+            .await
+            .expect("free after expiry");
+    }
+
+    #[tokio::test]
+    async fn history_keeps_the_newest_messages_in_seq_order() {
+        let s = store(3);
+        let room = RoomName::lobby();
+        s.join(&room, &member("a", "ann")).await.expect("joins");
+        for i in 1..=5 {
+            let m = s
+                .append(&room, &name("ann"), text(&format!("m{i}")), None)
+                .await
+                .expect("stored");
+            assert_eq!(m.seq, i);
+        }
+        let snap = s.join(&room, &member("b", "bo")).await.expect("joins");
+        let texts: Vec<_> = snap.history.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["m3", "m4", "m5"]);
+        assert_eq!(snap.last_seq, 5);
+        assert_eq!(snap.members, ["ann", "bo"]);
+        let epoch = snap.epoch.expect("an epoch");
+        let since = s.since(&room, &epoch, 3).await.expect("ok").expect("kept");
+        assert_eq!(since.iter().map(|m| m.seq).collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(
+            s.since(&room, &epoch, 1).await.expect("ok"),
+            None,
+            "trimmed"
+        );
+        assert_eq!(
+            s.since(&room, "other", 3).await.expect("ok"),
+            None,
+            "other epoch"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_late_leave_of_a_taken_over_session_changes_nothing() {
+        let s = store(3);
+        let room = RoomName::lobby();
+        let old = member("a", "ann");
+        let new = Member {
+            conn: "c-new".into(),
+            ..old.clone()
+        };
+        s.join(&room, &old).await.expect("joins");
+        let mut sub = s.subscribe(&room).await.expect("subscribes");
+        s.join(&room, &new).await.expect("joins again");
+        s.leave(&room, &old).await.expect("no-op");
+        assert_eq!(s.members(&room).await.expect("ok"), ["ann"]);
+        s.leave(&room, &new).await.expect("leaves");
+        assert_eq!(s.members(&room).await.expect("ok"), Vec::<String>::new());
+        // Only the real leave was announced.
+        match sub.recv().await.expect("an event") {
+            crate::server::bus::BusItem::Event(e) => assert!(matches!(
+                e.msg,
+                ServerMsg::Notice {
+                    kind: NoticeKind::Left,
+                    ..
+                }
+            )),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_room_without_history_is_forgotten_but_one_with_history_is_kept() {
+        let s = store(3);
+        let quiet = RoomName::parse("quiet").expect("valid");
+        let busy = RoomName::parse("busy").expect("valid");
+        let a = member("a", "ann");
+        s.join(&quiet, &a).await.expect("joins");
+        s.join(&busy, &a).await.expect("joins");
+        s.append(&busy, &name("ann"), text("hi"), None)
+            .await
+            .expect("stored");
+        s.leave(&quiet, &a).await.expect("leaves");
+        s.leave(&busy, &a).await.expect("leaves");
+        let rooms = s.rooms.lock().expect("not poisoned");
+        assert!(!rooms.contains_key(&quiet));
+        assert!(rooms.contains_key(&busy));
+    }
+
+    #[tokio::test]
+    async fn the_number_of_rooms_is_bounded() {
+        let s = MemoryStore::new(10, 2, Duration::from_secs(1));
+        let a = member("a", "ann");
+        for r in ["r1", "r2"] {
+            s.join(&RoomName::parse(r).expect("valid"), &a)
+                .await
+                .expect("joins");
+        }
+        let third = s.join(&RoomName::parse("r3").expect("valid"), &a).await;
+        assert_eq!(
+            third.map(|_| ()).map_err(|e| e.code),
+            Err(ErrorCode::TooManyRooms)
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! The chat's shared state: sessions and the names they hold, who is in which room, each room's
+//! history and sequence counter — and the bus its changes are announced on.
+//!
+//! [`MemoryStore`] keeps it in this process (one node). [`RedisStore`] keeps it in Redis so that
+//! any node can serve any user. Both keep the same rules:
+//! - a name is unique case-insensitively among live sessions; a session whose connection dropped
+//!   without a clean close keeps its name for `session_ttl_secs`, so its user can `resume` it;
+//! - a room's `seq` is allocated, its history stored and the message published in one step, so
+//!   every node sees the same order;
+//! - membership is per session: a connection that took over a session (resume) replaces the old
+//!   one in its rooms without a leave/join, and the old connection's late leave changes nothing.
+
+mod memory;
+pub mod redis;
+
+pub use self::redis::RedisStore;
+pub use memory::MemoryStore;
+
+use super::bus::Subscription;
+use crate::protocol::{ChatMessage, ErrorCode, Invalid, MessageText, RoomName, UserName};
+use std::{
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+/// Identifies a user's session: given in `welcome`, kept across reconnects by `resume`.
+pub type SessionId = Arc<str>;
+/// Identifies one WebSocket connection for its whole life.
+pub type ConnId = Arc<str>;
+
+/// One connection's place in a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub session: SessionId,
+    pub conn: ConnId,
+    pub name: UserName,
+}
+
+/// What a joiner is told about the room.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub members: Vec<String>,
+    pub history: Vec<ChatMessage>,
+    /// The room's epoch and newest `seq` when the snapshot was taken: live messages of that epoch
+    /// up to it are already known.
+    pub epoch: Option<String>,
+    pub last_seq: u64,
+}
+
+/// How a session ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// The client closed the connection: the name is free at once.
+    Closed,
+    /// The link dropped (or the server closed it): the session may be resumed for a while.
+    Dropped,
+}
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Attaches an earlier session to `conn`; its name if it is still alive, `None` if unknown.
+    async fn resume(&self, session: &SessionId, conn: &ConnId)
+    -> Result<Option<UserName>, Invalid>;
+
+    /// Takes `name` for the session (held by `conn`), giving up `old` if it held one.
+    async fn claim_name(
+        &self,
+        session: &SessionId,
+        conn: &ConnId,
+        name: &UserName,
+        old: Option<&UserName>,
+    ) -> Result<(), Invalid>;
+
+    /// The connection holding the session ended.
+    async fn release(&self, session: &SessionId, conn: &ConnId, how: Departure);
+
+    /// Adds the member to the room (announcing it if the session was not there yet) and returns
+    /// what it should see.
+    async fn join(&self, room: &RoomName, member: &Member) -> Result<Snapshot, Invalid>;
+
+    /// Removes the member and announces it, unless another connection took its session over.
+    async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), Invalid>;
+
+    /// Announces that the member, formerly `old`, is now called `member.name`.
+    async fn rename(&self, room: &RoomName, member: &Member, old: &UserName)
+    -> Result<(), Invalid>;
+
+    /// Stores a message under the room's next `seq` and publishes it, as one step.
+    async fn append(
+        &self,
+        room: &RoomName,
+        from: &UserName,
+        text: MessageText,
+        client_id: Option<String>,
+    ) -> Result<ChatMessage, Invalid>;
+
+    /// The room's member names, sorted as the protocol promises.
+    async fn members(&self, room: &RoomName) -> Result<Vec<String>, Invalid>;
+
+    /// The stored messages after `seq` of `epoch`, in order — `None` when they cannot all be
+    /// had (trimmed from the history, or the epoch is gone).
+    async fn since(
+        &self,
+        room: &RoomName,
+        epoch: &str,
+        seq: u64,
+    ) -> Result<Option<Vec<ChatMessage>>, Invalid>;
+
+    /// Subscribes this node to the room's events.
+    async fn subscribe(&self, room: &RoomName) -> Result<Subscription, Invalid>;
+
+    /// Puts this node's members of the room back where the store may have lost them (Redis came
+    /// back without its data, or thought this node dead). Announces only those it re-adds.
+    async fn reassert(&self, room: &RoomName, members: &[Member]) -> Result<(), Invalid>;
+
+    /// Whether this node can serve users now.
+    async fn ready(&self) -> bool;
+
+    /// Called once the server has stopped serving: say goodbye to other nodes.
+    async fn close(&self) {}
+}
+
+pub(crate) fn unavailable(cause: impl std::fmt::Display) -> Invalid {
+    tracing::error!(cause = %cause, "store unavailable");
+    Invalid::new(
+        ErrorCode::Internal,
+        "the chat store is unreachable; try again shortly",
+    )
+}
+
+pub(crate) fn name_taken(name: &UserName) -> Invalid {
+    Invalid::new(
+        ErrorCode::NameTaken,
+        format!("the name {name} is taken; pick another"),
+    )
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A fresh random epoch: names one life of a room's sequence numbers.
+pub(crate) fn new_epoch() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// The messages of `history` (oldest first, ending at `last_seq`) after `seq` — `None` when some
+/// of them are no longer there.
+pub(crate) fn messages_after(
+    history: impl IntoIterator<Item = ChatMessage>,
+    last_seq: u64,
+    seq: u64,
+) -> Option<Vec<ChatMessage>> {
+    if seq >= last_seq {
+        return (seq == last_seq).then(Vec::new);
+    }
+    let missed: Vec<ChatMessage> = history.into_iter().filter(|m| m.seq > seq).collect();
+    (missed.first().map(|m| m.seq) == Some(seq + 1)).then_some(missed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(seq: u64) -> ChatMessage {
+        ChatMessage {
+            room: "lobby".into(),
+            seq,
+            epoch: "e".into(),
+            from: "ann".into(),
+            text: "hi".into(),
+            ts: 0,
+            client_id: None,
+        }
+    }
+
+    #[test]
+    fn the_messages_after_a_seq_are_given_only_when_none_is_missing() {
+        let history = || (3..=5).map(msg);
+        let seqs =
+            |v: Option<Vec<ChatMessage>>| v.map(|v| v.iter().map(|m| m.seq).collect::<Vec<_>>());
+        assert_eq!(seqs(messages_after(history(), 5, 2)), Some(vec![3, 4, 5]));
+        assert_eq!(seqs(messages_after(history(), 5, 4)), Some(vec![5]));
+        assert_eq!(seqs(messages_after(history(), 5, 5)), Some(vec![]));
+        // 2 was trimmed away.
+        assert_eq!(seqs(messages_after(history(), 5, 1)), None);
+        // A seq from the future (another epoch's numbers) cannot be caught up.
+        assert_eq!(seqs(messages_after(history(), 5, 9)), None);
+    }
+}

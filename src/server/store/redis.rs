@@ -1,0 +1,683 @@
+//! The many-node store: state in Redis, events on Redis pub/sub.
+//!
+//! Key layout (the part in braces is the Redis Cluster hash tag, so that everything one script
+//! touches lives in one slot):
+//! - per room, tag `{r:<room>}`: `chorus:{r:<room>}:meta` (hash: `epoch`, `seq`),
+//!   `:history` (list of message frames, newest last, trimmed to `history_size`),
+//!   `:members` (hash: session → name), `:owners` (hash: session → "<node> <conn>"), and the
+//!   channel `:events`;
+//! - users, tag `{u}`: `chorus:{u}:names` (hash: lower-cased name → session),
+//!   `chorus:{u}:s:<session>` (hash: `name`, `key`, `conn`, `node`; expires once detached),
+//!   `chorus:{u}:node:<node>` (a live node's heartbeat, with a TTL), `chorus:{u}:nodes` (set of
+//!   nodes), `chorus:{u}:nr:<node>` (set of rooms where the node has members).
+//!
+//! Every change that others hear about is one Lua script that changes the keys *and* publishes,
+//! so the order of events on the channel is the order of changes in Redis, from every node.
+//!
+//! Liveness: each node refreshes its heartbeat key every `node_ttl / 4`. A node whose key expired
+//! is dead: the first live node to claim it (SET NX) removes its members from every room it
+//! listed, announcing them as `left`, and its sessions stop holding names.
+
+use super::{
+    ConnId, Departure, Member, SessionId, Snapshot, Store, messages_after, name_taken, new_epoch,
+    now_ms, unavailable,
+};
+use crate::{
+    protocol::{
+        ChatMessage, Invalid, MessageText, NoticeKind, RoomName, ServerMsg, UserName, sort_members,
+    },
+    server::bus::{RedisBus, Subscription, room_channel},
+};
+use redis::{Script, aio::ConnectionManager};
+use serde::Serialize;
+use std::{sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
+
+const NAMES: &str = "chorus:{u}:names";
+const NODES: &str = "chorus:{u}:nodes";
+const SESSION_PREFIX: &str = "chorus:{u}:s:";
+const NODE_PREFIX: &str = "chorus:{u}:node:";
+/// How long `/readyz` waits for Redis to answer.
+const READY_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a node may take to remove a dead node's members before another may try.
+const REAP_CLAIM_MS: u64 = 30_000;
+
+fn room_key(room: &RoomName, part: &str) -> String {
+    format!("chorus:{{r:{room}}}:{part}")
+}
+fn session_key(session: &str) -> String {
+    format!("{SESSION_PREFIX}{session}")
+}
+fn node_key(node: &str) -> String {
+    format!("{NODE_PREFIX}{node}")
+}
+fn node_rooms_key(node: &str) -> String {
+    format!("chorus:{{u}}:nr:{node}")
+}
+fn reap_key(node: &str) -> String {
+    format!("chorus:{{u}}:reap:{node}")
+}
+
+/// Settings of the Redis store.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    pub node: Arc<str>,
+    pub history_size: usize,
+    pub session_ttl: Duration,
+    pub node_ttl: Duration,
+}
+
+struct Scripts {
+    claim: Script,
+    resume: Script,
+    release: Script,
+    join: Script,
+    reassert: Script,
+    leave: Script,
+    rename: Script,
+    append: Script,
+    since: Script,
+    reap: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            // KEYS: names, my session. ARGV: name key, session, conn, node, name, old key or "",
+            // node prefix, session prefix. Returns 1, or 0 when a live session holds the name.
+            claim: Script::new(
+                r#"
+local owner = redis.call('HGET', KEYS[1], ARGV[1])
+if owner and owner ~= ARGV[2] then
+  local s = ARGV[8] .. owner
+  local held = redis.call('HMGET', s, 'conn', 'node')
+  if held[1] then
+    if held[1] == '' or redis.call('EXISTS', ARGV[7] .. held[2]) == 1 then
+      return 0
+    end
+  end
+  redis.call('DEL', s)
+end
+if ARGV[6] ~= '' and ARGV[6] ~= ARGV[1] and redis.call('HGET', KEYS[1], ARGV[6]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[6])
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], 'name', ARGV[5], 'key', ARGV[1], 'conn', ARGV[3], 'node', ARGV[4])
+redis.call('PERSIST', KEYS[2])
+return 1
+"#,
+            ),
+            // KEYS: session, names. ARGV: conn, node, session. Returns the name or nil.
+            resume: Script::new(
+                r#"
+local s = redis.call('HMGET', KEYS[1], 'name', 'key')
+if not s[1] or redis.call('HGET', KEYS[2], s[2]) ~= ARGV[3] then
+  return false
+end
+redis.call('HSET', KEYS[1], 'conn', ARGV[1], 'node', ARGV[2])
+redis.call('PERSIST', KEYS[1])
+return s[1]
+"#,
+            ),
+            // KEYS: session, names. ARGV: conn, keep (1/0), ttl ms, session.
+            release: Script::new(
+                r#"
+if redis.call('HGET', KEYS[1], 'conn') ~= ARGV[1] then return 0 end
+if ARGV[2] == '1' then
+  redis.call('HSET', KEYS[1], 'conn', '')
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+else
+  local key = redis.call('HGET', KEYS[1], 'key')
+  if key and redis.call('HGET', KEYS[2], key) == ARGV[4] then redis.call('HDEL', KEYS[2], key) end
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"#,
+            ),
+            // KEYS: meta, history, members, owners. ARGV: session, owner, name, channel,
+            // joined notice, room.
+            join: Script::new(
+                r#"
+local prev = redis.call('HGET', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
+if not prev then
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
+elseif prev ~= ARGV[3] then
+  redis.call('PUBLISH', ARGV[4], cjson.encode({type = 'notice', room = ARGV[6], kind = 'renamed', name = ARGV[3], old_name = prev}))
+end
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
+return {redis.call('HVALS', KEYS[3]), redis.call('LRANGE', KEYS[2], 0, -1), meta[1] or '', meta[2] or '0'}
+"#,
+            ),
+            // KEYS: members, owners. ARGV: session, owner, name, channel, joined notice.
+            reassert: Script::new(
+                r#"
+local owner = redis.call('HGET', KEYS[2], ARGV[1])
+if owner and owner ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if not owner then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+return 1
+"#,
+            ),
+            // KEYS: members, owners. ARGV: session, owner, channel, notice.
+            leave: Script::new(
+                r#"
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+"#,
+            ),
+            // KEYS: members, owners. ARGV: session, owner, name, channel, notice.
+            rename: Script::new(
+                r#"
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+"#,
+            ),
+            // KEYS: meta, history. ARGV: channel, epoch if new, the frame after its first '{'
+            // (everything but type, seq and epoch), history size. Returns {seq, epoch}.
+            append: Script::new(
+                r#"
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local frame = '{"type":"message","seq":' .. seq .. ',"epoch":"' .. epoch .. '",' .. ARGV[3]
+local keep = tonumber(ARGV[4])
+if keep > 0 then
+  redis.call('RPUSH', KEYS[2], frame)
+  redis.call('LTRIM', KEYS[2], -keep, -1)
+end
+redis.call('PUBLISH', ARGV[1], frame)
+return {seq, epoch}
+"#,
+            ),
+            // KEYS: meta, history.
+            since: Script::new(
+                r#"
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
+return {redis.call('LRANGE', KEYS[2], 0, -1), meta[1] or '', meta[2] or '0'}
+"#,
+            ),
+            // KEYS: members, owners. ARGV: owner prefix of the dead node, channel, room.
+            reap: Script::new(
+                r#"
+local owners = redis.call('HGETALL', KEYS[2])
+local n = 0
+for i = 1, #owners, 2 do
+  local sid, owner = owners[i], owners[i + 1]
+  if string.sub(owner, 1, #ARGV[1]) == ARGV[1] then
+    local name = redis.call('HGET', KEYS[1], sid)
+    redis.call('HDEL', KEYS[1], sid)
+    redis.call('HDEL', KEYS[2], sid)
+    if name then
+      redis.call('PUBLISH', ARGV[2], cjson.encode({type = 'notice', room = ARGV[3], kind = 'left', name = name}))
+    end
+    n = n + 1
+  end
+end
+return n
+"#,
+            ),
+        }
+    }
+}
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    bus: RedisBus,
+    scripts: Scripts,
+    settings: RedisSettings,
+}
+
+/// A message frame without `type`, `seq` and `epoch`, which the append script puts in front.
+#[derive(Serialize)]
+struct MessageBody<'a> {
+    room: &'a str,
+    from: &'a str,
+    text: &'a str,
+    ts: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+}
+
+fn notice(room: &RoomName, kind: NoticeKind, name: &UserName, old: Option<&UserName>) -> String {
+    serde_json::to_string(&ServerMsg::Notice {
+        room: room.to_string(),
+        kind,
+        name: name.to_string(),
+        old_name: old.map(|n| n.to_string()),
+    })
+    .unwrap_or_default()
+}
+
+/// Reads stored message frames, skipping (and logging) any that do not parse.
+fn decode_history(frames: Vec<String>) -> Vec<ChatMessage> {
+    frames
+        .into_iter()
+        .filter_map(|f| match serde_json::from_str::<ChatMessage>(&f) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::error!(cause = %e, "unreadable message in a room's history; skipped");
+                None
+            }
+        })
+        .collect()
+}
+
+impl RedisStore {
+    /// Connects (retrying for a few seconds), then starts the pub/sub supervisor and this node's
+    /// heartbeat. Everything stops with `stop`.
+    pub async fn connect(
+        settings: RedisSettings,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Arc<Self>> {
+        let client = redis::Client::open(settings.url.as_str())?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(1))
+            .set_response_timeout(Duration::from_secs(2))
+            .set_number_of_retries(4)
+            .set_max_delay(1_000);
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let bus = RedisBus::start(
+            client,
+            conn.clone(),
+            node_rooms_key(&settings.node),
+            stop.clone(),
+        );
+        let store = Arc::new(Self {
+            conn,
+            bus,
+            scripts: Scripts::new(),
+            settings,
+        });
+        tokio::spawn(heartbeat(Arc::downgrade(&store), stop));
+        Ok(store)
+    }
+
+    fn owner(&self, conn: &ConnId) -> String {
+        format!("{} {conn}", self.settings.node)
+    }
+
+    /// One beat: refresh this node's key; true if it had expired (others may have removed
+    /// this node's members).
+    async fn beat(&self, first: bool) -> redis::RedisResult<bool> {
+        let mut conn = self.conn.clone();
+        let node = &self.settings.node;
+        let prev: Option<String> = redis::cmd("SET")
+            .arg(node_key(node))
+            .arg(now_ms())
+            .arg("PX")
+            .arg(self.settings.node_ttl.as_millis() as u64)
+            .arg("GET")
+            .query_async(&mut conn)
+            .await?;
+        redis::cmd("SADD")
+            .arg(NODES)
+            .arg(node.as_ref())
+            .exec_async(&mut conn)
+            .await?;
+        Ok(prev.is_none() && !first)
+    }
+
+    /// Removes the members of nodes whose heartbeat expired, announcing them as `left`.
+    async fn reap(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        let nodes: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(NODES)
+            .query_async(&mut conn)
+            .await?;
+        for dead in nodes.iter().filter(|n| n.as_str() != &*self.settings.node) {
+            let alive: bool = redis::cmd("EXISTS")
+                .arg(node_key(dead))
+                .query_async(&mut conn)
+                .await?;
+            if alive {
+                continue;
+            }
+            let claimed: Option<String> = redis::cmd("SET")
+                .arg(reap_key(dead))
+                .arg(self.settings.node.as_ref())
+                .arg("NX")
+                .arg("PX")
+                .arg(REAP_CLAIM_MS)
+                .query_async(&mut conn)
+                .await?;
+            if claimed.is_none() {
+                continue;
+            }
+            let rooms: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(node_rooms_key(dead))
+                .query_async(&mut conn)
+                .await?;
+            let mut removed = 0u64;
+            for room in rooms.iter().filter_map(|r| RoomName::parse(r).ok()) {
+                let n: u64 = self
+                    .scripts
+                    .reap
+                    .key(room_key(&room, "members"))
+                    .key(room_key(&room, "owners"))
+                    .arg(format!("{dead} "))
+                    .arg(room_channel(&room))
+                    .arg(room.as_str())
+                    .invoke_async(&mut conn)
+                    .await?;
+                removed += n;
+            }
+            redis::cmd("DEL")
+                .arg(node_rooms_key(dead))
+                .exec_async(&mut conn)
+                .await?;
+            redis::cmd("SREM")
+                .arg(NODES)
+                .arg(dead)
+                .exec_async(&mut conn)
+                .await?;
+            tracing::info!(node = %dead, rooms = rooms.len(), removed, "removed a dead node's members");
+        }
+        Ok(())
+    }
+}
+
+/// Keeps this node's heartbeat fresh and removes dead nodes' members, until `stop`.
+async fn heartbeat(store: std::sync::Weak<RedisStore>, stop: CancellationToken) {
+    let every = match store.upgrade() {
+        Some(s) => s.settings.node_ttl / 4,
+        None => return,
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first = true;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(store) = store.upgrade() else { return };
+        match store.beat(first).await {
+            Ok(lapsed) => {
+                first = false;
+                if lapsed {
+                    tracing::warn!("this node's heartbeat had lapsed: re-registering its members");
+                    store.bus.resync_all();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(cause = %e, "heartbeat failed");
+                continue;
+            }
+        }
+        if let Err(e) = store.reap().await {
+            tracing::warn!(cause = %e, "removing dead nodes' members failed");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for RedisStore {
+    async fn resume(
+        &self,
+        session: &SessionId,
+        conn: &ConnId,
+    ) -> Result<Option<UserName>, Invalid> {
+        let name: Option<String> = self
+            .scripts
+            .resume
+            .key(session_key(session))
+            .key(NAMES)
+            .arg(conn.as_ref())
+            .arg(self.settings.node.as_ref())
+            .arg(session.as_ref())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(name.and_then(|n| UserName::parse(&n).ok()))
+    }
+
+    async fn claim_name(
+        &self,
+        session: &SessionId,
+        conn: &ConnId,
+        name: &UserName,
+        old: Option<&UserName>,
+    ) -> Result<(), Invalid> {
+        let claimed: i64 = self
+            .scripts
+            .claim
+            .key(NAMES)
+            .key(session_key(session))
+            .arg(name.key())
+            .arg(session.as_ref())
+            .arg(conn.as_ref())
+            .arg(self.settings.node.as_ref())
+            .arg(name.as_str())
+            .arg(old.map(|o| o.key()).unwrap_or_default())
+            .arg(NODE_PREFIX)
+            .arg(SESSION_PREFIX)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        if claimed == 1 {
+            Ok(())
+        } else {
+            Err(name_taken(name))
+        }
+    }
+
+    async fn release(&self, session: &SessionId, conn: &ConnId, how: Departure) {
+        let result: redis::RedisResult<i64> = self
+            .scripts
+            .release
+            .key(session_key(session))
+            .key(NAMES)
+            .arg(conn.as_ref())
+            .arg(if how == Departure::Dropped { "1" } else { "0" })
+            .arg(self.settings.session_ttl.as_millis() as u64)
+            .arg(session.as_ref())
+            .invoke_async(&mut self.conn.clone())
+            .await;
+        if let Err(e) = result {
+            // The session expires with its node's heartbeat instead.
+            tracing::warn!(cause = %e, "session not released");
+        }
+    }
+
+    async fn join(&self, room: &RoomName, member: &Member) -> Result<Snapshot, Invalid> {
+        let (names, history, epoch, seq): (Vec<String>, Vec<String>, String, String) = self
+            .scripts
+            .join
+            .key(room_key(room, "meta"))
+            .key(room_key(room, "history"))
+            .key(room_key(room, "members"))
+            .key(room_key(room, "owners"))
+            .arg(member.session.as_ref())
+            .arg(self.owner(&member.conn))
+            .arg(member.name.as_str())
+            .arg(room_channel(room))
+            .arg(notice(room, NoticeKind::Joined, &member.name, None))
+            .arg(room.as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        let mut members = names;
+        sort_members(&mut members);
+        Ok(Snapshot {
+            members,
+            history: decode_history(history),
+            epoch: (!epoch.is_empty()).then_some(epoch),
+            last_seq: seq.parse().unwrap_or(0),
+        })
+    }
+
+    async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), Invalid> {
+        let _: i64 = self
+            .scripts
+            .leave
+            .key(room_key(room, "members"))
+            .key(room_key(room, "owners"))
+            .arg(member.session.as_ref())
+            .arg(self.owner(&member.conn))
+            .arg(room_channel(room))
+            .arg(notice(room, NoticeKind::Left, &member.name, None))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn rename(
+        &self,
+        room: &RoomName,
+        member: &Member,
+        old: &UserName,
+    ) -> Result<(), Invalid> {
+        let _: i64 = self
+            .scripts
+            .rename
+            .key(room_key(room, "members"))
+            .key(room_key(room, "owners"))
+            .arg(member.session.as_ref())
+            .arg(self.owner(&member.conn))
+            .arg(member.name.as_str())
+            .arg(room_channel(room))
+            .arg(notice(room, NoticeKind::Renamed, &member.name, Some(old)))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn append(
+        &self,
+        room: &RoomName,
+        from: &UserName,
+        text: MessageText,
+        client_id: Option<String>,
+    ) -> Result<ChatMessage, Invalid> {
+        let ts = now_ms();
+        let body = serde_json::to_string(&MessageBody {
+            room: room.as_str(),
+            from: from.as_str(),
+            text: text.as_str(),
+            ts,
+            client_id: client_id.as_deref(),
+        })
+        .map_err(unavailable)?;
+        let (seq, epoch): (u64, String) = self
+            .scripts
+            .append
+            .key(room_key(room, "meta"))
+            .key(room_key(room, "history"))
+            .arg(room_channel(room))
+            .arg(new_epoch())
+            .arg(body.get(1..).unwrap_or_default())
+            .arg(self.settings.history_size)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(ChatMessage {
+            room: room.to_string(),
+            seq,
+            epoch,
+            from: from.to_string(),
+            text: text.into_string(),
+            ts,
+            client_id,
+        })
+    }
+
+    async fn members(&self, room: &RoomName) -> Result<Vec<String>, Invalid> {
+        let mut names: Vec<String> = redis::cmd("HVALS")
+            .arg(room_key(room, "members"))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        sort_members(&mut names);
+        Ok(names)
+    }
+
+    async fn since(
+        &self,
+        room: &RoomName,
+        epoch: &str,
+        seq: u64,
+    ) -> Result<Option<Vec<ChatMessage>>, Invalid> {
+        let (history, stored_epoch, last): (Vec<String>, String, String) = self
+            .scripts
+            .since
+            .key(room_key(room, "meta"))
+            .key(room_key(room, "history"))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        if stored_epoch != epoch {
+            return Ok(None);
+        }
+        Ok(messages_after(
+            decode_history(history),
+            last.parse().unwrap_or(0),
+            seq,
+        ))
+    }
+
+    async fn subscribe(&self, room: &RoomName) -> Result<Subscription, Invalid> {
+        self.bus.subscribe(room).await.map_err(unavailable)
+    }
+
+    async fn reassert(&self, room: &RoomName, members: &[Member]) -> Result<(), Invalid> {
+        for member in members {
+            let _: i64 = self
+                .scripts
+                .reassert
+                .key(room_key(room, "members"))
+                .key(room_key(room, "owners"))
+                .arg(member.session.as_ref())
+                .arg(self.owner(&member.conn))
+                .arg(member.name.as_str())
+                .arg(room_channel(room))
+                .arg(notice(room, NoticeKind::Joined, &member.name, None))
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(unavailable)?;
+        }
+        if !members.is_empty() {
+            let _: () = redis::cmd("SADD")
+                .arg(node_rooms_key(&self.settings.node))
+                .arg(room.as_str())
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn ready(&self) -> bool {
+        if !self.bus.connected() {
+            return false;
+        }
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        matches!(tokio::time::timeout(READY_TIMEOUT, ping).await, Ok(Ok(_)))
+    }
+
+    async fn close(&self) {
+        let node = &self.settings.node;
+        let mut pipe = redis::pipe();
+        pipe.del(node_key(node))
+            .del(node_rooms_key(node))
+            .srem(NODES, node.as_ref());
+        if let Err(e) = pipe.exec_async(&mut self.conn.clone()).await {
+            tracing::warn!(cause = %e, "could not deregister this node");
+        }
+    }
+}
