@@ -3,7 +3,7 @@
 mod common;
 
 use chorus::protocol::{ClientMsg, NoticeKind, ServerMsg};
-use common::{Client, Ended, TestServer};
+use common::{Client, Ended, PATIENCE, TestServer};
 
 #[tokio::test]
 async fn two_clients_chat_both_ways_and_each_sees_its_own_message() {
@@ -479,4 +479,52 @@ async fn a_full_history_of_the_longest_messages_still_reaches_a_joiner() {
     // And the connection is still usable afterwards.
     bo.say("lobby", "hi", "b").await;
     assert_eq!(bo.next_message().await.text, "hi");
+}
+
+#[tokio::test]
+async fn a_dropped_connection_s_name_waits_for_its_session_to_resume() {
+    let server = TestServer::start().await;
+    let (ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    let session = ann.session.clone();
+    ann.cut();
+
+    let mut thief = Client::connect(&server).await;
+    thief.set_name("Ann").await;
+    assert_eq!(thief.next_error().await, "name_taken");
+
+    let mut back = Client::connect(&server).await;
+    back.resume(&session).await;
+    assert!(matches!(
+        back.recv().await,
+        ServerMsg::Resumed { name: Some(n), .. } if n == "ann"
+    ));
+    back.set_name("ann").await;
+    assert!(matches!(back.recv().await, ServerMsg::NameSet { name } if name == "ann"));
+    // A resume after the connection has a name is refused: it would swap identities mid-way.
+    back.resume(&session).await;
+    assert_eq!(back.next_error().await, "invalid_field");
+}
+
+#[tokio::test]
+async fn a_clean_close_frees_the_name_at_once_and_ends_the_session() {
+    let server = TestServer::start().await;
+    let ann = Client::named(&server, "ann").await;
+    let session = ann.session.clone();
+    ann.close().await;
+    // The server handles the close asynchronously; the name is free once it has.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut other = Client::connect(&server).await;
+        other.set_name("ann").await;
+        match other.recv().await {
+            ServerMsg::NameSet { .. } => break,
+            ServerMsg::Error { code, .. } => assert_eq!(code.as_str(), "name_taken"),
+            m => panic!("unexpected {m:?}"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "name never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut late = Client::connect(&server).await;
+    late.resume(&session).await;
+    assert_eq!(late.next_error().await, "unknown_session");
 }

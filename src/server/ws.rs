@@ -15,7 +15,7 @@ use axum::{
         State,
         ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
     },
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use futures_util::{SinkExt, StreamExt, stream::SplitSink};
 use std::time::Duration;
@@ -39,6 +39,15 @@ const READ_BUFFER: usize = 1024;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Response {
+    // A node that cannot serve (shutting down, Redis unreachable) refuses new connections, so a
+    // balancer retries them on another node and clients back off and come again.
+    if app.shutdown.is_cancelled() || !app.store.accepting() {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "this node cannot serve now; try another",
+        )
+            .into_response();
+    }
     let max = app.config.max_frame_bytes;
     // No max_write_buffer_size: it also caps the largest frame we can send, and a `joined` with
     // a full history of long messages is over a megabyte. What waits to be written is bounded by

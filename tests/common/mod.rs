@@ -16,6 +16,19 @@ use tokio_tungstenite::{
 /// Long enough for any loaded CI machine; only guards against a hang, never measures speed.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+pub mod cluster;
+
+/// Anything a test client can connect to: an in-process server, a node process, nginx.
+pub trait Endpoint {
+    fn ws_url(&self) -> String;
+}
+
+impl Endpoint for TestServer {
+    fn ws_url(&self) -> String {
+        TestServer::ws_url(self)
+    }
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
@@ -94,7 +107,7 @@ pub enum Ended {
 
 impl Client {
     /// Connects and reads the `welcome`.
-    pub async fn connect(server: &TestServer) -> Self {
+    pub async fn connect(server: &impl Endpoint) -> Self {
         let (ws, _) = connect_async_with_config(server.ws_url(), None, true)
             .await
             .expect("WebSocket connects");
@@ -110,7 +123,7 @@ impl Client {
     }
 
     /// Connects and takes a name.
-    pub async fn named(server: &TestServer, name: &str) -> Self {
+    pub async fn named(server: &impl Endpoint, name: &str) -> Self {
         let mut client = Self::connect(server).await;
         client.set_name(name).await;
         match client.recv().await {
@@ -122,7 +135,7 @@ impl Client {
 
     /// Connects, takes a name and joins `room`; returns the client and its `joined` frame.
     pub async fn in_room(
-        server: &TestServer,
+        server: &impl Endpoint,
         name: &str,
         room: &str,
     ) -> (Self, Vec<String>, Vec<ChatMessage>) {
@@ -276,6 +289,19 @@ impl Client {
 
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
+    }
+
+    /// Ends the connection without a close frame, as a dropped network link does.
+    pub fn cut(self) {
+        drop(self.ws);
+    }
+
+    /// Asks to take over an earlier session.
+    pub async fn resume(&mut self, session: &str) {
+        self.send(&ClientMsg::Resume {
+            session: session.into(),
+        })
+        .await;
     }
 }
 

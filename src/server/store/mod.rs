@@ -113,8 +113,13 @@ pub trait Store: Send + Sync + 'static {
     /// back without its data, or thought this node dead). Announces only those it re-adds.
     async fn reassert(&self, room: &RoomName, members: &[Member]) -> Result<(), Invalid>;
 
-    /// Whether this node can serve users now.
+    /// Whether this node can serve users now (asks the store: a round trip).
     async fn ready(&self) -> bool;
+
+    /// A cheap, local guess of `ready`, checked on every new WebSocket.
+    fn accepting(&self) -> bool {
+        true
+    }
 
     /// Called once the server has stopped serving: say goodbye to other nodes.
     async fn close(&self) {}

@@ -660,6 +660,10 @@ impl Store for RedisStore {
         Ok(())
     }
 
+    fn accepting(&self) -> bool {
+        self.bus.connected()
+    }
+
     async fn ready(&self) -> bool {
         if !self.bus.connected() {
             return false;

@@ -1,0 +1,190 @@
+//! Many nodes on one Redis: real redis-server, real `chorus` processes, real WebSocket clients.
+
+mod common;
+
+use chorus::protocol::{NoticeKind, ServerMsg};
+use common::{
+    Client, PATIENCE,
+    cluster::{NODE_TTL_MS, Nginx, Node, Redis},
+};
+use std::time::{Duration, Instant};
+
+fn two_nodes() -> (Redis, Node, Node) {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "node-a");
+    let b = Node::start(&redis, "node-b");
+    (redis, a, b)
+}
+
+#[tokio::test]
+async fn a_message_sent_on_one_node_reaches_the_other_in_order_exactly_once() {
+    let (_redis, a, b) = two_nodes();
+    let (mut ann, _, _) = Client::in_room(&a, "ann", "lobby").await;
+    let (mut bo, _, _) = Client::in_room(&b, "bo", "lobby").await;
+    ann.drain().await;
+
+    const N: usize = 50;
+    for i in 0..N {
+        ann.say("lobby", &format!("m{i}"), &format!("c{i}")).await;
+    }
+    let mut got = Vec::new();
+    while got.len() < N {
+        got.push(bo.next_message().await);
+    }
+    let texts: Vec<String> = got.iter().map(|m| m.text.clone()).collect();
+    let expected: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts, expected, "in the order sent");
+    let seqs: Vec<u64> = got.iter().map(|m| m.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "consecutive seqs: {seqs:?}"
+    );
+    // Exactly once: nothing more is on its way.
+    let extra = bo.drain().await;
+    assert!(
+        !extra.iter().any(|m| matches!(m, ServerMsg::Message(_))),
+        "a message came twice: {extra:?}"
+    );
+}
+
+#[tokio::test]
+async fn names_members_and_history_look_the_same_from_both_nodes() {
+    let (_redis, a, b) = two_nodes();
+    let (mut ann, _, _) = Client::in_room(&a, "ann", "lobby").await;
+    for i in 0..3 {
+        ann.say("lobby", &format!("h{i}"), &format!("c{i}")).await;
+    }
+    ann.drain().await;
+
+    let (_bo, members_b, history_b) = Client::in_room(&b, "bo", "lobby").await;
+    assert_eq!(members_b, ["ann", "bo"]);
+    let (_cy, members_a, history_a) = Client::in_room(&a, "cy", "lobby").await;
+    assert_eq!(members_a, ["ann", "bo", "cy"]);
+    assert_eq!(history_a, history_b, "one history, whichever node is asked");
+    let texts: Vec<&str> = history_b.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["h0", "h1", "h2"]);
+
+    // ann (on A) hears of bo (on B) and sees the same list.
+    let list = ann
+        .recv_until(|m| matches!(m, ServerMsg::Presence { members, .. } if members.len() == 3))
+        .await;
+    assert!(matches!(list, ServerMsg::Presence { members, .. } if members == ["ann", "bo", "cy"]));
+
+    // A name held on A is taken on B, case-insensitively.
+    let mut other = Client::connect(&b).await;
+    other.set_name("ANN").await;
+    assert_eq!(other.next_error().await, "name_taken");
+}
+
+#[tokio::test]
+async fn a_killed_node_s_members_leave_every_list_within_the_bound() {
+    let (_redis, a, mut b) = two_nodes();
+    let (mut ann, _, _) = Client::in_room(&a, "ann", "lobby").await;
+    let (_bo, _, _) = Client::in_room(&b, "bo", "lobby").await;
+    ann.recv_until(|m| matches!(m, ServerMsg::Presence { members, .. } if members.len() == 2))
+        .await;
+
+    b.kill();
+    let killed = Instant::now();
+    let left = ann
+        .recv_until(|m| {
+            matches!(
+                m,
+                ServerMsg::Notice {
+                    kind: NoticeKind::Left,
+                    ..
+                }
+            )
+        })
+        .await;
+    assert!(matches!(left, ServerMsg::Notice { name, .. } if name == "bo"));
+    ann.recv_until(|m| matches!(m, ServerMsg::Presence { members, .. } if *members == ["ann"]))
+        .await;
+    // The stated bound: the node TTL plus one heartbeat, with slack for a loaded machine.
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_millis(NODE_TTL_MS * 5),
+        "ghost lingered {took:?}"
+    );
+    // A newcomer on A sees no ghost, and bo's name is free again.
+    let (_cy, members, _) = Client::in_room(&a, "cy", "lobby").await;
+    assert_eq!(members, ["ann", "cy"]);
+    Client::named(&a, "bo").await;
+}
+
+#[tokio::test]
+async fn after_a_redis_restart_delivery_resumes_without_restarting_nodes() {
+    let (mut redis, a, b) = two_nodes();
+    let (mut ann, _, _) = Client::in_room(&a, "ann", "lobby").await;
+    let (mut bo, _, _) = Client::in_room(&b, "bo", "lobby").await;
+    a.wait_ready_status(200, 1).await;
+
+    redis.kill();
+    a.wait_ready_status(503, 1).await;
+    b.wait_ready_status(503, 1).await;
+    // While Redis is gone a send is refused with a retryable error, never half-done.
+    ann.say("lobby", "into the void", "lost").await;
+    assert_eq!(ann.next_error().await, "internal");
+
+    redis.restart();
+    // Pub/sub reconnects with backoff (capped at 5 s) and re-subscribes by itself.
+    a.wait_ready_status(200, 2).await;
+    b.wait_ready_status(200, 2).await;
+    ann.drain().await;
+    bo.drain().await;
+    ann.say("lobby", "back again", "c1").await;
+    let m = bo.next_message().await;
+    assert_eq!(m.text, "back again");
+    bo.say("lobby", "welcome back", "c2").await;
+    assert_eq!(ann.next_message().await.text, "back again");
+    assert_eq!(ann.next_message().await.text, "welcome back");
+}
+
+#[tokio::test]
+async fn a_dropped_session_is_resumed_on_another_node_with_its_name() {
+    let (_redis, a, b) = two_nodes();
+    let (ann, _, _) = Client::in_room(&a, "ann", "lobby").await;
+    let session = ann.session.clone();
+    ann.cut();
+
+    // Someone else cannot grab the name meanwhile...
+    let mut thief = Client::connect(&b).await;
+    let deadline = Instant::now() + PATIENCE;
+    thief.set_name("ann").await;
+    assert_eq!(thief.next_error().await, "name_taken");
+    assert!(Instant::now() < deadline);
+
+    // ...but its owner, reconnecting to the other node, gets it back.
+    let mut back = Client::connect(&b).await;
+    back.resume(&session).await;
+    match back.recv().await {
+        ServerMsg::Resumed { session: s, name } => {
+            assert_eq!(s, session);
+            assert_eq!(name.as_deref(), Some("ann"));
+        }
+        other => panic!("expected resumed, got {other:?}"),
+    }
+    back.set_name("ann").await;
+    assert!(matches!(back.recv().await, ServerMsg::NameSet { name } if name == "ann"));
+    let (members, _) = back.join("lobby").await;
+    assert_eq!(members, ["ann"], "one ann, not two");
+
+    // A made-up session resumes nothing.
+    let mut stranger = Client::connect(&a).await;
+    stranger.resume(&"0".repeat(32)).await;
+    assert_eq!(stranger.next_error().await, "unknown_session");
+}
+
+#[tokio::test]
+async fn clients_behind_nginx_chat_across_nodes() {
+    let (_redis, a, b) = two_nodes();
+    let nginx = Nginx::start(&[&a, &b]);
+    // least_conn spreads these over both nodes; whichever they land on, they must hear each other.
+    let (mut ann, _, _) = Client::in_room(&nginx, "ann", "lobby").await;
+    let (mut bo, _, _) = Client::in_room(&nginx, "bo", "lobby").await;
+    ann.say("lobby", "through nginx", "c1").await;
+    assert_eq!(bo.next_message().await.text, "through nginx");
+    bo.say("lobby", "and back", "c2").await;
+    assert_eq!(ann.next_message().await.text, "through nginx");
+    assert_eq!(ann.next_message().await.text, "and back");
+}

@@ -1,0 +1,246 @@
+//! Many-node harness: a real redis-server, `chorus` node processes and nginx, each on a free
+//! loopback port, each killed when dropped.
+
+use super::{Endpoint, PATIENCE, free_port, wait_listening};
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chorus");
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(what: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "chorus-test-{what}-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).expect("create a scratch directory");
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn stop(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// redis-server with an append-only file fsynced on every write, so a restart keeps the data.
+pub struct Redis {
+    pub port: u16,
+    dir: Scratch,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn start() -> Self {
+        let mut redis = Self {
+            port: free_port(),
+            dir: Scratch::new("redis"),
+            child: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to its clients).
+    pub fn kill(&mut self) {
+        stop(&mut self.child);
+    }
+
+    /// Starts it (again) on the same port and data directory.
+    pub fn restart(&mut self) {
+        stop(&mut self.child);
+        let port = self.port.to_string();
+        let child = Command::new("redis-server")
+            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts (is it installed? scripts/setup.sh installs it)");
+        self.child = Some(child);
+        wait_listening(self.port);
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// A `chorus` node process on the Redis bus.
+pub struct Node {
+    pub id: String,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+/// Short enough that tests see a dead node go within seconds.
+pub const NODE_TTL_MS: u64 = 1000;
+
+impl Node {
+    pub fn start(redis: &Redis, id: &str) -> Self {
+        let port = free_port();
+        let child = Command::new(BIN)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--redis-url", &redis.url()])
+            .args(["--node-id", id])
+            .args(["--node-ttl-ms", &NODE_TTL_MS.to_string()])
+            .args(["--presence-interval-ms", "50"])
+            .args(["--shutdown-grace-secs", "2"])
+            .env("CHORUS_CONFIG", "/dev/null")
+            .env(
+                "CHORUS_LOG",
+                if std::env::var_os("TEST_LOG").is_some() {
+                    "chorus=debug,info"
+                } else {
+                    "warn"
+                },
+            )
+            .stdout(Stdio::null())
+            .stderr(if std::env::var_os("TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("the chorus binary starts");
+        wait_listening(port);
+        Self {
+            id: id.to_owned(),
+            port,
+            child: Some(child),
+        }
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// SIGKILL: the node vanishes without telling anyone.
+    pub fn kill(&mut self) {
+        stop(&mut self.child);
+    }
+
+    /// The HTTP status of `/readyz`, or `None` if the node does not answer.
+    pub async fn readyz(&self) -> Option<u16> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .ok()?;
+        let resp = client.get(self.http_url("/readyz")).send().await.ok()?;
+        Some(resp.status().as_u16())
+    }
+
+    /// Polls `/readyz` until it answers `status` (bounded by [`PATIENCE`] times `factor`).
+    pub async fn wait_ready_status(&self, status: u16, factor: u32) {
+        let deadline = Instant::now() + PATIENCE * factor;
+        loop {
+            if self.readyz().await == Some(status) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} never answered {status} on /readyz",
+                self.id
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Endpoint for Node {
+    fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// nginx with the shipped configuration (deploy/nginx.conf.template) in front of `nodes`.
+pub struct Nginx {
+    pub port: u16,
+    _dir: Scratch,
+    child: Option<Child>,
+}
+
+impl Nginx {
+    pub fn start(nodes: &[&Node]) -> Self {
+        let port = free_port();
+        let dir = Scratch::new("nginx");
+        let template = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx.conf.template"),
+        )
+        .expect("the nginx template is readable");
+        let servers: String = nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "        server 127.0.0.1:{} max_fails=1 fail_timeout=2s;\n",
+                    n.port
+                )
+            })
+            .collect();
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        let conf = template
+            .replace("@PREFIX@", &dir.0.to_string_lossy())
+            .replace("@LISTEN@", &format!("127.0.0.1:{port}"))
+            .replace("@SERVERS@", &servers)
+            .replace("@USER@", &user);
+        let path = dir.0.join("nginx.conf");
+        std::fs::write(&path, conf).expect("write nginx.conf");
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&dir.0)
+            .arg("-c")
+            .arg(&path)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts (is it installed? scripts/setup.sh installs it)");
+        wait_listening(port);
+        Self {
+            port,
+            _dir: dir,
+            child: Some(child),
+        }
+    }
+}
+
+impl Endpoint for Nginx {
+    fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
