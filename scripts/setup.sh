@@ -16,9 +16,13 @@ release=false
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 export PATH="$HOME/.cargo/bin:$PATH"
 
-# System packages: Chromium drives the end-to-end tests.
+# System packages: Chromium drives the end-to-end tests; redis-server and nginx make the local
+# cluster (scripts/cluster.sh) and the multi-node tests.
+export PATH="$PATH:/usr/sbin"
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 if ((${#missing[@]})); then
   log "installing Debian packages: ${missing[*]}"
   sudo_cmd=""

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
 mkdir -p target
 log() { printf '\033[1m[test]\033[0m %s\n' "$*"; }
 
@@ -32,7 +32,12 @@ url="http://127.0.0.1:$port"
 log "starting chorus on $url"
 LEPTOS_SITE_ROOT=target/site target/debug/chorus --listen "127.0.0.1:$port" >target/e2e-server.log 2>&1 &
 server_pid=$!
-trap 'kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true' EXIT
+cluster_pid=""
+stop_servers() {
+  kill "$server_pid" $cluster_pid 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap stop_servers EXIT
 python3 - "$url/healthz" <<'PY'
 import sys, time, urllib.request
 deadline = time.time() + 30
@@ -46,6 +51,21 @@ while True:
         sys.exit("chorus did not become healthy within 30 s")
     time.sleep(0.2)
 PY
+
+log "starting a local cluster (redis, two nodes, nginx) for the multi-node end-to-end tests"
+rm -f target/cluster/urls.env
+scripts/cluster.sh --no-build >target/e2e-cluster.log 2>&1 &
+cluster_pid=$!
+for _ in $(seq 1 300); do
+  [[ -f target/cluster/urls.env ]] && break
+  kill -0 "$cluster_pid" 2>/dev/null || break
+  sleep 0.2
+done
+if [[ -f target/cluster/urls.env ]]; then
+  set -a; source target/cluster/urls.env; set +a
+else
+  log "the cluster did not start:"; tail -n 40 target/e2e-cluster.log
+fi
 
 log "end-to-end tests"
 e2e_status=0

@@ -55,6 +55,9 @@ pub struct Model {
     /// Tries left to reclaim our own name after a reconnect: the server may not yet have noticed
     /// that our previous connection is gone, and still count the name as taken.
     reclaims_left: u32,
+    /// The session the server gave this page; resumed after a reconnect (any node), so the name
+    /// stays ours while the server has not yet noticed that the old connection is gone.
+    session: Option<String>,
     epoch: Option<String>,
     last_seq: u64,
     next_notice: u64,
@@ -119,15 +122,30 @@ impl Model {
     /// Applies a server frame; returns the frames to send in answer.
     pub fn apply(&mut self, msg: ServerMsg) -> Vec<ClientMsg> {
         match msg {
-            ServerMsg::Welcome { .. } => {
+            ServerMsg::Welcome { session, .. } => {
                 self.status = Status::Online;
                 self.joined = false;
                 self.name = None;
-                match &self.wanted_name {
-                    Some(name) => vec![ClientMsg::SetName { name: name.clone() }],
-                    None => Vec::new(),
+                let mut answers = Vec::new();
+                // Resume first: the server handles frames in order, so the name claim after it
+                // already counts as ours. If the session is gone, the new one is kept.
+                if let Some(previous) = self.session.replace(session) {
+                    answers.push(ClientMsg::Resume { session: previous });
                 }
+                if let Some(name) = &self.wanted_name {
+                    answers.push(ClientMsg::SetName { name: name.clone() });
+                }
+                answers
             }
+            ServerMsg::Resumed { session, .. } => {
+                self.session = Some(session);
+                Vec::new()
+            }
+            // Expected after a long absence: carry on with the new session.
+            ServerMsg::Error {
+                code: ErrorCode::UnknownSession,
+                ..
+            } => Vec::new(),
             ServerMsg::NameSet { name } => {
                 self.reclaims_left = 0;
                 self.wanted_name = Some(name.clone());
@@ -352,6 +370,69 @@ mod tests {
         assert_eq!(m.wanted_name, None);
     }
 
+    fn welcome_as(session: &str) -> ServerMsg {
+        match welcome() {
+            ServerMsg::Welcome {
+                node,
+                protocol,
+                limits,
+                ..
+            } => ServerMsg::Welcome {
+                session: session.into(),
+                node,
+                protocol,
+                limits,
+            },
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_reconnect_resumes_the_previous_session_before_claiming_the_name() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        assert_eq!(
+            m.apply(welcome_as("s1")),
+            vec![ClientMsg::SetName { name: "ann".into() }],
+            "nothing to resume on the first connection"
+        );
+        m.apply(ServerMsg::NameSet { name: "ann".into() });
+        m.disconnected();
+        assert_eq!(
+            m.apply(welcome_as("s2")),
+            vec![
+                ClientMsg::Resume {
+                    session: "s1".into()
+                },
+                ClientMsg::SetName { name: "ann".into() }
+            ]
+        );
+        m.apply(ServerMsg::Resumed {
+            session: "s1".into(),
+            name: Some("ann".into()),
+        });
+        m.disconnected();
+        // Still s1: the resumed session is the one to carry on with.
+        assert_eq!(
+            m.apply(welcome_as("s3"))[0],
+            ClientMsg::Resume {
+                session: "s1".into()
+            }
+        );
+        // A session that expired is no error worth showing.
+        m.apply(ServerMsg::Error {
+            code: ErrorCode::UnknownSession,
+            message: String::new(),
+        });
+        assert_eq!(m.error, None);
+        m.disconnected();
+        assert_eq!(
+            m.apply(welcome_as("s4"))[0],
+            ClientMsg::Resume {
+                session: "s3".into()
+            }
+        );
+    }
+
     #[test]
     fn a_name_taken_on_first_try_is_not_retried() {
         let mut m = Model::new("lobby", Some("ann".into()));
@@ -377,8 +458,8 @@ mod tests {
         m.disconnected();
         assert!(!m.can_send());
         assert_eq!(
-            m.apply(welcome()),
-            vec![ClientMsg::SetName { name: "ann".into() }]
+            m.apply(welcome()).last(),
+            Some(&ClientMsg::SetName { name: "ann".into() })
         );
         m.apply(ServerMsg::NameSet { name: "ann".into() });
         m.apply(ServerMsg::Joined {

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# A local Chorus cluster on loopback: one redis-server, two chorus nodes on the Redis bus, and nginx
+# in front of them (deploy/nginx.conf.template), each on a free port. Runs until Ctrl-C (or until
+# one of them dies), then stops them all.
+#
+#   scripts/cluster.sh              set up what is missing, build, start; open the printed URL
+#   scripts/cluster.sh --no-build   start from the existing debug build (the test script's way)
+#
+# CLUSTER_PORT picks nginx's port (default: a free one). Once everything answers, the URLs are
+# written to target/cluster/urls.env (CLUSTER_URL, NODE_A_URL, NODE_B_URL, REDIS_URL); logs are
+# in target/cluster/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
+log() { printf '\033[1m[cluster]\033[0m %s\n' "$*"; }
+
+if [[ "${1:-}" != "--no-build" ]]; then
+  scripts/setup.sh
+  cargo leptos build
+fi
+
+dir="$PWD/target/cluster"
+rm -rf "$dir"
+mkdir -p "$dir/redis" "$dir/nginx"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_ok() {  # URL [seconds]: waits for a 200
+  python3 - "$1" "${2:-30}" <<'PY'
+import sys, time, urllib.request
+deadline = time.time() + float(sys.argv[2])
+while True:
+    try:
+        if urllib.request.urlopen(sys.argv[1], timeout=2).status == 200:
+            break
+    except OSError:
+        pass
+    if time.time() > deadline:
+        sys.exit(f"{sys.argv[1]} did not answer 200 in time")
+    time.sleep(0.2)
+PY
+}
+
+lb_port=${CLUSTER_PORT:-$(free_port)}
+redis_port=$(free_port)
+a_port=$(free_port)
+b_port=$(free_port)
+redis_url="redis://127.0.0.1:$redis_port/"
+
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes \
+  --dir "$dir/redis" >"$dir/redis.log" 2>&1 &
+pids+=($!)
+
+for node in a b; do
+  port_var="${node}_port"
+  LEPTOS_SITE_ROOT=target/site CHORUS_CONFIG=/dev/null target/debug/chorus \
+    --listen "127.0.0.1:${!port_var}" --redis-url "$redis_url" --node-id "node-$node" \
+    >"$dir/node-$node.log" 2>&1 &
+  pids+=($!)
+done
+wait_ok "http://127.0.0.1:$a_port/readyz"
+wait_ok "http://127.0.0.1:$b_port/readyz"
+
+servers="        server 127.0.0.1:$a_port max_fails=1 fail_timeout=2s;
+        server 127.0.0.1:$b_port max_fails=1 fail_timeout=2s;"
+conf=$(<deploy/nginx.conf.template)
+conf=${conf//@PREFIX@/$dir/nginx}
+conf=${conf//@LISTEN@/127.0.0.1:$lb_port}
+conf=${conf//@SERVERS@/$servers}
+conf=${conf//@USER@/$(id -un)}
+printf '%s\n' "$conf" >"$dir/nginx/nginx.conf"
+nginx -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -g 'daemon off;' >"$dir/nginx.log" 2>&1 &
+pids+=($!)
+wait_ok "http://127.0.0.1:$lb_port/readyz"
+
+cat >"$dir/urls.env" <<ENV
+CLUSTER_URL=http://127.0.0.1:$lb_port
+NODE_A_URL=http://127.0.0.1:$a_port
+NODE_B_URL=http://127.0.0.1:$b_port
+REDIS_URL=$redis_url
+ENV
+log "ready: http://127.0.0.1:$lb_port  (nginx → node-a :$a_port, node-b :$b_port; redis :$redis_port)"
+log "logs in target/cluster/; Ctrl-C stops everything"
+
+# Stop everything as soon as any one of them dies.
+wait -n "${pids[@]}"
+log "a cluster process exited; stopping the rest"
+exit 1
