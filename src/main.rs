@@ -24,7 +24,7 @@ async fn main() -> std::process::ExitCode {
         .or_else(|_| EnvFilter::try_new(&config.log))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
-    tracing::info!(?config, "configuration");
+    tracing::info!(config = ?config.redacted(), "configuration");
 
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,

@@ -151,6 +151,18 @@ impl Config {
         Ok(config)
     }
 
+    /// A copy safe to log: a password in `redis_url` is masked.
+    pub fn redacted(&self) -> Self {
+        let mut copy = self.clone();
+        if let Some(url) = &mut copy.redis_url
+            && let Some((scheme, rest)) = url.split_once("://")
+            && let Some((_, host)) = rest.rsplit_once('@')
+        {
+            *url = format!("{scheme}://***@{host}");
+        }
+        copy
+    }
+
     /// Lays one layer over this config: every key the layer sets wins.
     pub fn apply(&mut self, layer: Layer) {
         let Layer {
@@ -301,6 +313,17 @@ mod tests {
         let mut config = Config::default();
         config.apply(read_layer(&path).expect("Leptos.toml parses"));
         config.validate().expect("Leptos.toml is valid");
+    }
+
+    #[test]
+    fn the_logged_config_hides_the_redis_password() {
+        let config = Config {
+            redis_url: Some("redis://user:s3cret@db:6379/0".into()),
+            ..Config::default()
+        };
+        let shown = format!("{:?}", config.redacted());
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("db:6379/0"), "{shown}");
     }
 
     #[test]

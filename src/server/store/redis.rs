@@ -397,6 +397,10 @@ async fn heartbeat(store: std::sync::Weak<RedisStore>, stop: CancellationToken) 
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut first = true;
+    // Since when this node's beats have been getting through. After Redis was unreachable,
+    // every node's key may have expired meanwhile; reaping waits one TTL so that live nodes can
+    // beat again before anyone is declared dead.
+    let mut beating_since: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -406,6 +410,7 @@ async fn heartbeat(store: std::sync::Weak<RedisStore>, stop: CancellationToken) 
         match store.beat(first).await {
             Ok(lapsed) => {
                 first = false;
+                beating_since.get_or_insert_with(tokio::time::Instant::now);
                 if lapsed {
                     tracing::warn!("this node's heartbeat had lapsed: re-registering its members");
                     store.bus.resync_all();
@@ -413,10 +418,13 @@ async fn heartbeat(store: std::sync::Weak<RedisStore>, stop: CancellationToken) 
             }
             Err(e) => {
                 tracing::warn!(cause = %e, "heartbeat failed");
+                beating_since = None;
                 continue;
             }
         }
-        if let Err(e) = store.reap().await {
+        if beating_since.is_some_and(|t| t.elapsed() >= store.settings.node_ttl)
+            && let Err(e) = store.reap().await
+        {
             tracing::warn!(cause = %e, "removing dead nodes' members failed");
         }
     }
