@@ -528,3 +528,26 @@ async fn a_clean_close_frees_the_name_at_once_and_ends_the_session() {
     late.resume(&session).await;
     assert_eq!(late.next_error().await, "unknown_session");
 }
+
+#[tokio::test]
+async fn a_resumed_session_is_released_even_if_its_connection_never_set_the_name() {
+    let server = TestServer::start().await;
+    let ann = Client::named(&server, "ann").await;
+    let session = ann.session.clone();
+    ann.cut();
+    let mut back = Client::connect(&server).await;
+    back.resume(&session).await;
+    assert!(matches!(back.recv().await, ServerMsg::Resumed { .. }));
+    back.close().await;
+    // Closed cleanly: the name must come free, not stay with a connection that is gone.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut other = Client::connect(&server).await;
+        other.set_name("ann").await;
+        if matches!(other.recv().await, ServerMsg::NameSet { .. }) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "name never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -445,7 +445,8 @@ impl Connection {
             for room in std::mem::take(&mut self.rooms) {
                 self.app.hub.leave(&room, &member).await;
             }
-            self.app.store.release(&self.session, &self.conn, how).await;
         }
+        // Also when no name was set: a resumed session is held by this connection all the same.
+        self.app.store.release(&self.session, &self.conn, how).await;
     }
 }
