@@ -13,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
 log() { printf '\033[1m[cluster]\033[0m %s\n' "$*"; }
+source scripts/lib.sh
 
 if [[ "${1:-}" != "--no-build" ]]; then
   scripts/setup.sh
@@ -22,23 +23,6 @@ fi
 dir="$PWD/target/cluster"
 rm -rf "$dir"
 mkdir -p "$dir/redis" "$dir/nginx"
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_ok() {  # URL [seconds]: waits for a 200
-  python3 - "$1" "${2:-30}" <<'PY'
-import sys, time, urllib.request
-deadline = time.time() + float(sys.argv[2])
-while True:
-    try:
-        if urllib.request.urlopen(sys.argv[1], timeout=2).status == 200:
-            break
-    except OSError:
-        pass
-    if time.time() > deadline:
-        sys.exit(f"{sys.argv[1]} did not answer 200 in time")
-    time.sleep(0.2)
-PY
-}
-
 lb_port=${CLUSTER_PORT:-$(free_port)}
 redis_port=$(free_port)
 a_port=$(free_port)

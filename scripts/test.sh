@@ -9,6 +9,7 @@ scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
 mkdir -p target
 log() { printf '\033[1m[test]\033[0m %s\n' "$*"; }
+source scripts/lib.sh
 
 passed=0 failed=0
 count_cargo() {  # sums the "test result: ... N passed; M failed" lines of a cargo test log
@@ -27,7 +28,7 @@ if ((cargo_status != 0)) && ((failed == 0)); then failed=1; fi  # e.g. a compile
 log "building the site for the end-to-end tests"
 cargo leptos build
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 url="http://127.0.0.1:$port"
 log "starting chorus on $url"
 LEPTOS_SITE_ROOT=target/site target/debug/chorus --listen "127.0.0.1:$port" >target/e2e-server.log 2>&1 &
@@ -38,19 +39,7 @@ stop_servers() {
   wait 2>/dev/null || true
 }
 trap stop_servers EXIT
-python3 - "$url/healthz" <<'PY'
-import sys, time, urllib.request
-deadline = time.time() + 30
-while True:
-    try:
-        if urllib.request.urlopen(sys.argv[1], timeout=2).status == 200:
-            break
-    except OSError:
-        pass
-    if time.time() > deadline:
-        sys.exit("chorus did not become healthy within 30 s")
-    time.sleep(0.2)
-PY
+wait_ok "$url/healthz"
 
 log "starting a local cluster (redis, two nodes, nginx) for the multi-node end-to-end tests"
 rm -f target/cluster/urls.env

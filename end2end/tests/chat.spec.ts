@@ -1,28 +1,6 @@
-import { test, expect, type Page, type BrowserContext } from '@playwright/test';
+import { test, expect } from '@playwright/test';
 import { CuttableProxy } from './proxy';
-
-// Every test uses its own room and names: the server lives across tests.
-const unique = (prefix: string) => `${prefix}${Math.random().toString(36).slice(2, 8)}`;
-
-async function openRoom(context: BrowserContext, room: string): Promise<Page> {
-  const page = await context.newPage();
-  await page.goto(`/r/${room}`);
-  // "Online" appears only once the WASM has hydrated the page and its WebSocket is open.
-  await expect(page.getByTestId('status')).toHaveText('Online');
-  return page;
-}
-
-async function pickName(page: Page, name: string) {
-  await page.getByTestId('name-input').fill(name);
-  await page.getByTestId('name-submit').click();
-  await expect(page.getByTestId('my-name')).toHaveText(name);
-  await expect(page.getByTestId('members')).toContainText(name);
-}
-
-async function say(page: Page, text: string) {
-  await page.getByTestId('composer').fill(text);
-  await page.getByTestId('composer').press('Enter');
-}
+import { unique, openRoom, pickName, say } from './helpers';
 
 test('the page hydrates and the composer waits for a name', async ({ browser }) => {
   const context = await browser.newContext({ locale: 'en-US' });

@@ -1,30 +1,11 @@
-import { test, expect, type Page, type BrowserContext } from '@playwright/test';
+import { test, expect } from '@playwright/test';
+import { unique, openRoom, pickName, say } from './helpers';
 
 // Runs against the local cluster that scripts/test.sh starts with scripts/cluster.sh: redis, two
 // nodes and nginx, whose URLs arrive in NODE_A_URL, NODE_B_URL and CLUSTER_URL.
 const nodeA = process.env.NODE_A_URL;
 const nodeB = process.env.NODE_B_URL;
 const cluster = process.env.CLUSTER_URL;
-
-const unique = (prefix: string) => `${prefix}${Math.random().toString(36).slice(2, 8)}`;
-
-async function openRoom(context: BrowserContext, base: string, room: string): Promise<Page> {
-  const page = await context.newPage();
-  await page.goto(`${base}/r/${room}`);
-  await expect(page.getByTestId('status')).toHaveText('Online');
-  return page;
-}
-
-async function pickName(page: Page, name: string) {
-  await page.getByTestId('name-input').fill(name);
-  await page.getByTestId('name-submit').click();
-  await expect(page.getByTestId('my-name')).toHaveText(name);
-}
-
-async function say(page: Page, text: string) {
-  await page.getByTestId('composer').fill(text);
-  await page.getByTestId('composer').press('Enter');
-}
 
 test.beforeAll(() => {
   // Never skip silently: without the cluster these tests prove nothing.
@@ -36,8 +17,8 @@ test('two browsers on two different nodes chat through Redis', async ({ browser 
   const [ann, bo] = [unique('ann'), unique('bo')];
   const ctxA = await browser.newContext({ locale: 'en-US' });
   const ctxB = await browser.newContext({ locale: 'en-US' });
-  const pageA = await openRoom(ctxA, nodeA!, room);
-  const pageB = await openRoom(ctxB, nodeB!, room);
+  const pageA = await openRoom(ctxA, room, nodeA!);
+  const pageB = await openRoom(ctxB, room, nodeB!);
   await pickName(pageA, ann);
   await pickName(pageB, bo);
 
@@ -55,7 +36,7 @@ test('two browsers on two different nodes chat through Redis', async ({ browser 
   }
   // A name held on node A is refused on node B.
   const ctxC = await browser.newContext({ locale: 'en-US' });
-  const pageC = await openRoom(ctxC, nodeB!, room);
+  const pageC = await openRoom(ctxC, room, nodeB!);
   await pageC.getByTestId('name-input').fill(ann);
   await pageC.getByTestId('name-submit').click();
   await expect(pageC.getByTestId('error')).toContainText('taken');
@@ -72,8 +53,8 @@ test('the app works through nginx in front of the nodes', async ({ browser }) =>
   const [ann, bo] = [unique('ann'), unique('bo')];
   const ctxA = await browser.newContext({ locale: 'en-US' });
   const ctxB = await browser.newContext({ locale: 'en-US' });
-  const pageA = await openRoom(ctxA, cluster!, room);
-  const pageB = await openRoom(ctxB, cluster!, room);
+  const pageA = await openRoom(ctxA, room, cluster!);
+  const pageB = await openRoom(ctxB, room, cluster!);
   await pickName(pageA, ann);
   await pickName(pageB, bo);
   await say(pageB, 'via the balancer');

@@ -308,6 +308,22 @@ impl RedisStore {
         format!("{} {conn}", self.settings.node)
     }
 
+    /// Starts a call of one of the scripts that change a member of a room: KEYS members, owners;
+    /// ARGV session, owner, then whatever the caller adds.
+    fn member_call<'a>(
+        &self,
+        script: &'a Script,
+        room: &RoomName,
+        member: &Member,
+    ) -> redis::ScriptInvocation<'a> {
+        let mut call = script.prepare_invoke();
+        call.key(room_key(room, "members"))
+            .key(room_key(room, "owners"))
+            .arg(member.session.as_ref())
+            .arg(self.owner(&member.conn));
+        call
+    }
+
     /// One beat: refresh this node's key; true if it had expired (others may have removed
     /// this node's members).
     async fn beat(&self, first: bool) -> redis::RedisResult<bool> {
@@ -528,12 +544,7 @@ impl Store for RedisStore {
 
     async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), Invalid> {
         let _: i64 = self
-            .scripts
-            .leave
-            .key(room_key(room, "members"))
-            .key(room_key(room, "owners"))
-            .arg(member.session.as_ref())
-            .arg(self.owner(&member.conn))
+            .member_call(&self.scripts.leave, room, member)
             .arg(room_channel(room))
             .arg(notice(room, NoticeKind::Left, &member.name, None))
             .invoke_async(&mut self.conn.clone())
@@ -549,12 +560,7 @@ impl Store for RedisStore {
         old: &UserName,
     ) -> Result<(), Invalid> {
         let _: i64 = self
-            .scripts
-            .rename
-            .key(room_key(room, "members"))
-            .key(room_key(room, "owners"))
-            .arg(member.session.as_ref())
-            .arg(self.owner(&member.conn))
+            .member_call(&self.scripts.rename, room, member)
             .arg(member.name.as_str())
             .arg(room_channel(room))
             .arg(notice(room, NoticeKind::Renamed, &member.name, Some(old)))
@@ -644,12 +650,7 @@ impl Store for RedisStore {
     async fn reassert(&self, room: &RoomName, members: &[Member]) -> Result<(), Invalid> {
         for member in members {
             let _: i64 = self
-                .scripts
-                .reassert
-                .key(room_key(room, "members"))
-                .key(room_key(room, "owners"))
-                .arg(member.session.as_ref())
-                .arg(self.owner(&member.conn))
+                .member_call(&self.scripts.reassert, room, member)
                 .arg(member.name.as_str())
                 .arg(room_channel(room))
                 .arg(notice(room, NoticeKind::Joined, &member.name, None))
