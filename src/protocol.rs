@@ -34,8 +34,14 @@ pub enum ClientMsg {
     /// on any node. Sent first, before `set_name`; the answer is `resumed` or an
     /// `unknown_session` error (then this connection simply keeps its own new session).
     Resume { session: String },
-    /// Enter a room: the answer is `joined`, with the members and recent history.
-    Join { room: String },
+    /// Enter a room: the answer is `joined`, with the members and recent history — or, with
+    /// `since`, only the messages after that position (see `joined.recovered`).
+    Join {
+        room: String,
+        /// The last message this client has of the room, after a reconnect.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<Position>,
+    },
     /// Leave a room: the answer is `left`.
     Leave { room: String },
     /// Say something in a room the client has joined.
@@ -46,11 +52,30 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,
     },
+    /// An application-level heartbeat: the answer is `pong`. Browsers cannot see WebSocket
+    /// pings, so this is how a page finds out that its link is dead.
+    Ping,
 }
 
 impl ClientMsg {
     /// Every `type` a client may send; used to tell an unknown type from a malformed known one.
-    pub const TYPES: &'static [&'static str] = &["set_name", "resume", "join", "leave", "send"];
+    pub const TYPES: &'static [&'static str] =
+        &["set_name", "resume", "join", "leave", "send", "ping"];
+
+    /// `join` without a position: the room's recent history.
+    pub fn join(room: impl Into<String>) -> Self {
+        Self::Join {
+            room: room.into(),
+            since: None,
+        }
+    }
+}
+
+/// A place in a room's message stream: the `seq` of a message and the epoch it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub epoch: String,
+    pub seq: u64,
 }
 
 /// A chat message as stored in a room's history and delivered to its members.
@@ -88,6 +113,9 @@ pub enum ServerMsg {
         node: String,
         protocol: u32,
         limits: Limits,
+        /// How often the server pings this connection; a client that cannot see WebSocket pings
+        /// (a browser) sends `ping` this often and counts the link dead after two silent periods.
+        ping_interval_ms: u64,
     },
     /// Answer to `resume`: this connection now carries that session, and the name it held is
     /// reserved for it (claim it with `set_name`).
@@ -105,6 +133,11 @@ pub enum ServerMsg {
         room: String,
         members: Vec<String>,
         history: Vec<ChatMessage>,
+        /// Present when the join asked for messages `since` a position: `true` when `history`
+        /// is exactly the messages after it (possibly none); `false` when some are no longer
+        /// stored (trimmed, or the room's epoch changed) and `history` is the recent history.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
     },
     /// Answer to `leave`.
     Left {
@@ -134,6 +167,8 @@ pub enum ServerMsg {
         code: ErrorCode,
         message: String,
     },
+    /// Answer to `ping`.
+    Pong,
 }
 
 /// Limits a client should respect, sent in `welcome` so clients need not hard-code them.
@@ -434,10 +469,19 @@ mod tests {
             ),
             (
                 r#"{"type":"join","room":"lobby"}"#,
+                ClientMsg::join("lobby"),
+            ),
+            (
+                r#"{"type":"join","room":"lobby","since":{"epoch":"e","seq":7}}"#,
                 ClientMsg::Join {
                     room: "lobby".into(),
+                    since: Some(Position {
+                        epoch: "e".into(),
+                        seq: 7,
+                    }),
                 },
             ),
+            (r#"{"type":"ping"}"#, ClientMsg::Ping),
             (
                 r#"{"type":"leave","room":"lobby"}"#,
                 ClientMsg::Leave {
@@ -515,6 +559,7 @@ mod tests {
             ErrorCode::InvalidClientId,
             ErrorCode::NotInRoom,
             ErrorCode::TooManyRooms,
+            ErrorCode::UnknownSession,
             ErrorCode::Internal,
         ];
         for code in all {

@@ -2,8 +2,9 @@
 
 mod common;
 
-use chorus::protocol::{ClientMsg, NoticeKind, ServerMsg};
+use chorus::protocol::{ClientMsg, NoticeKind, Position, ServerMsg};
 use common::{Client, Ended, PATIENCE, TestServer};
+use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn two_clients_chat_both_ways_and_each_sees_its_own_message() {
@@ -62,10 +63,7 @@ async fn sending_or_joining_before_a_name_is_refused_and_nothing_is_broadcast() 
 
     anon.say("lobby", "psst", "x").await;
     assert_eq!(anon.next_error().await, "name_required");
-    anon.send(&ClientMsg::Join {
-        room: "lobby".into(),
-    })
-    .await;
+    anon.send(&ClientMsg::join("lobby")).await;
     assert_eq!(anon.next_error().await, "name_required");
 
     assert!(ann.drain().await.is_empty(), "ann saw something");
@@ -333,7 +331,7 @@ async fn a_connection_may_be_in_a_bounded_number_of_rooms() {
     let mut ann = Client::named(&server, "ann").await;
     ann.join("a").await;
     ann.join("b").await;
-    ann.send(&ClientMsg::Join { room: "c".into() }).await;
+    ann.send(&ClientMsg::join("c")).await;
     assert_eq!(ann.next_error().await, "too_many_rooms");
     // Re-joining a room it is already in is not a new room.
     ann.join("a").await;
@@ -390,17 +388,180 @@ async fn health_and_the_server_rendered_page_answer_over_http() {
 }
 
 #[tokio::test]
-async fn shutdown_closes_every_connection_with_1001() {
-    let server = TestServer::start().await;
-    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
-    let mut anon = Client::connect(&server).await;
+async fn shutdown_drains_connections_with_1012_spread_over_the_window_then_stops() {
+    let drain = Duration::from_millis(1500);
+    let server = TestServer::with(|c| c.drain_ms = drain.as_millis() as u64).await;
+    let readyz = server.http_url("/readyz");
+    let ws_url = server.ws_url();
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        let (c, _, _) = Client::in_room(&server, &format!("u{i}"), "lobby").await;
+        clients.push(c);
+    }
+    assert_eq!(
+        reqwest::get(&readyz).await.expect("GET /readyz").status(),
+        200
+    );
+    let started = Instant::now();
     let stopping = tokio::spawn(server.shutdown());
-    assert_eq!(ann.until_closed().await, Ended::Closed(Some(1001)));
-    assert_eq!(anon.until_closed().await, Ended::Closed(Some(1001)));
+    let waits: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let ended = c.until_closed().await;
+                (ended, started.elapsed())
+            })
+        })
+        .collect();
+    // Draining: not ready, and no new connections — but the listener still answers.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        reqwest::get(&readyz).await.expect("GET /readyz").status(),
+        503
+    );
+    let refused = tokio_tungstenite::connect_async(ws_url.as_str()).await;
+    assert!(refused.is_err(), "a draining node accepted a WebSocket");
+    let mut at = Vec::new();
+    for w in waits {
+        let (ended, when) = w.await.expect("reader task");
+        assert_eq!(ended, Ended::Closed(Some(1012)));
+        at.push(when);
+    }
+    at.sort();
+    let spread = at[at.len() - 1] - at[0];
+    // Eight uniform moments in 1.5 s spread over less than a fifth of it with odds below 1e-4.
+    assert!(
+        spread >= drain / 5,
+        "closes were not spread over the drain window: {at:?}"
+    );
     stopping
         .await
         .expect("shutdown task")
-        .expect("server exits cleanly");
+        .expect("server stopped cleanly");
+}
+
+#[tokio::test]
+async fn a_rejoin_since_a_position_gets_exactly_the_missed_messages_or_says_it_cannot() {
+    let server = TestServer::with(|c| c.history_size = 4).await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    for i in 1..=3 {
+        ann.say("lobby", &format!("m{i}"), &format!("c{i}")).await;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        seen.push(ann.next_message().await);
+    }
+    let epoch = seen[0].epoch.clone();
+    let at = |seq| {
+        Some(Position {
+            epoch: epoch.clone(),
+            seq,
+        })
+    };
+    let mut bo = Client::named(&server, "bo").await;
+
+    let (_, history, recovered) = bo.join_since("lobby", at(1)).await;
+    assert_eq!(recovered, Some(true));
+    assert_eq!(history.iter().map(|m| m.seq).collect::<Vec<_>>(), [2, 3]);
+
+    let (_, history, recovered) = bo.join_since("lobby", at(3)).await;
+    assert_eq!(
+        (history.len(), recovered),
+        (0, Some(true)),
+        "nothing missed"
+    );
+
+    let (_, history, recovered) = bo.join_since("lobby", None).await;
+    assert_eq!(
+        (history.len(), recovered),
+        (3, None),
+        "a plain join gets the history"
+    );
+
+    // Three more: the history keeps 4, so seq 2 is gone and recovery from 1 is incomplete.
+    for i in 4..=6 {
+        ann.say("lobby", &format!("m{i}"), &format!("c{i}")).await;
+    }
+    while ann.next_message().await.seq < 6 {}
+    let (_, history, recovered) = bo.join_since("lobby", at(1)).await;
+    assert_eq!(recovered, Some(false));
+    assert_eq!(
+        history.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [3, 4, 5, 6]
+    );
+    let (_, history, recovered) = bo.join_since("lobby", at(2)).await;
+    assert_eq!(recovered, Some(true), "3..6 are all still stored");
+    assert_eq!(history.len(), 4);
+
+    let other = Some(Position {
+        epoch: "another-epoch".into(),
+        seq: 1,
+    });
+    let (_, history, recovered) = bo.join_since("lobby", other).await;
+    assert_eq!(
+        (history.len(), recovered),
+        (4, Some(false)),
+        "the numbering changed"
+    );
+}
+
+#[tokio::test]
+async fn a_message_sent_again_with_its_client_id_is_acknowledged_again_and_stored_once() {
+    let server = TestServer::start().await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    let (mut bo, _, _) = Client::in_room(&server, "bo", "lobby").await;
+    ann.drain().await;
+    let ack = |frames: &[ServerMsg]| {
+        frames.iter().find_map(|f| match f {
+            ServerMsg::Ack { seq, client_id, .. } => Some((*seq, client_id.clone())),
+            _ => None,
+        })
+    };
+    ann.say("lobby", "once", "c-1").await;
+    let first = ack(&ann.drain().await).expect("acknowledged");
+    // As a client does after a reconnect when it never saw the ack.
+    ann.say("lobby", "once", "c-1").await;
+    let again = ack(&ann.drain().await).expect("acknowledged again");
+    assert_eq!(first, again);
+    assert_eq!(first.1.as_deref(), Some("c-1"));
+    ann.say("lobby", "twice", "c-2").await;
+    assert_eq!(ack(&ann.drain().await).map(|a| a.0), Some(first.0 + 1));
+
+    let texts: Vec<String> = bo
+        .drain()
+        .await
+        .into_iter()
+        .filter_map(|f| match f {
+            ServerMsg::Message(m) => Some(m.text),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["once", "twice"]);
+    let (_, history) = Client::named(&server, "cy").await.join("lobby").await;
+    assert_eq!(history.len(), 2, "the re-send was not stored");
+}
+
+#[tokio::test]
+async fn the_server_pings_and_closes_a_peer_that_stays_silent() {
+    let server = TestServer::with(|c| {
+        c.ping_interval_ms = 100;
+        c.idle_timeout_ms = 500;
+    })
+    .await;
+    let mut live = Client::connect(&server).await;
+    live.until_ping().await;
+    let mut silent = Client::connect(&server).await;
+    // `live` reads (and so answers every ping) for three idle timeouts and stays open...
+    live.listen_for(Duration::from_millis(1500)).await;
+    live.send(&ClientMsg::Ping).await;
+    assert_eq!(live.recv().await, ServerMsg::Pong);
+    // ...while `silent`, which read nothing meanwhile, was closed. (Reading now answers the
+    // queued pings; the pong may hit the closed socket first, so the close frame may be lost.)
+    let ended = silent.until_closed().await;
+    assert!(
+        matches!(ended, Ended::Closed(Some(1001)) | Ended::Dropped),
+        "{ended:?}"
+    );
 }
 
 #[tokio::test]

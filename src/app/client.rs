@@ -1,5 +1,11 @@
 //! The browser side of the WebSocket: connects, feeds server frames to the model, sends what the
 //! model answers, and reconnects with exponential backoff and full jitter when the link drops.
+//!
+//! A browser cannot see WebSocket pings, and a link that died silently (Wi-Fi gone, laptop
+//! asleep, a balancer that forgot the connection) may never report an error. So the page sends its
+//! own `ping` every `ping_interval_ms` (from `welcome`) and counts the link dead when nothing at
+//! all arrived for two intervals; then it reconnects, resumes its session and recovers what it
+//! missed.
 //! Only the hydrated (WASM) build has a body here; on the server these are no-ops.
 
 use super::model::Model;
@@ -62,6 +68,9 @@ mod imp {
         Some(format!("{scheme}://{}/ws", location.host().ok()?))
     }
 
+    /// The heartbeat before the server has said its own (in `welcome`).
+    const DEFAULT_PING_MS: u64 = 25_000;
+
     /// Milliseconds to wait before reconnect attempt `attempt` (0-based): uniformly random up to
     /// an exponentially growing cap, so thousands of clients of a restarted node spread out.
     fn backoff_ms(attempt: u32) -> u32 {
@@ -101,8 +110,27 @@ mod imp {
                             }
                         }
                     };
+                    let last_heard = Cell::new(js_sys::Date::now());
+                    let heartbeat = async {
+                        loop {
+                            let every = model.with_untracked(|m| m.ping_interval_ms);
+                            let every = if every == 0 {
+                                DEFAULT_PING_MS
+                            } else {
+                                every.max(250)
+                            };
+                            gloo_timers::future::TimeoutFuture::new(every as u32).await;
+                            if js_sys::Date::now() - last_heard.get() > 2.0 * every as f64 {
+                                leptos::logging::warn!("no answer from the server: reconnecting");
+                                break;
+                            }
+                            let frames = model.try_update(|m| m.tick()).unwrap_or_default();
+                            frames.into_iter().for_each(send);
+                        }
+                    };
                     let reader = async {
                         while let Some(Ok(frame)) = read.next().await {
+                            last_heard.set(js_sys::Date::now());
                             let WsMessage::Text(text) = frame else {
                                 continue;
                             };
@@ -129,8 +157,9 @@ mod imp {
                             }
                         }
                     };
-                    futures::pin_mut!(reader, writer);
-                    futures::future::select(reader, writer).await;
+                    futures::pin_mut!(reader, writer, heartbeat);
+                    futures::future::select(reader, futures::future::select(writer, heartbeat))
+                        .await;
                     OUTBOX.with(|o| *o.borrow_mut() = None);
                 }
                 model.update(|m| m.disconnected());

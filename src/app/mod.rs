@@ -288,6 +288,7 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
     // Follow new messages unless the reader scrolled up to read older ones.
     let follow = RwSignal::new(true);
     let items = Memo::new(move |_| model.with(|m| m.items.clone()));
+    let pending = Memo::new(move |_| model.with(|m| m.pending.clone()));
     let me = Memo::new(move |_| model.with(|m| m.name.clone()));
     let on_scroll = move |_| {
         if let Some(el) = list.get() {
@@ -297,6 +298,7 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
     };
     Effect::new(move |_| {
         items.track();
+        pending.track();
         if follow.get_untracked()
             && let Some(el) = list.get()
         {
@@ -337,7 +339,23 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                         };
                         view! { <div class="notice" data-testid="notice">{text}</div> }.into_any()
                     }
+                    Item::Gap { .. } => {
+                        view! {
+                            <div class="notice gap" data-testid="gap" role="status">
+                                {move || t().gap}
+                            </div>
+                        }
+                            .into_any()
+                    }
                 }}
+            </For>
+            // Sent, not yet acknowledged: shown as sending until the server has stored them.
+            <For each=move || pending.get() key=|p| p.client_id.clone() let:p>
+                <div class="message mine pending" data-testid="pending">
+                    <span class="from">{move || me.get().unwrap_or_default()}</span>
+                    <span class="ts">{move || t().sending}</span>
+                    <p class="text">{p.text.clone()}</p>
+                </div>
             </For>
         </div>
     }

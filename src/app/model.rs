@@ -2,7 +2,9 @@
 //! sends in answer. Kept free of signals and browser APIs so it is unit-tested natively; the UI
 //! keeps one of these in a signal.
 
-use crate::protocol::{ChatMessage, ClientMsg, ErrorCode, NoticeKind, ServerMsg, sort_members};
+use crate::protocol::{
+    ChatMessage, ClientMsg, ErrorCode, NoticeKind, Position, ServerMsg, sort_members,
+};
 
 /// Items kept on screen; older ones scroll away for good so a long session stays light.
 pub const MAX_ITEMS: usize = 500;
@@ -24,6 +26,21 @@ pub enum Item {
         name: String,
         old_name: Option<String>,
     },
+    /// Messages were missed and could not be recovered; what follows is the recent history.
+    Gap {
+        key: u64,
+    },
+}
+
+/// A message the user sent that the server has not acknowledged yet: it is sent again, with the
+/// same `client_id`, after a reconnect and whenever a heartbeat passes without an answer. The
+/// server stores it once however often it arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub client_id: String,
+    pub text: String,
+    /// The heartbeat tick it was last sent at.
+    sent_tick: u64,
 }
 
 impl Item {
@@ -31,7 +48,7 @@ impl Item {
     pub fn key(&self) -> String {
         match self {
             Item::Message(m) => format!("m-{}-{}", m.epoch, m.seq),
-            Item::Notice { key, .. } => format!("n-{key}"),
+            Item::Notice { key, .. } | Item::Gap { key } => format!("n-{key}"),
         }
     }
 }
@@ -61,6 +78,14 @@ pub struct Model {
     epoch: Option<String>,
     last_seq: u64,
     next_notice: u64,
+    /// Sent but not yet acknowledged, oldest first.
+    pub pending: Vec<Pending>,
+    /// Heartbeat ticks so far (see [`Model::tick`]).
+    ticks: u64,
+    /// How often the server pings; the page sends its own `ping` this often.
+    pub ping_interval_ms: u64,
+    /// Longest text the server takes, from `welcome`.
+    max_text_chars: Option<usize>,
 }
 
 /// Reclaim attempts after a reconnect, spaced 250 ms, 500 ms, … apart.
@@ -106,23 +131,91 @@ impl Model {
         }
     }
 
-    /// The user sends `text`; `client_id` identifies it in the server's answers.
+    /// The user sends `text`; `client_id` identifies it in the server's answers. It stays
+    /// pending until acknowledged.
     pub fn compose(&mut self, text: &str, client_id: String) -> Option<ClientMsg> {
         if !self.can_send() || text.trim().is_empty() {
             return None;
         }
+        if self
+            .max_text_chars
+            .is_some_and(|max| text.chars().count() > max)
+        {
+            // Refused here: a text the server would refuse must not wait to be re-sent forever.
+            self.error = Some(ErrorCode::TooLong);
+            return None;
+        }
         self.error = None;
-        Some(ClientMsg::Send {
-            room: self.room.clone(),
+        let pending = Pending {
+            client_id,
             text: text.to_owned(),
-            client_id: Some(client_id),
+            sent_tick: self.ticks,
+        };
+        let msg = self.send_frame(&pending);
+        self.pending.push(pending);
+        Some(msg)
+    }
+
+    fn send_frame(&self, p: &Pending) -> ClientMsg {
+        ClientMsg::Send {
+            room: self.room.clone(),
+            text: p.text.clone(),
+            client_id: Some(p.client_id.clone()),
+        }
+    }
+
+    /// Sends every pending message again (after a reconnect: the old link may have lost them).
+    fn resend_pending(&mut self, only_older_than: Option<u64>) -> Vec<ClientMsg> {
+        if !self.can_send() {
+            return Vec::new();
+        }
+        let now = self.ticks;
+        let due: Vec<usize> = (0..self.pending.len())
+            .filter(|&i| only_older_than.is_none_or(|age| self.pending[i].sent_tick + age <= now))
+            .collect();
+        due.into_iter()
+            .map(|i| {
+                self.pending[i].sent_tick = now;
+                self.send_frame(&self.pending[i])
+            })
+            .collect()
+    }
+
+    /// A heartbeat passed (every `ping_interval_ms`): returns the frames to send now — a `ping`,
+    /// and any message still unacknowledged two ticks after it was sent (the server was
+    /// perhaps unable to store it then; it stores a `client_id` only once).
+    pub fn tick(&mut self) -> Vec<ClientMsg> {
+        self.ticks += 1;
+        let mut out = vec![ClientMsg::Ping];
+        out.extend(self.resend_pending(Some(2)));
+        out
+    }
+
+    /// The position to recover from after a reconnect: the last message shown.
+    fn position(&self) -> Option<Position> {
+        self.epoch.as_ref().map(|epoch| Position {
+            epoch: epoch.clone(),
+            seq: self.last_seq,
         })
+    }
+
+    fn settle(&mut self, client_id: Option<&str>) {
+        if let Some(id) = client_id {
+            self.pending.retain(|p| p.client_id != id);
+        }
     }
 
     /// Applies a server frame; returns the frames to send in answer.
     pub fn apply(&mut self, msg: ServerMsg) -> Vec<ClientMsg> {
         match msg {
-            ServerMsg::Welcome { session, .. } => {
+            ServerMsg::Welcome {
+                session,
+                limits,
+                ping_interval_ms,
+                ..
+            } => {
+                self.ping_interval_ms = ping_interval_ms;
+                self.max_text_chars = Some(limits.max_text_chars);
                 self.status = Status::Online;
                 self.joined = false;
                 self.name = None;
@@ -154,8 +247,10 @@ impl Model {
                 if self.joined {
                     Vec::new()
                 } else {
+                    // After a reconnect, only what was missed since the last message shown.
                     vec![ClientMsg::Join {
                         room: self.room.clone(),
+                        since: self.position(),
                     }]
                 }
             }
@@ -163,12 +258,27 @@ impl Model {
                 room,
                 members,
                 history,
+                recovered,
             } if room == self.room => {
                 self.joined = true;
                 self.members = members;
+                if recovered == Some(false) {
+                    // Say so where the hole is; the recent history follows it.
+                    self.next_notice += 1;
+                    self.push(Item::Gap {
+                        key: self.next_notice,
+                    });
+                }
                 for m in history {
                     self.push_message(m);
                 }
+                // Whatever the old link may have lost goes again; the server keeps each once.
+                self.resend_pending(None)
+            }
+            ServerMsg::Ack {
+                room, client_id, ..
+            } if room == self.room => {
+                self.settle(client_id.as_deref());
                 Vec::new()
             }
             ServerMsg::Left { room } if room == self.room => {
@@ -241,6 +351,8 @@ impl Model {
 
     /// Adds a message unless it is already shown; a new epoch means the history restarted.
     fn push_message(&mut self, m: ChatMessage) {
+        // Our own message is stored, whether or not its `ack` made it back.
+        self.settle(m.client_id.as_deref());
         if self.epoch.as_deref() != Some(m.epoch.as_str()) {
             self.epoch = Some(m.epoch.clone());
             self.last_seq = 0;
@@ -275,6 +387,7 @@ mod tests {
                 max_frame_bytes: 65536,
                 max_rooms_per_connection: 16,
             },
+            ping_interval_ms: 1000,
         }
     }
     fn msg(seq: u64, epoch: &str) -> ChatMessage {
@@ -308,14 +421,13 @@ mod tests {
         assert!(!m.can_send());
         assert_eq!(
             m.apply(ServerMsg::NameSet { name: "ann".into() }),
-            vec![ClientMsg::Join {
-                room: "lobby".into()
-            }]
+            vec![ClientMsg::join("lobby")]
         );
         m.apply(ServerMsg::Joined {
             room: "lobby".into(),
             members: vec!["ann".into()],
             history: vec![msg(1, "e")],
+            recovered: None,
         });
         assert!(m.can_send());
         assert_eq!(seqs(&m), [1]);
@@ -376,12 +488,14 @@ mod tests {
                 node,
                 protocol,
                 limits,
+                ping_interval_ms,
                 ..
             } => ServerMsg::Welcome {
                 session: session.into(),
                 node,
                 protocol,
                 limits,
+                ping_interval_ms,
             },
             _ => unreachable!(),
         }
@@ -453,6 +567,7 @@ mod tests {
             room: "lobby".into(),
             members: vec![],
             history: vec![msg(1, "e"), msg(2, "e")],
+            recovered: None,
         });
         m.apply(ServerMsg::Message(msg(3, "e")));
         m.disconnected();
@@ -466,6 +581,7 @@ mod tests {
             room: "lobby".into(),
             members: vec![],
             history: vec![msg(2, "e"), msg(3, "e"), msg(4, "e")],
+            recovered: None,
         });
         assert_eq!(seqs(&m), [1, 2, 3, 4]);
     }

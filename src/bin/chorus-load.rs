@@ -225,7 +225,7 @@ async fn recv(ws: &mut Ws) -> Option<ServerMsg> {
 async fn session(url: &str, source: Ipv4Addr, name: &str, room: &str) -> Result<Ws, AnyError> {
     let mut ws = connect(url, source).await?;
     send(&mut ws, &ClientMsg::SetName { name: name.into() }).await?;
-    send(&mut ws, &ClientMsg::Join { room: room.into() }).await?;
+    send(&mut ws, &ClientMsg::join(room)).await?;
     loop {
         match recv(&mut ws).await.ok_or("closed while joining")? {
             ServerMsg::Joined { .. } => return Ok(ws),

@@ -40,8 +40,20 @@ pub struct Config {
     /// Milliseconds without a heartbeat after which a node counts as dead and its members are
     /// removed from every room (heartbeats go out four times per period). Redis only.
     pub node_ttl_ms: u64,
-    /// Messages kept per room and sent to a joiner.
+    /// Messages kept per room and sent to a joiner; also how far back a reconnecting client can
+    /// recover what it missed (`join` with `since`).
     pub history_size: usize,
+    /// How many of a room's latest `client_id`s are remembered, so that a re-sent message is
+    /// acknowledged again instead of stored twice.
+    pub dedup_window: usize,
+    /// Milliseconds between two WebSocket pings to each connection; keep it well below the idle
+    /// timeout of any balancer in front (nginx's `proxy_read_timeout`, a cloud balancer's 60 s).
+    pub ping_interval_ms: u64,
+    /// Milliseconds a connection may stay silent (no frame, not even a pong) before it is closed.
+    pub idle_timeout_ms: u64,
+    /// On SIGTERM, milliseconds over which open connections are told to reconnect elsewhere
+    /// (1012), each at a random moment, so they do not all arrive at other nodes at once.
+    pub drain_ms: u64,
     /// Longest message text, in characters.
     pub max_text_chars: usize,
     /// Largest WebSocket frame (and message) a client may send, in bytes; larger closes with 1009.
@@ -54,7 +66,7 @@ pub struct Config {
     pub presence_interval_ms: u64,
     /// Rooms the node keeps (with their history) at once; joining a new room past it is refused.
     pub max_rooms: usize,
-    /// Seconds to wait for connections to close on shutdown before exiting anyway.
+    /// Seconds to wait, after the drain, for connections to close before exiting anyway.
     pub shutdown_grace_secs: u64,
     /// Where cargo-leptos put the site (JS, WASM, CSS, assets).
     pub site_root: String,
@@ -71,6 +83,10 @@ impl Default for Config {
             session_ttl_secs: 30,
             node_ttl_ms: 5_000,
             history_size: 100,
+            dedup_window: 1000,
+            ping_interval_ms: 25_000,
+            idle_timeout_ms: 60_000,
+            drain_ms: 10_000,
             max_text_chars: 4000,
             max_frame_bytes: 64 * 1024,
             outbound_queue: 256,
@@ -101,6 +117,14 @@ pub struct Layer {
     pub node_ttl_ms: Option<u64>,
     #[arg(long, env = "CHORUS_HISTORY_SIZE")]
     pub history_size: Option<usize>,
+    #[arg(long, env = "CHORUS_DEDUP_WINDOW")]
+    pub dedup_window: Option<usize>,
+    #[arg(long, env = "CHORUS_PING_INTERVAL_MS")]
+    pub ping_interval_ms: Option<u64>,
+    #[arg(long, env = "CHORUS_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    #[arg(long, env = "CHORUS_DRAIN_MS")]
+    pub drain_ms: Option<u64>,
     #[arg(long, env = "CHORUS_MAX_TEXT_CHARS")]
     pub max_text_chars: Option<usize>,
     #[arg(long, env = "CHORUS_MAX_FRAME_BYTES")]
@@ -172,6 +196,10 @@ impl Config {
             session_ttl_secs,
             node_ttl_ms,
             history_size,
+            dedup_window,
+            ping_interval_ms,
+            idle_timeout_ms,
+            drain_ms,
             max_text_chars,
             max_frame_bytes,
             outbound_queue,
@@ -193,6 +221,10 @@ impl Config {
         set(&mut self.session_ttl_secs, session_ttl_secs);
         set(&mut self.node_ttl_ms, node_ttl_ms);
         set(&mut self.history_size, history_size);
+        set(&mut self.dedup_window, dedup_window);
+        set(&mut self.ping_interval_ms, ping_interval_ms);
+        set(&mut self.idle_timeout_ms, idle_timeout_ms);
+        set(&mut self.drain_ms, drain_ms);
         set(&mut self.max_text_chars, max_text_chars);
         set(&mut self.max_frame_bytes, max_frame_bytes);
         set(&mut self.outbound_queue, outbound_queue);
@@ -217,6 +249,22 @@ impl Config {
             }
         };
         check(self.history_size <= 10_000, "history_size", "at most 10000")?;
+        check(
+            self.dedup_window <= 100_000,
+            "dedup_window",
+            "at most 100000",
+        )?;
+        check(
+            (100..=600_000).contains(&self.ping_interval_ms),
+            "ping_interval_ms",
+            "between 100 and 600000",
+        )?;
+        check(
+            self.idle_timeout_ms > self.ping_interval_ms && self.idle_timeout_ms <= 3_600_000,
+            "idle_timeout_ms",
+            "more than ping_interval_ms (a live peer answers each ping) and at most 3600000",
+        )?;
+        check(self.drain_ms <= 600_000, "drain_ms", "at most 600000")?;
         check(
             (1..=100_000).contains(&self.max_text_chars),
             "max_text_chars",
@@ -324,6 +372,22 @@ mod tests {
         let shown = format!("{:?}", config.redacted());
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("db:6379/0"), "{shown}");
+    }
+
+    #[test]
+    fn an_idle_timeout_shorter_than_the_ping_interval_is_refused() {
+        let config = Config {
+            ping_interval_ms: 30_000,
+            idle_timeout_ms: 20_000,
+            ..Config::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                key: "idle_timeout_ms",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -13,9 +13,9 @@
 
 use super::{
     bus::{BusEvent, BusItem, RecvError, Subscription},
-    store::{Member, Store},
+    store::{Member, Snapshot, Store, messages_after},
 };
-use crate::protocol::{ChatMessage, ErrorCode, Invalid, RoomName, ServerMsg};
+use crate::protocol::{ChatMessage, ErrorCode, Invalid, Position, RoomName, ServerMsg};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use std::{
     collections::HashMap,
@@ -76,6 +76,7 @@ enum Command {
     Join {
         member: Member,
         outbox: Outbox,
+        since: Option<Position>,
         reply: oneshot::Sender<Result<(), Invalid>>,
     },
     Leave {
@@ -133,13 +134,15 @@ impl Hub {
         tokio::spawn(room_task(self.clone(), room.clone(), rx));
     }
 
-    /// Joins the member to the room on this node: on success its `joined` frame is queued,
-    /// followed by the room's live events.
+    /// Joins the member to the room on this node: on success its `joined` frame is queued
+    /// (with the messages after `since`, when given and still stored), followed by the room's
+    /// live events.
     pub async fn join(
         self: &Arc<Self>,
         room: &RoomName,
         member: &Member,
         outbox: &Outbox,
+        since: Option<Position>,
     ) -> Result<(), Invalid> {
         let (reply, answer) = oneshot::channel();
         self.command(
@@ -147,6 +150,7 @@ impl Hub {
             Command::Join {
                 member: member.clone(),
                 outbox: outbox.clone(),
+                since,
                 reply,
             },
         );
@@ -261,6 +265,7 @@ impl RoomTask {
             Command::Join {
                 member,
                 outbox,
+                since,
                 reply,
             } => {
                 let result = match self.hub.store.join(&self.room, &member).await {
@@ -271,17 +276,14 @@ impl RoomTask {
                         }
                         // A repeated join replaces the connection's entry and resends the room.
                         self.members.retain(|m| m.member.conn != member.conn);
-                        let joined = ServerMsg::Joined {
-                            room: self.room.to_string(),
-                            members: snapshot.members,
-                            history: snapshot.history,
-                        };
+                        let (epoch, last_seq) = (snapshot.epoch.clone(), snapshot.last_seq);
+                        let joined = joined_frame(&self.room, snapshot, since);
                         if outbox.offer(encode(&joined)) {
                             self.members.push(LocalMember {
                                 member,
                                 outbox,
-                                epoch: snapshot.epoch,
-                                skip_through: snapshot.last_seq,
+                                epoch,
+                                skip_through: last_seq,
                             });
                         }
                         Ok(())
@@ -396,6 +398,39 @@ impl RoomTask {
         for m in self.members.drain(..) {
             m.outbox.close.cancel();
         }
+    }
+}
+
+/// The `joined` frame for a snapshot: the recent history, or — for a client that names the last
+/// message it has — exactly the messages after it, if the store still has them all.
+fn joined_frame(room: &RoomName, snapshot: Snapshot, since: Option<Position>) -> ServerMsg {
+    let Snapshot {
+        members,
+        history,
+        epoch,
+        last_seq,
+    } = snapshot;
+    let (history, recovered) = match since {
+        None => (history, None),
+        Some(since) if epoch.as_deref() == Some(since.epoch.as_str()) => {
+            // `history` is shared by the fallback, so only its messages after `since` are cloned.
+            match messages_after(
+                history.iter().filter(|m| m.seq > since.seq).cloned(),
+                last_seq,
+                since.seq,
+            ) {
+                Some(missed) => (missed, Some(true)),
+                None => (history, Some(false)),
+            }
+        }
+        // The room's numbering restarted (its stored data was lost) or it has none yet.
+        Some(_) => (history, Some(false)),
+    };
+    ServerMsg::Joined {
+        room: room.to_string(),
+        members,
+        history,
+        recovered,
     }
 }
 

@@ -21,7 +21,7 @@ use std::{
 };
 use store::{MemoryStore, RedisStore, Store, redis::RedisSettings};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// What every request handler can reach.
 #[derive(Clone, FromRef)]
@@ -31,8 +31,11 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub hub: Arc<Hub>,
     pub leptos_options: LeptosOptions,
-    /// Cancelled when the server begins to shut down; connections then close with 1001.
+    /// Cancelled when the node begins to drain: `/readyz` and new WebSockets get 503, and open
+    /// connections are closed with 1012 over `drain_ms`.
     pub shutdown: CancellationToken,
+    /// Every open WebSocket connection.
+    pub connections: TaskTracker,
 }
 
 impl AppState {
@@ -47,6 +50,7 @@ impl AppState {
         let store: Arc<dyn Store> = match &config.redis_url {
             None => Arc::new(MemoryStore::new(
                 config.history_size,
+                config.dedup_window,
                 config.max_rooms,
                 session_ttl,
             )),
@@ -55,6 +59,7 @@ impl AppState {
                     url: url.clone(),
                     node: node_id.clone(),
                     history_size: config.history_size,
+                    dedup_window: config.dedup_window,
                     session_ttl,
                     node_ttl: Duration::from_millis(config.node_ttl_ms),
                 };
@@ -74,6 +79,7 @@ impl AppState {
             store,
             hub,
             shutdown: CancellationToken::new(),
+            connections: TaskTracker::new(),
         })
     }
 }
@@ -133,8 +139,9 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
-/// Serves until `shutdown` resolves, then closes every WebSocket (1001) and waits up to the
-/// configured grace period for connections to finish.
+/// Serves until `shutdown` resolves, then drains: `/readyz` and new WebSockets answer 503 at once,
+/// open connections are told to reconnect elsewhere (1012) each at a random moment within
+/// `drain_ms`, and once they are gone (or after `shutdown_grace_secs` more) the server stops.
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -145,8 +152,10 @@ pub async fn run(
     let _stop_guard = stop.clone().drop_guard();
     let app = AppState::new(config, stop).await?;
     let store = app.store.clone();
+    let drain = Duration::from_millis(app.config.drain_ms);
     let grace = Duration::from_secs(app.config.shutdown_grace_secs);
-    let closing = app.shutdown.clone();
+    let draining = app.shutdown.clone();
+    let connections = app.connections.clone();
     let addr = listener.local_addr()?;
     tracing::info!(
         %addr,
@@ -160,26 +169,46 @@ pub async fn run(
             tracing::debug!(cause = %e, "cannot set TCP_NODELAY");
         }
     });
+    tokio::spawn({
+        let draining = draining.clone();
+        async move {
+            shutdown.await;
+            tracing::info!(
+                drain_ms = drain.as_millis() as u64,
+                "draining: connections are moved elsewhere"
+            );
+            draining.cancel();
+        }
+    });
+    // The listener stays open while draining, so balancers see the 503s and move on.
     let serve = axum::serve(listener, router(app))
         .with_graceful_shutdown({
-            let closing = closing.clone();
+            let draining = draining.clone();
             async move {
-                shutdown.await;
-                tracing::info!("shutting down: closing connections");
-                closing.cancel();
+                draining.cancelled().await;
+                connections.close();
+                if tokio::time::timeout(drain + grace, connections.wait())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        open = connections.len(),
+                        "connections still open after the drain and grace period; exiting"
+                    );
+                } else {
+                    tracing::info!("drained: stopping");
+                }
             }
         })
         .into_future();
     tokio::pin!(serve);
     let result = tokio::select! {
         result = &mut serve => result,
-        _ = closing.cancelled() => match tokio::time::timeout(grace, serve).await {
+        // Plain HTTP requests still in flight get the grace period once the drain is over.
+        _ = draining.cancelled() => match tokio::time::timeout(drain + grace * 2, serve).await {
             Ok(result) => result,
             Err(_) => {
-                tracing::warn!(
-                    grace_secs = grace.as_secs(),
-                    "connections still open after the grace period; exiting"
-                );
+                tracing::warn!("requests still open after the grace period; exiting");
                 Ok(())
             }
         },

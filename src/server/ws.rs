@@ -7,8 +7,8 @@ use super::{
     store::{ConnId, Departure, Member, SessionId},
 };
 use crate::protocol::{
-    ClientMsg, ErrorCode, Invalid, Limits, MAX_NAME_CHARS, MessageText, PROTOCOL_VERSION, RoomName,
-    ServerMsg, UserName, decode_client, parse_client_id,
+    ClientMsg, ErrorCode, Invalid, Limits, MAX_NAME_CHARS, MessageText, PROTOCOL_VERSION, Position,
+    RoomName, ServerMsg, UserName, decode_client, parse_client_id,
 };
 use axum::{
     extract::{
@@ -18,8 +18,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures_util::{SinkExt, StreamExt, stream::SplitSink};
+use rand::Rng;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -27,6 +28,8 @@ use tracing::Instrument;
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 const CLOSE_TOO_BIG: u16 = 1009;
+/// "Service restart": this node is going away; reconnect (another node will answer).
+const CLOSE_SERVICE_RESTART: u16 = 1012;
 
 /// Frames the writer takes from its queue per flush.
 const WRITE_BATCH: usize = 64;
@@ -59,7 +62,9 @@ pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Respo
         .on_upgrade(move |socket| {
             let conn: ConnId = random_id().into();
             let span = tracing::debug_span!("conn", conn = %conn);
-            serve(socket, app, conn).instrument(span)
+            // Tracked, so a draining server knows when its last connection has gone.
+            let tracker = app.connections.clone();
+            tracker.track_future(serve(socket, app, conn).instrument(span))
         })
 }
 
@@ -125,10 +130,14 @@ async fn serve(socket: WebSocket, app: AppState, conn_id: ConnId) {
             max_frame_bytes: conn.app.config.max_frame_bytes,
             max_rooms_per_connection: conn.app.config.max_rooms_per_connection,
         },
+        ping_interval_ms: conn.app.config.ping_interval_ms,
     })
     .await;
 
-    let shutdown = conn.app.shutdown.clone();
+    let draining = conn.app.shutdown.clone();
+    let mut heartbeat = Heartbeat::new(&conn.app);
+    // Set once the node drains: when this connection is told to go elsewhere.
+    let mut leave_at: Option<Instant> = None;
     // Only a close from the client frees the name at once; anything else may be resumed.
     let mut departure = Departure::Dropped;
     loop {
@@ -136,12 +145,28 @@ async fn serve(socket: WebSocket, app: AppState, conn_id: ConnId) {
             biased;
             // Closed from outside (slow reader, failed write): the writer is already closing.
             _ = close.cancelled() => break,
-            _ = shutdown.cancelled() => {
-                conn.closing(CLOSE_GOING_AWAY, "server shutting down").await;
+            _ = draining.cancelled(), if leave_at.is_none() => {
+                leave_at = Some(drain_moment(&conn.app));
+                continue;
+            }
+            _ = tokio::time::sleep_until(leave_at.unwrap_or_else(Instant::now)), if leave_at.is_some() => {
+                conn.closing(CLOSE_SERVICE_RESTART, "server restarting; reconnect").await;
                 break;
+            }
+            _ = tokio::time::sleep_until(heartbeat.wake_at()) => {
+                if heartbeat.timed_out() {
+                    tracing::debug!("peer silent past the idle timeout: closing");
+                    conn.closing(CLOSE_GOING_AWAY, "idle timeout").await;
+                    break;
+                }
+                heartbeat.pinged();
+                // Never waits: a reader so far behind that even a ping does not fit is closed.
+                conn.outbox.offer(Message::Ping(Default::default()));
+                continue;
             }
             frame = stream.next() => frame,
         };
+        heartbeat.heard();
         match frame {
             Some(Ok(Message::Text(text))) => match decode_client(&text) {
                 // Boxed: the handler's state lives only while a frame is handled, instead of
@@ -174,6 +199,57 @@ async fn serve(socket: WebSocket, app: AppState, conn_id: ConnId) {
     drop(conn);
     if tokio::time::timeout(CLOSE_TIMEOUT, writer).await.is_err() {
         tracing::debug!("writer did not finish in time");
+    }
+}
+
+/// When a draining node closes this connection: a random moment within `drain_ms`, so that
+/// thousands of clients do not all reconnect to the other nodes at the same instant.
+fn drain_moment(app: &AppState) -> Instant {
+    let window = app.config.drain_ms;
+    let delay = if window == 0 {
+        0
+    } else {
+        rand::thread_rng().gen_range(0..window)
+    };
+    Instant::now() + Duration::from_millis(delay)
+}
+
+/// Keeps a connection alive through balancers and finds dead peers: a WebSocket ping every
+/// `ping_interval_ms`, and a close when nothing at all was heard for `idle_timeout_ms` (a live
+/// peer answers every ping with a pong).
+struct Heartbeat {
+    every: Duration,
+    patience: Duration,
+    next_ping: Instant,
+    last_heard: Instant,
+}
+
+impl Heartbeat {
+    fn new(app: &AppState) -> Self {
+        let now = Instant::now();
+        let every = Duration::from_millis(app.config.ping_interval_ms);
+        Self {
+            every,
+            patience: Duration::from_millis(app.config.idle_timeout_ms),
+            next_ping: now + every,
+            last_heard: now,
+        }
+    }
+
+    fn wake_at(&self) -> Instant {
+        self.next_ping.min(self.last_heard + self.patience)
+    }
+
+    fn timed_out(&self) -> bool {
+        self.last_heard.elapsed() >= self.patience
+    }
+
+    fn pinged(&mut self) {
+        self.next_ping = Instant::now() + self.every;
+    }
+
+    fn heard(&mut self) {
+        self.last_heard = Instant::now();
     }
 }
 
@@ -311,13 +387,17 @@ impl Connection {
         let result = match msg {
             ClientMsg::SetName { name } => self.set_name(&name).await,
             ClientMsg::Resume { session } => self.resume(&session).await,
-            ClientMsg::Join { room } => self.join(&room).await,
+            ClientMsg::Join { room, since } => self.join(&room, since).await,
             ClientMsg::Leave { room } => self.leave(&room).await,
             ClientMsg::Send {
                 room,
                 text,
                 client_id,
             } => self.send(&room, text, client_id).await,
+            ClientMsg::Ping => {
+                self.reply(ServerMsg::Pong).await;
+                Ok(())
+            }
         };
         if let Err(e) = result {
             self.error(e).await;
@@ -381,7 +461,7 @@ impl Connection {
         }
     }
 
-    async fn join(&mut self, raw: &str) -> Result<(), Invalid> {
+    async fn join(&mut self, raw: &str, since: Option<Position>) -> Result<(), Invalid> {
         let name = self.name()?.clone();
         let room = RoomName::parse(raw)?;
         let already = self.rooms.contains(&room);
@@ -399,7 +479,10 @@ impl Connection {
             conn: self.conn.clone(),
             name,
         };
-        self.app.hub.join(&room, &member, &self.outbox).await?;
+        self.app
+            .hub
+            .join(&room, &member, &self.outbox, since)
+            .await?;
         if !already {
             self.rooms.push(room);
         }
@@ -428,11 +511,18 @@ impl Connection {
         let room = self.joined_room(raw_room)?;
         let text = MessageText::parse(text, self.app.config.max_text_chars)?;
         let client_id = parse_client_id(client_id)?;
-        let msg = self.app.store.append(&room, name, text, client_id).await?;
+        let stored = self
+            .app
+            .store
+            .append(&room, name, text, client_id.clone())
+            .await?;
+        if stored.duplicate {
+            tracing::debug!(%room, seq = stored.seq, "re-sent message acknowledged again");
+        }
         self.reply(ServerMsg::Ack {
-            room: msg.room,
-            client_id: msg.client_id,
-            seq: msg.seq,
+            room: room.to_string(),
+            client_id,
+            seq: stored.seq,
         })
         .await;
         Ok(())

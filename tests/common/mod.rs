@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use chorus::{
-    protocol::{ChatMessage, ClientMsg, ErrorCode, ServerMsg},
+    protocol::{ChatMessage, ClientMsg, ErrorCode, Position, ServerMsg},
     server::{self, config::Config},
 };
 use futures_util::{SinkExt, StreamExt};
@@ -45,6 +45,8 @@ impl TestServer {
         let mut config = Config {
             node_id: Some("test-node".into()),
             shutdown_grace_secs: 2,
+            // Tests that shut down a server close everyone at once unless they test the drain.
+            drain_ms: 0,
             ..Config::default()
         };
         tweak(&mut config);
@@ -176,14 +178,31 @@ impl Client {
 
     /// Joins and waits for the `joined` answer.
     pub async fn join(&mut self, room: &str) -> (Vec<String>, Vec<ChatMessage>) {
-        self.send(&ClientMsg::Join { room: room.into() }).await;
+        let (members, history, _) = self.join_since(room, None).await;
+        (members, history)
+    }
+
+    /// Joins asking for the messages after `since`; returns members, history and `recovered`.
+    pub async fn join_since(
+        &mut self,
+        room: &str,
+        since: Option<Position>,
+    ) -> (Vec<String>, Vec<ChatMessage>, Option<bool>) {
+        self.send(&ClientMsg::Join {
+            room: room.into(),
+            since,
+        })
+        .await;
         match self
             .recv_until(|m| matches!(m, ServerMsg::Joined { .. } | ServerMsg::Error { .. }))
             .await
         {
             ServerMsg::Joined {
-                members, history, ..
-            } => (members, history),
+                members,
+                history,
+                recovered,
+                ..
+            } => (members, history, recovered),
             other => panic!("expected joined, got {other:?}"),
         }
     }
@@ -250,6 +269,37 @@ impl Client {
         {
             ServerMsg::Error { code, .. } => code.as_str().to_owned(),
             _ => unreachable!(),
+        }
+    }
+
+    /// Reads until a WebSocket ping arrives (answering it, as every read does).
+    pub async fn until_ping(&mut self) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Err(_) => panic!("no ping in time"),
+                Ok(Some(Ok(Message::Ping(_)))) => return,
+                Ok(Some(Ok(_))) => continue,
+                Ok(other) => panic!("connection ended before a ping: {other:?}"),
+            }
+        }
+    }
+
+    /// Reads (and so answers pings) for `how_long`; panics if the connection ends meanwhile.
+    pub async fn listen_for(&mut self, how_long: Duration) -> Vec<ServerMsg> {
+        let until = tokio::time::Instant::now() + how_long;
+        let mut seen = Vec::new();
+        loop {
+            match tokio::time::timeout_at(until, self.ws.next()).await {
+                Err(_) => return seen,
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    seen.push(serde_json::from_str(&text).expect("server frame decodes"))
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => panic!("closed while listening: {frame:?}"),
+                Ok(Some(Ok(_))) => continue,
+                Ok(other) => panic!("connection ended while listening: {other:?}"),
+            }
         }
     }
 

@@ -3,8 +3,8 @@
 //! events go out in the order they happened.
 
 use super::{
-    ConnId, Departure, Member, SessionId, Snapshot, Store, messages_after, name_taken, new_epoch,
-    now_ms,
+    ConnId, Departure, Member, RecentIds, SessionId, Snapshot, Store, Stored, messages_after,
+    name_taken, new_epoch, now_ms,
 };
 use crate::{
     protocol::{
@@ -25,6 +25,7 @@ struct Room {
     members: BTreeMap<SessionId, (ConnId, UserName)>,
     history: VecDeque<ChatMessage>,
     last_seq: u64,
+    recent_ids: RecentIds,
     /// Set when the room is dropped from the map; whoever still holds it must look it up again.
     retired: bool,
 }
@@ -99,6 +100,7 @@ pub struct MemoryStore {
     /// Names the history of this process's rooms: sequence numbers restart with it.
     epoch: String,
     history_size: usize,
+    dedup_window: usize,
     max_rooms: usize,
     session_ttl: Duration,
     /// std Mutex: look-ups only, never across `.await`.
@@ -108,11 +110,17 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    pub fn new(history_size: usize, max_rooms: usize, session_ttl: Duration) -> Self {
+    pub fn new(
+        history_size: usize,
+        dedup_window: usize,
+        max_rooms: usize,
+        session_ttl: Duration,
+    ) -> Self {
         Self {
             bus: MemoryBus::default(),
             epoch: new_epoch(),
             history_size,
+            dedup_window,
             max_rooms,
             session_ttl,
             sessions: Mutex::new(Sessions::default()),
@@ -319,11 +327,17 @@ impl Store for MemoryStore {
         from: &UserName,
         text: MessageText,
         client_id: Option<String>,
-    ) -> Result<ChatMessage, Invalid> {
+    ) -> Result<Stored, Invalid> {
         let Some(room) = self.existing(room_name) else {
             return Err(Invalid::new(ErrorCode::NotInRoom, "join the room first"));
         };
         let mut room = room.lock().await;
+        if let Some(seq) = client_id.as_deref().and_then(|id| room.recent_ids.get(id)) {
+            return Ok(Stored {
+                seq,
+                duplicate: true,
+            });
+        }
         let msg = ChatMessage {
             room: room_name.to_string(),
             seq: room.last_seq + 1,
@@ -334,15 +348,23 @@ impl Store for MemoryStore {
             client_id,
         };
         room.last_seq = msg.seq;
+        if let Some(id) = &msg.client_id {
+            room.recent_ids
+                .insert(id.clone(), msg.seq, self.dedup_window);
+        }
         if self.history_size > 0 {
             if room.history.len() == self.history_size {
                 room.history.pop_front();
             }
             room.history.push_back(msg.clone());
         }
+        let seq = msg.seq;
         self.bus
-            .publish(room_name, BusEvent::new(ServerMsg::Message(msg.clone())));
-        Ok(msg)
+            .publish(room_name, BusEvent::new(ServerMsg::Message(msg)));
+        Ok(Stored {
+            seq,
+            duplicate: false,
+        })
     }
 
     async fn members(&self, room: &RoomName) -> Result<Vec<String>, Invalid> {
@@ -391,7 +413,7 @@ mod tests {
     use super::*;
 
     fn store(history: usize) -> MemoryStore {
-        MemoryStore::new(history, 10, Duration::from_secs(30))
+        MemoryStore::new(history, 100, 10, Duration::from_secs(30))
     }
     fn name(s: &str) -> UserName {
         UserName::parse(s).expect("valid name")
@@ -433,7 +455,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_session_keeps_its_name_until_it_expires_or_is_resumed() {
-        let s = MemoryStore::new(10, 10, Duration::from_millis(50));
+        let s = MemoryStore::new(10, 100, 10, Duration::from_millis(50));
         let (a, b): (SessionId, SessionId) = ("a".into(), "b".into());
         let (ca, ca2, cb): (ConnId, ConnId, ConnId) = ("ca".into(), "ca2".into(), "cb".into());
         s.claim_name(&a, &ca, &name("ann"), None)
@@ -462,6 +484,42 @@ mod tests {
         s.claim_name(&b, &cb, &name("ann"), None)
             .await
             .expect("free after expiry");
+    }
+
+    #[tokio::test]
+    async fn a_resent_client_id_is_acknowledged_with_its_first_seq_not_stored_again() {
+        let s = MemoryStore::new(10, 2, 10, Duration::from_secs(30));
+        let room = RoomName::lobby();
+        s.join(&room, &member("a", "ann")).await.expect("joins");
+        let ann = name("ann");
+        let send = |id: &'static str| s.append(&room, &ann, text("hi"), Some(id.into()));
+        let first = send("c1").await.expect("stored");
+        assert_eq!(
+            first,
+            Stored {
+                seq: 1,
+                duplicate: false
+            }
+        );
+        assert_eq!(
+            send("c1").await.expect("ok"),
+            Stored {
+                seq: 1,
+                duplicate: true
+            }
+        );
+        assert_eq!(send("c2").await.expect("ok").seq, 2);
+        assert_eq!(send("c3").await.expect("ok").seq, 3);
+        // The window holds two ids: c1 has left it and would be stored again.
+        assert_eq!(
+            send("c1").await.expect("ok"),
+            Stored {
+                seq: 4,
+                duplicate: false
+            }
+        );
+        let snap = s.join(&room, &member("b", "bo")).await.expect("joins");
+        assert_eq!(snap.history.len(), 4, "the duplicate was not stored");
     }
 
     #[tokio::test]
@@ -545,7 +603,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_number_of_rooms_is_bounded() {
-        let s = MemoryStore::new(10, 2, Duration::from_secs(1));
+        let s = MemoryStore::new(10, 100, 2, Duration::from_secs(1));
         let a = member("a", "ann");
         for r in ["r1", "r2"] {
             s.join(&RoomName::parse(r).expect("valid"), &a)

@@ -47,6 +47,41 @@ pub struct Snapshot {
     pub last_seq: u64,
 }
 
+/// Where `append` put a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub seq: u64,
+    /// The `client_id` was already stored under `seq`: this was a re-send.
+    pub duplicate: bool,
+}
+
+/// The `client_id`s of a room's latest messages, oldest first, bounded by `window`: how a re-sent
+/// message is recognised.
+#[derive(Debug, Default)]
+pub(crate) struct RecentIds {
+    seqs: std::collections::HashMap<String, u64>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl RecentIds {
+    pub(crate) fn get(&self, id: &str) -> Option<u64> {
+        self.seqs.get(id).copied()
+    }
+
+    pub(crate) fn insert(&mut self, id: String, seq: u64, window: usize) {
+        if window == 0 {
+            return;
+        }
+        while self.order.len() >= window {
+            if let Some(old) = self.order.pop_front() {
+                self.seqs.remove(&old);
+            }
+        }
+        self.order.push_back(id.clone());
+        self.seqs.insert(id, seq);
+    }
+}
+
 /// How a session ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Departure {
@@ -85,14 +120,16 @@ pub trait Store: Send + Sync + 'static {
     async fn rename(&self, room: &RoomName, member: &Member, old: &UserName)
     -> Result<(), Invalid>;
 
-    /// Stores a message under the room's next `seq` and publishes it, as one step.
+    /// Stores a message under the room's next `seq` and publishes it, as one step — unless its
+    /// `client_id` is among the room's last `dedup_window` ones: then nothing is stored and the
+    /// original `seq` is returned.
     async fn append(
         &self,
         room: &RoomName,
         from: &UserName,
         text: MessageText,
         client_id: Option<String>,
-    ) -> Result<ChatMessage, Invalid>;
+    ) -> Result<Stored, Invalid>;
 
     /// The room's member names, sorted as the protocol promises.
     async fn members(&self, room: &RoomName) -> Result<Vec<String>, Invalid>;
@@ -169,6 +206,21 @@ pub(crate) fn messages_after(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_ids_remember_the_last_window_of_ids() {
+        let mut ids = RecentIds::default();
+        for seq in 1..=5 {
+            ids.insert(format!("c{seq}"), seq, 3);
+        }
+        assert_eq!(ids.get("c1"), None);
+        assert_eq!(ids.get("c2"), None);
+        assert_eq!(ids.get("c3"), Some(3));
+        assert_eq!(ids.get("c5"), Some(5));
+        let mut off = RecentIds::default();
+        off.insert("c".into(), 1, 0);
+        assert_eq!(off.get("c"), None);
+    }
 
     fn msg(seq: u64) -> ChatMessage {
         ChatMessage {

@@ -3,7 +3,8 @@
 //! Key layout (the part in braces is the Redis Cluster hash tag, so that everything one script
 //! touches lives in one slot):
 //! - per room, tag `{r:<room>}`: `chorus:{r:<room>}:meta` (hash: `epoch`, `seq`),
-//!   `:history` (list of message frames, newest last, trimmed to `history_size`),
+//!   `:history` (list of message frames, newest last, trimmed to `history_size`), `:ids` (hash:
+//!   client_id → seq) and `:id_order` (list of those ids, oldest first, trimmed to `dedup_window`),
 //!   `:members` (hash: session → name), `:owners` (hash: session → "<node> <conn>"), and the
 //!   channel `:events`;
 //! - users, tag `{u}`: `chorus:{u}:names` (hash: lower-cased name → session),
@@ -19,8 +20,8 @@
 //! listed, announcing them as `left`, and its sessions stop holding names.
 
 use super::{
-    ConnId, Departure, Member, SessionId, Snapshot, Store, messages_after, name_taken, new_epoch,
-    now_ms, unavailable,
+    ConnId, Departure, Member, SessionId, Snapshot, Store, Stored, messages_after, name_taken,
+    new_epoch, now_ms, unavailable,
 };
 use crate::{
     protocol::{
@@ -64,6 +65,7 @@ pub struct RedisSettings {
     pub url: String,
     pub node: Arc<str>,
     pub history_size: usize,
+    pub dedup_window: usize,
     pub session_ttl: Duration,
     pub node_ttl: Duration,
 }
@@ -181,10 +183,15 @@ redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 "#,
             ),
-            // KEYS: meta, history. ARGV: channel, epoch if new, the frame after its first '{'
-            // (everything but type, seq and epoch), history size. Returns {seq, epoch}.
+            // KEYS: meta, history, ids (hash client_id → seq), id order (list). ARGV: channel,
+            // epoch if new, the frame after its first '{' (everything but type, seq and epoch),
+            // history size, client_id or "", dedup window. Returns {seq, duplicate (1/0)}.
             append: Script::new(
                 r#"
+if ARGV[5] ~= '' then
+  local seen = redis.call('HGET', KEYS[3], ARGV[5])
+  if seen then return {tonumber(seen), 1} end
+end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[2]
@@ -197,8 +204,15 @@ if keep > 0 then
   redis.call('RPUSH', KEYS[2], frame)
   redis.call('LTRIM', KEYS[2], -keep, -1)
 end
+local window = tonumber(ARGV[6])
+if ARGV[5] ~= '' and window > 0 then
+  redis.call('HSET', KEYS[3], ARGV[5], seq)
+  if redis.call('RPUSH', KEYS[4], ARGV[5]) > window then
+    redis.call('HDEL', KEYS[3], redis.call('LPOP', KEYS[4]))
+  end
+end
 redis.call('PUBLISH', ARGV[1], frame)
-return {seq, epoch}
+return {seq, 0}
 "#,
             ),
             // KEYS: meta, history.
@@ -576,7 +590,7 @@ impl Store for RedisStore {
         from: &UserName,
         text: MessageText,
         client_id: Option<String>,
-    ) -> Result<ChatMessage, Invalid> {
+    ) -> Result<Stored, Invalid> {
         let ts = now_ms();
         let body = serde_json::to_string(&MessageBody {
             room: room.as_str(),
@@ -586,26 +600,25 @@ impl Store for RedisStore {
             client_id: client_id.as_deref(),
         })
         .map_err(unavailable)?;
-        let (seq, epoch): (u64, String) = self
+        let (seq, duplicate): (u64, u8) = self
             .scripts
             .append
             .key(room_key(room, "meta"))
             .key(room_key(room, "history"))
+            .key(room_key(room, "ids"))
+            .key(room_key(room, "id_order"))
             .arg(room_channel(room))
             .arg(new_epoch())
             .arg(body.get(1..).unwrap_or_default())
             .arg(self.settings.history_size)
+            .arg(client_id.as_deref().unwrap_or_default())
+            .arg(self.settings.dedup_window)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
-        Ok(ChatMessage {
-            room: room.to_string(),
+        Ok(Stored {
             seq,
-            epoch,
-            from: from.to_string(),
-            text: text.into_string(),
-            ts,
-            client_id,
+            duplicate: duplicate == 1,
         })
     }
 
