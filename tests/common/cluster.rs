@@ -93,6 +93,8 @@ impl Drop for Redis {
 pub struct Node {
     pub id: String,
     pub port: u16,
+    redis_url: String,
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -101,36 +103,71 @@ pub const NODE_TTL_MS: u64 = 1000;
 
 impl Node {
     pub fn start(redis: &Redis, id: &str) -> Self {
-        let port = free_port();
+        Self::start_with(redis, id, &[])
+    }
+
+    /// Starts a node with extra command-line settings, e.g. `["--drain-ms", "1000"]`.
+    pub fn start_with(redis: &Redis, id: &str, extra: &[&str]) -> Self {
+        let mut node = Self {
+            id: id.to_owned(),
+            port: free_port(),
+            redis_url: redis.url(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        node.restart();
+        node
+    }
+
+    /// Starts the node's process (again) on the same port with the same settings.
+    pub fn restart(&mut self) {
+        stop(&mut self.child);
+        let logs = std::env::var_os("TEST_LOG").is_some();
         let child = Command::new(BIN)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--redis-url", &redis.url()])
-            .args(["--node-id", id])
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--redis-url", &self.redis_url])
+            .args(["--node-id", &self.id])
             .args(["--node-ttl-ms", &NODE_TTL_MS.to_string()])
             .args(["--presence-interval-ms", "50"])
             .args(["--shutdown-grace-secs", "2"])
+            .args(&self.extra)
             .env("CHORUS_CONFIG", "/dev/null")
+            // Flags in `extra` win over these defaults.
+            .env("CHORUS_DRAIN_MS", "0")
             .env(
                 "CHORUS_LOG",
-                if std::env::var_os("TEST_LOG").is_some() {
-                    "chorus=debug,info"
-                } else {
-                    "warn"
-                },
+                if logs { "chorus=debug,info" } else { "warn" },
             )
             .stdout(Stdio::null())
-            .stderr(if std::env::var_os("TEST_LOG").is_some() {
+            .stderr(if logs {
                 Stdio::inherit()
             } else {
                 Stdio::null()
             })
             .spawn()
             .expect("the chorus binary starts");
-        wait_listening(port);
-        Self {
-            id: id.to_owned(),
-            port,
-            child: Some(child),
+        self.child = Some(child);
+        wait_listening(self.port);
+    }
+
+    /// SIGTERM, as a deploy does, then waits (bounded) for the process to drain and exit.
+    pub fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "SIGTERM could not be sent");
+        let deadline = Instant::now() + PATIENCE * 2;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                assert!(status.success(), "node {} exited with {status}", self.id);
+                return;
+            }
+            assert!(Instant::now() < deadline, "node {} did not exit", self.id);
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -191,6 +228,12 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn start(nodes: &[&Node]) -> Self {
+        Self::start_with_read_timeout(nodes, None)
+    }
+
+    /// The shipped configuration, but with nginx's idle timeout for proxied WebSockets
+    /// (`proxy_read_timeout`, `proxy_send_timeout`) shortened to `secs`.
+    pub fn start_with_read_timeout(nodes: &[&Node], secs: Option<u32>) -> Self {
         let port = free_port();
         let dir = Scratch::new("nginx");
         let template = std::fs::read_to_string(
@@ -212,6 +255,19 @@ impl Nginx {
             .replace("@LISTEN@", &format!("127.0.0.1:{port}"))
             .replace("@SERVERS@", &servers)
             .replace("@USER@", &user);
+        let conf = match secs {
+            None => conf,
+            Some(secs) => {
+                let shipped = "proxy_read_timeout 75s;\n            proxy_send_timeout 75s;";
+                assert!(conf.contains(shipped), "the template's timeouts moved");
+                conf.replace(
+                    shipped,
+                    &format!(
+                        "proxy_read_timeout {secs}s;\n            proxy_send_timeout {secs}s;"
+                    ),
+                )
+            }
+        };
         let path = dir.0.join("nginx.conf");
         std::fs::write(&path, conf).expect("write nginx.conf");
         let child = Command::new("nginx")

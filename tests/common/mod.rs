@@ -17,6 +17,7 @@ use tokio_tungstenite::{
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
 pub mod cluster;
+pub mod traffic;
 
 /// Anything a test client can connect to: an in-process server, a node process, nginx.
 pub trait Endpoint {
