@@ -31,7 +31,9 @@ cargo leptos build
 port=$(free_port)
 url="http://127.0.0.1:$port"
 log "starting chorus on $url"
-LEPTOS_SITE_ROOT=target/site target/debug/chorus --listen "127.0.0.1:$port" >target/e2e-server.log 2>&1 &
+# Pings every second, so the offline test sees the page notice a dead link within seconds.
+LEPTOS_SITE_ROOT=target/site target/debug/chorus --listen "127.0.0.1:$port" --ping-interval-ms 1000 \
+  >target/e2e-server.log 2>&1 &
 server_pid=$!
 cluster_pid=""
 stop_servers() {

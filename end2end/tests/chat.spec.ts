@@ -1,6 +1,6 @@
 import { test, expect } from '@playwright/test';
 import { CuttableProxy } from './proxy';
-import { unique, openRoom, pickName, say } from './helpers';
+import { unique, openRoom, pickName, recordStatuses, say, statuses } from './helpers';
 
 test('the page hydrates and the composer waits for a name', async ({ browser }) => {
   const context = await browser.newContext({ locale: 'en-US' });
@@ -128,27 +128,69 @@ test('after the connection drops the page reconnects by itself and keeps its nam
   const page = await openRoom(context, room);
   await pickName(page, name);
 
-  // Record every status the page shows from now on.
-  await page.evaluate(() => {
-    const el = document.querySelector('[data-testid=status]')!;
-    const seen: string[] = ((window as any).__statuses = []);
-    new MutationObserver(() => seen.push(el.textContent ?? '')).observe(el, {
-      subtree: true,
-      characterData: true,
-      childList: true,
-    });
-  });
+  await recordStatuses(page);
   const before = proxy.accepted;
   proxy.cut();
   await expect.poll(() => proxy.accepted).toBeGreaterThan(before);
   await expect(page.getByTestId('status')).toHaveText('Online');
-  expect(await page.evaluate(() => (window as any).__statuses)).toContain('Reconnecting…');
+  expect(await statuses(page)).toContain('Reconnecting…');
   await expect(page.getByTestId('my-name')).toHaveText(name);
   await expect(page.getByTestId('members')).toContainText(name);
   await expect(page.getByTestId('error')).toHaveCount(0);
   await say(page, 'back again');
   await expect(page.getByTestId('message').filter({ hasText: 'back again' })).toBeVisible();
   await context.close();
+  await proxy.stop();
+});
+
+test('a browser cut off the network shows what was said meanwhile once each, and its own message gets out', async ({ browser, baseURL }) => {
+  // Chromium keeps an open WebSocket working when a context goes offline, so the link is also
+  // made silent (not closed) by a proxy, as a dead Wi-Fi link is: only the page's own heartbeat
+  // can notice. The server under test pings every second (scripts/test.sh).
+  const proxy = await CuttableProxy.start(baseURL!);
+  const room = unique('e2e-');
+  const [ann, bo] = [unique('ann'), unique('bo')];
+  const offline = await browser.newContext({ locale: 'en-US', baseURL: proxy.url });
+  const online = await browser.newContext({ locale: 'en-US' });
+  const a = await openRoom(offline, room);
+  await pickName(a, ann);
+  const b = await openRoom(online, room);
+  await pickName(b, bo);
+  await say(b, 'before');
+  await expect(a.getByTestId('message').filter({ hasText: 'before' })).toHaveCount(1);
+
+  await recordStatuses(a);
+  const connections = proxy.accepted;
+  await offline.setOffline(true);
+  proxy.freeze();
+  // Typed before the page can know the link is dead: it waits, shown as sending.
+  await say(a, 'sent while offline');
+  await expect(a.getByTestId('pending')).toHaveCount(1);
+  const meanwhile = ['meanwhile one', 'meanwhile two', 'meanwhile three'];
+  for (const text of meanwhile) await say(b, text);
+  // The heartbeat notices the silence and the page reconnects (Chromium lets a WebSocket open
+  // even offline, so this may happen before the network is back).
+  await expect.poll(() => statuses(a)).toContain('Reconnecting…');
+
+  await offline.setOffline(false);
+  await expect.poll(() => proxy.accepted).toBeGreaterThan(connections);
+  await expect(a.getByTestId('status')).toHaveText('Online');
+  // A round trip after everything: anything late or repeated would have arrived by now.
+  await say(b, 'after');
+  await expect(a.getByTestId('message').filter({ hasText: 'after' })).toHaveCount(1);
+  for (const text of ['before', ...meanwhile]) {
+    await expect(a.getByTestId('message').filter({ hasText: text })).toHaveCount(1);
+  }
+  await expect(b.getByTestId('message').filter({ hasText: 'sent while offline' })).toHaveCount(1);
+  await expect(a.getByTestId('message').filter({ hasText: 'sent while offline' })).toHaveCount(1);
+  await expect(a.getByTestId('pending')).toHaveCount(0);
+  await expect(a.getByTestId('gap')).toHaveCount(0);
+  // In order, as sent.
+  const texts = await a.getByTestId('message').locator('.text').allTextContents();
+  const order = ['before', ...meanwhile, 'after'].map((t) => texts.indexOf(t));
+  expect(order).toEqual([...order].sort((x, y) => x - y));
+  await offline.close();
+  await online.close();
   await proxy.stop();
 });
 

@@ -23,3 +23,20 @@ export async function say(page: Page, text: string) {
   await page.getByTestId('composer').fill(text);
   await page.getByTestId('composer').press('Enter');
 }
+
+// Records every status the page shows from now on (some last only a moment).
+export async function recordStatuses(page: Page) {
+  await page.evaluate(() => {
+    const el = document.querySelector('[data-testid=status]')!;
+    const seen: string[] = ((window as any).__statuses = []);
+    new MutationObserver(() => seen.push(el.textContent ?? '')).observe(el, {
+      subtree: true,
+      characterData: true,
+      childList: true,
+    });
+  });
+}
+
+export async function statuses(page: Page): Promise<string[]> {
+  return page.evaluate(() => (window as any).__statuses ?? []);
+}

@@ -1,9 +1,12 @@
 import * as net from 'node:net';
 
 /** A TCP proxy on a free loopback port in front of the server; `cut()` drops every connection
- *  through it at once, as a network failure would, while new connections still go through. */
+ *  through it at once, as a network failure would, and `freeze()` makes them silent without
+ *  closing them, as a dead Wi-Fi link does. New connections still go through. */
 export class CuttableProxy {
   private sockets = new Set<net.Socket>();
+  /** Sockets whose bytes are dropped from now on. */
+  private frozen = new Set<net.Socket>();
   private server: net.Server;
   port = 0;
   /** Connections accepted so far. */
@@ -18,9 +21,12 @@ export class CuttableProxy {
         a.on('error', () => b.destroy());
         a.on('close', () => {
           this.sockets.delete(a);
+          this.frozen.delete(a);
           b.destroy();
         });
-        a.pipe(b);
+        a.on('data', (chunk) => {
+          if (!this.frozen.has(a)) b.write(chunk);
+        });
       }
     });
   }
@@ -34,6 +40,10 @@ export class CuttableProxy {
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  freeze() {
+    for (const s of this.sockets) this.frozen.add(s);
   }
 
   cut() {

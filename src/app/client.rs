@@ -113,19 +113,21 @@ mod imp {
                     let last_heard = Cell::new(js_sys::Date::now());
                     let heartbeat = async {
                         loop {
-                            let every = model.with_untracked(|m| m.ping_interval_ms);
-                            let every = if every == 0 {
-                                DEFAULT_PING_MS
-                            } else {
-                                every.max(250)
+                            // Until `welcome` says the interval, look again every second.
+                            let known = model.with_untracked(|m| m.ping_interval_ms);
+                            let (nap, every) = match known {
+                                0 => (1_000, DEFAULT_PING_MS),
+                                ms => (ms.max(250), ms.max(250)),
                             };
-                            gloo_timers::future::TimeoutFuture::new(every as u32).await;
+                            gloo_timers::future::TimeoutFuture::new(nap as u32).await;
                             if js_sys::Date::now() - last_heard.get() > 2.0 * every as f64 {
                                 leptos::logging::warn!("no answer from the server: reconnecting");
                                 break;
                             }
-                            let frames = model.try_update(|m| m.tick()).unwrap_or_default();
-                            frames.into_iter().for_each(send);
+                            if known != 0 {
+                                let frames = model.try_update(|m| m.tick()).unwrap_or_default();
+                                frames.into_iter().for_each(send);
+                            }
                         }
                     };
                     let reader = async {

@@ -586,6 +586,131 @@ mod tests {
         assert_eq!(seqs(&m), [1, 2, 3, 4]);
     }
 
+    fn online_in_lobby(m: &mut Model) {
+        m.apply(welcome());
+        m.apply(ServerMsg::NameSet { name: "ann".into() });
+        m.apply(ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec![],
+            history: vec![msg(1, "e"), msg(2, "e")],
+            recovered: None,
+        });
+    }
+
+    #[test]
+    fn after_a_reconnect_the_room_is_joined_since_the_last_message_shown() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        online_in_lobby(&mut m);
+        m.apply(ServerMsg::Message(msg(3, "e")));
+        m.disconnected();
+        m.apply(welcome());
+        assert_eq!(
+            m.apply(ServerMsg::NameSet { name: "ann".into() }),
+            vec![ClientMsg::Join {
+                room: "lobby".into(),
+                since: Some(Position {
+                    epoch: "e".into(),
+                    seq: 3
+                }),
+            }]
+        );
+        m.apply(ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec![],
+            history: vec![msg(4, "e"), msg(5, "e")],
+            recovered: Some(true),
+        });
+        assert_eq!(seqs(&m), [1, 2, 3, 4, 5]);
+        assert!(!m.items.iter().any(|i| matches!(i, Item::Gap { .. })));
+    }
+
+    #[test]
+    fn an_incomplete_recovery_is_shown_and_the_recent_history_follows_it() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        online_in_lobby(&mut m);
+        m.disconnected();
+        m.apply(welcome());
+        m.apply(ServerMsg::NameSet { name: "ann".into() });
+        m.apply(ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec![],
+            history: vec![msg(40, "e"), msg(41, "e")],
+            recovered: Some(false),
+        });
+        assert!(matches!(m.items[2], Item::Gap { .. }), "{:?}", m.items);
+        assert_eq!(seqs(&m), [1, 2, 40, 41]);
+        // The room's numbering restarted (its store lost its data): the new epoch is shown too.
+        m.disconnected();
+        m.apply(welcome());
+        m.apply(ServerMsg::NameSet { name: "ann".into() });
+        m.apply(ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec![],
+            history: vec![msg(1, "f")],
+            recovered: Some(false),
+        });
+        assert_eq!(seqs(&m), [1, 2, 40, 41, 1]);
+    }
+
+    #[test]
+    fn an_unacknowledged_message_is_sent_again_after_a_reconnect_with_its_client_id() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        online_in_lobby(&mut m);
+        let first = m.compose("hello", "c1".into()).expect("sent");
+        m.compose("again", "c2".into()).expect("sent");
+        m.apply(ServerMsg::Ack {
+            room: "lobby".into(),
+            client_id: Some("c2".into()),
+            seq: 3,
+        });
+        assert_eq!(m.pending.len(), 1, "c2 is stored");
+        m.disconnected();
+        m.apply(welcome());
+        m.apply(ServerMsg::NameSet { name: "ann".into() });
+        let resent = m.apply(ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec![],
+            history: vec![],
+            recovered: Some(true),
+        });
+        assert_eq!(resent, vec![first], "the same frame, the same client_id");
+        // Its delivery settles it, even before the ack.
+        let mut mine = msg(4, "e");
+        mine.client_id = Some("c1".into());
+        m.apply(ServerMsg::Message(mine));
+        assert!(m.pending.is_empty());
+    }
+
+    #[test]
+    fn a_message_the_server_could_not_store_is_sent_again_by_the_heartbeat() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        online_in_lobby(&mut m);
+        let frame = m.compose("hello", "c1".into()).expect("sent");
+        // The server refused it for now (e.g. Redis was restarting).
+        m.apply(ServerMsg::Error {
+            code: ErrorCode::Internal,
+            message: String::new(),
+        });
+        assert_eq!(m.tick(), vec![ClientMsg::Ping], "one tick is not yet late");
+        assert_eq!(m.tick(), vec![ClientMsg::Ping, frame]);
+        m.apply(ServerMsg::Ack {
+            room: "lobby".into(),
+            client_id: Some("c1".into()),
+            seq: 3,
+        });
+        assert_eq!(m.tick(), vec![ClientMsg::Ping]);
+        assert_eq!(m.tick(), vec![ClientMsg::Ping]);
+    }
+
+    #[test]
+    fn a_text_over_the_server_s_limit_is_refused_before_it_is_sent() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        online_in_lobby(&mut m);
+        assert_eq!(m.compose(&"x".repeat(4001), "c".into()), None);
+        assert_eq!(m.error, Some(ErrorCode::TooLong));
+        assert!(m.pending.is_empty());
+    }
+
     #[test]
     fn notices_update_the_member_list_before_the_next_presence() {
         let mut m = Model::new("lobby", None);
