@@ -3,30 +3,14 @@
 use std::{
     io::Read,
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 mod common;
 
-use common::{free_port, wait_listening};
+use common::{free_port, terminate, wait_listening};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chorus");
-
-/// Waits (bounded) for the child to exit.
-fn wait_exit(
-    child: &mut std::process::Child,
-    patience: Duration,
-) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + patience;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    None
-}
 
 /// Runs the binary, expecting it to refuse to start (exit 2) with a message naming `key`.
 fn assert_refused(cmd: &mut Command, key: &str) {
@@ -66,16 +50,11 @@ fn sigterm_shuts_the_server_down_cleanly() {
         .spawn()
         .expect("starts");
     wait_listening(port);
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    let exit = wait_exit(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
+    let exit = terminate(&mut child, Duration::from_secs(10)).expect("exits after SIGTERM");
     assert!(exit.success(), "exit status {exit:?}");
     let mut logs = String::new();
     if let Some(mut out) = child.stdout.take() {
         let _ = out.read_to_string(&mut logs);
     }
-    assert!(logs.contains("shutting down"), "no shutdown log: {logs}");
+    assert!(logs.contains("draining"), "no drain log: {logs}");
 }

@@ -152,22 +152,10 @@ impl Node {
 
     /// SIGTERM, as a deploy does, then waits (bounded) for the process to drain and exit.
     pub fn terminate(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "SIGTERM could not be sent");
-        let deadline = Instant::now() + PATIENCE * 2;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                assert!(status.success(), "node {} exited with {status}", self.id);
-                return;
-            }
-            assert!(Instant::now() < deadline, "node {} did not exit", self.id);
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(mut child) = self.child.take() {
+            let exit = super::terminate(&mut child, PATIENCE * 2);
+            let exit = exit.unwrap_or_else(|| panic!("node {} did not exit", self.id));
+            assert!(exit.success(), "node {} exited with {exit}", self.id);
         }
     }
 
