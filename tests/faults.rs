@@ -41,6 +41,17 @@ fn participants(a: &Node, b: &Node, to_send: usize, every: Duration) -> Vec<Part
         .collect()
 }
 
+/// Four participants that all connect through the balancer, silent for `quiet` first.
+fn behind(nginx: &Nginx, to_send: usize, every: Duration, quiet: Duration) -> Vec<Participant> {
+    let url = common::Endpoint::ws_url(nginx);
+    (0..4)
+        .map(|i| {
+            let name = format!("p{i}");
+            Participant::start_after(&name, vec![url.clone()], ROOM, to_send, every, quiet)
+        })
+        .collect()
+}
+
 fn total(records: &[Record], f: impl Fn(&Record) -> usize) -> usize {
     records.iter().map(f).sum()
 }
@@ -114,18 +125,7 @@ async fn a_rolling_restart_behind_nginx_loses_nothing() {
     // Each node spreads its clients' 1012s over a second when it gets SIGTERM.
     let (mut a, mut b) = nodes(&redis, &["--drain-ms", "1000"]);
     let nginx = Nginx::start(&[&a, &b]);
-    let url = common::Endpoint::ws_url(&nginx);
-    let all: Vec<Participant> = (0..4)
-        .map(|i| {
-            Participant::start(
-                &format!("p{i}"),
-                vec![url.clone()],
-                ROOM,
-                60,
-                Duration::from_millis(100),
-            )
-        })
-        .collect();
+    let all = behind(&nginx, 60, Duration::from_millis(100), Duration::ZERO);
     wait_joined(&all).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     for node in [&mut a, &mut b] {
@@ -160,20 +160,13 @@ async fn heartbeats_keep_an_idle_connection_open_past_nginx_s_read_timeout() {
     let quiet_nginx = Nginx::start_with_read_timeout(&[&quiet], Some(1));
     let mut control = Client::connect(&quiet_nginx).await;
 
-    let url = common::Endpoint::ws_url(&nginx);
     // Joined at once, then silent for 3.5 of nginx's timeouts before they talk.
-    let all: Vec<Participant> = (0..4)
-        .map(|i| {
-            Participant::start_after(
-                &format!("p{i}"),
-                vec![url.clone()],
-                ROOM,
-                10,
-                Duration::from_millis(50),
-                Duration::from_millis(3500),
-            )
-        })
-        .collect();
+    let all = behind(
+        &nginx,
+        10,
+        Duration::from_millis(50),
+        Duration::from_millis(3500),
+    );
     wait_joined(&all).await;
     // Without pings, nginx does cut a quiet connection.
     let ended = control.until_closed().await;

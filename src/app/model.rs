@@ -558,9 +558,7 @@ mod tests {
         assert_eq!(m.retry_name_in_ms, None);
     }
 
-    #[test]
-    fn messages_already_shown_are_not_shown_twice_after_a_rejoin() {
-        let mut m = Model::new("lobby", Some("ann".into()));
+    fn online_in_lobby(m: &mut Model) {
         m.apply(welcome());
         m.apply(ServerMsg::NameSet { name: "ann".into() });
         m.apply(ServerMsg::Joined {
@@ -569,6 +567,25 @@ mod tests {
             history: vec![msg(1, "e"), msg(2, "e")],
             recovered: None,
         });
+    }
+
+    /// The link dropped and came back: welcome, name, and the `joined` the server answers with.
+    fn rejoin(m: &mut Model, history: Vec<ChatMessage>, recovered: Option<bool>) -> Vec<ClientMsg> {
+        m.disconnected();
+        m.apply(welcome());
+        m.apply(ServerMsg::NameSet { name: "ann".into() });
+        m.apply(ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec![],
+            history,
+            recovered,
+        })
+    }
+
+    #[test]
+    fn messages_already_shown_are_not_shown_twice_after_a_rejoin() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        online_in_lobby(&mut m);
         m.apply(ServerMsg::Message(msg(3, "e")));
         m.disconnected();
         assert!(!m.can_send());
@@ -584,17 +601,6 @@ mod tests {
             recovered: None,
         });
         assert_eq!(seqs(&m), [1, 2, 3, 4]);
-    }
-
-    fn online_in_lobby(m: &mut Model) {
-        m.apply(welcome());
-        m.apply(ServerMsg::NameSet { name: "ann".into() });
-        m.apply(ServerMsg::Joined {
-            room: "lobby".into(),
-            members: vec![],
-            history: vec![msg(1, "e"), msg(2, "e")],
-            recovered: None,
-        });
     }
 
     #[test]
@@ -628,27 +634,11 @@ mod tests {
     fn an_incomplete_recovery_is_shown_and_the_recent_history_follows_it() {
         let mut m = Model::new("lobby", Some("ann".into()));
         online_in_lobby(&mut m);
-        m.disconnected();
-        m.apply(welcome());
-        m.apply(ServerMsg::NameSet { name: "ann".into() });
-        m.apply(ServerMsg::Joined {
-            room: "lobby".into(),
-            members: vec![],
-            history: vec![msg(40, "e"), msg(41, "e")],
-            recovered: Some(false),
-        });
+        rejoin(&mut m, vec![msg(40, "e"), msg(41, "e")], Some(false));
         assert!(matches!(m.items[2], Item::Gap { .. }), "{:?}", m.items);
         assert_eq!(seqs(&m), [1, 2, 40, 41]);
         // The room's numbering restarted (its store lost its data): the new epoch is shown too.
-        m.disconnected();
-        m.apply(welcome());
-        m.apply(ServerMsg::NameSet { name: "ann".into() });
-        m.apply(ServerMsg::Joined {
-            room: "lobby".into(),
-            members: vec![],
-            history: vec![msg(1, "f")],
-            recovered: Some(false),
-        });
+        rejoin(&mut m, vec![msg(1, "f")], Some(false));
         assert_eq!(seqs(&m), [1, 2, 40, 41, 1]);
     }
 
@@ -664,15 +654,7 @@ mod tests {
             seq: 3,
         });
         assert_eq!(m.pending.len(), 1, "c2 is stored");
-        m.disconnected();
-        m.apply(welcome());
-        m.apply(ServerMsg::NameSet { name: "ann".into() });
-        let resent = m.apply(ServerMsg::Joined {
-            room: "lobby".into(),
-            members: vec![],
-            history: vec![],
-            recovered: Some(true),
-        });
+        let resent = rejoin(&mut m, vec![], Some(true));
         assert_eq!(resent, vec![first], "the same frame, the same client_id");
         // Its delivery settles it, even before the ack.
         let mut mine = msg(4, "e");
