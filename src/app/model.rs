@@ -32,15 +32,17 @@ pub enum Item {
     },
 }
 
-/// A message the user sent that the server has not acknowledged yet: it is sent again, with the
-/// same `client_id`, after a reconnect and whenever a heartbeat passes without an answer. The
-/// server stores it once however often it arrives.
+/// A message the user sent that is not yet shown as delivered. Until it is acknowledged it is
+/// sent again, with the same `client_id`, after a reconnect and whenever a heartbeat passes
+/// without an answer; the server stores it once however often it arrives. Once acknowledged it
+/// stays on screen (as sending) until the message itself arrives, so it never blinks out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     pub client_id: String,
     pub text: String,
     /// The heartbeat tick it was last sent at.
     sent_tick: u64,
+    acked: bool,
 }
 
 impl Item {
@@ -150,6 +152,7 @@ impl Model {
             client_id,
             text: text.to_owned(),
             sent_tick: self.ticks,
+            acked: false,
         };
         let msg = self.send_frame(&pending);
         self.pending.push(pending);
@@ -171,6 +174,7 @@ impl Model {
         }
         let now = self.ticks;
         let due: Vec<usize> = (0..self.pending.len())
+            .filter(|&i| !self.pending[i].acked)
             .filter(|&i| only_older_than.is_none_or(|age| self.pending[i].sent_tick + age <= now))
             .collect();
         due.into_iter()
@@ -199,6 +203,7 @@ impl Model {
         })
     }
 
+    /// The message arrived: it is no longer pending.
     fn settle(&mut self, client_id: Option<&str>) {
         if let Some(id) = client_id {
             self.pending.retain(|p| p.client_id != id);
@@ -272,13 +277,22 @@ impl Model {
                 for m in history {
                     self.push_message(m);
                 }
-                // Whatever the old link may have lost goes again; the server keeps each once.
+                // Stored messages that were not in what came (they fell in a gap) are not
+                // waited for; whatever the old link may have lost goes again, stored once.
+                self.pending.retain(|p| !p.acked);
                 self.resend_pending(None)
             }
             ServerMsg::Ack {
                 room, client_id, ..
             } if room == self.room => {
-                self.settle(client_id.as_deref());
+                // Stored: never sent again; shown until the message itself arrives.
+                if let Some(p) = self
+                    .pending
+                    .iter_mut()
+                    .find(|p| Some(&p.client_id) == client_id.as_ref())
+                {
+                    p.acked = true;
+                }
                 Vec::new()
             }
             ServerMsg::Left { room } if room == self.room => {
@@ -653,7 +667,11 @@ mod tests {
             client_id: Some("c2".into()),
             seq: 3,
         });
-        assert_eq!(m.pending.len(), 1, "c2 is stored");
+        assert_eq!(m.pending.len(), 2, "c2 is shown until it arrives");
+        let mut c2 = msg(3, "e");
+        c2.client_id = Some("c2".into());
+        m.apply(ServerMsg::Message(c2));
+        assert_eq!(m.pending.len(), 1, "c2 arrived");
         let resent = rejoin(&mut m, vec![], Some(true));
         assert_eq!(resent, vec![first], "the same frame, the same client_id");
         // Its delivery settles it, even before the ack.
@@ -681,7 +699,11 @@ mod tests {
             seq: 3,
         });
         assert_eq!(m.tick(), vec![ClientMsg::Ping]);
-        assert_eq!(m.tick(), vec![ClientMsg::Ping]);
+        assert_eq!(
+            m.tick(),
+            vec![ClientMsg::Ping],
+            "acknowledged: not sent again"
+        );
     }
 
     #[test]
