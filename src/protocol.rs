@@ -539,6 +539,9 @@ mod tests {
         let v = serde_json::to_value(&notice).expect("serializes");
         assert_eq!(v["kind"], "left");
         assert!(v.get("old_name").is_none());
+
+        let pong = serde_json::to_string(&ServerMsg::Pong).expect("serializes");
+        assert_eq!(pong, r#"{"type":"pong"}"#);
     }
 
     #[test]

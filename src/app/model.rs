@@ -80,7 +80,7 @@ pub struct Model {
     epoch: Option<String>,
     last_seq: u64,
     next_notice: u64,
-    /// Sent but not yet acknowledged, oldest first.
+    /// Sent but not yet delivered back to us, oldest first.
     pub pending: Vec<Pending>,
     /// Heartbeat ticks so far (see [`Model::tick`]).
     ticks: u64,
@@ -134,7 +134,7 @@ impl Model {
     }
 
     /// The user sends `text`; `client_id` identifies it in the server's answers. It stays
-    /// pending until acknowledged.
+    /// pending until it comes back as a `message`.
     pub fn compose(&mut self, text: &str, client_id: String) -> Option<ClientMsg> {
         if !self.can_send() || text.trim().is_empty() {
             return None;
