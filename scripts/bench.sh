@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The standard benchmark set on this machine, single node (in-memory bus). Not part of the tests.
-#   scripts/bench.sh            full set (about 4 minutes)
+# The standard benchmark set on this machine. Not part of the tests.
+#   scripts/bench.sh            both sets (about 6 minutes)
+#   scripts/bench.sh single     one node, in-memory bus
+#   scripts/bench.sh cluster    two nodes on one Redis behind nginx (scripts/cluster.sh)
 #   QUICK=1 scripts/bench.sh    smaller numbers, for a smoke run
-# Prints one JSON line per run and keeps them in target/bench/single-node.jsonl.
-# The two-node set (Redis + nginx) comes with the Redis bus.
+# Prints one JSON line per run and keeps them in target/bench/single-node.jsonl and
+# target/bench/two-nodes.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -12,8 +14,11 @@ if [[ -n "${QUICK:-}" ]]; then
 else
   connections=19000 rates="500 1000 2000 3000" cycles=100000
 fi
+which=${1:-all}
 cargo build --release --features ssr --bin chorus --bin chorus-load
 mkdir -p target/bench
+
+if [[ "$which" == all || "$which" == single ]]; then
 out=target/bench/single-node.jsonl
 : >"$out"
 
@@ -45,3 +50,41 @@ load crossnode --prefix cross --url "$url" --rate 100 --secs 10
 
 # Leaks: RSS and descriptors after many connect/join/close cycles.
 load churn --pid "$pid" --prefix churn --cycles "$cycles" --rate 2000 --concurrency 128
+kill "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+fi
+
+if [[ "$which" == all || "$which" == cluster ]]; then
+  out=target/bench/two-nodes.jsonl
+  : >"$out"
+  rm -f target/cluster/urls.env
+  CHORUS_BIN=target/release/chorus scripts/cluster.sh --no-build >target/bench/cluster.log 2>&1 &
+  cluster=$!
+  trap 'kill "$cluster" 2>/dev/null || true' EXIT
+  for _ in $(seq 300); do
+    [[ -f target/cluster/urls.env ]] && break
+    sleep 0.2
+  done
+  set -a; source target/cluster/urls.env; set +a
+  a="ws://${NODE_A_URL#http://}/ws" b="ws://${NODE_B_URL#http://}/ws" lb="ws://${CLUSTER_URL#http://}/ws"
+  nodes=(--pid "$NODE_A_PID" --pid "$NODE_B_PID")
+  run() { target/release/chorus-load "$@" --max-secs 300 | tee -a "$out"; }
+
+  # A 200-member room, half its members on each node, senders on both: every message crosses
+  # Redis once and is fanned out by both nodes.
+  for rate in $rates; do
+    run fanout --url "$a" --url "$b" "${nodes[@]}" --prefix "cfan$rate" --members 200 \
+      --senders 20 --rate "$rate" --secs 10
+  done
+  # Sender on node A, receiver on node B, through Redis pub/sub.
+  run crossnode --url "$a" --url "$b" --prefix ccross --rate 100 --secs 10
+  # Idle connections on both nodes (directly: nginx's 8,192 worker connections would cap it at
+  # about 4,000 proxied WebSockets), to see what Redis membership costs per connection.
+  run capacity --url "$a" --url "$b" "${nodes[@]}" --source 127.0.0.1 --source 127.0.0.2 \
+    --source 127.0.0.3 --source 127.0.0.4 --prefix ccap --connections "$((connections / 2))" \
+    --ramp 2000 --room-size 100 --hold-secs 5
+  sleep 3
+  # Connect/join/close cycles through nginx.
+  run churn --url "$lb" "${nodes[@]}" --prefix cchurn --cycles "$((cycles / 5))" --rate 1000 \
+    --concurrency 64
+fi

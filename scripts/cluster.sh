@@ -6,9 +6,10 @@
 #   scripts/cluster.sh              set up what is missing, build, start; open the printed URL
 #   scripts/cluster.sh --no-build   start from the existing debug build (the test script's way)
 #
-# CLUSTER_PORT picks nginx's port (default: a free one). Once everything answers, the URLs are
-# written to target/cluster/urls.env (CLUSTER_URL, NODE_A_URL, NODE_B_URL, REDIS_URL); logs are
-# in target/cluster/.
+# CLUSTER_PORT picks nginx's port (default: a free one); CHORUS_BIN the server binary (default:
+# the debug build; scripts/bench.sh uses the release build). Once everything answers, the URLs and
+# node pids are written to target/cluster/urls.env (CLUSTER_URL, NODE_A_URL, NODE_B_URL, REDIS_URL,
+# NODE_A_PID, NODE_B_PID); logs are in target/cluster/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
@@ -42,12 +43,14 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes \
   --dir "$dir/redis" >"$dir/redis.log" 2>&1 &
 pids+=($!)
 
+bin=${CHORUS_BIN:-target/debug/chorus}
 for node in a b; do
   port_var="${node}_port"
-  LEPTOS_SITE_ROOT=target/site CHORUS_CONFIG=/dev/null target/debug/chorus \
+  LEPTOS_SITE_ROOT=target/site CHORUS_CONFIG=/dev/null "$bin" \
     --listen "127.0.0.1:${!port_var}" --redis-url "$redis_url" --node-id "node-$node" \
     >"$dir/node-$node.log" 2>&1 &
   pids+=($!)
+  declare "${node}_pid=$!"
 done
 wait_ok "http://127.0.0.1:$a_port/readyz"
 wait_ok "http://127.0.0.1:$b_port/readyz"
@@ -69,6 +72,8 @@ CLUSTER_URL=http://127.0.0.1:$lb_port
 NODE_A_URL=http://127.0.0.1:$a_port
 NODE_B_URL=http://127.0.0.1:$b_port
 REDIS_URL=$redis_url
+NODE_A_PID=$a_pid
+NODE_B_PID=$b_pid
 ENV
 log "ready: http://127.0.0.1:$lb_port  (nginx → node-a :$a_port, node-b :$b_port; redis :$redis_port)"
 log "logs in target/cluster/; Ctrl-C stops everything"
