@@ -342,6 +342,12 @@ impl Model {
                 self.reclaims_left -= 1;
                 Vec::new()
             }
+            // A send the server could not store now: the heartbeat sends it again, so there is
+            // nothing for the user to do (it stays shown as sending).
+            ServerMsg::Error {
+                code: ErrorCode::Internal,
+                ..
+            } if self.pending.iter().any(|p| !p.acked) => Vec::new(),
             ServerMsg::Error { code, .. } => {
                 // A refused name that was never confirmed goes back to the form.
                 if matches!(code, ErrorCode::NameTaken | ErrorCode::InvalidName)
@@ -691,6 +697,7 @@ mod tests {
             code: ErrorCode::Internal,
             message: String::new(),
         });
+        assert_eq!(m.error, None, "nothing for the user to do: it is re-sent");
         assert_eq!(m.tick(), vec![ClientMsg::Ping], "one tick is not yet late");
         assert_eq!(m.tick(), vec![ClientMsg::Ping, frame]);
         m.apply(ServerMsg::Ack {
