@@ -3,16 +3,18 @@
 #   scripts/bench.sh            both sets (about 6 minutes)
 #   scripts/bench.sh single     one node, in-memory bus
 #   scripts/bench.sh cluster    two nodes on one Redis behind nginx (scripts/cluster.sh)
+#   scripts/bench.sh many       100,000 idle connections over six nodes on one Redis, from six
+#                               load processes (each process may hold 20,000 open files at most)
 #   QUICK=1 scripts/bench.sh    smaller numbers, for a smoke run
-# Prints one JSON line per run and keeps them in target/bench/single-node.jsonl and
-# target/bench/two-nodes.jsonl.
+# Prints one JSON line per run and keeps them in target/bench/single-node.jsonl,
+# target/bench/two-nodes.jsonl and target/bench/six-nodes.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 if [[ -n "${QUICK:-}" ]]; then
-  connections=2000 rates="500" cycles=5000
+  connections=2000 rates="500" cycles=5000 per_node=1000
 else
-  connections=19000 rates="500 1000 2000 3000" cycles=100000
+  connections=19000 rates="500 1000 2000 3000" cycles=100000 per_node=16667
 fi
 which=${1:-all}
 cargo build --release --features ssr --bin chorus --bin chorus-load
@@ -87,4 +89,46 @@ if [[ "$which" == all || "$which" == cluster ]]; then
   # Connect/join/close cycles through nginx.
   run churn --url "$lb" "${nodes[@]}" --prefix cchurn --cycles "$((cycles / 5))" --rate 1000 \
     --concurrency 64
+  kill "$cluster" 2>/dev/null || true
+  wait "$cluster" 2>/dev/null || true
+fi
+
+if [[ "$which" == all || "$which" == many ]]; then
+  out=target/bench/six-nodes.jsonl
+  : >"$out"
+  rm -f target/cluster/urls.env
+  NODES=6 CHORUS_BIN=target/release/chorus scripts/cluster.sh --no-build \
+    >target/bench/cluster-six.log 2>&1 &
+  cluster=$!
+  trap 'kill "$cluster" 2>/dev/null || true' EXIT
+  for _ in $(seq 300); do
+    [[ -f target/cluster/urls.env ]] && break
+    sleep 0.2
+  done
+  set -a; source target/cluster/urls.env; set +a
+  read -r -a node_urls <<<"$NODE_URLS"
+  read -r -a node_pids <<<"$NODE_PIDS"
+  # One load process per node, each from its own two source addresses, all at once; each holds
+  # its connections 90 s after its last one is in, so all of them are open together.
+  fds() { local n=0 p; for p in "${node_pids[@]}"; do n=$((n + $(ls /proc/"$p"/fd | wc -l))); done; echo "$n"; }
+  base=$(fds) peak=0
+  loads=()
+  for i in "${!node_urls[@]}"; do
+    url="ws://${node_urls[$i]#http://}/ws"
+    target/release/chorus-load capacity --url "$url" --pid "${node_pids[$i]}" \
+      --source "127.0.$((i + 1)).1" --source "127.0.$((i + 1)).2" --prefix "six$i" \
+      --connections "$per_node" --ramp 1000 --room-size 100 --hold-secs 90 --max-secs 400 \
+      >"target/bench/six-$i.json" &
+    loads+=($!)
+  done
+  # The most connections open at once: descriptors of all six nodes, sampled every second.
+  while kill -0 "${loads[@]}" 2>/dev/null; do
+    now=$(fds); ((now > peak)) && peak=$now
+    sleep 1
+  done
+  wait "${loads[@]}" || true
+  cat target/bench/six-*.json | tee -a "$out"
+  echo "{\"test\":\"six-nodes\",\"nodes\":6,\"node_fds_at_start\":$base,\"peak_node_fds\":$peak,\"peak_connections\":$((peak - base))}" | tee -a "$out"
+  kill "$cluster" 2>/dev/null || true
+  wait "$cluster" 2>/dev/null || true
 fi

@@ -7,9 +7,10 @@
 #   scripts/cluster.sh --no-build   start from the existing debug build (the test script's way)
 #
 # CLUSTER_PORT picks nginx's port (default: a free one); CHORUS_BIN the server binary (default:
-# the debug build; scripts/bench.sh uses the release build). Once everything answers, the URLs and
-# node pids are written to target/cluster/urls.env (CLUSTER_URL, NODE_A_URL, NODE_B_URL, REDIS_URL,
-# NODE_A_PID, NODE_B_PID); logs are in target/cluster/.
+# the debug build; scripts/bench.sh uses the release build); NODES how many nodes (default 2, at
+# most 26: node-a, node-b, …). Once everything answers, the URLs and node pids are written to
+# target/cluster/urls.env (CLUSTER_URL, REDIS_URL, NODE_A_URL, NODE_A_PID, NODE_B_URL, …, and
+# NODE_URLS / NODE_PIDS with all of them, space-separated); logs are in target/cluster/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
@@ -26,8 +27,15 @@ rm -rf "$dir"
 mkdir -p "$dir/redis" "$dir/nginx"
 lb_port=${CLUSTER_PORT:-$(free_port)}
 redis_port=$(free_port)
-a_port=$(free_port)
-b_port=$(free_port)
+count=${NODES:-2}
+if ! [[ "$count" =~ ^[0-9]+$ ]] || ((count < 1 || count > 26)); then
+  echo "NODES must be 1 to 26" >&2
+  exit 2
+fi
+names=()
+for letter in {a..z}; do
+  ((${#names[@]} < count)) && names+=("$letter")
+done
 redis_url="redis://127.0.0.1:$redis_port/"
 
 pids=()
@@ -44,19 +52,23 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes \
 pids+=($!)
 
 bin=${CHORUS_BIN:-target/debug/chorus}
-for node in a b; do
-  port_var="${node}_port"
+servers="" env_lines="" urls="" node_pids=""
+for node in "${names[@]}"; do
+  port=$(free_port)
   LEPTOS_SITE_ROOT=target/site CHORUS_CONFIG=/dev/null "$bin" \
-    --listen "127.0.0.1:${!port_var}" --redis-url "$redis_url" --node-id "node-$node" \
+    --listen "127.0.0.1:$port" --redis-url "$redis_url" --node-id "node-$node" \
     >"$dir/node-$node.log" 2>&1 &
   pids+=($!)
-  declare "${node}_pid=$!"
+  upper=${node^^}
+  env_lines+="NODE_${upper}_URL=http://127.0.0.1:$port"$'\n'"NODE_${upper}_PID=$!"$'\n'
+  urls+="${urls:+ }http://127.0.0.1:$port"
+  node_pids+="${node_pids:+ }$!"
+  servers+="        server 127.0.0.1:$port max_fails=1 fail_timeout=2s;"$'\n'
 done
-wait_ok "http://127.0.0.1:$a_port/readyz"
-wait_ok "http://127.0.0.1:$b_port/readyz"
+for url in $urls; do
+  wait_ok "$url/readyz"
+done
 
-servers="        server 127.0.0.1:$a_port max_fails=1 fail_timeout=2s;
-        server 127.0.0.1:$b_port max_fails=1 fail_timeout=2s;"
 conf=$(<deploy/nginx.conf.template)
 conf=${conf//@PREFIX@/$dir/nginx}
 conf=${conf//@LISTEN@/127.0.0.1:$lb_port}
@@ -69,13 +81,11 @@ wait_ok "http://127.0.0.1:$lb_port/readyz"
 
 cat >"$dir/urls.env" <<ENV
 CLUSTER_URL=http://127.0.0.1:$lb_port
-NODE_A_URL=http://127.0.0.1:$a_port
-NODE_B_URL=http://127.0.0.1:$b_port
 REDIS_URL=$redis_url
-NODE_A_PID=$a_pid
-NODE_B_PID=$b_pid
+${env_lines}NODE_URLS="$urls"
+NODE_PIDS="$node_pids"
 ENV
-log "ready: http://127.0.0.1:$lb_port  (nginx → node-a :$a_port, node-b :$b_port; redis :$redis_port)"
+log "ready: http://127.0.0.1:$lb_port  (nginx → $urls; redis :$redis_port)"
 log "logs in target/cluster/; Ctrl-C stops everything"
 
 # Stop everything as soon as any one of them dies.
