@@ -188,9 +188,24 @@ impl Model {
     /// A heartbeat passed (every `ping_interval_ms`): returns the frames to send now — a `ping`,
     /// and any message still unacknowledged two ticks after it was sent (the server was
     /// perhaps unable to store it then; it stores a `client_id` only once).
+    /// Also asks again for the name and the room when the server could not grant them (it
+    /// answers `internal` while its store is unreachable); a repeated `set_name` or `join` is
+    /// harmless.
     pub fn tick(&mut self) -> Vec<ClientMsg> {
         self.ticks += 1;
         let mut out = vec![ClientMsg::Ping];
+        if self.status == Status::Online && self.retry_name_in_ms.is_none() {
+            match (&self.name, &self.wanted_name) {
+                (None, Some(name)) if self.reclaims_left == 0 => {
+                    out.push(ClientMsg::SetName { name: name.clone() })
+                }
+                (Some(_), _) if !self.joined => out.push(ClientMsg::Join {
+                    room: self.room.clone(),
+                    since: self.position(),
+                }),
+                _ => {}
+            }
+        }
         out.extend(self.resend_pending(Some(2)));
         out
     }
@@ -267,6 +282,10 @@ impl Model {
             } if room == self.room => {
                 self.joined = true;
                 self.members = members;
+                // A refusal for want of the store is over once the room is ours again.
+                if self.error == Some(ErrorCode::Internal) {
+                    self.error = None;
+                }
                 if recovered == Some(false) {
                     // Say so where the hole is; the recent history follows it.
                     self.next_notice += 1;
@@ -711,6 +730,32 @@ mod tests {
             vec![ClientMsg::Ping],
             "acknowledged: not sent again"
         );
+    }
+
+    #[test]
+    fn a_name_or_join_the_server_could_not_grant_is_asked_again_by_the_heartbeat() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        m.apply(welcome());
+        let internal = || ServerMsg::Error {
+            code: ErrorCode::Internal,
+            message: String::new(),
+        };
+        m.apply(internal());
+        assert_eq!(
+            m.tick(),
+            vec![ClientMsg::Ping, ClientMsg::SetName { name: "ann".into() }]
+        );
+        m.apply(ServerMsg::NameSet { name: "ann".into() });
+        m.apply(internal());
+        assert_eq!(m.tick(), vec![ClientMsg::Ping, ClientMsg::join("lobby")]);
+        m.apply(ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec![],
+            history: vec![],
+            recovered: None,
+        });
+        assert_eq!(m.tick(), vec![ClientMsg::Ping], "all granted: nothing more");
+        assert_eq!(m.error, None, "the refusal is no longer shown");
     }
 
     #[test]
