@@ -17,6 +17,24 @@ else
   connections=19000 rates="500 1000 2000 3000" cycles=100000 per_node=16667
 fi
 which=${1:-all}
+
+# Starts redis, $1 release nodes and nginx (scripts/cluster.sh, logging to $2) in the background
+# and loads the URLs and pids it writes.
+start_cluster() {
+  rm -f target/cluster/urls.env
+  NODES=$1 CHORUS_BIN=target/release/chorus scripts/cluster.sh --no-build >"$2" 2>&1 &
+  cluster=$!
+  trap 'kill "$cluster" 2>/dev/null || true' EXIT
+  for _ in $(seq 300); do
+    [[ -f target/cluster/urls.env ]] && break
+    sleep 0.2
+  done
+  set -a; source target/cluster/urls.env; set +a
+}
+stop_cluster() {
+  kill "$cluster" 2>/dev/null || true
+  wait "$cluster" 2>/dev/null || true
+}
 cargo build --release --features ssr --bin chorus --bin chorus-load
 mkdir -p target/bench
 
@@ -59,15 +77,7 @@ fi
 if [[ "$which" == all || "$which" == cluster ]]; then
   out=target/bench/two-nodes.jsonl
   : >"$out"
-  rm -f target/cluster/urls.env
-  CHORUS_BIN=target/release/chorus scripts/cluster.sh --no-build >target/bench/cluster.log 2>&1 &
-  cluster=$!
-  trap 'kill "$cluster" 2>/dev/null || true' EXIT
-  for _ in $(seq 300); do
-    [[ -f target/cluster/urls.env ]] && break
-    sleep 0.2
-  done
-  set -a; source target/cluster/urls.env; set +a
+  start_cluster 2 target/bench/cluster.log
   a="ws://${NODE_A_URL#http://}/ws" b="ws://${NODE_B_URL#http://}/ws" lb="ws://${CLUSTER_URL#http://}/ws"
   nodes=(--pid "$NODE_A_PID" --pid "$NODE_B_PID")
   run() { target/release/chorus-load "$@" --max-secs 300 | tee -a "$out"; }
@@ -89,23 +99,13 @@ if [[ "$which" == all || "$which" == cluster ]]; then
   # Connect/join/close cycles through nginx.
   run churn --url "$lb" "${nodes[@]}" --prefix cchurn --cycles "$((cycles / 5))" --rate 1000 \
     --concurrency 64
-  kill "$cluster" 2>/dev/null || true
-  wait "$cluster" 2>/dev/null || true
+  stop_cluster
 fi
 
 if [[ "$which" == all || "$which" == many ]]; then
   out=target/bench/six-nodes.jsonl
   : >"$out"
-  rm -f target/cluster/urls.env
-  NODES=6 CHORUS_BIN=target/release/chorus scripts/cluster.sh --no-build \
-    >target/bench/cluster-six.log 2>&1 &
-  cluster=$!
-  trap 'kill "$cluster" 2>/dev/null || true' EXIT
-  for _ in $(seq 300); do
-    [[ -f target/cluster/urls.env ]] && break
-    sleep 0.2
-  done
-  set -a; source target/cluster/urls.env; set +a
+  start_cluster 6 target/bench/cluster-six.log
   read -r -a node_urls <<<"$NODE_URLS"
   read -r -a node_pids <<<"$NODE_PIDS"
   # One load process per node, each from its own two source addresses, all at once; each holds
@@ -129,6 +129,5 @@ if [[ "$which" == all || "$which" == many ]]; then
   wait "${loads[@]}" || true
   cat target/bench/six-*.json | tee -a "$out"
   echo "{\"test\":\"six-nodes\",\"nodes\":6,\"node_fds_at_start\":$base,\"peak_node_fds\":$peak,\"peak_connections\":$((peak - base))}" | tee -a "$out"
-  kill "$cluster" 2>/dev/null || true
-  wait "$cluster" 2>/dev/null || true
+  stop_cluster
 fi
