@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The standard benchmark set on this machine. Not part of the tests.
-#   scripts/bench.sh            both sets (about 6 minutes)
+#   scripts/bench.sh            all three sets (about 9 minutes)
 #   scripts/bench.sh single     one node, in-memory bus
 #   scripts/bench.sh cluster    two nodes on one Redis behind nginx (scripts/cluster.sh)
 #   scripts/bench.sh many       100,000 idle connections over six nodes on one Redis, from six
-#                               load processes (each process may hold 20,000 open files at most)
+#                               load processes (each process may hold 20,000 open files at most);
+#                               RAMP sets each process's connects per second (default 400)
 #   QUICK=1 scripts/bench.sh    smaller numbers, for a smoke run
 # Prints one JSON line per run and keeps them in target/bench/single-node.jsonl,
 # target/bench/two-nodes.jsonl and target/bench/six-nodes.jsonl.
@@ -117,7 +118,7 @@ if [[ "$which" == all || "$which" == many ]]; then
     url="ws://${node_urls[$i]#http://}/ws"
     target/release/chorus-load capacity --url "$url" --pid "${node_pids[$i]}" \
       --source "127.0.$((i + 1)).1" --source "127.0.$((i + 1)).2" --prefix "six$i" \
-      --connections "$per_node" --ramp 1000 --room-size 100 --hold-secs 90 --max-secs 400 \
+      --connections "$per_node" --ramp "${RAMP:-400}" --room-size 100 --hold-secs 90 --max-secs 500 \
       >"target/bench/six-$i.json" &
     loads+=($!)
   done
