@@ -270,12 +270,15 @@ impl RoomTask {
             } => {
                 let result = match self.hub.store.join(&self.room, &member).await {
                     Ok(snapshot) => {
-                        if self.epoch.is_none() {
+                        // A repeated join replaces the connection's entry and resends the room.
+                        self.members.retain(|m| m.member.conn != member.conn);
+                        // With nobody else here, the stream starts where the snapshot ends. With
+                        // others, it must not: they still need the live messages this snapshot
+                        // already holds (the joiner skips those itself).
+                        if self.members.is_empty() {
                             self.epoch = snapshot.epoch.clone();
                             self.delivered = snapshot.last_seq;
                         }
-                        // A repeated join replaces the connection's entry and resends the room.
-                        self.members.retain(|m| m.member.conn != member.conn);
                         let (epoch, last_seq) = (snapshot.epoch.clone(), snapshot.last_seq);
                         let joined = joined_frame(&self.room, snapshot, since);
                         if outbox.offer(encode(&joined)) {
@@ -314,8 +317,13 @@ impl RoomTask {
                     }
                 } else {
                     // The first message of this room here, or the store started a new epoch
-                    // (its data was lost): numbering starts afresh.
+                    // (its data was lost): numbering starts afresh, and whatever of the new
+                    // epoch came before this message is fetched first.
                     self.epoch = Some(m.epoch.clone());
+                    self.delivered = 0;
+                    if m.seq > 1 && !self.fill(Some(m.seq - 1)).await {
+                        return;
+                    }
                 }
                 self.delivered = m.seq;
                 let frame = Message::Text(event.frame.clone());
@@ -484,4 +492,68 @@ impl PresenceThrottle {
 /// dropped here; its connection then leaves the room properly.
 fn fan_out(members: &mut Vec<LocalMember>, frame: &Message) {
     members.retain(|m| m.outbox.offer(frame.clone()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        protocol::{MessageText, UserName},
+        server::store::MemoryStore,
+    };
+
+    fn member(id: &str) -> (Member, Outbox, mpsc::Receiver<Message>) {
+        let (tx, rx) = mpsc::channel(64);
+        let member = Member {
+            session: id.into(),
+            conn: id.into(),
+            name: UserName::parse(id).expect("valid name"),
+        };
+        let outbox = Outbox {
+            tx,
+            close: CancellationToken::new(),
+        };
+        (member, outbox, rx)
+    }
+
+    /// The `seq`s of the chat messages queued for a member so far.
+    fn seqs(rx: &mut mpsc::Receiver<Message>) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        while let Ok(Message::Text(text)) = rx.try_recv() {
+            match serde_json::from_str::<ServerMsg>(&text) {
+                Ok(ServerMsg::Message(m)) => seqs.push(m.seq),
+                Ok(ServerMsg::Joined { history, .. }) => seqs.extend(history.iter().map(|m| m.seq)),
+                _ => {}
+            }
+        }
+        seqs
+    }
+
+    // One thread: the room task runs only when the test awaits, so the order is exact.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_join_taken_before_queued_live_messages_does_not_take_them_from_earlier_members() {
+        let store = Arc::new(MemoryStore::new(100, 100, 10, Duration::from_secs(30)));
+        let hub = Hub::new(store.clone(), Duration::from_millis(50));
+        let room = RoomName::lobby();
+        let (ann, ann_out, mut ann_rx) = member("ann");
+        hub.join(&room, &ann, &ann_out, None).await.expect("joins");
+        // Two messages are published; before the room task has delivered them, bo's join is
+        // queued too, and the task takes commands first: bo's snapshot already holds them.
+        for text in ["one", "two"] {
+            let text = MessageText::parse(text.into(), 100).expect("valid text");
+            store
+                .append(&room, &ann.name, text, None)
+                .await
+                .expect("stored");
+        }
+        let (bo, bo_out, mut bo_rx) = member("bo");
+        hub.join(&room, &bo, &bo_out, None).await.expect("joins");
+        tokio::task::yield_now().await;
+        assert_eq!(seqs(&mut ann_rx), [1, 2], "ann gets them live");
+        assert_eq!(
+            seqs(&mut bo_rx),
+            [1, 2],
+            "bo gets them once, in its history"
+        );
+    }
 }

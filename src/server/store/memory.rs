@@ -280,7 +280,8 @@ impl Store for MemoryStore {
         Ok(Snapshot {
             members: room.member_names(),
             history: room.history.iter().cloned().collect(),
-            epoch: Some(self.epoch.clone()),
+            // As in Redis: a room's numbering has an epoch once its first message is stored.
+            epoch: (room.last_seq > 0).then(|| self.epoch.clone()),
             last_seq: room.last_seq,
         })
     }
