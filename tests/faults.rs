@@ -106,17 +106,15 @@ async fn a_redis_restart_mid_traffic_loses_nothing() {
     wait_joined(&all).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     redis.kill();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let down = std::time::Instant::now();
+    // The nodes noticed: the outage is real. (Sends meanwhile may be refused and re-sent, or
+    // merely wait for the store's own reconnect: both are fine, and both are counted below.)
+    a.wait_ready_status(503, 1).await;
+    b.wait_ready_status(503, 1).await;
+    tokio::time::sleep(Duration::from_secs(1).saturating_sub(down.elapsed())).await;
     redis.restart();
     let records = settle(all, PATIENCE * 3).await;
     assert_exactly_once(&records);
-    // Sends during the outage were refused and later re-sent; or links dropped and recovered.
-    let refused = total(&records, |r| r.refused);
-    let reconnects = total(&records, |r| r.connections) - records.len();
-    assert!(
-        refused + reconnects > 0,
-        "the outage went unnoticed: was Redis really down?"
-    );
 }
 
 #[tokio::test]

@@ -138,7 +138,12 @@ impl Node {
                 "CHORUS_LOG",
                 if logs { "chorus=debug,info" } else { "warn" },
             )
-            .stdout(Stdio::null())
+            // The node logs to stdout; `TEST_LOG=1` shows it.
+            .stdout(if logs {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .stderr(if logs {
                 Stdio::inherit()
             } else {

@@ -168,14 +168,17 @@ pub async fn settle(all: Vec<Participant>, limit: Duration) -> Vec<Record> {
             let summary: Vec<String> = records
                 .iter()
                 .map(|r| {
+                    let got: BTreeSet<u64> = r.delivered.iter().map(|d| d.1).collect();
+                    let missing: Vec<u64> = acked.difference(&got).copied().collect();
                     format!(
-                        "{}: sent {}/{}, pending {}, delivered {}, connections {}",
+                        "{}: sent {}/{}, pending {}, delivered {}, connections {}, missing {:?}",
                         r.name,
                         r.sent,
                         r.to_send,
                         r.pending,
                         r.delivered.len(),
-                        r.connections
+                        r.connections,
+                        missing
                     )
                 })
                 .collect();
