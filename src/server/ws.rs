@@ -135,9 +135,11 @@ async fn serve(socket: WebSocket, app: AppState, conn_id: ConnId) {
     .await;
 
     let draining = conn.app.shutdown.clone();
-    let mut heartbeat = Heartbeat::new(&conn.app);
-    // Set once the node drains: when this connection is told to go elsewhere.
-    let mut leave_at: Option<Instant> = None;
+    let mut timers = Timers::new(&conn.app);
+    // One timer for the connection's whole life, moved only when it fires or the node starts to
+    // drain: a frame from the peer merely notes the time.
+    let timer = tokio::time::sleep_until(timers.wake_at());
+    tokio::pin!(timer);
     // Only a close from the client frees the name at once; anything else may be resumed.
     let mut departure = Departure::Dropped;
     loop {
@@ -145,28 +147,36 @@ async fn serve(socket: WebSocket, app: AppState, conn_id: ConnId) {
             biased;
             // Closed from outside (slow reader, failed write): the writer is already closing.
             _ = close.cancelled() => break,
-            _ = draining.cancelled(), if leave_at.is_none() => {
-                leave_at = Some(drain_moment(&conn.app));
+            _ = draining.cancelled(), if timers.leave_at.is_none() => {
+                timers.leave_at = Some(drain_moment(&conn.app));
+                timer.as_mut().reset(timers.wake_at());
                 continue;
             }
-            _ = tokio::time::sleep_until(leave_at.unwrap_or_else(Instant::now)), if leave_at.is_some() => {
-                conn.closing(CLOSE_SERVICE_RESTART, "server restarting; reconnect").await;
-                break;
-            }
-            _ = tokio::time::sleep_until(heartbeat.wake_at()) => {
-                if heartbeat.timed_out() {
-                    tracing::debug!("peer silent past the idle timeout: closing");
-                    conn.closing(CLOSE_GOING_AWAY, "idle timeout").await;
-                    break;
+            _ = &mut timer => {
+                match timers.due() {
+                    Due::Leave => {
+                        conn.closing(CLOSE_SERVICE_RESTART, "server restarting; reconnect").await;
+                        break;
+                    }
+                    Due::IdleTimeout => {
+                        tracing::debug!("peer silent past the idle timeout: closing");
+                        conn.closing(CLOSE_GOING_AWAY, "idle timeout").await;
+                        break;
+                    }
+                    Due::Ping => {
+                        // Never waits: a reader so far behind that even a ping does not fit is
+                        // closed.
+                        conn.outbox.offer(Message::Ping(Default::default()));
+                    }
+                    // The peer was heard since the deadline was set: nothing is due yet.
+                    Due::Nothing => {}
                 }
-                heartbeat.pinged();
-                // Never waits: a reader so far behind that even a ping does not fit is closed.
-                conn.outbox.offer(Message::Ping(Default::default()));
+                timer.as_mut().reset(timers.wake_at());
                 continue;
             }
             frame = stream.next() => frame,
         };
-        heartbeat.heard();
+        timers.heard();
         match frame {
             Some(Ok(Message::Text(text))) => match decode_client(&text) {
                 // Boxed: the handler's state lives only while a frame is handled, instead of
@@ -214,17 +224,30 @@ fn drain_moment(app: &AppState) -> Instant {
     Instant::now() + Duration::from_millis(delay)
 }
 
-/// Keeps a connection alive through balancers and finds dead peers: a WebSocket ping every
-/// `ping_interval_ms`, and a close when nothing at all was heard for `idle_timeout_ms` (a live
-/// peer answers every ping with a pong).
-struct Heartbeat {
+/// What a connection's timer may be due for.
+enum Due {
+    /// The node drains and this connection's moment to go elsewhere came.
+    Leave,
+    /// Nothing at all was heard from the peer for `idle_timeout_ms`.
+    IdleTimeout,
+    /// Time for the next WebSocket ping.
+    Ping,
+    Nothing,
+}
+
+/// A connection's deadlines. It keeps alive through balancers and finds dead peers with a
+/// WebSocket ping every `ping_interval_ms` and a close when nothing at all was heard for
+/// `idle_timeout_ms` (a live peer answers every ping with a pong); while the node drains, it
+/// also holds the moment this connection is sent elsewhere.
+struct Timers {
     every: Duration,
     patience: Duration,
     next_ping: Instant,
     last_heard: Instant,
+    leave_at: Option<Instant>,
 }
 
-impl Heartbeat {
+impl Timers {
     fn new(app: &AppState) -> Self {
         let now = Instant::now();
         let every = Duration::from_millis(app.config.ping_interval_ms);
@@ -233,19 +256,30 @@ impl Heartbeat {
             patience: Duration::from_millis(app.config.idle_timeout_ms),
             next_ping: now + every,
             last_heard: now,
+            leave_at: None,
         }
     }
 
+    /// The earliest deadline. Hearing from the peer only moves deadlines later, so waking at
+    /// an outdated one is harmless: `due` then says `Nothing`.
     fn wake_at(&self) -> Instant {
-        self.next_ping.min(self.last_heard + self.patience)
+        let heartbeat = self.next_ping.min(self.last_heard + self.patience);
+        self.leave_at.map_or(heartbeat, |at| at.min(heartbeat))
     }
 
-    fn timed_out(&self) -> bool {
-        self.last_heard.elapsed() >= self.patience
-    }
-
-    fn pinged(&mut self) {
-        self.next_ping = Instant::now() + self.every;
+    /// What is due now; a ping that is due is counted as sent.
+    fn due(&mut self) -> Due {
+        let now = Instant::now();
+        if self.leave_at.is_some_and(|at| at <= now) {
+            Due::Leave
+        } else if now - self.last_heard >= self.patience {
+            Due::IdleTimeout
+        } else if self.next_ping <= now {
+            self.next_ping = now + self.every;
+            Due::Ping
+        } else {
+            Due::Nothing
+        }
     }
 
     fn heard(&mut self) {
