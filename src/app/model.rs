@@ -45,6 +45,16 @@ pub struct Pending {
     acked: bool,
 }
 
+impl Pending {
+    fn frame(&self, room: &str) -> ClientMsg {
+        ClientMsg::Send {
+            room: room.to_owned(),
+            text: self.text.clone(),
+            client_id: Some(self.client_id.clone()),
+        }
+    }
+}
+
 impl Item {
     /// Stable identity for keyed rendering.
     pub fn key(&self) -> String {
@@ -154,33 +164,26 @@ impl Model {
             sent_tick: self.ticks,
             acked: false,
         };
-        let msg = self.send_frame(&pending);
+        let msg = pending.frame(&self.room);
         self.pending.push(pending);
         Some(msg)
     }
 
-    fn send_frame(&self, p: &Pending) -> ClientMsg {
-        ClientMsg::Send {
-            room: self.room.clone(),
-            text: p.text.clone(),
-            client_id: Some(p.client_id.clone()),
-        }
-    }
-
-    /// Sends every pending message again (after a reconnect: the old link may have lost them).
+    /// Sends every pending message again (after a reconnect: the old link may have lost them),
+    /// or with `only_older_than`, those sent at least that many ticks ago. Acknowledged ones
+    /// are stored and never sent again.
     fn resend_pending(&mut self, only_older_than: Option<u64>) -> Vec<ClientMsg> {
         if !self.can_send() {
             return Vec::new();
         }
-        let now = self.ticks;
-        let due: Vec<usize> = (0..self.pending.len())
-            .filter(|&i| !self.pending[i].acked)
-            .filter(|&i| only_older_than.is_none_or(|age| self.pending[i].sent_tick + age <= now))
-            .collect();
-        due.into_iter()
-            .map(|i| {
-                self.pending[i].sent_tick = now;
-                self.send_frame(&self.pending[i])
+        let (now, room) = (self.ticks, &self.room);
+        self.pending
+            .iter_mut()
+            .filter(|p| !p.acked)
+            .filter(|p| only_older_than.is_none_or(|age| p.sent_tick + age <= now))
+            .map(|p| {
+                p.sent_tick = now;
+                p.frame(room)
             })
             .collect()
     }
