@@ -2,7 +2,7 @@
 
 mod common;
 
-use chorus::protocol::{NoticeKind, ServerMsg};
+use chorus::protocol::ServerMsg;
 use common::{
     Client, PATIENCE,
     cluster::{NODE_TTL_MS, Nginx, Node, Redis},
@@ -86,18 +86,7 @@ async fn a_killed_node_s_members_leave_every_list_within_the_bound() {
 
     b.kill();
     let killed = Instant::now();
-    let left = ann
-        .recv_until(|m| {
-            matches!(
-                m,
-                ServerMsg::Notice {
-                    kind: NoticeKind::Left,
-                    ..
-                }
-            )
-        })
-        .await;
-    assert!(matches!(left, ServerMsg::Notice { name, .. } if name == "bo"));
+    assert_eq!(ann.next_left().await, "bo");
     ann.recv_until(|m| matches!(m, ServerMsg::Presence { members, .. } if *members == ["ann"]))
         .await;
     // The stated bound: the node TTL plus one heartbeat, with slack for a loaded machine.

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use chorus::{
-    protocol::{ChatMessage, ClientMsg, ErrorCode, Position, ServerMsg},
+    protocol::{ChatMessage, ClientMsg, ErrorCode, NoticeKind, Position, ServerMsg},
     server::{self, config::Config},
 };
 use futures_util::{SinkExt, StreamExt};
@@ -258,6 +258,25 @@ impl Client {
             .await
         {
             ServerMsg::Message(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Waits for a `left` notice and returns the name it announces.
+    pub async fn next_left(&mut self) -> String {
+        match self
+            .recv_until(|m| {
+                matches!(
+                    m,
+                    ServerMsg::Notice {
+                        kind: NoticeKind::Left,
+                        ..
+                    }
+                )
+            })
+            .await
+        {
+            ServerMsg::Notice { name, .. } => name,
             _ => unreachable!(),
         }
     }

@@ -343,20 +343,26 @@ impl Run {
             }
         }
         // Whatever the last link may have lost goes again.
-        for i in 0..self.pending.len() {
-            self.pending[i].2 = Instant::now();
-            let (id, text) = (self.pending[i].0.clone(), self.pending[i].1.clone());
-            send(&mut ws, &self.send_frame(id, text)).await?;
-        }
+        self.resend(&mut ws, Duration::ZERO).await?;
         Some(ws)
     }
 
-    fn send_frame(&self, id: String, text: String) -> ClientMsg {
-        ClientMsg::Send {
-            room: self.room.clone(),
-            text,
-            client_id: Some(id),
+    /// Sends again every unacknowledged message last sent at least `after` ago.
+    async fn resend(&mut self, ws: &mut Ws, after: Duration) -> Option<()> {
+        let (now, room) = (Instant::now(), &self.room);
+        let due: Vec<ClientMsg> = self
+            .pending
+            .iter_mut()
+            .filter(|p| now - p.2 >= after)
+            .map(|p| {
+                p.2 = now;
+                send_frame(room, p.0.clone(), p.1.clone())
+            })
+            .collect();
+        for frame in &due {
+            send(ws, frame).await?;
         }
+        Some(())
     }
 
     fn delivered(&mut self, epoch: String, seq: u64, id: Option<String>) {
@@ -395,20 +401,13 @@ impl Run {
                         r.pending = pending;
                     });
                     self.next_at += self.every;
-                    if send(&mut ws, &self.send_frame(id, text)).await.is_none() {
+                    if send(&mut ws, &send_frame(&self.room, id, text)).await.is_none() {
                         return End::Lost;
                     }
                 }
                 _ = resend_check.tick() => {
-                    let now = Instant::now();
-                    for i in 0..self.pending.len() {
-                        if now - self.pending[i].2 >= RESEND_AFTER {
-                            self.pending[i].2 = now;
-                            let (id, text) = (self.pending[i].0.clone(), self.pending[i].1.clone());
-                            if send(&mut ws, &self.send_frame(id, text)).await.is_none() {
-                                return End::Lost;
-                            }
-                        }
+                    if self.resend(&mut ws, RESEND_AFTER).await.is_none() {
+                        return End::Lost;
                     }
                 }
                 fault = faults.recv() => match fault {
@@ -448,6 +447,14 @@ impl Run {
             }
             _ => {}
         }
+    }
+}
+
+fn send_frame(room: &str, id: String, text: String) -> ClientMsg {
+    ClientMsg::Send {
+        room: room.to_owned(),
+        text,
+        client_id: Some(id),
     }
 }
 
