@@ -118,6 +118,28 @@ async fn crossnode_measures_one_receiver_on_the_second_url() {
     assert_eq!(report["lost"], 0, "{report}");
 }
 
+#[tokio::test]
+async fn pubsub_measures_the_redis_floor_with_every_message_received() {
+    let redis = common::cluster::Redis::start();
+    let report = run(args(&[
+        "pubsub",
+        "--redis",
+        &redis.url(),
+        "--rate",
+        "100",
+        "--secs",
+        "1",
+    ]))
+    .await;
+    assert_eq!(report["sent"], 100, "{report}");
+    assert_eq!(report["received"], 100, "{report}");
+    assert_eq!(report["lost"], 0, "{report}");
+    assert!(
+        report["latency_ms"]["p50"].as_f64().unwrap_or(0.0) > 0.0,
+        "{report}"
+    );
+}
+
 /// The real `chorus` binary in its own process, so its descriptors are its own.
 struct ServerProcess {
     child: std::process::Child,

@@ -60,6 +60,9 @@ enum Cmd {
     Crossnode(CrossnodeArgs),
     /// Open and close connections at a rate; server RSS and descriptors before and after.
     Churn(ChurnArgs),
+    /// The floor under `crossnode`: PUBLISH on one Redis connection, received on another
+    /// subscribed one, paced; no Chorus in the path.
+    Pubsub(PubsubArgs),
 }
 
 #[derive(Args, Clone)]
@@ -140,6 +143,20 @@ struct ChurnArgs {
     concurrency: usize,
 }
 
+#[derive(Args)]
+struct PubsubArgs {
+    /// Redis URL, e.g. redis://127.0.0.1:6379
+    #[arg(long)]
+    redis: String,
+    #[arg(long, default_value_t = 100)]
+    rate: u64,
+    #[arg(long, default_value_t = 10)]
+    secs: u64,
+    /// Hard bound on the whole run, in seconds.
+    #[arg(long, default_value_t = 600)]
+    max_secs: u64,
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -156,6 +173,7 @@ async fn main() -> std::process::ExitCode {
         Cmd::Fanout(a) => a.common.max_secs,
         Cmd::Crossnode(a) => a.common.max_secs,
         Cmd::Churn(a) => a.common.max_secs,
+        Cmd::Pubsub(a) => a.max_secs,
     });
     let run = async {
         match cli.cmd {
@@ -163,6 +181,7 @@ async fn main() -> std::process::ExitCode {
             Cmd::Fanout(a) => fanout(a, false).await,
             Cmd::Crossnode(a) => crossnode(a).await,
             Cmd::Churn(a) => churn(a).await,
+            Cmd::Pubsub(a) => pubsub(a).await,
         }
     };
     let report = match tokio::time::timeout(max, run).await {
@@ -496,7 +515,6 @@ async fn fanout(
     let cpu = own_cpu_secs() - cpu_before;
     drop(sinks);
     let sent = sent.load(Ordering::Relaxed);
-    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
     Ok(json!({
         "test": if receivers_exclude_senders { "crossnode" } else { "fanout" },
         "members": a.members,
@@ -511,13 +529,19 @@ async fn fanout(
         "lost": (sent * receivers).saturating_sub(unique),
         "duplicated": duplicates,
         "connections_closed_early": closed,
-        "latency_ms": {
-            "p50": ms(0.50), "p90": ms(0.90), "p99": ms(0.99),
-            "max": latency.max() as f64 / 1000.0,
-        },
+        "latency_ms": latency_ms(&latency),
         "load_cpu_secs": cpu,
         "load_cpu_share": cpu / send_secs.max(1e-9),
     }))
+}
+
+/// Percentiles of latencies recorded in microseconds, in milliseconds.
+fn latency_ms(latency: &Histogram<u64>) -> serde_json::Value {
+    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    json!({
+        "p50": ms(0.50), "p90": ms(0.90), "p99": ms(0.99),
+        "max": latency.max() as f64 / 1000.0,
+    })
 }
 
 async fn crossnode(a: CrossnodeArgs) -> Result<serde_json::Value, AnyError> {
@@ -538,6 +562,61 @@ async fn crossnode(a: CrossnodeArgs) -> Result<serde_json::Value, AnyError> {
         true,
     )
     .await
+}
+
+// ---- the Redis floor ---------------------------------------------------------------------------
+
+async fn pubsub(a: PubsubArgs) -> Result<serde_json::Value, AnyError> {
+    let client = redis::Client::open(a.redis.as_str())?;
+    let mut publisher = client.get_multiplexed_async_connection().await?;
+    let mut subscriber = client.get_async_pubsub().await?;
+    let channel = format!("chorus-load:floor:{}", std::process::id());
+    subscriber.subscribe(&channel).await?;
+    let count = a.rate * a.secs;
+    let interval = Duration::from_secs_f64(1.0 / a.rate.max(1) as f64);
+    let cpu_before = own_cpu_secs();
+    let started = Instant::now();
+    let sender = tokio::spawn({
+        let channel = channel.clone();
+        async move {
+            for n in 0..count {
+                tokio::time::sleep_until(started + interval * n as u32).await;
+                let published: Result<(), _> = redis::cmd("PUBLISH")
+                    .arg(&channel)
+                    .arg(now_us())
+                    .exec_async(&mut publisher)
+                    .await;
+                if published.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut stream = subscriber.on_message();
+    let deadline = started + interval * count as u32 + Duration::from_secs(2);
+    while latency.len() < count {
+        let msg = tokio::select! {
+            m = stream.next() => m,
+            _ = tokio::time::sleep_until(deadline) => None,
+        };
+        let Some(msg) = msg else { break };
+        if let Ok(sent) = msg.get_payload::<u64>() {
+            let _ = latency.record(now_us().saturating_sub(sent).max(1));
+        }
+    }
+    sender.await?;
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = own_cpu_secs() - cpu_before;
+    Ok(json!({
+        "test": "pubsub",
+        "sent": count,
+        "received": latency.len(),
+        "lost": count.saturating_sub(latency.len()),
+        "latency_ms": latency_ms(&latency),
+        "load_cpu_secs": cpu,
+        "load_cpu_share": cpu / secs.max(1e-9),
+    }))
 }
 
 // ---- churn -------------------------------------------------------------------------------------
