@@ -11,6 +11,7 @@
 //! (reconnect, lag) it fetches the missing messages from the store before going on. Member lists
 //! (`presence`) are read from the store at most once per `presence_interval` after a change.
 
+pub use super::outbox::Outbox;
 use super::{
     bus::{BusEvent, BusItem, RecvError, Subscription},
     store::{Member, Snapshot, Store, messages_after},
@@ -26,37 +27,10 @@ use tokio::{
     sync::{mpsc, oneshot},
     time::Instant,
 };
-use tokio_util::sync::CancellationToken;
 
 /// Close code for a connection the server drops so that its client reconnects and resyncs:
 /// 1013 "try again later".
 pub const CLOSE_TRY_AGAIN: u16 = 1013;
-
-/// How the hub reaches one connection.
-#[derive(Clone)]
-pub struct Outbox {
-    /// Bounded: when full, the reader is too slow and is closed (never waited for, never grown).
-    pub tx: mpsc::Sender<Message>,
-    /// Cancelled to close the connection from outside its own task.
-    pub close: CancellationToken,
-}
-
-impl Outbox {
-    /// Queues a frame without waiting. A full queue closes the connection: its client will
-    /// reconnect and reload the room, which is better than losing frames silently or letting one
-    /// slow reader hold memory for everyone.
-    pub fn offer(&self, frame: Message) -> bool {
-        match self.tx.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!("outbound queue full: closing slow connection");
-                self.close.cancel();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-}
 
 pub fn encode(msg: &ServerMsg) -> Message {
     match serde_json::to_string(msg) {
@@ -502,28 +476,29 @@ mod tests {
         server::store::MemoryStore,
     };
 
-    fn member(id: &str) -> (Member, Outbox, mpsc::Receiver<Message>) {
-        let (tx, rx) = mpsc::channel(64);
+    fn member(id: &str) -> (Member, Outbox) {
         let member = Member {
             session: id.into(),
             conn: id.into(),
             name: UserName::parse(id).expect("valid name"),
         };
-        let outbox = Outbox {
-            tx,
-            close: CancellationToken::new(),
-        };
-        (member, outbox, rx)
+        (member, Outbox::new(64))
     }
 
     /// The `seq`s of the chat messages queued for a member so far.
-    fn seqs(rx: &mut mpsc::Receiver<Message>) -> Vec<u64> {
+    async fn seqs(outbox: &Outbox) -> Vec<u64> {
         let mut seqs = Vec::new();
-        while let Ok(Message::Text(text)) = rx.try_recv() {
-            match serde_json::from_str::<ServerMsg>(&text) {
-                Ok(ServerMsg::Message(m)) => seqs.push(m.seq),
-                Ok(ServerMsg::Joined { history, .. }) => seqs.extend(history.iter().map(|m| m.seq)),
-                _ => {}
+        outbox.end();
+        while let Some(frames) = outbox.take().await {
+            for frame in frames {
+                let Message::Text(text) = frame else { continue };
+                match serde_json::from_str::<ServerMsg>(&text) {
+                    Ok(ServerMsg::Message(m)) => seqs.push(m.seq),
+                    Ok(ServerMsg::Joined { history, .. }) => {
+                        seqs.extend(history.iter().map(|m| m.seq))
+                    }
+                    _ => {}
+                }
             }
         }
         seqs
@@ -535,7 +510,7 @@ mod tests {
         let store = Arc::new(MemoryStore::new(100, 100, 10, Duration::from_secs(30)));
         let hub = Hub::new(store.clone(), Duration::from_millis(50));
         let room = RoomName::lobby();
-        let (ann, ann_out, mut ann_rx) = member("ann");
+        let (ann, ann_out) = member("ann");
         hub.join(&room, &ann, &ann_out, None).await.expect("joins");
         // Two messages are published; before the room task has delivered them, bo's join is
         // queued too, and the task takes commands first: bo's snapshot already holds them.
@@ -546,12 +521,12 @@ mod tests {
                 .await
                 .expect("stored");
         }
-        let (bo, bo_out, mut bo_rx) = member("bo");
+        let (bo, bo_out) = member("bo");
         hub.join(&room, &bo, &bo_out, None).await.expect("joins");
         tokio::task::yield_now().await;
-        assert_eq!(seqs(&mut ann_rx), [1, 2], "ann gets them live");
+        assert_eq!(seqs(&ann_out).await, [1, 2], "ann gets them live");
         assert_eq!(
-            seqs(&mut bo_rx),
+            seqs(&bo_out).await,
             [1, 2],
             "bo gets them once, in its history"
         );

@@ -4,6 +4,7 @@
 pub mod bus;
 pub mod config;
 pub mod hub;
+mod outbox;
 pub mod store;
 pub mod ws;
 

@@ -1,10 +1,11 @@
 //! One WebSocket connection: a reader that runs the protocol and a writer that drains the
-//! connection's bounded queue, flushing once per batch.
+//! connection's bounded queue (`Outbox`), flushing once per batch.
 
 use super::{
     AppState,
-    hub::{CLOSE_TRY_AGAIN, Outbox, encode},
-    store::{ConnId, Departure, Member, SessionId},
+    config::Config,
+    hub::{CLOSE_TRY_AGAIN, Hub, Outbox, encode},
+    store::{ConnId, Departure, Member, SessionId, Store},
 };
 use crate::protocol::{
     ClientMsg, ErrorCode, Invalid, Limits, MAX_NAME_CHARS, MessageText, PROTOCOL_VERSION, Position,
@@ -17,10 +18,13 @@ use axum::{
     },
     response::{IntoResponse, Response},
 };
-use futures_util::{SinkExt, StreamExt, stream::SplitSink};
+use futures_util::{
+    SinkExt, StreamExt,
+    stream::{SplitSink, SplitStream},
+};
 use rand::Rng;
-use std::time::Duration;
-use tokio::{sync::mpsc, time::Instant};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
+use tokio::{task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -31,13 +35,11 @@ const CLOSE_TOO_BIG: u16 = 1009;
 /// "Service restart": this node is going away; reconnect (another node will answer).
 const CLOSE_SERVICE_RESTART: u16 = 1012;
 
-/// Frames the writer takes from its queue per flush.
-const WRITE_BATCH: usize = 64;
 /// Bytes tungstenite buffers before it writes on its own; a batch is flushed explicitly anyway.
 const WRITE_BUFFER: usize = 8 * 1024;
 /// Initial read buffer per connection. The library default (128 KiB) would cost more per idle
 /// connection than everything else together; larger frames grow it as needed.
-const READ_BUFFER: usize = 1024;
+const READ_BUFFER: usize = 256;
 /// How long a closing connection may take to get its close frame out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -60,12 +62,59 @@ pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Respo
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
-            let conn: ConnId = random_id().into();
-            let span = tracing::debug_span!("conn", conn = %conn);
-            // Tracked, so a draining server knows when its last connection has gone.
-            let tracker = app.connections.clone();
-            tracker.track_future(serve(socket, app, conn).instrument(span))
+            start(socket, &app);
+            // The upgrade's own task ends here, and its state with it; the connection lives on
+            // in the tasks `start` spawned.
+            std::future::ready(())
         })
+}
+
+/// Starts a connection's two tasks: the writer, and the reader that runs the protocol. Done
+/// outside any async fn, so that what is moved into the tasks (the socket above all) is not kept
+/// a second time inside a future for the connection's whole life.
+fn start(socket: WebSocket, app: &AppState) {
+    let conn_id: ConnId = random_id().into();
+    let span = tracing::debug_span!("conn", conn = %conn_id);
+    let (sink, stream) = socket.split();
+    let outbox = Outbox::new(app.config.outbound_queue);
+    let writer = {
+        let outbox = outbox.clone();
+        let writer = async move {
+            write_loop(sink, &outbox).await;
+            // Whatever is queued from now on would never be written.
+            outbox.writer_gone();
+        };
+        tokio::spawn(writer.instrument(span.clone()))
+    };
+    let conn = Connection {
+        session: random_id().into(),
+        conn: conn_id,
+        name: None,
+        rooms: Vec::new(),
+        outbox,
+        node: Node {
+            config: app.config.clone(),
+            store: app.store.clone(),
+            hub: app.hub.clone(),
+            shutdown: app.shutdown.clone(),
+        },
+    };
+    // The queue is empty yet: offering cannot fail or wait.
+    conn.outbox.offer(encode(&ServerMsg::Welcome {
+        session: conn.session.to_string(),
+        node: app.node_id.to_string(),
+        protocol: PROTOCOL_VERSION,
+        limits: Limits {
+            max_name_chars: MAX_NAME_CHARS,
+            max_text_chars: app.config.max_text_chars,
+            max_frame_bytes: app.config.max_frame_bytes,
+            max_rooms_per_connection: app.config.max_rooms_per_connection,
+        },
+        ping_interval_ms: app.config.ping_interval_ms,
+    }));
+    // Tracked, so a draining server knows when its last connection has gone.
+    app.connections
+        .spawn(serve(stream, conn, writer).instrument(span));
 }
 
 /// 128 random bits in hex: session and connection ids. A session id is a bearer secret (it
@@ -93,8 +142,18 @@ fn close_frame(code: u16, reason: &'static str) -> Message {
     }))
 }
 
+/// What a connection needs of its node: a few shared handles rather than the whole `AppState`,
+/// which every idle connection would hold a copy of.
+struct Node {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    /// Cancelled when the node begins to drain.
+    shutdown: CancellationToken,
+}
+
 struct Connection {
-    app: AppState,
+    node: Node,
     /// The user's session: this connection's own, or an earlier one taken over by `resume`.
     session: SessionId,
     conn: ConnId,
@@ -104,118 +163,109 @@ struct Connection {
     outbox: Outbox,
 }
 
-async fn serve(socket: WebSocket, app: AppState, conn_id: ConnId) {
-    let (sink, mut stream) = socket.split();
-    let (tx, rx) = mpsc::channel(app.config.outbound_queue);
-    let close = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(sink, rx, close.clone()));
-    let mut conn = Connection {
-        session: random_id().into(),
-        conn: conn_id,
-        name: None,
-        rooms: Vec::new(),
-        outbox: Outbox {
-            tx,
-            close: close.clone(),
-        },
-        app,
-    };
-    conn.reply(ServerMsg::Welcome {
-        session: conn.session.to_string(),
-        node: conn.app.node_id.to_string(),
-        protocol: PROTOCOL_VERSION,
-        limits: Limits {
-            max_name_chars: MAX_NAME_CHARS,
-            max_text_chars: conn.app.config.max_text_chars,
-            max_frame_bytes: conn.app.config.max_frame_bytes,
-            max_rooms_per_connection: conn.app.config.max_rooms_per_connection,
-        },
-        ping_interval_ms: conn.app.config.ping_interval_ms,
-    })
-    .await;
-
-    let draining = conn.app.shutdown.clone();
-    let mut timers = Timers::new(&conn.app);
-    // One timer for the connection's whole life, moved only when it fires or the node starts to
-    // drain: a frame from the peer merely notes the time.
-    let timer = tokio::time::sleep_until(timers.wake_at());
-    tokio::pin!(timer);
-    // Only a close from the client frees the name at once; anything else may be resumed.
-    let mut departure = Departure::Dropped;
-    loop {
-        let frame = tokio::select! {
-            biased;
-            // Closed from outside (slow reader, failed write): the writer is already closing.
-            _ = close.cancelled() => break,
-            _ = draining.cancelled(), if timers.leave_at.is_none() => {
-                timers.leave_at = Some(drain_moment(&conn.app));
-                timer.as_mut().reset(timers.wake_at());
-                continue;
-            }
-            _ = &mut timer => {
-                match timers.due() {
-                    Due::Leave => {
-                        conn.closing(CLOSE_SERVICE_RESTART, "server restarting; reconnect").await;
-                        break;
-                    }
-                    Due::IdleTimeout => {
-                        tracing::debug!("peer silent past the idle timeout: closing");
-                        conn.closing(CLOSE_GOING_AWAY, "idle timeout").await;
-                        break;
-                    }
-                    Due::Ping => {
-                        // Never waits: a reader so far behind that even a ping does not fit is
-                        // closed.
-                        conn.outbox.offer(Message::Ping(Default::default()));
-                    }
-                    // The peer was heard since the deadline was set: nothing is due yet.
-                    Due::Nothing => {}
+/// The connection's reader: runs the protocol until the connection ends, then leaves its rooms
+/// and waits for the writer to finish.
+fn serve(
+    mut stream: SplitStream<WebSocket>,
+    mut conn: Connection,
+    writer: JoinHandle<()>,
+) -> impl Future<Output = ()> {
+    // A plain fn around an `async move` block: the block uses what it captured in place, where
+    // an `async fn` would keep its arguments and their moved copies side by side.
+    async move {
+        let close = conn.outbox.close.clone();
+        let draining = conn.node.shutdown.clone();
+        let mut timers = Timers::new(&conn.node.config);
+        // One timer for the connection's whole life, moved only when it fires or the node starts to
+        // drain: a frame from the peer merely notes the time.
+        let timer = tokio::time::sleep_until(timers.wake_at());
+        tokio::pin!(timer);
+        // Only a close from the client frees the name at once; anything else may be resumed.
+        let mut departure = Departure::Dropped;
+        // The close frame this side sends, if it is the one ending the connection.
+        let mut close_with = None;
+        // Everything awaited only now and then (refusals, the close, the teardown) is boxed: its
+        // state then takes memory only while it runs, not for the connection's whole, mostly idle,
+        // life.
+        loop {
+            let frame = tokio::select! {
+                biased;
+                // Closed from outside (slow reader, failed write): the writer is already closing.
+                _ = close.cancelled() => break,
+                _ = draining.cancelled(), if timers.leave_at.is_none() => {
+                    timers.leave_at = Some(drain_moment(&conn.node.config));
+                    timer.as_mut().reset(timers.wake_at());
+                    continue;
                 }
-                timer.as_mut().reset(timers.wake_at());
-                continue;
-            }
-            frame = stream.next() => frame,
-        };
-        timers.heard();
-        match frame {
-            Some(Ok(Message::Text(text))) => match decode_client(&text) {
-                // Boxed: the handler's state lives only while a frame is handled, instead of
-                // enlarging the connection's future for its whole (mostly idle) life.
-                Ok(msg) => Box::pin(conn.handle(msg)).await,
-                Err(e) => conn.error(e).await,
-            },
-            Some(Ok(Message::Binary(_))) => {
-                conn.error(Invalid::new(
-                    ErrorCode::BinaryNotSupported,
-                    "frames are JSON text; binary frames are not part of the protocol",
-                ))
-                .await
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(Message::Close(_))) => {
-                departure = Departure::Closed;
-                break;
-            }
-            None => break,
-            Some(Err(e)) => {
-                let (code, reason) = read_error_close(e);
-                conn.closing(code, reason).await;
-                break;
+                _ = &mut timer => {
+                    match timers.due() {
+                        Due::Leave => {
+                            close_with = Some((CLOSE_SERVICE_RESTART, "server restarting; reconnect"));
+                            break;
+                        }
+                        Due::IdleTimeout => {
+                            tracing::debug!("peer silent past the idle timeout: closing");
+                            close_with = Some((CLOSE_GOING_AWAY, "idle timeout"));
+                            break;
+                        }
+                        Due::Ping => {
+                            // Never waits: a reader so far behind that even a ping does not fit is
+                            // closed.
+                            conn.outbox.offer(Message::Ping(Default::default()));
+                        }
+                        // The peer was heard since the deadline was set: nothing is due yet.
+                        Due::Nothing => {}
+                    }
+                    timer.as_mut().reset(timers.wake_at());
+                    continue;
+                }
+                frame = stream.next() => frame,
+            };
+            timers.heard();
+            match frame {
+                Some(Ok(Message::Text(text))) => match decode_client(&text) {
+                    Ok(msg) => Box::pin(conn.handle(msg)).await,
+                    Err(e) => Box::pin(conn.error(e)).await,
+                },
+                Some(Ok(Message::Binary(_))) => {
+                    Box::pin(conn.error(Invalid::new(
+                        ErrorCode::BinaryNotSupported,
+                        "frames are JSON text; binary frames are not part of the protocol",
+                    )))
+                    .await
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) => {
+                    departure = Departure::Closed;
+                    break;
+                }
+                None => break,
+                Some(Err(e)) => {
+                    close_with = Some(read_error_close(e));
+                    break;
+                }
             }
         }
-    }
-    conn.finish(departure).await;
-    // The writer ends once every sender is gone (ours, and the room tasks' after leaving).
-    drop(conn);
-    if tokio::time::timeout(CLOSE_TIMEOUT, writer).await.is_err() {
-        tracing::debug!("writer did not finish in time");
+        Box::pin(async move {
+            if let Some((code, reason)) = close_with {
+                conn.closing(code, reason).await;
+            }
+            conn.finish(departure).await;
+            // Every room has let go of the connection: the writer sends what is queued, then closes.
+            conn.outbox.end();
+            drop(conn);
+            if tokio::time::timeout(CLOSE_TIMEOUT, writer).await.is_err() {
+                tracing::debug!("writer did not finish in time");
+            }
+        })
+        .await;
     }
 }
 
 /// When a draining node closes this connection: a random moment within `drain_ms`, so that
 /// thousands of clients do not all reconnect to the other nodes at the same instant.
-fn drain_moment(app: &AppState) -> Instant {
-    let window = app.config.drain_ms;
+fn drain_moment(config: &Config) -> Instant {
+    let window = config.drain_ms;
     let delay = if window == 0 {
         0
     } else {
@@ -248,12 +298,12 @@ struct Timers {
 }
 
 impl Timers {
-    fn new(app: &AppState) -> Self {
+    fn new(config: &Config) -> Self {
         let now = Instant::now();
-        let every = Duration::from_millis(app.config.ping_interval_ms);
+        let every = Duration::from_millis(config.ping_interval_ms);
         Self {
             every,
-            patience: Duration::from_millis(app.config.idle_timeout_ms),
+            patience: Duration::from_millis(config.idle_timeout_ms),
             next_ping: now + every,
             last_heard: now,
             leave_at: None,
@@ -307,30 +357,29 @@ fn read_error_close(e: axum::Error) -> (u16, &'static str) {
     }
 }
 
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Message>,
-    close: CancellationToken,
-) {
-    // Grows only as far as bursts need; an idle connection keeps a few slots, not 64.
-    let mut batch = Vec::new();
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox) {
+    let close = &outbox.close;
+    // As in the reader, what is awaited only while writing or closing is boxed, so the waiting
+    // writer of an idle connection is small.
     loop {
-        let n = tokio::select! {
+        // Everything queued, taken at once; dropped after writing, so that an idle connection
+        // keeps no queue storage.
+        let taken = tokio::select! {
             biased;
             _ = close.cancelled() => break,
-            n = rx.recv_many(&mut batch, WRITE_BATCH) => n,
+            taken = outbox.take() => taken,
         };
-        if n == 0 {
-            // Every sender is gone: the connection ended normally.
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+        let Some(mut batch) = taken else {
+            // The connection ended normally and everything queued was written.
+            let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, sink.close())).await;
             return;
-        }
+        };
         // Abandoning a pending write here is safe: tungstenite buffers whole frames, and the
         // close below flushes what is buffered first.
         let written = tokio::select! {
             biased;
             _ = close.cancelled() => break,
-            r = write_batch(&mut sink, &mut batch) => r,
+            r = Box::pin(write_batch(&mut sink, &mut batch)) => r,
         };
         match written {
             Ok(true) => {}
@@ -345,13 +394,13 @@ async fn write_loop(
     }
     // Closed from outside (slow reader): tell the client to reconnect, if it reads in time.
     let bye = sink.send(close_frame(CLOSE_TRY_AGAIN, "reconnect"));
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, bye).await;
+    let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, bye)).await;
 }
 
 /// Writes a batch with one flush. Returns false after a close frame.
 async fn write_batch(
     sink: &mut SplitSink<WebSocket, Message>,
-    batch: &mut Vec<Message>,
+    batch: &mut VecDeque<Message>,
 ) -> Result<bool, axum::Error> {
     let mut open = true;
     for frame in batch.drain(..) {
@@ -370,7 +419,7 @@ impl Connection {
     /// Queues a reply to this client, waiting if its queue is full: a client that does not read
     /// its answers stops being read from.
     async fn reply(&self, msg: ServerMsg) {
-        let _ = self.outbox.tx.send(encode(&msg)).await;
+        let _ = self.outbox.send(encode(&msg)).await;
     }
 
     async fn error(&self, e: Invalid) {
@@ -381,7 +430,7 @@ impl Connection {
     /// Queues a close frame behind what is already queued. If the client does not make room in
     /// time, it is closed at once instead (1013).
     async fn closing(&self, code: u16, reason: &'static str) {
-        let queued = self.outbox.tx.send(close_frame(code, reason));
+        let queued = self.outbox.send(close_frame(code, reason));
         if !matches!(
             tokio::time::timeout(CLOSE_TIMEOUT, queued).await,
             Ok(Ok(()))
@@ -447,7 +496,7 @@ impl Connection {
             .await;
             return Ok(());
         }
-        let store = &self.app.store;
+        let store = &self.node.store;
         store
             .claim_name(&self.session, &self.conn, &name, self.name.as_ref())
             .await?;
@@ -477,7 +526,7 @@ impl Connection {
             ));
         }
         let session = parse_session(raw)?;
-        match self.app.store.resume(&session, &self.conn).await? {
+        match self.node.store.resume(&session, &self.conn).await? {
             Some(name) => {
                 tracing::debug!(%session, "session resumed");
                 self.session = session;
@@ -499,12 +548,12 @@ impl Connection {
         let name = self.name()?.clone();
         let room = RoomName::parse(raw)?;
         let already = self.rooms.contains(&room);
-        if !already && self.rooms.len() >= self.app.config.max_rooms_per_connection {
+        if !already && self.rooms.len() >= self.node.config.max_rooms_per_connection {
             return Err(Invalid::new(
                 ErrorCode::TooManyRooms,
                 format!(
                     "a connection may be in at most {} rooms; leave one first",
-                    self.app.config.max_rooms_per_connection
+                    self.node.config.max_rooms_per_connection
                 ),
             ));
         }
@@ -513,7 +562,7 @@ impl Connection {
             conn: self.conn.clone(),
             name,
         };
-        self.app
+        self.node
             .hub
             .join(&room, &member, &self.outbox, since)
             .await?;
@@ -527,7 +576,7 @@ impl Connection {
         let room = self.joined_room(raw)?;
         let member = self.member()?;
         self.rooms.retain(|r| r != &room);
-        self.app.hub.leave(&room, &member).await;
+        self.node.hub.leave(&room, &member).await;
         self.reply(ServerMsg::Left {
             room: room.to_string(),
         })
@@ -543,10 +592,10 @@ impl Connection {
     ) -> Result<(), Invalid> {
         let name = self.name()?;
         let room = self.joined_room(raw_room)?;
-        let text = MessageText::parse(text, self.app.config.max_text_chars)?;
+        let text = MessageText::parse(text, self.node.config.max_text_chars)?;
         let client_id = parse_client_id(client_id)?;
         let stored = self
-            .app
+            .node
             .store
             .append(&room, name, text, client_id.clone())
             .await?;
@@ -567,10 +616,13 @@ impl Connection {
     async fn finish(&mut self, how: Departure) {
         if let Ok(member) = self.member() {
             for room in std::mem::take(&mut self.rooms) {
-                self.app.hub.leave(&room, &member).await;
+                self.node.hub.leave(&room, &member).await;
             }
         }
         // Also when no name was set: a resumed session is held by this connection all the same.
-        self.app.store.release(&self.session, &self.conn, how).await;
+        self.node
+            .store
+            .release(&self.session, &self.conn, how)
+            .await;
     }
 }
