@@ -121,9 +121,13 @@ impl Outbox {
             {
                 let mut queue = self.queue();
                 if !queue.frames.is_empty() {
+                    // Only a full queue can have a sender waiting for room.
+                    let was_full = queue.frames.len() >= self.shared.capacity;
                     let frames = std::mem::take(&mut queue.frames);
                     drop(queue);
-                    self.shared.writable.notify_waiters();
+                    if was_full {
+                        self.shared.writable.notify_waiters();
+                    }
                     return Some(frames);
                 }
                 if queue.ended {
@@ -174,8 +178,8 @@ mod tests {
         assert!(outbox.close.is_cancelled(), "a slow reader is closed");
     }
 
-    #[tokio::test]
-    async fn send_waits_for_room_and_goes_on_once_the_writer_takes() {
+    /// A queue of one holding "a", and a task waiting to send "b".
+    async fn full_with_a_sender_waiting() -> (Outbox, tokio::task::JoinHandle<Result<(), Gone>>) {
         let outbox = Outbox::new(1);
         outbox.send(text("a")).await.expect("room");
         let waiting = tokio::spawn({
@@ -184,6 +188,12 @@ mod tests {
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "the queue is full");
+        (outbox, waiting)
+    }
+
+    #[tokio::test]
+    async fn send_waits_for_room_and_goes_on_once_the_writer_takes() {
+        let (outbox, waiting) = full_with_a_sender_waiting().await;
         assert_eq!(outbox.take().await.expect("a"), [text("a")]);
         waiting.await.expect("joins").expect("queued");
         assert_eq!(outbox.take().await.expect("b"), [text("b")]);
@@ -204,13 +214,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sender_waiting_on_a_full_queue_fails_when_the_writer_goes() {
-        let outbox = Outbox::new(1);
-        outbox.send(text("a")).await.expect("room");
-        let waiting = tokio::spawn({
-            let outbox = outbox.clone();
-            async move { outbox.send(text("b")).await }
-        });
-        tokio::task::yield_now().await;
+        let (outbox, waiting) = full_with_a_sender_waiting().await;
         outbox.writer_gone();
         assert!(waiting.await.expect("joins").is_err());
         assert!(!outbox.offer(text("c")));
