@@ -91,6 +91,8 @@ if [[ "$which" == all || "$which" == cluster ]]; then
   done
   # Sender on node A, receiver on node B, through Redis pub/sub.
   run crossnode --url "$a" --url "$b" --prefix ccross --rate 100 --secs 10
+  # The floor under it: one Redis pub/sub hop alone (PUBLISH -> subscriber), no Chorus in the path.
+  run pubsub --redis "$REDIS_URL" --rate 100 --secs 10
   # Idle connections on both nodes (directly: nginx's 8,192 worker connections would cap it at
   # about 4,000 proxied WebSockets), to see what Redis membership costs per connection.
   run capacity --url "$a" --url "$b" "${nodes[@]}" --source 127.0.0.1 --source 127.0.0.2 \
