@@ -701,3 +701,111 @@ async fn a_resumed_session_is_released_even_if_its_connection_never_set_the_name
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A client that speaks WebSocket by hand over a blocking socket, to see the frames themselves
+/// (every library client reassembles fragments).
+mod raw {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use tungstenite::protocol::frame::{Frame, FrameSocket};
+
+    pub struct RawClient {
+        frames: FrameSocket<TcpStream>,
+    }
+
+    impl RawClient {
+        pub fn connect(addr: SocketAddr) -> Self {
+            let mut tcp = TcpStream::connect(addr).expect("connects");
+            tcp.set_read_timeout(Some(super::PATIENCE))
+                .expect("timeout set");
+            write!(
+                tcp,
+                "GET /ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            .expect("handshake sent");
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                tcp.read_exact(&mut byte).expect("handshake answer");
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head);
+            assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+            assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+            Self {
+                frames: FrameSocket::new(tcp),
+            }
+        }
+
+        /// Sends one text frame, masked with a zero key (clients must mask; any key will do).
+        pub fn send(&mut self, text: &str) {
+            assert!(text.len() < 126, "short frames only");
+            let mut frame = vec![0x81, 0x80 | text.len() as u8, 0, 0, 0, 0];
+            frame.extend_from_slice(text.as_bytes());
+            self.frames.get_mut().write_all(&frame).expect("frame sent");
+        }
+
+        pub fn frame(&mut self) -> Frame {
+            match self.frames.read(None) {
+                Ok(Some(frame)) => frame,
+                other => panic!("no frame: {other:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_joined_larger_than_a_fragment_arrives_as_fragments_of_at_most_one_kib() {
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    let server = TestServer::start().await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    let long = "語".repeat(700); // 2,100 bytes
+    for i in 1..=3 {
+        ann.say("lobby", &long, &format!("c{i}")).await;
+        ann.recv_until(|m| matches!(m, ServerMsg::Ack { .. })).await;
+    }
+    let addr = server.addr;
+    let (frames, joined) = tokio::task::spawn_blocking(move || {
+        let mut bo = raw::RawClient::connect(addr);
+        bo.send(r#"{"type":"set_name","name":"bo"}"#);
+        bo.send(r#"{"type":"join","room":"lobby"}"#);
+        // welcome and name_set fit in one frame each; then the joined, in pieces.
+        for _ in 0..2 {
+            let small = bo.frame();
+            assert!(small.header().is_final && small.header().opcode == OpCode::Data(Data::Text));
+        }
+        let mut frames = vec![bo.frame()];
+        while !frames.last().expect("one").header().is_final {
+            frames.push(bo.frame());
+        }
+        let joined: Vec<u8> = frames.iter().flat_map(|f| f.payload().to_vec()).collect();
+        (frames, joined)
+    })
+    .await
+    .expect("raw client");
+    assert!(frames.len() >= 6, "{} frames", frames.len());
+    assert_eq!(frames[0].header().opcode, OpCode::Data(Data::Text));
+    assert!(
+        frames[1..]
+            .iter()
+            .all(|f| f.header().opcode == OpCode::Data(Data::Continue))
+    );
+    assert!(frames.iter().all(|f| f.payload().len() <= 1024));
+    match serde_json::from_slice::<ServerMsg>(&joined) {
+        Ok(ServerMsg::Joined { history, .. }) => {
+            assert_eq!(history.len(), 3);
+            assert!(history.iter().all(|m| m.text == long));
+        }
+        other => panic!("expected joined, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_plain_request_to_the_websocket_path_gets_a_clear_400() {
+    let server = TestServer::start().await;
+    let response = reqwest::get(server.http_url("/ws")).await.expect("GET /ws");
+    assert_eq!(response.status(), 400);
+    let body = response.text().await.expect("body");
+    assert!(body.contains("Upgrade: websocket"), "{body}");
+}

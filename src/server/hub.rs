@@ -17,7 +17,6 @@ use super::{
     store::{Member, Snapshot, Store, messages_after},
 };
 use crate::protocol::{ChatMessage, ErrorCode, Invalid, Position, RoomName, ServerMsg};
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -27,6 +26,7 @@ use tokio::{
     sync::{mpsc, oneshot},
     time::Instant,
 };
+use tungstenite::{Message, Utf8Bytes, protocol::CloseFrame};
 
 /// Close code for a connection the server drops so that its client reconnects and resyncs:
 /// 1013 "try again later".
@@ -39,7 +39,7 @@ pub fn encode(msg: &ServerMsg) -> Message {
         Err(e) => {
             tracing::error!(cause = %e, "cannot encode a server frame");
             Message::Close(Some(CloseFrame {
-                code: 1011,
+                code: 1011.into(),
                 reason: Utf8Bytes::from_static("internal error"),
             }))
         }

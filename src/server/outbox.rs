@@ -8,13 +8,13 @@
 //! does not fit closes a slow reader (`offer`), or makes the connection's own reader wait
 //! (`send`), which stops reading from a client that does not read its answers.
 
-use axum::extract::ws::Message;
 use std::{
     collections::VecDeque,
     sync::{Arc, Mutex, MutexGuard},
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tungstenite::Message;
 
 /// How the hub and the connection's reader reach its writer. Cloning shares the queue.
 #[derive(Clone)]
@@ -152,7 +152,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::extract::ws::Utf8Bytes;
+    use tungstenite::Utf8Bytes;
 
     fn text(s: &'static str) -> Message {
         Message::Text(Utf8Bytes::from_static(s))

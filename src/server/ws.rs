@@ -1,5 +1,11 @@
 //! One WebSocket connection: a reader that runs the protocol and a writer that drains the
 //! connection's bounded queue (`Outbox`), flushing once per batch.
+//!
+//! The HTTP upgrade is axum's and hyper's; the WebSocket on top of it is tokio-tungstenite, used
+//! directly rather than through axum's `WebSocket` because a frame larger than [`FRAGMENT`] must
+//! go out as fragments: tungstenite keeps its write buffer at the size of the largest frame it
+//! ever wrote, for the connection's whole life, and a `joined` with a full history of long
+//! messages is 100 KB and more.
 
 use super::{
     AppState,
@@ -12,12 +18,12 @@ use crate::protocol::{
     RoomName, ServerMsg, UserName, decode_client, parse_client_id,
 };
 use axum::{
-    extract::{
-        State,
-        ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
-    },
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use bytes::Bytes;
 use futures_util::{
     SinkExt, StreamExt,
     stream::{SplitSink, SplitStream},
@@ -25,8 +31,22 @@ use futures_util::{
 use rand::Rng;
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 use tokio::{task::JoinHandle, time::Instant};
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use tungstenite::{
+    Message, Utf8Bytes,
+    handshake::derive_accept_key,
+    protocol::{
+        CloseFrame, Role, WebSocketConfig,
+        frame::{
+            Frame,
+            coding::{Data, OpCode},
+        },
+    },
+};
+
+type WebSocket = WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
 /// Close codes (RFC 6455 §7.4.1).
 const CLOSE_GOING_AWAY: u16 = 1001;
@@ -35,6 +55,9 @@ const CLOSE_TOO_BIG: u16 = 1009;
 /// "Service restart": this node is going away; reconnect (another node will answer).
 const CLOSE_SERVICE_RESTART: u16 = 1012;
 
+/// Text messages longer than this are sent as fragments of this size, so that tungstenite's
+/// write buffer, which never shrinks, holds at most `WRITE_BUFFER` plus one fragment.
+const FRAGMENT: usize = 1024;
 /// Bytes tungstenite buffers before it writes on its own; a batch is flushed explicitly anyway.
 /// Its buffer never shrinks, so this (plus the largest frame) is what a connection keeps after a
 /// burst: 8 KiB cost about 3 KB per connection after the six-node join storm.
@@ -45,30 +68,83 @@ const READ_BUFFER: usize = 256;
 /// How long a closing connection may take to get its close frame out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Response {
+pub async fn upgrade(State(app): State<AppState>, mut req: Request) -> Response {
     // A node that cannot serve (shutting down, Redis unreachable) refuses new connections, so a
     // balancer retries them on another node and clients back off and come again.
     if app.shutdown.is_cancelled() || !app.store.accepting() {
         return (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::SERVICE_UNAVAILABLE,
             "this node cannot serve now; try another",
         )
             .into_response();
     }
+    let accept = match accept_key(req.method(), req.headers()) {
+        Ok(accept) => accept,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            "this connection cannot be upgraded",
+        )
+            .into_response();
+    };
     let max = app.config.max_frame_bytes;
     // No max_write_buffer_size: it also caps the largest frame we can send, and a `joined` with
     // a full history of long messages is over a megabyte. What waits to be written is bounded by
     // the connection's queue (`outbound_queue` frames) instead.
-    ws.read_buffer_size(READ_BUFFER)
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            start(socket, &app);
-            // The upgrade's own task ends here, and its state with it; the connection lives on
-            // in the tasks `start` spawned.
-            std::future::ready(())
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let io = hyper_util::rt::TokioIo::new(upgraded);
+                let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+                // This task ends here, and its state with it; the connection lives on in the
+                // tasks `start` spawns.
+                start(socket, &app);
+            }
+            Err(e) => tracing::debug!(cause = %e, "websocket upgrade failed"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(Body::empty())
+        .unwrap_or_else(|e| {
+            tracing::error!(cause = %e, "cannot build the upgrade response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
         })
+}
+
+/// Checks a WebSocket opening handshake (RFC 6455 §4.2.1, HTTP/1.1 only) and returns the
+/// `Sec-WebSocket-Accept` value for it.
+fn accept_key(method: &Method, headers: &HeaderMap) -> Result<String, &'static str> {
+    let has = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value
+                .to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if method != Method::GET {
+        return Err("a websocket handshake is a GET request");
+    }
+    if !has(header::CONNECTION, "upgrade") || !has(header::UPGRADE, "websocket") {
+        return Err("expected Connection: upgrade and Upgrade: websocket");
+    }
+    if !has(header::SEC_WEBSOCKET_VERSION, "13") {
+        return Err("only websocket version 13 is supported");
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or("Sec-WebSocket-Key is missing")?;
+    Ok(derive_accept_key(key.as_bytes()))
 }
 
 /// Starts a connection's two tasks: the writer, and the reader that runs the protocol. Done
@@ -139,7 +215,7 @@ fn parse_session(raw: &str) -> Result<SessionId, Invalid> {
 
 fn close_frame(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame {
-        code,
+        code: code.into(),
         reason: Utf8Bytes::from_static(reason),
     }))
 }
@@ -167,6 +243,8 @@ struct Connection {
 
 /// The connection's reader: runs the protocol until the connection ends, then leaves its rooms
 /// and waits for the writer to finish.
+// Not an `async fn` on purpose (see below), whatever clippy prefers.
+#[allow(clippy::manual_async_fn)]
 fn serve(
     mut stream: SplitStream<WebSocket>,
     mut conn: Connection,
@@ -236,7 +314,8 @@ fn serve(
                     )))
                     .await
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                // Frames are reassembled by tungstenite: a raw one never arrives.
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Close(_))) => {
                     departure = Departure::Closed;
                     break;
@@ -340,19 +419,13 @@ impl Timers {
 }
 
 /// Maps a read failure to the close the peer should get.
-fn read_error_close(e: axum::Error) -> (u16, &'static str) {
-    match e.into_inner().downcast::<tungstenite::Error>() {
-        Ok(err) => match *err {
-            tungstenite::Error::Capacity(_) => (CLOSE_TOO_BIG, "frame too large"),
-            tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_) => {
-                (CLOSE_PROTOCOL_ERROR, "protocol error")
-            }
-            other => {
-                tracing::debug!(cause = %other, "read failed");
-                (CLOSE_PROTOCOL_ERROR, "read failed")
-            }
-        },
-        Err(other) => {
+fn read_error_close(e: tungstenite::Error) -> (u16, &'static str) {
+    match e {
+        tungstenite::Error::Capacity(_) => (CLOSE_TOO_BIG, "frame too large"),
+        tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_) => {
+            (CLOSE_PROTOCOL_ERROR, "protocol error")
+        }
+        other => {
             tracing::debug!(cause = %other, "read failed");
             (CLOSE_PROTOCOL_ERROR, "read failed")
         }
@@ -403,18 +476,41 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox) {
 async fn write_batch(
     sink: &mut SplitSink<WebSocket, Message>,
     batch: &mut VecDeque<Message>,
-) -> Result<bool, axum::Error> {
+) -> Result<bool, tungstenite::Error> {
     let mut open = true;
     for frame in batch.drain(..) {
-        let is_close = matches!(frame, Message::Close(_));
-        sink.feed(frame).await?;
-        if is_close {
-            open = false;
-            break;
+        match frame {
+            Message::Text(text) if text.len() > FRAGMENT => {
+                for fragment in fragments(text.into()) {
+                    sink.feed(fragment).await?;
+                }
+            }
+            Message::Close(_) => {
+                sink.feed(frame).await?;
+                open = false;
+                break;
+            }
+            frame => sink.feed(frame).await?,
         }
     }
     sink.flush().await?;
     Ok(open)
+}
+
+/// A text message as fragments of at most [`FRAGMENT`] bytes (RFC 6455 §5.4), sharing the
+/// message's bytes. A fragment may end inside a UTF-8 sequence: only the whole message must be
+/// valid UTF-8.
+fn fragments(text: Bytes) -> impl Iterator<Item = Message> {
+    let len = text.len();
+    (0..len).step_by(FRAGMENT).map(move |start| {
+        let end = (start + FRAGMENT).min(len);
+        let opcode = if start == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        Message::Frame(Frame::message(text.slice(start..end), opcode, end == len))
+    })
 }
 
 impl Connection {
@@ -626,5 +722,67 @@ impl Connection {
             .store
             .release(&self.session, &self.conn, how)
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(text: &str) -> Vec<Frame> {
+        fragments(Bytes::copy_from_slice(text.as_bytes()))
+            .map(|m| match m {
+                Message::Frame(f) => f,
+                other => panic!("not a frame: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_long_text_goes_out_as_one_text_fragment_then_continuations_ending_in_fin() {
+        // Three-byte characters, so fragment boundaries fall inside them.
+        let text = "語".repeat(1000);
+        let frames = frames(&text);
+        assert_eq!(frames.len(), 3000usize.div_ceil(FRAGMENT));
+        assert_eq!(frames[0].header().opcode, OpCode::Data(Data::Text));
+        assert!(
+            frames[1..]
+                .iter()
+                .all(|f| f.header().opcode == OpCode::Data(Data::Continue))
+        );
+        let fins: Vec<bool> = frames.iter().map(|f| f.header().is_final).collect();
+        assert_eq!(fins, [false, false, true]);
+        assert!(frames.iter().all(|f| f.payload().len() <= FRAGMENT));
+        let joined: Vec<u8> = frames.iter().flat_map(|f| f.payload().to_vec()).collect();
+        assert_eq!(joined, text.as_bytes());
+    }
+
+    #[test]
+    fn a_handshake_needs_get_upgrade_headers_version_13_and_a_key() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            "keep-alive, Upgrade".parse().expect("valid"),
+        );
+        headers.insert(header::UPGRADE, "websocket".parse().expect("valid"));
+        headers.insert(header::SEC_WEBSOCKET_VERSION, "13".parse().expect("valid"));
+        headers.insert(
+            header::SEC_WEBSOCKET_KEY,
+            "dGhlIHNhbXBsZSBub25jZQ==".parse().expect("valid"),
+        );
+        // RFC 6455 §1.3's example.
+        assert_eq!(
+            accept_key(&Method::GET, &headers).as_deref(),
+            Ok("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        );
+        assert!(accept_key(&Method::POST, &headers).is_err());
+        let mut old = headers.clone();
+        old.insert(header::SEC_WEBSOCKET_VERSION, "8".parse().expect("valid"));
+        assert!(accept_key(&Method::GET, &old).is_err());
+        let mut keyless = headers.clone();
+        keyless.remove(header::SEC_WEBSOCKET_KEY);
+        assert!(accept_key(&Method::GET, &keyless).is_err());
+        headers.remove(header::UPGRADE);
+        assert!(accept_key(&Method::GET, &headers).is_err());
     }
 }

@@ -12,9 +12,9 @@ pub use self::redis::{RedisBus, room_channel};
 pub use memory::MemoryBus;
 
 use crate::protocol::ServerMsg;
-use axum::extract::ws::Utf8Bytes;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
+use tungstenite::Utf8Bytes;
 
 /// An event as it travels between nodes: the typed frame, and its JSON encoded once, as every
 /// member of the room receives it.
