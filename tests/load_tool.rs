@@ -68,6 +68,31 @@ async fn capacity_opens_every_connection_and_reports_the_servers_memory() {
 }
 
 #[tokio::test]
+async fn capacity_can_fill_each_room_s_history_before_its_members_join() {
+    let server = TestServer::start().await;
+    let url = server.ws_url();
+    let report = run(args(&[
+        "capacity",
+        "--url",
+        &url,
+        "--connections",
+        "20",
+        "--room-size",
+        "10",
+        "--hold-secs",
+        "0",
+        "--fill-messages",
+        "5",
+        "--fill-chars",
+        "2000",
+    ]))
+    .await;
+    assert_eq!(report["filled_messages"], 10, "{report}");
+    assert_eq!(report["connected"], 20, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+}
+
+#[tokio::test]
 async fn fanout_counts_every_delivery_exactly_once() {
     let server = TestServer::start().await;
     let url = server.ws_url();

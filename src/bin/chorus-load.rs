@@ -99,6 +99,13 @@ struct CapacityArgs {
     /// Seconds to hold the connections open before measuring.
     #[arg(long, default_value_t = 5)]
     hold_secs: u64,
+    /// Messages posted to each room before its members come, so every join carries a history
+    /// (the server's memory is measured after they are stored).
+    #[arg(long, default_value_t = 0)]
+    fill_messages: usize,
+    /// Characters per filling message.
+    #[arg(long, default_value_t = 1000)]
+    fill_chars: usize,
 }
 
 #[derive(Args, Clone)]
@@ -302,6 +309,14 @@ fn own_cpu_secs() -> f64 {
 
 async fn capacity(a: CapacityArgs) -> Result<serde_json::Value, AnyError> {
     let c = &a.common;
+    let room_of = |i: usize| format!("{}-cap-{}", c.prefix, i / a.room_size.max(1));
+    let mut filled = 0;
+    if a.fill_messages > 0 {
+        for first in (0..a.connections).step_by(a.room_size.max(1)) {
+            fill(c, &room_of(first), a.fill_messages, a.fill_chars).await?;
+            filled += a.fill_messages;
+        }
+    }
     let rss_before = total(&c.pids, rss_bytes);
     let stop = CancellationToken::new();
     let (done_tx, mut done_rx) = mpsc::channel::<Result<(), String>>(1024);
@@ -311,7 +326,7 @@ async fn capacity(a: CapacityArgs) -> Result<serde_json::Value, AnyError> {
         tokio::time::sleep_until(started + spacing * i as u32).await;
         let (url, source) = (pick(&c.urls, i), pick(&c.sources, i));
         let name = format!("{}-c{i}", c.prefix);
-        let room = format!("{}-cap-{}", c.prefix, i / a.room_size.max(1));
+        let room = room_of(i);
         let (stop, done) = (stop.clone(), done_tx.clone());
         tokio::spawn(async move {
             match session(&url, source, &name, &room).await {
@@ -352,6 +367,7 @@ async fn capacity(a: CapacityArgs) -> Result<serde_json::Value, AnyError> {
     stop.cancel();
     Ok(json!({
         "test": "capacity",
+        "filled_messages": filled,
         "connected": connected,
         "errors": errors,
         "first_error": first_error,
@@ -363,6 +379,31 @@ async fn capacity(a: CapacityArgs) -> Result<serde_json::Value, AnyError> {
         "bytes_per_connection": (rss_after.saturating_sub(rss_before)) as f64 / (connected.max(1)) as f64,
         "load_cpu_secs": own_cpu_secs(),
     }))
+}
+
+/// Posts `count` messages of `chars` characters to `room` and waits until all are stored.
+async fn fill(c: &Common, room: &str, count: usize, chars: usize) -> Result<(), AnyError> {
+    let name = format!("{}-fill-{}", c.prefix, room.rsplit('-').next().unwrap_or("0"));
+    let mut ws = session(&pick(&c.urls, 0), pick(&c.sources, 0), &name, room).await?;
+    let text = "x".repeat(chars);
+    for _ in 0..count {
+        let msg = ClientMsg::Send {
+            room: room.into(),
+            text: text.clone(),
+            client_id: None,
+        };
+        send(&mut ws, &msg).await?;
+    }
+    let mut acked = 0;
+    while acked < count {
+        match recv(&mut ws).await.ok_or("closed while filling")? {
+            ServerMsg::Ack { .. } => acked += 1,
+            ServerMsg::Error { code, message } => return Err(format!("{code}: {message}").into()),
+            _ => {}
+        }
+    }
+    let _ = ws.close(None).await;
+    Ok(())
 }
 
 // ---- fanout and crossnode ----------------------------------------------------------------------
