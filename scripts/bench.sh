@@ -60,6 +60,11 @@ load capacity --pid "$pid" "${sources[@]}" --prefix cap --connections "$connecti
   --ramp 3000 --room-size 100 --hold-secs 5
 # The capacity connections are closed again before the next run (they belong to that process).
 sleep 3
+# The same after joins that carry a full history (100 messages of 1,000 characters per room):
+# what a connection keeps of the largest frame it was sent.
+load capacity --pid "$pid" "${sources[@]}" --prefix hist --connections "$((connections / 4))" \
+  --ramp 3000 --room-size 100 --fill-messages 100 --fill-chars 1000 --hold-secs 5
+sleep 3
 
 # Fan-out to a 200-member room at rising offered rates (deliveries = rate x 200).
 for rate in $rates; do
