@@ -43,27 +43,37 @@ if [[ "$which" == all || "$which" == single ]]; then
 out=target/bench/single-node.jsonl
 : >"$out"
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-CHORUS_CONFIG=/dev/null target/release/chorus --listen "127.0.0.1:$port" --log warn &
-pid=$!
-trap 'kill "$pid" 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
-  sleep 0.1
-done
-url="ws://127.0.0.1:$port/ws"
+# A fresh single node: memory runs start from a process that has not yet freed anything (the
+# allocator keeps freed pages, so a second run in one process would reuse them and read low).
+start_node() {
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  CHORUS_CONFIG=/dev/null target/release/chorus --listen "127.0.0.1:$port" --log warn &
+  pid=$!
+  trap 'kill "$pid" 2>/dev/null || true' EXIT
+  for _ in $(seq 100); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
+    sleep 0.1
+  done
+  url="ws://127.0.0.1:$port/ws"
+}
+stop_node() {
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
 load() { target/release/chorus-load "$@" --url "$url" --max-secs 300 | tee -a "$out"; }
 sources=(--source 127.0.0.1 --source 127.0.0.2 --source 127.0.0.3 --source 127.0.0.4)
 
 # Memory per idle, named, joined connection (rooms of 100). One node's open-file limit is 20,000.
+start_node
 load capacity --pid "$pid" "${sources[@]}" --prefix cap --connections "$connections" \
   --ramp 3000 --room-size 100 --hold-secs 5
-# The capacity connections are closed again before the next run (they belong to that process).
-sleep 3
+stop_node
 # The same after joins that carry a full history (100 messages of 1,000 characters per room):
 # what a connection keeps of the largest frame it was sent.
+start_node
 load capacity --pid "$pid" "${sources[@]}" --prefix hist --connections "$((connections / 4))" \
   --ramp 3000 --room-size 100 --fill-messages 100 --fill-chars 1000 --hold-secs 5
+# The capacity connections are closed again before the next run (they belong to that process).
 sleep 3
 
 # Fan-out to a 200-member room at rising offered rates (deliveries = rate x 200).
@@ -76,8 +86,7 @@ load crossnode --prefix cross --url "$url" --rate 100 --secs 10
 
 # Leaks: RSS and descriptors after many connect/join/close cycles.
 load churn --pid "$pid" --prefix churn --cycles "$cycles" --rate 2000 --concurrency 128
-kill "$pid" 2>/dev/null || true
-wait "$pid" 2>/dev/null || true
+stop_node
 fi
 
 if [[ "$which" == all || "$which" == cluster ]]; then
