@@ -383,7 +383,11 @@ async fn capacity(a: CapacityArgs) -> Result<serde_json::Value, AnyError> {
 
 /// Posts `count` messages of `chars` characters to `room` and waits until all are stored.
 async fn fill(c: &Common, room: &str, count: usize, chars: usize) -> Result<(), AnyError> {
-    let name = format!("{}-fill-{}", c.prefix, room.rsplit('-').next().unwrap_or("0"));
+    let name = format!(
+        "{}-fill-{}",
+        c.prefix,
+        room.rsplit('-').next().unwrap_or("0")
+    );
     let mut ws = session(&pick(&c.urls, 0), pick(&c.sources, 0), &name, room).await?;
     let text = "x".repeat(chars);
     for _ in 0..count {

@@ -256,8 +256,8 @@ fn serve(
         let close = conn.outbox.close.clone();
         let draining = conn.node.shutdown.clone();
         let mut timers = Timers::new(&conn.node.config);
-        // One timer for the connection's whole life, moved only when it fires or the node starts to
-        // drain: a frame from the peer merely notes the time.
+        // One timer for the connection's whole life, moved only when it fires or the node starts
+        // to drain: a frame from the peer merely notes the time.
         let timer = tokio::time::sleep_until(timers.wake_at());
         tokio::pin!(timer);
         // Only a close from the client frees the name at once; anything else may be resumed.
@@ -265,8 +265,8 @@ fn serve(
         // The close frame this side sends, if it is the one ending the connection.
         let mut close_with = None;
         // Everything awaited only now and then (refusals, the close, the teardown) is boxed: its
-        // state then takes memory only while it runs, not for the connection's whole, mostly idle,
-        // life.
+        // state then takes memory only while it runs, not for the connection's whole, mostly
+        // idle, life.
         loop {
             let frame = tokio::select! {
                 biased;
@@ -280,7 +280,8 @@ fn serve(
                 _ = &mut timer => {
                     match timers.due() {
                         Due::Leave => {
-                            close_with = Some((CLOSE_SERVICE_RESTART, "server restarting; reconnect"));
+                            close_with =
+                                Some((CLOSE_SERVICE_RESTART, "server restarting; reconnect"));
                             break;
                         }
                         Due::IdleTimeout => {
@@ -332,7 +333,8 @@ fn serve(
                 conn.closing(code, reason).await;
             }
             conn.finish(departure).await;
-            // Every room has let go of the connection: the writer sends what is queued, then closes.
+            // Every room has let go of the connection: the writer sends what is queued, then
+            // closes.
             conn.outbox.end();
             drop(conn);
             if tokio::time::timeout(CLOSE_TIMEOUT, writer).await.is_err() {
