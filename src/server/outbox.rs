@@ -74,8 +74,11 @@ impl Outbox {
         }
         if queue.frames.len() >= self.shared.capacity {
             drop(queue);
-            tracing::warn!("outbound queue full: closing slow connection");
-            self.close.cancel();
+            // Once per connection: every room keeps offering until the writer has gone.
+            if !self.close.is_cancelled() {
+                tracing::warn!("outbound queue full: closing slow connection");
+                self.close.cancel();
+            }
             return false;
         }
         queue.frames.push_back(frame);
