@@ -312,8 +312,9 @@ async fn capacity(a: CapacityArgs) -> Result<serde_json::Value, AnyError> {
     let room_of = |i: usize| format!("{}-cap-{}", c.prefix, i / a.room_size.max(1));
     let mut filled = 0;
     if a.fill_messages > 0 {
-        for first in (0..a.connections).step_by(a.room_size.max(1)) {
-            fill(c, &room_of(first), a.fill_messages, a.fill_chars).await?;
+        for (k, first) in (0..a.connections).step_by(a.room_size.max(1)).enumerate() {
+            let filler = format!("{}-fill-{k}", c.prefix);
+            fill(c, &filler, &room_of(first), a.fill_messages, a.fill_chars).await?;
             filled += a.fill_messages;
         }
     }
@@ -381,14 +382,16 @@ async fn capacity(a: CapacityArgs) -> Result<serde_json::Value, AnyError> {
     }))
 }
 
-/// Posts `count` messages of `chars` characters to `room` and waits until all are stored.
-async fn fill(c: &Common, room: &str, count: usize, chars: usize) -> Result<(), AnyError> {
-    let name = format!(
-        "{}-fill-{}",
-        c.prefix,
-        room.rsplit('-').next().unwrap_or("0")
-    );
-    let mut ws = session(&pick(&c.urls, 0), pick(&c.sources, 0), &name, room).await?;
+/// As `name`, posts `count` messages of `chars` characters to `room` and waits until all are
+/// stored.
+async fn fill(
+    c: &Common,
+    name: &str,
+    room: &str,
+    count: usize,
+    chars: usize,
+) -> Result<(), AnyError> {
+    let mut ws = session(&pick(&c.urls, 0), pick(&c.sources, 0), name, room).await?;
     let text = "x".repeat(chars);
     for _ in 0..count {
         let msg = ClientMsg::Send {
@@ -459,7 +462,7 @@ async fn fanout(
             let (stop, prefix) = (stop.clone(), prefix.clone());
             readers.push(tokio::spawn(async move {
                 let mut seen = Seen {
-                    latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+                    latency: latency_histogram(),
                     bits: vec![0; slots.div_ceil(64) as usize],
                     deliveries: 0,
                     duplicates: 0,
@@ -542,7 +545,7 @@ async fn fanout(
     // Let the last messages arrive, then stop reading.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.cancel();
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut latency = latency_histogram();
     let (mut deliveries, mut duplicates, mut unique, mut closed) = (0u64, 0u64, 0u64, 0u64);
     let receivers = readers.len() as u64;
     for r in readers {
@@ -578,6 +581,11 @@ async fn fanout(
         "load_cpu_secs": cpu,
         "load_cpu_share": cpu / send_secs.max(1e-9),
     }))
+}
+
+/// Latencies in microseconds, from 1 µs to a minute, three significant digits.
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
 }
 
 /// Percentiles of latencies recorded in microseconds, in milliseconds.
@@ -637,7 +645,7 @@ async fn pubsub(a: PubsubArgs) -> Result<serde_json::Value, AnyError> {
             }
         }
     });
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut latency = latency_histogram();
     let mut stream = subscriber.on_message();
     let deadline = started + interval * count as u32 + Duration::from_secs(2);
     while latency.len() < count {
