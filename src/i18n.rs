@@ -118,13 +118,16 @@ pub static EN: Strings = Strings {
     error: |code| match code {
         ErrorCode::NameRequired => "Pick a name first.",
         ErrorCode::NameTaken => "That name is taken by someone online. Pick another.",
-        ErrorCode::InvalidName => "Names have 1 to 32 characters and no control characters.",
+        ErrorCode::InvalidName => {
+            "Names have 1 to 32 characters and no control or invisible characters."
+        }
         ErrorCode::InvalidRoom => "Room names use only letters a–z, digits, - and _.",
         ErrorCode::EmptyText => "The message is empty.",
         ErrorCode::TooLong => "The message is too long; nothing was sent.",
         ErrorCode::NotInRoom => "You are not in this room yet.",
         ErrorCode::TooManyRooms => "Too many rooms open.",
         ErrorCode::Internal => "The server could not do that. Try again.",
+        ErrorCode::RateLimited => "A little slower, please: your message goes out in a moment.",
         _ => "The server refused that request.",
     },
 };
@@ -159,13 +162,14 @@ pub static ZH_HANS: Strings = Strings {
     error: |code| match code {
         ErrorCode::NameRequired => "请先起个名字。",
         ErrorCode::NameTaken => "这个名字已被在线用户使用，请换一个。",
-        ErrorCode::InvalidName => "名字为 1 到 32 个字符，且不能含控制字符。",
+        ErrorCode::InvalidName => "名字为 1 到 32 个字符，且不能含控制字符或不可见字符。",
         ErrorCode::InvalidRoom => "房间名只能使用字母 a–z、数字、- 和 _。",
         ErrorCode::EmptyText => "消息是空的。",
         ErrorCode::TooLong => "消息太长，未发送。",
         ErrorCode::NotInRoom => "你还没有进入这个房间。",
         ErrorCode::TooManyRooms => "打开的房间太多。",
         ErrorCode::Internal => "服务器暂时无法完成，请重试。",
+        ErrorCode::RateLimited => "请稍慢一点：你的消息马上就会发出。",
         _ => "服务器拒绝了该请求。",
     },
 };
@@ -202,13 +206,14 @@ pub static JA: Strings = Strings {
         ErrorCode::NameTaken => {
             "その名前はオンラインの誰かが使っています。別の名前にしてください。"
         }
-        ErrorCode::InvalidName => "名前は 1〜32 文字で、制御文字は使えません。",
+        ErrorCode::InvalidName => "名前は 1〜32 文字で、制御文字や見えない文字は使えません。",
         ErrorCode::InvalidRoom => "ルーム名には英小文字 a–z、数字、- と _ だけが使えます。",
         ErrorCode::EmptyText => "メッセージが空です。",
         ErrorCode::TooLong => "メッセージが長すぎるため、送信されませんでした。",
         ErrorCode::NotInRoom => "まだこのルームに参加していません。",
         ErrorCode::TooManyRooms => "開いているルームが多すぎます。",
         ErrorCode::Internal => "サーバーで処理できませんでした。もう一度お試しください。",
+        ErrorCode::RateLimited => "少しゆっくりお願いします。メッセージはまもなく送信されます。",
         _ => "サーバーがリクエストを拒否しました。",
     },
 };

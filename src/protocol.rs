@@ -166,6 +166,9 @@ pub enum ServerMsg {
     Error {
         code: ErrorCode,
         message: String,
+        /// With `rate_limited`: milliseconds after which the refused frame would be taken.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     /// Answer to `ping`.
     Pong,
@@ -198,7 +201,8 @@ pub enum ErrorCode {
     BinaryNotSupported,
     /// Set a name before joining or sending.
     NameRequired,
-    /// Someone online already uses this name (case-insensitively).
+    /// Someone online already uses this name, or one that reads the same: compared after NFKC,
+    /// case-insensitively and by the Unicode confusable skeleton (Latin `a` and Cyrillic `а` match).
     NameTaken,
     InvalidName,
     InvalidRoom,
@@ -213,6 +217,9 @@ pub enum ErrorCode {
     TooManyRooms,
     /// `resume` named a session that has expired, was closed, or never existed.
     UnknownSession,
+    /// Too many frames (or bytes) too fast; nothing was done. Send again after `retry_after_ms`.
+    /// A client that keeps on regardless is closed with 1008.
+    RateLimited,
     /// The server could not do it; retrying later may work.
     Internal,
 }
@@ -236,6 +243,7 @@ impl ErrorCode {
             Self::NotInRoom => "not_in_room",
             Self::TooManyRooms => "too_many_rooms",
             Self::UnknownSession => "unknown_session",
+            Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
         }
     }
@@ -253,6 +261,8 @@ impl fmt::Display for ErrorCode {
 pub struct Invalid {
     pub code: ErrorCode,
     pub message: String,
+    /// When trying again may work, and when (`rate_limited`).
+    pub retry_after_ms: Option<u64>,
 }
 
 impl Invalid {
@@ -260,6 +270,16 @@ impl Invalid {
         Self {
             code,
             message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// A `rate_limited` refusal: the frame would be taken after `retry_after_ms`.
+    pub fn rate_limited(retry_after_ms: u64) -> Self {
+        Self {
+            code: ErrorCode::RateLimited,
+            message: format!("too fast; nothing was done: try again in {retry_after_ms} ms"),
+            retry_after_ms: Some(retry_after_ms),
         }
     }
 }
@@ -269,23 +289,57 @@ impl From<Invalid> for ServerMsg {
         ServerMsg::Error {
             code: e.code,
             message: e.message,
+            retry_after_ms: e.retry_after_ms,
         }
     }
 }
 
-/// Characters that are invisible or reorder text: allowed in no name, so nobody can pass for
-/// someone else.
-fn is_invisible_or_bidi(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+/// Code points no name may hold: the Unicode default-ignorable ones (invisible, zero-width,
+/// bidi controls, tags, Hangul fillers; DerivedCoreProperties.txt, Default_Ignorable_Code_Point),
+/// line and paragraph separators, non-characters and private-use characters, whose look depends
+/// on the reader's fonts. The common variation selectors, also default-ignorable, are removed
+/// instead (see [`is_variation_selector`]).
+fn is_forbidden_in_name(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}'..='\u{1160}' | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}'
+            | '\u{E000}'..='\u{F8FF}' | '\u{F0000}'..='\u{10FFFF}' | '\u{FDD0}'..='\u{FDEF}')
+        || (c as u32) & 0xFFFE == 0xFFFE
 }
 
-/// A user's display name: 1–32 characters after trimming, no control or invisible characters.
+/// Variation selectors 1–16 only choose how a character is drawn (an emoji in colour or as
+/// text); a phone keyboard adds them by itself, so they are dropped from names, not refused.
+fn is_variation_selector(c: char) -> bool {
+    matches!(c, '\u{FE00}'..='\u{FE0F}')
+}
+
+/// A user's display name: NFKC-normalised, white space trimmed and runs of it made one space,
+/// then 1–32 characters with no control, invisible, bidi or private-use characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserName(String);
 
 impl UserName {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let name = raw.trim();
+        use unicode_normalization::UnicodeNormalization;
+        // Checked before normalising, which could fold some of them into plain characters.
+        if raw.chars().any(is_forbidden_in_name) {
+            return Err(Invalid::new(
+                ErrorCode::InvalidName,
+                "the name contains control, invisible or direction-changing characters",
+            ));
+        }
+        // Counting stops early, so a huge name costs no more than the limit to refuse.
+        if raw.chars().take(MAX_NAME_CHARS * 8).count() == MAX_NAME_CHARS * 8 {
+            return Err(Invalid::new(
+                ErrorCode::InvalidName,
+                format!("the name is too long; at most {MAX_NAME_CHARS} characters are allowed"),
+            ));
+        }
+        let normal: String = raw.nfkc().filter(|c| !is_variation_selector(*c)).collect();
+        let name = normal.split_whitespace().collect::<Vec<_>>().join(" ");
         let chars = name.chars().count();
         if chars == 0 {
             return Err(Invalid::new(ErrorCode::InvalidName, "the name is empty"));
@@ -296,25 +350,26 @@ impl UserName {
                 format!("the name has {chars} characters; at most {MAX_NAME_CHARS} are allowed"),
             ));
         }
-        if name
-            .chars()
-            .any(|c| c.is_control() || is_invisible_or_bidi(c))
-        {
+        if name.chars().any(is_forbidden_in_name) {
             return Err(Invalid::new(
                 ErrorCode::InvalidName,
-                "the name contains control or invisible characters",
+                "the name contains control, invisible or direction-changing characters",
             ));
         }
-        Ok(Self(name.to_owned()))
+        Ok(Self(name))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// The key under which names are unique: "Ann" and "ann" are the same person to readers.
+    /// The key under which names are unique: two names that readers could take for each other
+    /// share it. It is the UTS #39 confusable skeleton, case-folded ("Ann" and "aNN"; Latin
+    /// "a" and Cyrillic "а"; "I" and "l"), taken again after folding. Not for display.
     pub fn key(&self) -> String {
-        self.0.to_lowercase()
+        use unicode_security::confusable_detection::skeleton;
+        let folded: String = skeleton(&self.0).collect::<String>().to_lowercase();
+        skeleton(&folded).collect()
     }
 }
 
@@ -525,6 +580,7 @@ mod tests {
         let err = ServerMsg::Error {
             code: ErrorCode::NameTaken,
             message: "x".into(),
+            retry_after_ms: None,
         };
         let v = serde_json::to_value(&err).expect("serializes");
         assert_eq!(v["type"], "error");
@@ -563,6 +619,7 @@ mod tests {
             ErrorCode::NotInRoom,
             ErrorCode::TooManyRooms,
             ErrorCode::UnknownSession,
+            ErrorCode::RateLimited,
             ErrorCode::Internal,
         ];
         for code in all {
@@ -608,6 +665,18 @@ mod tests {
             "tab\there",
             "an\u{202E}n",
             "a\u{200B}",
+            // Zero-width joiner and non-joiner, word joiner, soft hyphen, bidi isolate, tag
+            // characters, a Hangul filler, private use, a line separator.
+            "a\u{200D}nn",
+            "a\u{200C}nn",
+            "a\u{2060}nn",
+            "an\u{00AD}n",
+            "\u{2067}ann",
+            "ann\u{E0041}",
+            "\u{3164}",
+            "ann\u{E000}",
+            "ann\u{2028}lee",
+            &"x".repeat(10_000),
         ] {
             assert_eq!(
                 UserName::parse(bad).map_err(|e| e.code),
@@ -623,6 +692,39 @@ mod tests {
         let b = UserName::parse("aNN").expect("valid");
         assert_eq!(a.key(), b.key());
         assert_eq!(a.as_str(), "Ann");
+    }
+
+    #[test]
+    fn look_alike_names_share_a_key_and_different_names_do_not() {
+        let key = |n: &str| UserName::parse(n).expect("valid").key();
+        // Cyrillic а (U+0430) and Latin a; Cyrillic А and Latin A; capital I and small l;
+        // full-width letters (NFKC); mathematical bold letters (NFKC).
+        for (a, b) in [
+            ("anna", "\u{0430}nn\u{0430}"),
+            ("Anna", "\u{0410}nna"),
+            ("Ian", "lan"),
+            ("bob", "\u{FF42}\u{FF4F}\u{FF42}"),
+            ("rust", "\u{1D42B}\u{1D42E}\u{1D42C}\u{1D42D}"),
+            ("paypal", "p\u{0430}yp\u{0430}l"),
+        ] {
+            assert_eq!(key(a), key(b), "{a:?} vs {b:?}");
+        }
+        for (a, b) in [("ann", "anne"), ("bob", "rob"), ("李小龙", "李小虎")] {
+            assert_ne!(key(a), key(b), "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_normalised_before_they_are_shown() {
+        let shown = |n: &str| UserName::parse(n).map(|n| n.0);
+        // Full-width letters and a ligature become plain ones; white space runs become one.
+        assert_eq!(shown("\u{FF21}nn"), Ok("Ann".to_owned()));
+        assert_eq!(shown("\u{FB01}sh"), Ok("fish".to_owned()));
+        assert_eq!(shown("  ann \u{3000}  lee "), Ok("ann lee".to_owned()));
+        // A variation selector (an emoji drawn in colour) is dropped, not refused.
+        assert_eq!(shown("\u{2764}\u{FE0F} ann"), Ok("\u{2764} ann".to_owned()));
+        // Combining accents are composed: one name whichever way it was typed.
+        assert_eq!(shown("Jose\u{0301}"), shown("Jos\u{00E9}"));
     }
 
     #[test]

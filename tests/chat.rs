@@ -281,7 +281,7 @@ async fn rooms_are_separate_and_history_stays_in_its_room() {
 
 #[tokio::test]
 async fn seq_strictly_increases_in_a_room_with_concurrent_senders() {
-    let server = TestServer::start().await;
+    let server = TestServer::with(common::unlimited).await;
     let (mut reader, _, _) = Client::in_room(&server, "reader", "lobby").await;
     let mut senders = Vec::new();
     for i in 0..4 {
@@ -328,7 +328,11 @@ async fn a_connection_may_be_in_a_bounded_number_of_rooms() {
 
 #[tokio::test]
 async fn a_reader_too_slow_for_the_room_is_closed_with_1013_and_the_room_goes_on() {
-    let server = TestServer::with(|c| c.outbound_queue = 8).await;
+    let server = TestServer::with(|c| {
+        common::unlimited(c);
+        c.outbound_queue = 8;
+    })
+    .await;
     let (mut slow, _, _) = Client::in_room(&server, "slow", "lobby").await;
     let (mut fast, _, _) = Client::in_room(&server, "fast", "lobby").await;
     let big = "x".repeat(4000);
@@ -584,7 +588,11 @@ async fn a_burst_of_joins_announces_each_but_folds_the_member_lists() {
 
 #[tokio::test]
 async fn joining_mid_conversation_gives_history_and_live_messages_without_gap_or_repeat() {
-    let server = TestServer::with(|c| c.history_size = 1000).await;
+    let server = TestServer::with(|c| {
+        common::unlimited(c);
+        c.history_size = 1000;
+    })
+    .await;
     let (mut talker, _, _) = Client::in_room(&server, "talker", "lobby").await;
     const TOTAL: u64 = 400;
     let talking = tokio::spawn(async move {
@@ -615,7 +623,7 @@ async fn joining_mid_conversation_gives_history_and_live_messages_without_gap_or
 
 #[tokio::test]
 async fn a_full_history_of_the_longest_messages_still_reaches_a_joiner() {
-    let server = TestServer::start().await;
+    let server = TestServer::with(common::unlimited).await;
     let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
     // 100 messages (the default history) of 4,000 three-byte characters: a `joined` of ~1.2 MB.
     let long = "語".repeat(4000);

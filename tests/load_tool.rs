@@ -38,7 +38,7 @@ fn args(list: &[&str]) -> Vec<String> {
 
 #[tokio::test]
 async fn capacity_opens_every_connection_and_reports_the_servers_memory() {
-    let server = TestServer::start().await;
+    let server = TestServer::with(common::unlimited).await;
     let url = server.ws_url();
     let pid = std::process::id().to_string(); // the server runs in this test process
     let report = run(args(&[
@@ -69,7 +69,7 @@ async fn capacity_opens_every_connection_and_reports_the_servers_memory() {
 
 #[tokio::test]
 async fn capacity_can_fill_each_room_s_history_before_its_members_join() {
-    let server = TestServer::start().await;
+    let server = TestServer::with(common::unlimited).await;
     let url = server.ws_url();
     let report = run(args(&[
         "capacity",
@@ -94,7 +94,7 @@ async fn capacity_can_fill_each_room_s_history_before_its_members_join() {
 
 #[tokio::test]
 async fn fanout_counts_every_delivery_exactly_once() {
-    let server = TestServer::start().await;
+    let server = TestServer::with(common::unlimited).await;
     let url = server.ws_url();
     let report = run(args(&[
         "fanout",
@@ -124,7 +124,7 @@ async fn fanout_counts_every_delivery_exactly_once() {
 
 #[tokio::test]
 async fn crossnode_measures_one_receiver_on_the_second_url() {
-    let server = TestServer::start().await;
+    let server = TestServer::with(common::unlimited).await;
     let url = server.ws_url();
     let report = run(args(&[
         "crossnode",

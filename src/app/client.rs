@@ -91,6 +91,13 @@ mod imp {
         }
     }
 
+    /// Sends again what the server refused for speed, once its wait is over.
+    async fn retry_after(model: RwSignal<Model>, ms: u32) {
+        gloo_timers::future::TimeoutFuture::new(ms).await;
+        let frames = model.try_update(|m| m.retry_now()).unwrap_or_default();
+        frames.into_iter().for_each(send);
+    }
+
     pub fn start(model: RwSignal<Model>) {
         leptos::task::spawn_local(async move {
             let Some(url) = ws_url() else { return };
@@ -147,8 +154,11 @@ mod imp {
                                 ServerMsg::NameSet { name } => Some(name.clone()),
                                 _ => None,
                             };
-                            let (answers, retry) = model
-                                .try_update(|m| (m.apply(msg), m.retry_name_in_ms.take()))
+                            let (answers, retry, slow_down) = model
+                                .try_update(|m| {
+                                    let answers = m.apply(msg);
+                                    (answers, m.retry_name_in_ms.take(), m.retry_in_ms.take())
+                                })
                                 .unwrap_or_default();
                             if let Some(name) = confirmed {
                                 storage_set(NAME_KEY, &name);
@@ -156,6 +166,9 @@ mod imp {
                             answers.into_iter().for_each(send);
                             if let Some(ms) = retry {
                                 leptos::task::spawn_local(reclaim_name_after(model, ms));
+                            }
+                            if let Some(ms) = slow_down {
+                                leptos::task::spawn_local(retry_after(model, ms));
                             }
                         }
                     };

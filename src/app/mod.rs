@@ -8,7 +8,7 @@ pub mod model;
 
 use crate::{
     i18n::{Lang, Strings},
-    protocol::{DEFAULT_ROOM, NoticeKind, RoomName},
+    protocol::{DEFAULT_ROOM, ErrorCode, NoticeKind, RoomName},
 };
 use leptos::{ev, html, prelude::*};
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -21,6 +21,8 @@ use model::{Item, Model, Status};
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    set_content_security_policy(&options);
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -35,6 +37,36 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <App />
             </body>
         </html>
+    }
+}
+
+/// The page's Content-Security-Policy: scripts only from this site or inline with this
+/// response's nonce (the hydration script), WebAssembly compiled from them, connections only back
+/// to this site (the chat WebSocket, and cargo-leptos's reload socket while developing), and no
+/// framing by other sites.
+#[cfg(feature = "ssr")]
+fn set_content_security_policy(options: &LeptosOptions) {
+    use axum::http::{HeaderValue, header};
+    let Some(nonce) = leptos::nonce::use_nonce() else {
+        return;
+    };
+    let Some(response) = use_context::<leptos_axum::ResponseOptions>() else {
+        return;
+    };
+    let reload = match options.env {
+        leptos::config::Env::DEV => {
+            format!(" ws://{}:{}", options.site_addr.ip(), options.reload_port)
+        }
+        leptos::config::Env::PROD => String::new(),
+    };
+    let policy = format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; img-src 'self' data:; connect-src 'self'{reload}; object-src 'none'; \
+         base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    );
+    match HeaderValue::from_str(&policy) {
+        Ok(value) => response.insert_header(header::CONTENT_SECURITY_POLICY, value),
+        Err(e) => tracing::error!(cause = %e, "cannot build the Content-Security-Policy"),
     }
 }
 
@@ -184,9 +216,17 @@ fn LangPicker() -> impl IntoView {
 fn ErrorBanner(model: RwSignal<Model>) -> impl IntoView {
     let t = use_strings();
     let error = Memo::new(move |_| model.with(|m| m.error));
+    // Being asked to slow down is not a failure: a quiet note, read out politely, that goes away
+    // by itself once the message is sent.
+    let slow = move || error.get() == Some(ErrorCode::RateLimited);
     view! {
         <Show when=move || error.get().is_some()>
-            <div class="error-banner" role="alert" data-testid="error">
+            <div
+                class=move || if slow() { "error-banner calm" } else { "error-banner" }
+                role=move || if slow() { "status" } else { "alert" }
+                data-testid="error"
+                data-code=move || error.get().map(|c| c.as_str())
+            >
                 <span>{move || error.get().map(|code| (t().error)(code))}</span>
                 <button on:click=move |_| model.update(|m| m.error = None)>
                     {move || t().dismiss}

@@ -81,6 +81,11 @@ pub struct Model {
     /// Set when the name should be claimed again after this many milliseconds; the client
     /// takes it and schedules the retry.
     pub retry_name_in_ms: Option<u32>,
+    /// Set when the server said to slow down: after this many milliseconds what it refused is
+    /// sent again (see [`Model::retry_now`]); the client takes it and schedules the retry.
+    pub retry_in_ms: Option<u32>,
+    /// A retry after `rate_limited` is scheduled: more refusals in the meantime add none.
+    retry_scheduled: bool,
     /// Tries left to reclaim our own name after a reconnect: the server may not yet have noticed
     /// that our previous connection is gone, and still count the name as taken.
     reclaims_left: u32,
@@ -197,19 +202,37 @@ impl Model {
     pub fn tick(&mut self) -> Vec<ClientMsg> {
         self.ticks += 1;
         let mut out = vec![ClientMsg::Ping];
-        if self.status == Status::Online && self.retry_name_in_ms.is_none() {
-            match (&self.name, &self.wanted_name) {
-                (None, Some(name)) if self.reclaims_left == 0 => {
-                    out.push(ClientMsg::SetName { name: name.clone() })
-                }
-                (Some(_), _) if !self.joined => out.push(ClientMsg::Join {
-                    room: self.room.clone(),
-                    since: self.position(),
-                }),
-                _ => {}
-            }
-        }
+        out.extend(self.ask_again());
         out.extend(self.resend_pending(Some(2)));
+        out
+    }
+
+    /// The name or the room, if the server has not granted what this page wants.
+    fn ask_again(&self) -> Option<ClientMsg> {
+        if self.status != Status::Online || self.retry_name_in_ms.is_some() {
+            return None;
+        }
+        match (&self.name, &self.wanted_name) {
+            (None, Some(name)) if self.reclaims_left == 0 => {
+                Some(ClientMsg::SetName { name: name.clone() })
+            }
+            (Some(_), _) if !self.joined => Some(ClientMsg::Join {
+                room: self.room.clone(),
+                since: self.position(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The wait the server asked for after `rate_limited` is over: sends again what it may have
+    /// refused (the name, the room, every unacknowledged message; each stored once).
+    pub fn retry_now(&mut self) -> Vec<ClientMsg> {
+        self.retry_scheduled = false;
+        if self.error == Some(ErrorCode::RateLimited) {
+            self.error = None;
+        }
+        let mut out: Vec<ClientMsg> = self.ask_again().into_iter().collect();
+        out.extend(self.resend_pending(None));
         out
     }
 
@@ -364,6 +387,21 @@ impl Model {
                 self.reclaims_left -= 1;
                 Vec::new()
             }
+            // Too fast: shown calmly, and whatever was refused goes again once the server's wait
+            // is over (one retry at a time, however many frames were refused).
+            ServerMsg::Error {
+                code: ErrorCode::RateLimited,
+                retry_after_ms,
+                ..
+            } => {
+                self.error = Some(ErrorCode::RateLimited);
+                if !self.retry_scheduled {
+                    self.retry_scheduled = true;
+                    let wait = retry_after_ms.unwrap_or(1000).clamp(50, 60_000);
+                    self.retry_in_ms = Some(u32::try_from(wait).unwrap_or(60_000));
+                }
+                Vec::new()
+            }
             // A send the server could not store now: the heartbeat sends it again, so there is
             // nothing for the user to do (it stays shown as sending).
             ServerMsg::Error {
@@ -493,6 +531,7 @@ mod tests {
         m.apply(ServerMsg::Error {
             code: ErrorCode::NameTaken,
             message: String::new(),
+            retry_after_ms: None,
         });
         assert_eq!(m.wanted_name, None);
         assert_eq!(m.error, Some(ErrorCode::NameTaken));
@@ -508,6 +547,7 @@ mod tests {
         let taken = || ServerMsg::Error {
             code: ErrorCode::NameTaken,
             message: String::new(),
+            retry_after_ms: None,
         };
         let mut delays = Vec::new();
         for _ in 0..RECLAIM_TRIES {
@@ -578,6 +618,7 @@ mod tests {
         m.apply(ServerMsg::Error {
             code: ErrorCode::UnknownSession,
             message: String::new(),
+            retry_after_ms: None,
         });
         assert_eq!(m.error, None);
         m.disconnected();
@@ -596,6 +637,7 @@ mod tests {
         m.apply(ServerMsg::Error {
             code: ErrorCode::NameTaken,
             message: String::new(),
+            retry_after_ms: None,
         });
         assert_eq!(m.retry_name_in_ms, None);
     }
@@ -718,6 +760,7 @@ mod tests {
         m.apply(ServerMsg::Error {
             code: ErrorCode::Internal,
             message: String::new(),
+            retry_after_ms: None,
         });
         assert_eq!(m.error, None, "nothing for the user to do: it is re-sent");
         assert_eq!(m.tick(), vec![ClientMsg::Ping], "one tick is not yet late");
@@ -736,12 +779,41 @@ mod tests {
     }
 
     #[test]
+    fn a_message_refused_for_speed_is_shown_calmly_and_sent_again_once_the_wait_is_over() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        online_in_lobby(&mut m);
+        let first = m.compose("one", "c1".into()).expect("sent");
+        let second = m.compose("two", "c2".into()).expect("sent");
+        let slow = |ms| ServerMsg::Error {
+            code: ErrorCode::RateLimited,
+            message: String::new(),
+            retry_after_ms: Some(ms),
+        };
+        assert_eq!(m.apply(slow(300)), vec![]);
+        assert_eq!(m.error, Some(ErrorCode::RateLimited));
+        assert_eq!(m.retry_in_ms.take(), Some(300));
+        // Both were refused: still one retry.
+        m.apply(slow(600));
+        assert_eq!(m.retry_in_ms, None);
+        assert_eq!(
+            m.retry_now(),
+            vec![first, second],
+            "both go again, same client_ids"
+        );
+        assert_eq!(m.error, None, "the note goes once the retry is sent");
+        // A later refusal schedules a new retry.
+        m.apply(slow(100));
+        assert_eq!(m.retry_in_ms, Some(100));
+    }
+
+    #[test]
     fn a_name_or_join_the_server_could_not_grant_is_asked_again_by_the_heartbeat() {
         let mut m = Model::new("lobby", Some("ann".into()));
         m.apply(welcome());
         let internal = || ServerMsg::Error {
             code: ErrorCode::Internal,
             message: String::new(),
+            retry_after_ms: None,
         };
         m.apply(internal());
         assert_eq!(

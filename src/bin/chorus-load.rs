@@ -255,7 +255,9 @@ async fn session(url: &str, source: Ipv4Addr, name: &str, room: &str) -> Result<
     loop {
         match recv(&mut ws).await.ok_or("closed while joining")? {
             ServerMsg::Joined { .. } => return Ok(ws),
-            ServerMsg::Error { code, message } => return Err(format!("{code}: {message}").into()),
+            ServerMsg::Error { code, message, .. } => {
+                return Err(format!("{code}: {message}").into());
+            }
             _ => {}
         }
     }
@@ -405,7 +407,9 @@ async fn fill(
     while acked < count {
         match recv(&mut ws).await.ok_or("closed while filling")? {
             ServerMsg::Ack { .. } => acked += 1,
-            ServerMsg::Error { code, message } => return Err(format!("{code}: {message}").into()),
+            ServerMsg::Error { code, message, .. } => {
+                return Err(format!("{code}: {message}").into());
+            }
             _ => {}
         }
     }

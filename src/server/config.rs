@@ -72,6 +72,34 @@ pub struct Config {
     pub site_root: String,
     /// `tracing` filter, e.g. `info` or `chorus=debug,info`; `RUST_LOG` wins when set.
     pub log: String,
+    /// Origins (`scheme://host[:port]`) whose pages may open a WebSocket here, besides pages of
+    /// the host the request names itself (its `Host` header). `["*"]` allows every origin. A
+    /// browser always sends `Origin`; a request without one (a native client) is not checked.
+    pub allowed_origins: Vec<String>,
+    /// Peers (addresses or networks, e.g. `10.0.0.0/8`) whose `X-Forwarded-For` names the client;
+    /// for any other peer the socket's address is the client's.
+    pub trusted_proxies: Vec<String>,
+    /// WebSocket connections this node holds at once; 0 = the open-file limit less a reserve.
+    /// Past it, upgrades get 503 (a balancer then tries another node).
+    pub max_connections: usize,
+    /// WebSocket connections one client address (an IPv6 /64) may hold on this node; 0 = no cap.
+    pub max_connections_per_address: usize,
+    /// New WebSocket connections per second from one client address, and the burst allowed
+    /// above it; past them, upgrades get 429. 0 = no limit.
+    pub connects_per_sec: u32,
+    pub connect_burst: u32,
+    /// `send` frames per second per connection, and the burst; 0 = no limit.
+    pub sends_per_sec: u32,
+    pub send_burst: u32,
+    /// Bytes of frames per second per connection (the burst is `max_frame_bytes`); 0 = no limit.
+    pub bytes_per_sec: u32,
+    /// Other frames (`set_name`, `join`, `leave`, `resume`, `ping`, malformed ones) per second
+    /// per connection, and the burst; 0 = no limit.
+    pub controls_per_sec: u32,
+    pub control_burst: u32,
+    /// Refusals for speed a connection may collect (one is forgiven per second) before it is
+    /// closed with 1008.
+    pub rate_limit_strikes: u32,
 }
 
 impl Default for Config {
@@ -96,6 +124,27 @@ impl Default for Config {
             shutdown_grace_secs: 10,
             site_root: "target/site".to_owned(),
             log: "info".to_owned(),
+            allowed_origins: Vec::new(),
+            trusted_proxies: [
+                "127.0.0.0/8",
+                "::1/128",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "fc00::/7",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            max_connections: 0,
+            max_connections_per_address: 1000,
+            connects_per_sec: 50,
+            connect_burst: 500,
+            sends_per_sec: 10,
+            send_burst: 30,
+            bytes_per_sec: 64 * 1024,
+            controls_per_sec: 5,
+            control_burst: 30,
+            rate_limit_strikes: 10,
         }
     }
 }
@@ -143,6 +192,31 @@ pub struct Layer {
     pub site_root: Option<String>,
     #[arg(long, env = "CHORUS_LOG")]
     pub log: Option<String>,
+    /// Comma-separated on the command line and in the environment.
+    #[arg(long, env = "CHORUS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+    #[arg(long, env = "CHORUS_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
+    #[arg(long, env = "CHORUS_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    #[arg(long, env = "CHORUS_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
+    #[arg(long, env = "CHORUS_CONNECTS_PER_SEC")]
+    pub connects_per_sec: Option<u32>,
+    #[arg(long, env = "CHORUS_CONNECT_BURST")]
+    pub connect_burst: Option<u32>,
+    #[arg(long, env = "CHORUS_SENDS_PER_SEC")]
+    pub sends_per_sec: Option<u32>,
+    #[arg(long, env = "CHORUS_SEND_BURST")]
+    pub send_burst: Option<u32>,
+    #[arg(long, env = "CHORUS_BYTES_PER_SEC")]
+    pub bytes_per_sec: Option<u32>,
+    #[arg(long, env = "CHORUS_CONTROLS_PER_SEC")]
+    pub controls_per_sec: Option<u32>,
+    #[arg(long, env = "CHORUS_CONTROL_BURST")]
+    pub control_burst: Option<u32>,
+    #[arg(long, env = "CHORUS_RATE_LIMIT_STRIKES")]
+    pub rate_limit_strikes: Option<u32>,
 }
 
 /// Command line of the `chorus` binary.
@@ -209,6 +283,18 @@ impl Config {
             shutdown_grace_secs,
             site_root,
             log,
+            allowed_origins,
+            trusted_proxies,
+            max_connections,
+            max_connections_per_address,
+            connects_per_sec,
+            connect_burst,
+            sends_per_sec,
+            send_burst,
+            bytes_per_sec,
+            controls_per_sec,
+            control_burst,
+            rate_limit_strikes,
         } = layer;
         set(&mut self.listen, listen);
         if node_id.is_some() {
@@ -234,6 +320,25 @@ impl Config {
         set(&mut self.shutdown_grace_secs, shutdown_grace_secs);
         set(&mut self.site_root, site_root);
         set(&mut self.log, log);
+        // An empty value in the environment means an empty list, not one empty entry.
+        let list = |v: Option<Vec<String>>| {
+            v.map(|v| v.into_iter().filter(|s| !s.trim().is_empty()).collect())
+        };
+        set(&mut self.allowed_origins, list(allowed_origins));
+        set(&mut self.trusted_proxies, list(trusted_proxies));
+        set(&mut self.max_connections, max_connections);
+        set(
+            &mut self.max_connections_per_address,
+            max_connections_per_address,
+        );
+        set(&mut self.connects_per_sec, connects_per_sec);
+        set(&mut self.connect_burst, connect_burst);
+        set(&mut self.sends_per_sec, sends_per_sec);
+        set(&mut self.send_burst, send_burst);
+        set(&mut self.bytes_per_sec, bytes_per_sec);
+        set(&mut self.controls_per_sec, controls_per_sec);
+        set(&mut self.control_burst, control_burst);
+        set(&mut self.rate_limit_strikes, rate_limit_strikes);
     }
 
     /// Rejects values the server cannot run with, naming the key.
@@ -315,6 +420,36 @@ impl Config {
             (400..=600_000).contains(&self.node_ttl_ms),
             "node_ttl_ms",
             "between 400 and 600000",
+        )?;
+        for origin in &self.allowed_origins {
+            check(
+                origin == "*" || super::guard::parse_origin(origin).is_some(),
+                "allowed_origins",
+                "\"*\" or origins like https://chat.example.com (scheme, host, optional port)",
+            )?;
+        }
+        for proxy in &self.trusted_proxies {
+            check(
+                super::guard::parse_network(proxy).is_some(),
+                "trusted_proxies",
+                "addresses or networks, like 10.0.0.7 or 10.0.0.0/8",
+            )?;
+        }
+        for (key, rate, burst) in [
+            ("connect_burst", self.connects_per_sec, self.connect_burst),
+            ("send_burst", self.sends_per_sec, self.send_burst),
+            ("control_burst", self.controls_per_sec, self.control_burst),
+        ] {
+            check(
+                rate == 0 || burst >= 1,
+                key,
+                "at least 1 while its rate is set",
+            )?;
+        }
+        check(
+            self.rate_limit_strikes >= 1,
+            "rate_limit_strikes",
+            "at least 1",
         )?;
         Ok(())
     }

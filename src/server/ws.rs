@@ -10,6 +10,7 @@
 use super::{
     AppState,
     config::Config,
+    guard::{FrameKind, FrameLimits, Ticket, Verdict},
     hub::{CLOSE_TRY_AGAIN, Hub, Outbox, encode},
     store::{ConnId, Departure, Member, SessionId, Store},
 };
@@ -19,7 +20,7 @@ use crate::protocol::{
 };
 use axum::{
     body::Body,
-    extract::{Request, State},
+    extract::{ConnectInfo, Request, State},
     http::{HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -51,6 +52,8 @@ type WebSocket = WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgrade
 /// Close codes (RFC 6455 §7.4.1).
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// "Policy violation": kept on sending past the rate limits.
+const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
 /// "Service restart": this node is going away; reconnect (another node will answer).
 const CLOSE_SERVICE_RESTART: u16 = 1012;
@@ -82,6 +85,31 @@ pub async fn upgrade(State(app): State<AppState>, mut req: Request) -> Response 
         Ok(accept) => accept,
         Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
     };
+    // A page of another site must not open a connection with its visitor's browser.
+    let gate = &app.gate;
+    let admitted = if gate.origin_allowed(req.headers()) {
+        // Without connect info (a router served without it) every client is one address.
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
+        gate.admit(gate.client_address(peer, req.headers()))
+    } else {
+        Err(super::guard::Refusal::Origin)
+    };
+    let ticket = match admitted {
+        Ok(ticket) => ticket,
+        Err(refusal) => {
+            tracing::debug!(?refusal, "websocket upgrade refused");
+            let mut response = (refusal.status(), refusal.reason()).into_response();
+            if let Some(secs) = refusal.retry_after_secs() {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, secs.into());
+            }
+            return response;
+        }
+    };
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return (
             StatusCode::UPGRADE_REQUIRED,
@@ -105,7 +133,7 @@ pub async fn upgrade(State(app): State<AppState>, mut req: Request) -> Response 
                 let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
                 // This task ends here, and its state with it; the connection lives on in the
                 // tasks `start` spawns.
-                start(socket, &app);
+                start(socket, &app, ticket);
             }
             Err(e) => tracing::debug!(cause = %e, "websocket upgrade failed"),
         }
@@ -150,7 +178,7 @@ fn accept_key(method: &Method, headers: &HeaderMap) -> Result<String, &'static s
 /// Starts a connection's two tasks: the writer, and the reader that runs the protocol. Done
 /// outside any async fn, so that what is moved into the tasks (the socket above all) is not kept
 /// a second time inside a future for the connection's whole life.
-fn start(socket: WebSocket, app: &AppState) {
+fn start(socket: WebSocket, app: &AppState, ticket: Ticket) {
     let conn_id: ConnId = random_id().into();
     let span = tracing::debug_span!("conn", conn = %conn_id);
     let (sink, stream) = socket.split();
@@ -170,6 +198,8 @@ fn start(socket: WebSocket, app: &AppState) {
         name: None,
         rooms: Vec::new(),
         outbox,
+        limits: FrameLimits::new(&app.config),
+        _ticket: ticket,
         node: Node {
             config: app.config.clone(),
             store: app.store.clone(),
@@ -239,6 +269,9 @@ struct Connection {
     /// Rooms joined, in join order; a handful at most, so a Vec beats a set.
     rooms: Vec<RoomName>,
     outbox: Outbox,
+    limits: FrameLimits,
+    /// This connection's place on the node, given back when it ends.
+    _ticket: Ticket,
 }
 
 /// The connection's reader: runs the protocol until the connection ends, then leaves its rooms
@@ -303,20 +336,25 @@ fn serve(
                 frame = stream.next() => frame,
             };
             timers.heard();
-            match frame {
-                Some(Ok(Message::Text(text))) => match decode_client(&text) {
-                    Ok(msg) => Box::pin(conn.handle(msg)).await,
-                    Err(e) => Box::pin(conn.error(e)).await,
-                },
-                Some(Ok(Message::Binary(_))) => {
-                    Box::pin(conn.error(Invalid::new(
+            let (kind, len, request) = match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let decoded = decode_client(&text);
+                    let kind = match &decoded {
+                        Ok(ClientMsg::Send { .. }) => FrameKind::Send,
+                        _ => FrameKind::Control,
+                    };
+                    (kind, text.len(), decoded)
+                }
+                Some(Ok(Message::Binary(bytes))) => (
+                    FrameKind::Control,
+                    bytes.len(),
+                    Err(Invalid::new(
                         ErrorCode::BinaryNotSupported,
                         "frames are JSON text; binary frames are not part of the protocol",
-                    )))
-                    .await
-                }
+                    )),
+                ),
                 // Frames are reassembled by tungstenite: a raw one never arrives.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 Some(Ok(Message::Close(_))) => {
                     departure = Departure::Closed;
                     break;
@@ -324,6 +362,19 @@ fn serve(
                 None => break,
                 Some(Err(e)) => {
                     close_with = Some(read_error_close(e));
+                    break;
+                }
+            };
+            // Every frame is charged, refused ones too: a flood of bad frames is a flood.
+            match conn.limits.check(kind, len) {
+                Verdict::Take => match request {
+                    Ok(msg) => Box::pin(conn.handle(msg)).await,
+                    Err(e) => Box::pin(conn.error(e)).await,
+                },
+                Verdict::Refuse(e) => Box::pin(conn.error(e)).await,
+                Verdict::Close => {
+                    tracing::info!("closing a connection that kept on past its rate limit");
+                    close_with = Some((CLOSE_POLICY, "rate limit exceeded"));
                     break;
                 }
             }

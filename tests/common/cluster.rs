@@ -134,6 +134,11 @@ impl Node {
             .env("CHORUS_CONFIG", "/dev/null")
             // Flags in `extra` win over these defaults.
             .env("CHORUS_DRAIN_MS", "0")
+            // The traffic here comes from test participants sending as fast as they can, not
+            // from people: per-connection rate limits are tested in tests/hostile.rs.
+            .env("CHORUS_SENDS_PER_SEC", "0")
+            .env("CHORUS_BYTES_PER_SEC", "0")
+            .env("CHORUS_CONTROLS_PER_SEC", "0")
             .env(
                 "CHORUS_LOG",
                 if logs { "chorus=debug,info" } else { "warn" },

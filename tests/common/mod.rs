@@ -86,6 +86,14 @@ impl TestServer {
     }
 }
 
+/// Lifts the per-connection rate limits, for tests whose senders are load generators rather
+/// than people (tests/hostile.rs tests the limits themselves).
+pub fn unlimited(config: &mut Config) {
+    config.sends_per_sec = 0;
+    config.bytes_per_sec = 0;
+    config.controls_per_sec = 0;
+}
+
 /// `TEST_LOG=1` shows the server's logs.
 fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
@@ -236,6 +244,23 @@ impl Client {
         }
     }
 
+    /// The next server frame, or how the connection ended (no time limit of its own).
+    pub async fn recv_or_end(&mut self) -> Result<ServerMsg, Ended> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    return Ok(serde_json::from_str(&text)
+                        .unwrap_or_else(|e| panic!("server frame {text} does not decode: {e}")));
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(Ended::Closed(frame.map(|f: CloseFrame| u16::from(f.code))));
+                }
+                Some(Ok(_)) => continue,
+                None | Some(Err(_)) => return Err(Ended::Dropped),
+            }
+        }
+    }
+
     /// Skips frames until one matches.
     pub async fn recv_until(&mut self, want: impl Fn(&ServerMsg) -> bool) -> ServerMsg {
         let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -349,6 +374,7 @@ impl Client {
                 ServerMsg::Error {
                     code: ErrorCode::UnknownType,
                     message,
+                    ..
                 } if message.contains("zz_barrier") => {
                     return seen;
                 }

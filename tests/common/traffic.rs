@@ -442,7 +442,7 @@ impl Run {
                 code: ErrorCode::Internal,
                 ..
             } => self.note(|r| r.refused += 1),
-            ServerMsg::Error { code, message } => {
+            ServerMsg::Error { code, message, .. } => {
                 panic!("{}: unexpected error {code}: {message}", self.name)
             }
             _ => {}

@@ -1,0 +1,286 @@
+//! A hostile client against a real server: pages of other sites, floods, connection storms from
+//! one address, look-alike names. Each attack must be refused or bounded, and the people around it
+//! must not notice.
+
+mod common;
+
+use chorus::protocol::{ClientMsg, ErrorCode, ServerMsg};
+use common::{Client, Ended, PATIENCE, TestServer};
+use std::time::Duration;
+use tokio_tungstenite::{
+    connect_async,
+    tungstenite::{self, client::IntoClientRequest, http::HeaderValue},
+};
+
+/// Opens a WebSocket to `server` with extra request headers; returns the HTTP status of the
+/// answer (101 when it opened) and, when refused, its `Retry-After`.
+async fn upgrade_status(
+    server: &TestServer,
+    headers: &[(&'static str, &str)],
+) -> (u16, Option<String>) {
+    let mut request = server.ws_url().into_client_request().expect("request");
+    for (name, value) in headers {
+        request
+            .headers_mut()
+            .insert(*name, HeaderValue::from_str(value).expect("header value"));
+    }
+    match tokio::time::timeout(PATIENCE, connect_async(request))
+        .await
+        .expect("answered in time")
+    {
+        Ok((ws, response)) => {
+            drop(ws);
+            (response.status().as_u16(), None)
+        }
+        Err(tungstenite::Error::Http(response)) => (
+            response.status().as_u16(),
+            response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        ),
+        Err(e) => panic!("upgrade failed without an HTTP answer: {e}"),
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket held open (so it counts against caps) until dropped.
+async fn open(server: &TestServer, headers: &[(&'static str, &str)]) -> Socket {
+    let mut request = server.ws_url().into_client_request().expect("request");
+    for (name, value) in headers {
+        request
+            .headers_mut()
+            .insert(*name, HeaderValue::from_str(value).expect("header value"));
+    }
+    let (ws, _) = connect_async(request).await.expect("connection opens");
+    ws
+}
+
+#[tokio::test]
+async fn a_page_of_another_site_cannot_open_a_chat_connection() {
+    let server = TestServer::start().await;
+    let own = format!("http://{}", server.addr);
+    let evil = [("origin", "http://evil.example")];
+    assert_eq!(upgrade_status(&server, &evil).await.0, 403);
+    assert_eq!(
+        upgrade_status(&server, &[("origin", "null")]).await.0,
+        403,
+        "a sandboxed frame or a file"
+    );
+    assert_eq!(upgrade_status(&server, &[("origin", &own)]).await.0, 101);
+    assert_eq!(
+        upgrade_status(&server, &[]).await.0,
+        101,
+        "no Origin: not a browser"
+    );
+    server.shutdown().await.expect("clean shutdown");
+
+    let listed = TestServer::with(|c| c.allowed_origins = vec!["http://app.example".into()]).await;
+    let app = [("origin", "http://app.example")];
+    assert_eq!(upgrade_status(&listed, &app).await.0, 101);
+    assert_eq!(upgrade_status(&listed, &evil).await.0, 403);
+    listed.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_flood_is_slowed_then_closed_while_the_room_goes_on() {
+    let server = TestServer::with(|c| {
+        c.sends_per_sec = 5;
+        c.send_burst = 5;
+        c.rate_limit_strikes = 3;
+    })
+    .await;
+    let (mut flooder, _, _) = Client::in_room(&server, "flood", "lobby").await;
+    let (mut bob, _, _) = Client::in_room(&server, "bob", "lobby").await;
+    let (mut cat, _, _) = Client::in_room(&server, "cat", "lobby").await;
+    for i in 0..50 {
+        flooder.say("lobby", "spam", &format!("f{i}")).await;
+    }
+    // Told to slow down, with a wait, before being closed for policy (1008).
+    let mut told = None;
+    let ended = loop {
+        match tokio::time::timeout(PATIENCE, flooder.recv_or_end()).await {
+            Ok(Ok(ServerMsg::Error {
+                code: ErrorCode::RateLimited,
+                retry_after_ms,
+                ..
+            })) => told = told.or(retry_after_ms),
+            Ok(Ok(_)) => continue,
+            Ok(Err(ended)) => break ended,
+            Err(_) => panic!("the flooder was neither refused nor closed"),
+        }
+    };
+    let wait = told.expect("rate_limited came with retry_after_ms");
+    assert!((1..=1000).contains(&wait), "retry_after_ms = {wait}");
+    assert_eq!(ended, Ended::Closed(Some(1008)));
+
+    // Bob, at a person's pace, is delivered to cat in order, every message.
+    for i in 0..5 {
+        bob.say("lobby", &format!("b{i}"), &format!("b{i}")).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut from_bob = Vec::new();
+    while from_bob.len() < 5 {
+        let m = cat.next_message().await;
+        if m.from == "bob" {
+            from_bob.push(m.text);
+        } else {
+            assert_eq!(m.from, "flood");
+        }
+    }
+    assert_eq!(from_bob, ["b0", "b1", "b2", "b3", "b4"]);
+    let refused = bob
+        .drain()
+        .await
+        .into_iter()
+        .filter(|m| matches!(m, ServerMsg::Error { .. }))
+        .count();
+    assert_eq!(refused, 0, "bob was never refused");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn control_frames_are_limited_too() {
+    let server = TestServer::with(|c| {
+        c.controls_per_sec = 1;
+        c.control_burst = 3;
+        c.rate_limit_strikes = 100;
+    })
+    .await;
+    let mut client = Client::connect(&server).await;
+    for _ in 0..6 {
+        client.send(&ClientMsg::join("lobby")).await;
+    }
+    // The first name claim after the burst is refused, not taken.
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        match client.recv().await {
+            ServerMsg::Error { code, .. } => codes.push(code),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        codes,
+        [
+            ErrorCode::NameRequired,
+            ErrorCode::NameRequired,
+            ErrorCode::NameRequired,
+            ErrorCode::RateLimited,
+            ErrorCode::RateLimited,
+            ErrorCode::RateLimited,
+        ]
+    );
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn one_address_can_hold_only_so_many_connections() {
+    let server = TestServer::with(|c| {
+        c.max_connections_per_address = 2;
+        c.connects_per_sec = 0;
+    })
+    .await;
+    let first = open(&server, &[]).await;
+    let _second = open(&server, &[]).await;
+    let (status, retry) = upgrade_status(&server, &[]).await;
+    assert_eq!(status, 503);
+    assert!(retry.is_some(), "a 503 says when to come back");
+    // Through a trusted proxy (loopback is one by default), the forwarded address counts.
+    let elsewhere = [("x-forwarded-for", "203.0.113.7")];
+    assert_eq!(upgrade_status(&server, &elsewhere).await.0, 101);
+    // A place is given back when a connection ends.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while upgrade_status(&server, &[]).await.0 != 101 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_forged_forwarded_address_does_not_count_from_an_untrusted_peer() {
+    let server = TestServer::with(|c| {
+        c.max_connections_per_address = 2;
+        c.connects_per_sec = 0;
+        c.trusted_proxies = vec!["10.0.0.0/8".into()];
+    })
+    .await;
+    let _a = open(&server, &[("x-forwarded-for", "203.0.113.1")]).await;
+    let _b = open(&server, &[("x-forwarded-for", "203.0.113.2")]).await;
+    let forged = [("x-forwarded-for", "203.0.113.3")];
+    assert_eq!(upgrade_status(&server, &forged).await.0, 503);
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_node_holds_at_most_max_connections() {
+    let server = TestServer::with(|c| {
+        c.max_connections = 2;
+        c.connects_per_sec = 0;
+    })
+    .await;
+    let _a = open(&server, &[("x-forwarded-for", "203.0.113.1")]).await;
+    let _b = open(&server, &[("x-forwarded-for", "203.0.113.2")]).await;
+    let other = [("x-forwarded-for", "203.0.113.3")];
+    assert_eq!(upgrade_status(&server, &other).await.0, 503);
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn an_address_opening_connections_too_fast_is_told_to_wait() {
+    let server = TestServer::with(|c| {
+        c.connects_per_sec = 1;
+        c.connect_burst = 3;
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(upgrade_status(&server, &[]).await.0, 101);
+    }
+    let (status, retry) = upgrade_status(&server, &[]).await;
+    assert_eq!(status, 429);
+    let secs: u64 = retry.expect("Retry-After").parse().expect("seconds");
+    assert!((1..=2).contains(&secs), "Retry-After: {secs}");
+    // Another address is not slowed by this one.
+    let other = [("x-forwarded-for", "203.0.113.9")];
+    assert_eq!(upgrade_status(&server, &other).await.0, 101);
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn look_alike_and_invisible_names_are_refused() {
+    let server = TestServer::start().await;
+    let _anna = Client::named(&server, "anna").await;
+    let _ian = Client::named(&server, "Ian").await;
+    let mut mallory = Client::connect(&server).await;
+    for (name, code) in [
+        // Cyrillic а twice: looks exactly like "anna".
+        ("\u{0430}nn\u{0430}", "name_taken"),
+        // Full-width letters fold to "anna" (NFKC).
+        ("\u{FF41}\u{FF4E}\u{FF4E}\u{FF41}", "name_taken"),
+        // Small l for capital I.
+        ("lan", "name_taken"),
+        ("ANNA", "name_taken"),
+        // Invisible and direction-changing characters.
+        ("an\u{200B}na", "invalid_name"),
+        ("ann\u{200D}a", "invalid_name"),
+        ("\u{202E}anna", "invalid_name"),
+        ("\u{2066}anna\u{2069}", "invalid_name"),
+    ] {
+        mallory.set_name(name).await;
+        assert_eq!(mallory.next_error().await, code, "{name:?}");
+    }
+    // A name that only resembles in part is a different name.
+    mallory.set_name("annabel").await;
+    match mallory.recv().await {
+        ServerMsg::NameSet { name } => assert_eq!(name, "annabel"),
+        other => panic!("expected name_set, got {other:?}"),
+    }
+    server.shutdown().await.expect("clean shutdown");
+}

@@ -1,0 +1,97 @@
+//! What the browser is given over plain HTTP: security headers on pages, compressed files.
+
+mod common;
+
+use common::TestServer;
+use std::path::PathBuf;
+
+/// A site root of our own, so the test does not depend on a cargo-leptos build: a WASM file of
+/// a realistic, compressible size.
+fn site_root() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chorus-site-{}", std::process::id()));
+    let pkg = dir.join("pkg");
+    std::fs::create_dir_all(&pkg).expect("create the site root");
+    // Repetitive like real code: compresses well, but not to nothing.
+    let wasm: Vec<u8> = (0..400_000u32)
+        .map(|i| (((i * 7) % 251) ^ (i >> 9)) as u8)
+        .collect();
+    std::fs::write(pkg.join("chorus_wasm.wasm"), wasm).expect("write wasm");
+    dir
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} is missing"))
+        .to_str()
+        .expect("ASCII header")
+}
+
+#[tokio::test]
+async fn pages_forbid_framing_sniffing_and_scripts_without_this_pages_nonce() {
+    let server = TestServer::start().await;
+    let mut nonces = Vec::new();
+    for _ in 0..2 {
+        let page = reqwest::get(server.http_url("/")).await.expect("GET /");
+        assert_eq!(page.status(), 200);
+        let policy = header(&page, "content-security-policy").to_owned();
+        for directive in [
+            "default-src 'self'",
+            "'wasm-unsafe-eval'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+        ] {
+            assert!(
+                policy.contains(directive),
+                "{directive} missing in {policy}"
+            );
+        }
+        assert_eq!(header(&page, "x-content-type-options"), "nosniff");
+        assert_eq!(header(&page, "x-frame-options"), "DENY");
+        assert_eq!(header(&page, "referrer-policy"), "same-origin");
+        let nonce = policy
+            .split("'nonce-")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .expect("a nonce in script-src")
+            .to_owned();
+        let body = page.text().await.expect("page body");
+        assert!(
+            body.contains(&format!("nonce=\"{nonce}\"")),
+            "the hydration script carries the header's nonce"
+        );
+        nonces.push(nonce);
+    }
+    assert_ne!(nonces[0], nonces[1], "a fresh nonce per response");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn the_wasm_is_compressed_when_the_browser_asks() {
+    let site = site_root();
+    let root = site.to_string_lossy().into_owned();
+    let server = TestServer::with(|c| c.site_root = root).await;
+    let url = server.http_url("/pkg/chorus_wasm.wasm");
+    let http = reqwest::Client::new();
+    let plain = http.get(&url).send().await.expect("GET the wasm");
+    assert_eq!(plain.status(), 200);
+    assert!(plain.headers().get("content-encoding").is_none());
+    let full = plain.bytes().await.expect("body").len();
+    assert_eq!(full, 400_000);
+    for encoding in ["br", "gzip"] {
+        let packed = http
+            .get(&url)
+            .header("accept-encoding", encoding)
+            .send()
+            .await
+            .expect("GET the wasm");
+        assert_eq!(header(&packed, "content-encoding"), encoding);
+        assert_eq!(header(&packed, "cache-control"), "no-cache");
+        let size = packed.bytes().await.expect("body").len();
+        assert!(size < full / 2, "{encoding}: {size} of {full} bytes");
+    }
+    server.shutdown().await.expect("clean shutdown");
+    let _ = std::fs::remove_dir_all(site);
+}
