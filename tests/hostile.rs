@@ -284,3 +284,124 @@ async fn look_alike_and_invisible_names_are_refused() {
     }
     server.shutdown().await.expect("clean shutdown");
 }
+
+/// Opens `room`, says one thing in it and leaves: a room with history and nobody in it.
+async fn leave_a_message_in(client: &mut Client, room: &str) {
+    let (_, _) = client.join(room).await;
+    client.say(room, "hello?", &format!("{room}-1")).await;
+    client
+        .recv_until(|m| matches!(m, ServerMsg::Ack { .. }))
+        .await;
+    client.send(&ClientMsg::Leave { room: room.into() }).await;
+    client
+        .recv_until(|m| matches!(m, ServerMsg::Left { .. }))
+        .await;
+}
+
+#[tokio::test]
+async fn a_room_flood_in_memory_evicts_idle_rooms_and_new_rooms_still_open() {
+    let server = TestServer::with(|c| {
+        c.max_rooms = 5;
+        c.rooms_created_per_min = 1000;
+        common::unlimited(c);
+    })
+    .await;
+    let mut flooder = Client::named(&server, "flooder").await;
+    leave_a_message_in(&mut flooder, "first").await;
+    for i in 0..20 {
+        leave_a_message_in(&mut flooder, &format!("flood{i}")).await;
+    }
+    // The node still opens rooms for others; the oldest idle ones were forgotten to make room.
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "fresh").await;
+    let (_, history) = ann.join("first").await;
+    assert!(
+        history.is_empty(),
+        "the first room was forgotten: {history:?}"
+    );
+    let (_, history) = ann.join("flood19").await;
+    assert_eq!(history.len(), 1, "the newest rooms are kept");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_connection_opens_only_so_many_new_rooms_a_minute_but_joins_existing_ones() {
+    let server = TestServer::with(|c| c.rooms_created_per_min = 3).await;
+    let (_bo, _, _) = Client::in_room(&server, "bo", "existing").await;
+    let mut ann = Client::named(&server, "ann").await;
+    for room in ["n1", "n2", "n3"] {
+        ann.join(room).await;
+    }
+    ann.send(&ClientMsg::join("n4")).await;
+    assert_eq!(ann.next_error().await, "too_many_rooms");
+    let (members, _) = ann.join("existing").await;
+    assert_eq!(members, ["ann", "bo"]);
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_room_flood_in_redis_expires_and_a_reopened_room_starts_a_new_epoch() {
+    let redis = common::cluster::Redis::start();
+    let url = redis.url();
+    let server = TestServer::with(|c| {
+        c.redis_url = Some(url.clone());
+        c.room_idle_secs = 1;
+        c.rooms_created_per_min = 1000;
+        common::unlimited(c);
+    })
+    .await
+    .ready()
+    .await;
+    let mut flooder = Client::named(&server, "flooder").await;
+    for i in 0..30 {
+        leave_a_message_in(&mut flooder, &format!("flood{i}")).await;
+    }
+    let client = redis::Client::open(url.as_str()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connects");
+    let room_keys = |conn: &mut redis::aio::MultiplexedConnection| {
+        let mut conn = conn.clone();
+        async move {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("chorus:{r:*")
+                .query_async(&mut conn)
+                .await
+                .expect("KEYS");
+            keys
+        }
+    };
+    let before = room_keys(&mut conn).await;
+    assert!(
+        before.len() >= 30,
+        "each room stored its message: {before:?}"
+    );
+    let (_, history) = flooder.join("flood0").await;
+    let old_epoch = history.first().map(|m| m.epoch.clone()).expect("history");
+    flooder
+        .send(&ClientMsg::Leave {
+            room: "flood0".into(),
+        })
+        .await;
+    // Idle past room_idle_secs, the rooms' keys are gone: Redis holds only what is in use.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let left = room_keys(&mut conn).await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "room keys left: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A room opened again numbers in a new epoch.
+    let (_, history) = flooder.join("flood0").await;
+    assert!(history.is_empty());
+    flooder.say("flood0", "again", "again-1").await;
+    let m = flooder.next_message().await;
+    assert_eq!(m.seq, 1);
+    assert_ne!(m.epoch, old_epoch);
+    server.shutdown().await.expect("clean shutdown");
+}

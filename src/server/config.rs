@@ -64,8 +64,15 @@ pub struct Config {
     pub max_rooms_per_connection: usize,
     /// Least milliseconds between two `presence` frames of one room (the newest list wins).
     pub presence_interval_ms: u64,
-    /// Rooms the node keeps (with their history) at once; joining a new room past it is refused.
+    /// Rooms the node keeps (with their history) at once. Past it, the room without members idle
+    /// longest is forgotten to make space; only when every room has members is a new one refused.
     pub max_rooms: usize,
+    /// Seconds a room may go without a message or a join before it is forgotten (in memory:
+    /// once it has no members; in Redis: its messages, sequence and dedup ids expire). A room
+    /// opened again starts a new epoch, so `seq` is never reused.
+    pub room_idle_secs: u64,
+    /// New rooms one connection may open per minute (joining rooms that exist is not counted).
+    pub rooms_created_per_min: u32,
     /// Seconds to wait, after the drain, for connections to close before exiting anyway.
     pub shutdown_grace_secs: u64,
     /// Where cargo-leptos put the site (JS, WASM, CSS, assets).
@@ -121,6 +128,8 @@ impl Default for Config {
             max_rooms_per_connection: 16,
             presence_interval_ms: 250,
             max_rooms: 10_000,
+            room_idle_secs: 7 * 24 * 3600,
+            rooms_created_per_min: 10,
             shutdown_grace_secs: 10,
             site_root: "target/site".to_owned(),
             log: "info".to_owned(),
@@ -186,6 +195,10 @@ pub struct Layer {
     pub presence_interval_ms: Option<u64>,
     #[arg(long, env = "CHORUS_MAX_ROOMS")]
     pub max_rooms: Option<usize>,
+    #[arg(long, env = "CHORUS_ROOM_IDLE_SECS")]
+    pub room_idle_secs: Option<u64>,
+    #[arg(long, env = "CHORUS_ROOMS_CREATED_PER_MIN")]
+    pub rooms_created_per_min: Option<u32>,
     #[arg(long, env = "CHORUS_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
     #[arg(long, env = "LEPTOS_SITE_ROOT")]
@@ -280,6 +293,8 @@ impl Config {
             max_rooms_per_connection,
             presence_interval_ms,
             max_rooms,
+            room_idle_secs,
+            rooms_created_per_min,
             shutdown_grace_secs,
             site_root,
             log,
@@ -317,6 +332,8 @@ impl Config {
         set(&mut self.max_rooms_per_connection, max_rooms_per_connection);
         set(&mut self.presence_interval_ms, presence_interval_ms);
         set(&mut self.max_rooms, max_rooms);
+        set(&mut self.room_idle_secs, room_idle_secs);
+        set(&mut self.rooms_created_per_min, rooms_created_per_min);
         set(&mut self.shutdown_grace_secs, shutdown_grace_secs);
         set(&mut self.site_root, site_root);
         set(&mut self.log, log);
@@ -388,6 +405,11 @@ impl Config {
             "at least 1",
         )?;
         check(self.max_rooms >= 1, "max_rooms", "at least 1")?;
+        check(
+            (1..=366 * 24 * 3600).contains(&self.room_idle_secs),
+            "room_idle_secs",
+            "between 1 and 31622400 (a year)",
+        )?;
         check(
             self.presence_interval_ms <= 60_000,
             "presence_interval_ms",

@@ -344,6 +344,10 @@ pub struct FrameLimits {
     controls: Option<Bucket>,
     bytes: Option<Bucket>,
     strikes: Bucket,
+    /// When this connection opened new rooms, within the last minute (a sliding window: only a
+    /// join that turns out to open a room counts, which a bucket cannot be asked beforehand).
+    opened: Vec<std::time::Instant>,
+    rooms_per_min: usize,
 }
 
 impl FrameLimits {
@@ -359,7 +363,22 @@ impl FrameLimits {
             strikes: bucket(Quota::per_second(NonZeroU32::MIN).allow_burst(
                 NonZeroU32::new(config.rate_limit_strikes).unwrap_or(NonZeroU32::MIN),
             )),
+            opened: Vec::new(),
+            rooms_per_min: config.rooms_created_per_min as usize,
         }
+    }
+
+    /// Whether this connection may open another room now.
+    pub fn may_open_room(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        self.opened
+            .retain(|at| now.duration_since(*at) < Duration::from_secs(60));
+        self.opened.len() < self.rooms_per_min
+    }
+
+    /// This connection opened a room.
+    pub fn opened_room(&mut self) {
+        self.opened.push(std::time::Instant::now());
     }
 
     /// Charges a frame of `len` bytes to the buckets of its kind.
@@ -589,6 +608,20 @@ mod tests {
             limits.check(FrameKind::Send, 1000),
             Verdict::Refuse(_)
         ));
+    }
+
+    #[test]
+    fn a_connection_opens_only_so_many_rooms_a_minute() {
+        let config = Config {
+            rooms_created_per_min: 2,
+            ..Config::default()
+        };
+        let mut limits = FrameLimits::new(&config);
+        for _ in 0..2 {
+            assert!(limits.may_open_room());
+            limits.opened_room();
+        }
+        assert!(!limits.may_open_room());
     }
 
     #[test]

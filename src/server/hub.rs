@@ -51,7 +51,10 @@ enum Command {
         member: Member,
         outbox: Outbox,
         since: Option<Position>,
-        reply: oneshot::Sender<Result<(), Invalid>>,
+        /// Whether the join may open a room that does not exist yet.
+        create: bool,
+        /// Whether it did.
+        reply: oneshot::Sender<Result<bool, Invalid>>,
     },
     Leave {
         member: Member,
@@ -110,14 +113,16 @@ impl Hub {
 
     /// Joins the member to the room on this node: on success its `joined` frame is queued
     /// (with the messages after `since`, when given and still stored), followed by the room's
-    /// live events.
+    /// live events. Without `create`, a room that does not exist is not opened (see
+    /// `Store::join`). Returns whether the join opened the room.
     pub async fn join(
         self: &Arc<Self>,
         room: &RoomName,
         member: &Member,
         outbox: &Outbox,
         since: Option<Position>,
-    ) -> Result<(), Invalid> {
+        create: bool,
+    ) -> Result<bool, Invalid> {
         let (reply, answer) = oneshot::channel();
         self.command(
             room,
@@ -125,6 +130,7 @@ impl Hub {
                 member: member.clone(),
                 outbox: outbox.clone(),
                 since,
+                create,
                 reply,
             },
         );
@@ -240,10 +246,12 @@ impl RoomTask {
                 member,
                 outbox,
                 since,
+                create,
                 reply,
             } => {
-                let result = match self.hub.store.join(&self.room, &member).await {
+                let result = match self.hub.store.join(&self.room, &member, create).await {
                     Ok(snapshot) => {
+                        let created = snapshot.created;
                         // A repeated join replaces the connection's entry and resends the room.
                         self.members.retain(|m| m.member.conn != member.conn);
                         // With nobody else here, the stream starts where the snapshot ends. With
@@ -263,7 +271,7 @@ impl RoomTask {
                                 skip_through: last_seq,
                             });
                         }
-                        Ok(())
+                        Ok(created)
                     }
                     Err(e) => Err(e),
                 };
@@ -391,6 +399,7 @@ fn joined_frame(room: &RoomName, snapshot: Snapshot, since: Option<Position>) ->
         history,
         epoch,
         last_seq,
+        ..
     } = snapshot;
     let (history, recovered) = match since {
         None => (history, None),
@@ -511,7 +520,9 @@ mod tests {
         let hub = Hub::new(store.clone(), Duration::from_millis(50));
         let room = RoomName::lobby();
         let (ann, ann_out) = member("ann");
-        hub.join(&room, &ann, &ann_out, None).await.expect("joins");
+        hub.join(&room, &ann, &ann_out, None, true)
+            .await
+            .expect("joins");
         // Two messages are published; before the room task has delivered them, bo's join is
         // queued too, and the task takes commands first: bo's snapshot already holds them.
         for text in ["one", "two"] {
@@ -522,7 +533,9 @@ mod tests {
                 .expect("stored");
         }
         let (bo, bo_out) = member("bo");
-        hub.join(&room, &bo, &bo_out, None).await.expect("joins");
+        hub.join(&room, &bo, &bo_out, None, true)
+            .await
+            .expect("joins");
         tokio::task::yield_now().await;
         assert_eq!(seqs(&ann_out).await, [1, 2], "ann gets them live");
         assert_eq!(

@@ -51,13 +51,17 @@ impl AppState {
             None => format!("node-{:08x}", rand::random::<u32>()).into(),
         };
         let session_ttl = Duration::from_secs(config.session_ttl_secs);
+        let room_idle = Duration::from_secs(config.room_idle_secs);
         let store: Arc<dyn Store> = match &config.redis_url {
-            None => Arc::new(MemoryStore::new(
-                config.history_size,
-                config.dedup_window,
-                config.max_rooms,
-                session_ttl,
-            )),
+            None => Arc::new(
+                MemoryStore::new(
+                    config.history_size,
+                    config.dedup_window,
+                    config.max_rooms,
+                    session_ttl,
+                )
+                .with_room_idle(room_idle),
+            ),
             Some(url) => {
                 let settings = RedisSettings {
                     url: url.clone(),
@@ -66,6 +70,7 @@ impl AppState {
                     dedup_window: config.dedup_window,
                     session_ttl,
                     node_ttl: Duration::from_millis(config.node_ttl_ms),
+                    room_ttl: room_idle,
                 };
                 RedisStore::connect(settings, stop)
                     .await

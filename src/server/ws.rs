@@ -713,10 +713,15 @@ impl Connection {
             conn: self.conn.clone(),
             name,
         };
-        self.node
+        let may_open = self.limits.may_open_room();
+        let opened = self
+            .node
             .hub
-            .join(&room, &member, &self.outbox, since)
+            .join(&room, &member, &self.outbox, since, may_open)
             .await?;
+        if opened {
+            self.limits.opened_room();
+        }
         if !already {
             self.rooms.push(room);
         }

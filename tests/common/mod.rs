@@ -70,6 +70,22 @@ impl TestServer {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// Waits (bounded by [`PATIENCE`]) until `/readyz` answers 200: with Redis, the pub/sub
+    /// link is up and WebSockets are taken.
+    pub async fn ready(self) -> Self {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let status = reqwest::get(self.http_url("/readyz"))
+                .await
+                .map(|r| r.status());
+            if status.is_ok_and(|s| s.is_success()) {
+                return self;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn http_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -3,8 +3,8 @@
 //! events go out in the order they happened.
 
 use super::{
-    ConnId, Departure, Member, RecentIds, SessionId, Snapshot, Store, Stored, messages_after,
-    name_taken, new_epoch, now_ms,
+    ConnId, Departure, Member, RecentIds, SessionId, Snapshot, Store, Stored, creation_limited,
+    messages_after, name_taken, new_epoch, now_ms,
 };
 use crate::{
     protocol::{
@@ -19,18 +19,40 @@ use std::{
     time::{Duration, Instant},
 };
 
-#[derive(Default)]
+/// Until `with_room_idle` says otherwise: a week.
+const DEFAULT_ROOM_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Idle rooms are looked for at most this often (when a room is created), and whenever the node
+/// is full.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 struct Room {
     /// Session → the connection carrying it here, and its name.
     members: BTreeMap<SessionId, (ConnId, UserName)>,
     history: VecDeque<ChatMessage>,
     last_seq: u64,
+    /// Names this life of the room: a room evicted and opened again numbers from 1 in a new
+    /// epoch, so a client's old position is never taken for a new message.
+    epoch: String,
+    /// The last join or message: rooms without members are evicted oldest first.
+    active: Instant,
     recent_ids: RecentIds,
     /// Set when the room is dropped from the map; whoever still holds it must look it up again.
     retired: bool,
 }
 
 impl Room {
+    fn new() -> Self {
+        Self {
+            members: BTreeMap::new(),
+            history: VecDeque::new(),
+            last_seq: 0,
+            epoch: new_epoch(),
+            active: Instant::now(),
+            recent_ids: RecentIds::default(),
+            retired: false,
+        }
+    }
+
     fn member_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .members
@@ -97,11 +119,13 @@ impl Sessions {
 
 pub struct MemoryStore {
     bus: MemoryBus,
-    /// Names the history of this process's rooms: sequence numbers restart with it.
-    epoch: String,
     history_size: usize,
     dedup_window: usize,
     max_rooms: usize,
+    /// A room without members and without a join or message for this long is forgotten.
+    room_idle: Duration,
+    /// When idle rooms were last swept (on a room's creation, at most once a minute).
+    swept: Mutex<Instant>,
     session_ttl: Duration,
     /// std Mutex: look-ups only, never across `.await`.
     sessions: Mutex<Sessions>,
@@ -118,14 +142,21 @@ impl MemoryStore {
     ) -> Self {
         Self {
             bus: MemoryBus::default(),
-            epoch: new_epoch(),
             history_size,
             dedup_window,
             max_rooms,
+            room_idle: DEFAULT_ROOM_IDLE,
+            swept: Mutex::new(Instant::now()),
             session_ttl,
             sessions: Mutex::new(Sessions::default()),
             rooms: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How long a room without members may stay idle before it is forgotten.
+    pub fn with_room_idle(mut self, idle: Duration) -> Self {
+        self.room_idle = idle;
+        self
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
@@ -139,10 +170,31 @@ impl MemoryStore {
         rooms.get(room).cloned()
     }
 
-    fn get_or_create(&self, room: &RoomName) -> Result<Arc<tokio::sync::Mutex<Room>>, Invalid> {
+    /// The room, opened if it is new and `create` allows it. A full node first forgets rooms
+    /// without members: the idle ones, else the one idle longest.
+    fn get_or_create(
+        &self,
+        room: &RoomName,
+        create: bool,
+    ) -> Result<Arc<tokio::sync::Mutex<Room>>, Invalid> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = rooms.get(room) {
             return Ok(r.clone());
+        }
+        if !create {
+            return Err(creation_limited());
+        }
+        let now = Instant::now();
+        let sweep_due = {
+            let mut swept = self.swept.lock().unwrap_or_else(|p| p.into_inner());
+            let due = now.duration_since(*swept) >= SWEEP_EVERY;
+            if due {
+                *swept = now;
+            }
+            due
+        };
+        if sweep_due || rooms.len() >= self.max_rooms {
+            self.evict(&mut rooms, now);
         }
         if rooms.len() >= self.max_rooms {
             return Err(Invalid::new(
@@ -150,9 +202,38 @@ impl MemoryStore {
                 "the server holds as many rooms as it may; join an existing one",
             ));
         }
-        let r = Arc::new(tokio::sync::Mutex::new(Room::default()));
+        let r = Arc::new(tokio::sync::Mutex::new(Room::new()));
         rooms.insert(room.clone(), r.clone());
         Ok(r)
+    }
+
+    /// Forgets every room without members idle past `room_idle`; if none was and the node is
+    /// full, the one without members idle longest. A room in use right now (locked) is kept.
+    fn evict(&self, rooms: &mut HashMap<RoomName, Arc<tokio::sync::Mutex<Room>>>, now: Instant) {
+        let mut oldest: Option<(Instant, RoomName)> = None;
+        let mut expired = Vec::new();
+        for (name, room) in rooms.iter() {
+            let Ok(room) = room.try_lock() else { continue };
+            if !room.members.is_empty() {
+                continue;
+            }
+            if now.duration_since(room.active) >= self.room_idle {
+                expired.push(name.clone());
+            } else if oldest.as_ref().is_none_or(|(at, _)| room.active < *at) {
+                oldest = Some((room.active, name.clone()));
+            }
+        }
+        if expired.is_empty() && rooms.len() >= self.max_rooms {
+            expired.extend(oldest.map(|(_, name)| name));
+        }
+        for name in expired {
+            if let Some(room) = rooms.remove(&name)
+                && let Ok(mut room) = room.try_lock()
+            {
+                room.retired = true;
+                tracing::debug!(room = %name, "idle room forgotten");
+            }
+        }
     }
 
     fn notice(&self, room: &RoomName, kind: NoticeKind, name: &UserName, old: Option<&UserName>) {
@@ -259,13 +340,20 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn join(&self, room_name: &RoomName, member: &Member) -> Result<Snapshot, Invalid> {
+    async fn join(
+        &self,
+        room_name: &RoomName,
+        member: &Member,
+        create: bool,
+    ) -> Result<Snapshot, Invalid> {
         let mut room = loop {
-            let guard = self.get_or_create(room_name)?.lock_owned().await;
+            let guard = self.get_or_create(room_name, create)?.lock_owned().await;
             if !guard.retired {
                 break guard;
             }
         };
+        let created = room.last_seq == 0 && room.members.is_empty() && room.history.is_empty();
+        room.active = Instant::now();
         let previous = room.members.insert(
             member.session.clone(),
             (member.conn.clone(), member.name.clone()),
@@ -281,8 +369,9 @@ impl Store for MemoryStore {
             members: room.member_names(),
             history: room.history.iter().cloned().collect(),
             // As in Redis: a room's numbering has an epoch once its first message is stored.
-            epoch: (room.last_seq > 0).then(|| self.epoch.clone()),
+            epoch: (room.last_seq > 0).then(|| room.epoch.clone()),
             last_seq: room.last_seq,
+            created,
         })
     }
 
@@ -339,10 +428,11 @@ impl Store for MemoryStore {
                 duplicate: true,
             });
         }
+        room.active = Instant::now();
         let msg = ChatMessage {
             room: room_name.to_string(),
             seq: room.last_seq + 1,
-            epoch: self.epoch.clone(),
+            epoch: room.epoch.clone(),
             from: from.to_string(),
             text: text.into_string(),
             ts: now_ms(),
@@ -381,13 +471,13 @@ impl Store for MemoryStore {
         epoch: &str,
         seq: u64,
     ) -> Result<Option<Vec<ChatMessage>>, Invalid> {
-        if epoch != self.epoch {
-            return Ok(None);
-        }
         let Some(room) = self.existing(room) else {
-            return Ok((seq == 0).then(Vec::new));
+            return Ok(None);
         };
         let room = room.lock().await;
+        if room.last_seq > 0 && epoch != room.epoch {
+            return Ok(None);
+        }
         Ok(messages_after(
             room.history.iter().cloned(),
             room.last_seq,
@@ -491,7 +581,9 @@ mod tests {
     async fn a_resent_client_id_is_acknowledged_with_its_first_seq_not_stored_again() {
         let s = MemoryStore::new(10, 2, 10, Duration::from_secs(30));
         let room = RoomName::lobby();
-        s.join(&room, &member("a", "ann")).await.expect("joins");
+        s.join(&room, &member("a", "ann"), true)
+            .await
+            .expect("joins");
         let ann = name("ann");
         let send = |id: &'static str| s.append(&room, &ann, text("hi"), Some(id.into()));
         let first = send("c1").await.expect("stored");
@@ -519,7 +611,10 @@ mod tests {
                 duplicate: false
             }
         );
-        let snap = s.join(&room, &member("b", "bo")).await.expect("joins");
+        let snap = s
+            .join(&room, &member("b", "bo"), true)
+            .await
+            .expect("joins");
         assert_eq!(snap.history.len(), 4, "the duplicate was not stored");
     }
 
@@ -527,7 +622,9 @@ mod tests {
     async fn history_keeps_the_newest_messages_in_seq_order() {
         let s = store(3);
         let room = RoomName::lobby();
-        s.join(&room, &member("a", "ann")).await.expect("joins");
+        s.join(&room, &member("a", "ann"), true)
+            .await
+            .expect("joins");
         for i in 1..=5 {
             let m = s
                 .append(&room, &name("ann"), text(&format!("m{i}")), None)
@@ -535,7 +632,10 @@ mod tests {
                 .expect("stored");
             assert_eq!(m.seq, i);
         }
-        let snap = s.join(&room, &member("b", "bo")).await.expect("joins");
+        let snap = s
+            .join(&room, &member("b", "bo"), true)
+            .await
+            .expect("joins");
         let texts: Vec<_> = snap.history.iter().map(|m| m.text.as_str()).collect();
         assert_eq!(texts, ["m3", "m4", "m5"]);
         assert_eq!(snap.last_seq, 5);
@@ -564,9 +664,9 @@ mod tests {
             conn: "c-new".into(),
             ..old.clone()
         };
-        s.join(&room, &old).await.expect("joins");
+        s.join(&room, &old, true).await.expect("joins");
         let mut sub = s.subscribe(&room).await.expect("subscribes");
-        s.join(&room, &new).await.expect("joins again");
+        s.join(&room, &new, true).await.expect("joins again");
         s.leave(&room, &old).await.expect("no-op");
         assert_eq!(s.members(&room).await.expect("ok"), ["ann"]);
         s.leave(&room, &new).await.expect("leaves");
@@ -590,8 +690,8 @@ mod tests {
         let quiet = RoomName::parse("quiet").expect("valid");
         let busy = RoomName::parse("busy").expect("valid");
         let a = member("a", "ann");
-        s.join(&quiet, &a).await.expect("joins");
-        s.join(&busy, &a).await.expect("joins");
+        s.join(&quiet, &a, true).await.expect("joins");
+        s.join(&busy, &a, true).await.expect("joins");
         s.append(&busy, &name("ann"), text("hi"), None)
             .await
             .expect("stored");
@@ -607,13 +707,118 @@ mod tests {
         let s = MemoryStore::new(10, 100, 2, Duration::from_secs(1));
         let a = member("a", "ann");
         for r in ["r1", "r2"] {
-            s.join(&RoomName::parse(r).expect("valid"), &a)
+            s.join(&RoomName::parse(r).expect("valid"), &a, true)
                 .await
                 .expect("joins");
         }
-        let third = s.join(&RoomName::parse("r3").expect("valid"), &a).await;
+        let third = s
+            .join(&RoomName::parse("r3").expect("valid"), &a, true)
+            .await;
         assert_eq!(
             third.map(|_| ()).map_err(|e| e.code),
+            Err(ErrorCode::TooManyRooms)
+        );
+    }
+
+    /// A room with one stored message whose only member left again.
+    async fn abandoned(s: &MemoryStore, room: &str) -> RoomName {
+        let room = RoomName::parse(room).expect("valid");
+        let a = member("a", "ann");
+        s.join(&room, &a, true).await.expect("joins");
+        s.append(&room, &name("ann"), text("hi"), None)
+            .await
+            .expect("stored");
+        s.leave(&room, &a).await.expect("leaves");
+        room
+    }
+
+    #[tokio::test]
+    async fn a_full_node_forgets_the_room_without_members_idle_longest_instead_of_refusing() {
+        let s = MemoryStore::new(10, 100, 3, Duration::from_secs(30));
+        let first = abandoned(&s, "r1").await;
+        let old_epoch = s
+            .join(&first, &member("b", "bo"), true)
+            .await
+            .expect("joins");
+        s.leave(&first, &member("b", "bo")).await.expect("leaves");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let second = abandoned(&s, "r2").await;
+        let busy = RoomName::parse("busy").expect("valid");
+        s.join(&busy, &member("c", "cy"), true)
+            .await
+            .expect("joins");
+        // Full: r1 (idle longest, no members) makes way; the busy room is never touched.
+        let fourth = RoomName::parse("r4").expect("valid");
+        s.join(&fourth, &member("d", "di"), true)
+            .await
+            .expect("room made");
+        {
+            let rooms = s.rooms.lock().expect("not poisoned");
+            assert!(!rooms.contains_key(&first));
+            assert!(rooms.contains_key(&second) && rooms.contains_key(&busy));
+        }
+        // Opened again, it numbers anew in a new epoch: an old position is not taken for new.
+        let again = s
+            .join(&first, &member("b", "bo"), true)
+            .await
+            .expect("joins");
+        assert!(again.created && again.history.is_empty());
+        s.append(&first, &name("bo"), text("new"), None)
+            .await
+            .expect("stored");
+        let after = s
+            .join(&first, &member("b", "bo"), true)
+            .await
+            .expect("joins");
+        assert_eq!(after.last_seq, 1);
+        assert_ne!(after.epoch, old_epoch.epoch);
+        assert_eq!(
+            s.since(&first, old_epoch.epoch.as_deref().expect("epoch"), 1)
+                .await
+                .expect("ok"),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn idle_rooms_without_members_are_forgotten_rooms_with_members_are_kept() {
+        let s = MemoryStore::new(10, 100, 3, Duration::from_secs(30))
+            .with_room_idle(Duration::from_millis(20));
+        let idle = abandoned(&s, "idle").await;
+        let kept = RoomName::parse("kept").expect("valid");
+        s.join(&kept, &member("b", "bo"), true)
+            .await
+            .expect("joins");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        // Sweeps happen as rooms are opened (or when the node is full).
+        *s.swept.lock().expect("not poisoned") -= SWEEP_EVERY;
+        s.join(
+            &RoomName::parse("new").expect("valid"),
+            &member("c", "cy"),
+            true,
+        )
+        .await
+        .expect("joins");
+        let rooms = s.rooms.lock().expect("not poisoned");
+        assert!(!rooms.contains_key(&idle));
+        assert!(rooms.contains_key(&kept));
+    }
+
+    #[tokio::test]
+    async fn without_create_only_rooms_that_exist_can_be_joined() {
+        let s = store(10);
+        let open = abandoned(&s, "open").await;
+        let snap = s
+            .join(&open, &member("b", "bo"), false)
+            .await
+            .expect("exists");
+        assert!(!snap.created);
+        let new = RoomName::parse("new").expect("valid");
+        assert_eq!(
+            s.join(&new, &member("b", "bo"), false)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.code),
             Err(ErrorCode::TooManyRooms)
         );
     }

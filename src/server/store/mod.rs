@@ -45,6 +45,8 @@ pub struct Snapshot {
     /// up to it are already known.
     pub epoch: Option<String>,
     pub last_seq: u64,
+    /// The join opened the room: it had neither members nor stored messages.
+    pub created: bool,
 }
 
 /// Where `append` put a message.
@@ -110,8 +112,14 @@ pub trait Store: Send + Sync + 'static {
     async fn release(&self, session: &SessionId, conn: &ConnId, how: Departure);
 
     /// Adds the member to the room (announcing it if the session was not there yet) and returns
-    /// what it should see.
-    async fn join(&self, room: &RoomName, member: &Member) -> Result<Snapshot, Invalid>;
+    /// what it should see. Without `create`, a room that has neither members nor stored
+    /// messages is not opened: the join is refused (the connection opened too many rooms).
+    async fn join(
+        &self,
+        room: &RoomName,
+        member: &Member,
+        create: bool,
+    ) -> Result<Snapshot, Invalid>;
 
     /// Removes the member and announces it, unless another connection took its session over.
     async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), Invalid>;
@@ -167,6 +175,14 @@ pub(crate) fn unavailable(cause: impl std::fmt::Display) -> Invalid {
     Invalid::new(
         ErrorCode::Internal,
         "the chat store is unreachable; try again shortly",
+    )
+}
+
+/// A join that would open a room, from a connection that opened its share of them lately.
+pub(crate) fn creation_limited() -> Invalid {
+    Invalid::new(
+        ErrorCode::TooManyRooms,
+        "you opened many new rooms just now; join an existing one or wait a minute",
     )
 }
 

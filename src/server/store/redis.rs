@@ -20,8 +20,8 @@
 //! listed, announcing them as `left`, and its sessions stop holding names.
 
 use super::{
-    ConnId, Departure, Member, SessionId, Snapshot, Store, Stored, messages_after, name_taken,
-    new_epoch, now_ms, unavailable,
+    ConnId, Departure, Member, SessionId, Snapshot, Store, Stored, creation_limited,
+    messages_after, name_taken, new_epoch, now_ms, unavailable,
 };
 use crate::{
     protocol::{
@@ -68,6 +68,9 @@ pub struct RedisSettings {
     pub dedup_window: usize,
     pub session_ttl: Duration,
     pub node_ttl: Duration,
+    /// A room's messages, sequence and dedup ids expire after this long without a message or
+    /// a join.
+    pub room_ttl: Duration,
 }
 
 struct Scripts {
@@ -137,10 +140,16 @@ end
 return 1
 "#,
             ),
-            // KEYS: meta, history, members, owners. ARGV: session, owner, name, channel,
-            // joined notice, room.
+            // KEYS: meta, history, members, owners, ids, id order. ARGV: session, owner, name,
+            // channel, joined notice, room, may create (1/0), room ttl ms. Returns {names,
+            // history, epoch, seq, 1 if the room was opened (0 if not, -1 if it may not be)}.
             join: Script::new(
                 r#"
+local fresh = redis.call('EXISTS', KEYS[1], KEYS[3]) == 0
+if fresh and ARGV[7] ~= '1' then return {{}, {}, '', '0', -1} end
+for i = 1, 6 do
+  if i ~= 3 and i ~= 4 then redis.call('PEXPIRE', KEYS[i], ARGV[8]) end
+end
 local prev = redis.call('HGET', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
@@ -150,7 +159,7 @@ elseif prev ~= ARGV[3] then
   redis.call('PUBLISH', ARGV[4], cjson.encode({type = 'notice', room = ARGV[6], kind = 'renamed', name = ARGV[3], old_name = prev}))
 end
 local meta = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
-return {redis.call('HVALS', KEYS[3]), redis.call('LRANGE', KEYS[2], 0, -1), meta[1] or '', meta[2] or '0'}
+return {redis.call('HVALS', KEYS[3]), redis.call('LRANGE', KEYS[2], 0, -1), meta[1] or '', meta[2] or '0', fresh and 1 or 0}
 "#,
             ),
             // KEYS: members, owners. ARGV: session, owner, name, channel, joined notice.
@@ -185,7 +194,9 @@ return 1
             ),
             // KEYS: meta, history, ids (hash client_id → seq), id order (list). ARGV: channel,
             // epoch if new, the frame after its first '{' (everything but type, seq and epoch),
-            // history size, client_id or "", dedup window. Returns {seq, duplicate (1/0)}.
+            // history size, client_id or "", dedup window, room ttl ms. Returns {seq,
+            // duplicate (1/0)}. The room's data expires after the ttl without a message or join;
+            // it then starts again in a new epoch.
             append: Script::new(
                 r#"
 if ARGV[5] ~= '' then
@@ -211,6 +222,7 @@ if ARGV[5] ~= '' and window > 0 then
     redis.call('HDEL', KEYS[3], redis.call('LPOP', KEYS[4]))
   end
 end
+for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[7]) end
 redis.call('PUBLISH', ARGV[1], frame)
 return {seq, 0}
 "#,
@@ -316,6 +328,10 @@ impl RedisStore {
         });
         tokio::spawn(heartbeat(Arc::downgrade(&store), stop));
         Ok(store)
+    }
+
+    fn room_ttl_ms(&self) -> u64 {
+        u64::try_from(self.settings.room_ttl.as_millis()).unwrap_or(u64::MAX)
     }
 
     fn owner(&self, conn: &ConnId) -> String {
@@ -529,23 +545,35 @@ impl Store for RedisStore {
         }
     }
 
-    async fn join(&self, room: &RoomName, member: &Member) -> Result<Snapshot, Invalid> {
-        let (names, history, epoch, seq): (Vec<String>, Vec<String>, String, String) = self
-            .scripts
-            .join
-            .key(room_key(room, "meta"))
-            .key(room_key(room, "history"))
-            .key(room_key(room, "members"))
-            .key(room_key(room, "owners"))
-            .arg(member.session.as_ref())
-            .arg(self.owner(&member.conn))
-            .arg(member.name.as_str())
-            .arg(room_channel(room))
-            .arg(notice(room, NoticeKind::Joined, &member.name, None))
-            .arg(room.as_str())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
+    async fn join(
+        &self,
+        room: &RoomName,
+        member: &Member,
+        create: bool,
+    ) -> Result<Snapshot, Invalid> {
+        let (names, history, epoch, seq, opened): (Vec<String>, Vec<String>, String, String, i64) =
+            self.scripts
+                .join
+                .key(room_key(room, "meta"))
+                .key(room_key(room, "history"))
+                .key(room_key(room, "members"))
+                .key(room_key(room, "owners"))
+                .key(room_key(room, "ids"))
+                .key(room_key(room, "id_order"))
+                .arg(member.session.as_ref())
+                .arg(self.owner(&member.conn))
+                .arg(member.name.as_str())
+                .arg(room_channel(room))
+                .arg(notice(room, NoticeKind::Joined, &member.name, None))
+                .arg(room.as_str())
+                .arg(if create { "1" } else { "0" })
+                .arg(self.room_ttl_ms())
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(unavailable)?;
+        if opened < 0 {
+            return Err(creation_limited());
+        }
         let mut members = names;
         sort_members(&mut members);
         Ok(Snapshot {
@@ -553,6 +581,7 @@ impl Store for RedisStore {
             history: decode_history(history),
             epoch: (!epoch.is_empty()).then_some(epoch),
             last_seq: seq.parse().unwrap_or(0),
+            created: opened == 1,
         })
     }
 
@@ -613,6 +642,7 @@ impl Store for RedisStore {
             .arg(self.settings.history_size)
             .arg(client_id.as_deref().unwrap_or_default())
             .arg(self.settings.dedup_window)
+            .arg(self.room_ttl_ms())
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
