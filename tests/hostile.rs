@@ -405,3 +405,42 @@ async fn a_room_flood_in_redis_expires_and_a_reopened_room_starts_a_new_epoch() 
     assert_ne!(m.epoch, old_epoch);
     server.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn names_of_sessions_that_ended_are_freed_in_redis() {
+    let redis = common::cluster::Redis::start();
+    let url = redis.url();
+    let server = TestServer::with(|c| {
+        c.redis_url = Some(url.clone());
+        c.session_ttl_secs = 1;
+    })
+    .await
+    .ready()
+    .await;
+    for i in 0..20 {
+        // A dropped link: the name is held for session_ttl_secs, then nobody holds it.
+        Client::named(&server, &format!("ghost{i}")).await.cut();
+    }
+    let client = redis::Client::open(url.as_str()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connects");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let held: u64 = redis::cmd("HLEN")
+            .arg("chorus:{u}:names")
+            .query_async(&mut conn)
+            .await
+            .expect("HLEN");
+        if held == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{held} abandoned names still held"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.shutdown().await.expect("clean shutdown");
+}

@@ -55,6 +55,11 @@ fn node_key(node: &str) -> String {
 fn node_rooms_key(node: &str) -> String {
     format!("chorus:{{u}}:nr:{node}")
 }
+/// Held by the node sweeping the names, so that one node does it at a time.
+const SWEEP_KEY: &str = "chorus:{u}:sweep";
+/// Names looked at per step of a sweep.
+const SWEEP_BATCH: u64 = 500;
+
 fn reap_key(node: &str) -> String {
     format!("chorus:{{u}}:reap:{node}")
 }
@@ -84,6 +89,7 @@ struct Scripts {
     append: Script,
     since: Script,
     reap: Script,
+    sweep_names: Script,
 }
 
 impl Scripts {
@@ -232,6 +238,29 @@ return {seq, 0}
                 r#"
 local meta = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
 return {redis.call('LRANGE', KEYS[2], 0, -1), meta[1] or '', meta[2] or '0'}
+"#,
+            ),
+            // KEYS: names. ARGV: cursor, batch size, session prefix, node prefix, session ttl
+            // ms. One step through the names: a name whose session is gone is freed; a session
+            // still attached to a dead node is detached, so that its user may resume it for the
+            // ttl like after a dropped link, and its name is freed by a later step. Returns
+            // {next cursor, names freed}.
+            sweep_names: Script::new(
+                r#"
+local page = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
+local kv, freed = page[2], 0
+for i = 1, #kv, 2 do
+  local s = ARGV[3] .. kv[i + 1]
+  local held = redis.call('HMGET', s, 'conn', 'node')
+  if not held[1] then
+    redis.call('HDEL', KEYS[1], kv[i])
+    freed = freed + 1
+  elseif held[1] ~= '' and redis.call('EXISTS', ARGV[4] .. held[2]) == 0 then
+    redis.call('HSET', s, 'conn', '')
+    redis.call('PEXPIRE', s, ARGV[5])
+  end
+end
+return {page[1], freed}
 "#,
             ),
             // KEYS: members, owners. ARGV: owner prefix of the dead node, channel, room.
@@ -434,6 +463,54 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// How often the names are swept: as often as a detached session may hold its name, between
+    /// one second and a minute.
+    fn sweep_every(&self) -> Duration {
+        self.settings
+            .session_ttl
+            .clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
+
+    /// Frees the names of sessions that are gone (expired after a dropped link, or held by a
+    /// node that died), unless another node swept them lately. Returns how many were freed.
+    async fn sweep_names(&self) -> redis::RedisResult<u64> {
+        let mut conn = self.conn.clone();
+        let every = u64::try_from(self.sweep_every().as_millis()).unwrap_or(60_000);
+        let claimed: Option<String> = redis::cmd("SET")
+            .arg(SWEEP_KEY)
+            .arg(self.settings.node.as_ref())
+            .arg("NX")
+            .arg("PX")
+            .arg(every.saturating_sub(every / 10).max(1))
+            .query_async(&mut conn)
+            .await?;
+        if claimed.is_none() {
+            return Ok(0);
+        }
+        let ttl = u64::try_from(self.settings.session_ttl.as_millis()).unwrap_or(u64::MAX);
+        let (mut cursor, mut freed) = (String::from("0"), 0);
+        loop {
+            let (next, n): (String, u64) = self
+                .scripts
+                .sweep_names
+                .key(NAMES)
+                .arg(&cursor)
+                .arg(SWEEP_BATCH)
+                .arg(SESSION_PREFIX)
+                .arg(NODE_PREFIX)
+                .arg(ttl)
+                .invoke_async(&mut conn)
+                .await?;
+            freed += n;
+            if next == "0" {
+                return Ok(freed);
+            }
+            cursor = next;
+        }
+    }
+}
+
 /// Keeps this node's heartbeat fresh and removes dead nodes' members, until `stop`.
 async fn heartbeat(store: std::sync::Weak<RedisStore>, stop: CancellationToken) {
     let every = match store.upgrade() {
@@ -447,6 +524,7 @@ async fn heartbeat(store: std::sync::Weak<RedisStore>, stop: CancellationToken) 
     // every node's key may have expired meanwhile; reaping waits one TTL so that live nodes can
     // beat again before anyone is declared dead.
     let mut beating_since: Option<tokio::time::Instant> = None;
+    let mut last_sweep = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -472,6 +550,14 @@ async fn heartbeat(store: std::sync::Weak<RedisStore>, stop: CancellationToken) 
             && let Err(e) = store.reap().await
         {
             tracing::warn!(cause = %e, "removing dead nodes' members failed");
+        }
+        if last_sweep.elapsed() >= store.sweep_every() {
+            last_sweep = tokio::time::Instant::now();
+            match store.sweep_names().await {
+                Ok(0) => {}
+                Ok(freed) => tracing::debug!(freed, "names of ended sessions freed"),
+                Err(e) => tracing::warn!(cause = %e, "sweeping the names failed"),
+            }
         }
     }
 }
