@@ -107,6 +107,10 @@ pub struct Config {
     /// Refusals for speed a connection may collect (one is forgiven per second) before it is
     /// closed with 1008.
     pub rate_limit_strikes: u32,
+    /// PEM certificate chain and private key: with both, the node serves HTTPS and WSS itself
+    /// (for setups without a balancer that ends TLS).
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
 }
 
 impl Default for Config {
@@ -154,6 +158,8 @@ impl Default for Config {
             controls_per_sec: 5,
             control_burst: 30,
             rate_limit_strikes: 10,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -230,6 +236,10 @@ pub struct Layer {
     pub control_burst: Option<u32>,
     #[arg(long, env = "CHORUS_RATE_LIMIT_STRIKES")]
     pub rate_limit_strikes: Option<u32>,
+    #[arg(long, env = "CHORUS_TLS_CERT")]
+    pub tls_cert: Option<String>,
+    #[arg(long, env = "CHORUS_TLS_KEY")]
+    pub tls_key: Option<String>,
 }
 
 /// Command line of the `chorus` binary.
@@ -310,6 +320,8 @@ impl Config {
             controls_per_sec,
             control_burst,
             rate_limit_strikes,
+            tls_cert,
+            tls_key,
         } = layer;
         set(&mut self.listen, listen);
         if node_id.is_some() {
@@ -356,6 +368,13 @@ impl Config {
         set(&mut self.controls_per_sec, controls_per_sec);
         set(&mut self.control_burst, control_burst);
         set(&mut self.rate_limit_strikes, rate_limit_strikes);
+        // An empty value switches TLS off again.
+        if tls_cert.is_some() {
+            self.tls_cert = tls_cert.filter(|p| !p.is_empty());
+        }
+        if tls_key.is_some() {
+            self.tls_key = tls_key.filter(|p| !p.is_empty());
+        }
     }
 
     /// Rejects values the server cannot run with, naming the key.
@@ -472,6 +491,11 @@ impl Config {
             self.rate_limit_strikes >= 1,
             "rate_limit_strikes",
             "at least 1",
+        )?;
+        check(
+            self.tls_cert.is_some() == self.tls_key.is_some(),
+            "tls_cert",
+            "set together with tls_key (or neither)",
         )?;
         Ok(())
     }

@@ -7,6 +7,7 @@ pub mod guard;
 pub mod hub;
 mod outbox;
 pub mod store;
+mod tls;
 pub mod ws;
 
 use crate::app::{App, shell};
@@ -166,6 +167,12 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
+fn set_nodelay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(cause = %e, "cannot set TCP_NODELAY");
+    }
+}
+
 /// Serves until `shutdown` resolves, then drains: `/readyz` and new WebSockets answer 503 at once,
 /// open connections are told to reconnect elsewhere (1012) each at a random moment within
 /// `drain_ms`, and once they are gone (or after `shutdown_grace_secs` more) the server stops.
@@ -184,18 +191,17 @@ pub async fn run(
     let draining = app.shutdown.clone();
     let connections = app.connections.clone();
     let addr = listener.local_addr()?;
+    let tls = match (&app.config.tls_cert, &app.config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert.as_ref(), key.as_ref())?),
+        _ => None,
+    };
     tracing::info!(
         %addr,
         node = %app.node_id,
         redis = app.config.redis_url.is_some(),
+        tls = tls.is_some(),
         "chorus listening"
     );
-    // Frames are batched and flushed by the writer, so Nagle's algorithm only adds delay.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(cause = %e, "cannot set TCP_NODELAY");
-        }
-    });
     tokio::spawn({
         let draining = draining.clone();
         async move {
@@ -208,28 +214,43 @@ pub async fn run(
         }
     });
     // The listener stays open while draining, so balancers see the 503s and move on.
+    let graceful = {
+        let draining = draining.clone();
+        async move {
+            draining.cancelled().await;
+            connections.close();
+            if tokio::time::timeout(drain + grace, connections.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    open = connections.len(),
+                    "connections still open after the drain and grace period; exiting"
+                );
+            } else {
+                tracing::info!("drained: stopping");
+            }
+        }
+    };
     // Each request knows its peer's address: the client's, or a trusted proxy's (see `guard`).
     let service = router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let serve = axum::serve(listener, service)
-        .with_graceful_shutdown({
-            let draining = draining.clone();
-            async move {
-                draining.cancelled().await;
-                connections.close();
-                if tokio::time::timeout(drain + grace, connections.wait())
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(
-                        open = connections.len(),
-                        "connections still open after the drain and grace period; exiting"
-                    );
-                } else {
-                    tracing::info!("drained: stopping");
-                }
-            }
-        })
-        .into_future();
+    let serve: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
+        // Frames are batched and flushed by the writer, so Nagle's algorithm only adds delay.
+        None => Box::pin(
+            axum::serve(listener.tap_io(set_nodelay), service)
+                .with_graceful_shutdown(graceful)
+                .into_future(),
+        ),
+        // The TLS listener sets TCP_NODELAY itself; `tap_io` is what lends it connect info.
+        Some(acceptor) => Box::pin(
+            axum::serve(
+                tls::TlsListener::new(listener, acceptor)?.tap_io(|_| {}),
+                service,
+            )
+            .with_graceful_shutdown(graceful)
+            .into_future(),
+        ),
+    };
     tokio::pin!(serve);
     let result = tokio::select! {
         result = &mut serve => result,
