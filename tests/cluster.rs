@@ -177,3 +177,33 @@ async fn clients_behind_nginx_chat_across_nodes() {
     assert_eq!(ann.next_message().await.text, "through nginx");
     assert_eq!(ann.next_message().await.text, "and back");
 }
+
+/// The status of a WebSocket upgrade through `endpoint` with the given `Origin`.
+async fn upgrade_with_origin(endpoint: &impl common::Endpoint, origin: &str) -> u16 {
+    use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+    let mut request = endpoint.ws_url().into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().expect("header value"));
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("no HTTP answer: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn behind_nginx_the_chat_page_opens_sockets_and_other_sites_do_not() {
+    let (_redis, a, b) = two_nodes();
+    let nginx = Nginx::start(&[&a, &b]);
+    // The page the browser loaded came from nginx's address, port included: the shipped
+    // template passes the Host the browser sent, so the node sees the same origin.
+    let page = common::Endpoint::ws_url(&nginx)
+        .replace("ws://", "http://")
+        .replace("/ws", "");
+    assert_eq!(upgrade_with_origin(&nginx, &page).await, 101);
+    assert_eq!(
+        upgrade_with_origin(&nginx, "http://evil.example").await,
+        403
+    );
+}
