@@ -162,7 +162,7 @@ impl Model {
             self.error = Some(ErrorCode::TooLong);
             return None;
         }
-        self.error = None;
+        self.clear_error();
         let pending = Pending {
             client_id,
             text: text.to_owned(),
@@ -228,9 +228,6 @@ impl Model {
     /// refused (the name, the room, every unacknowledged message; each stored once).
     pub fn retry_now(&mut self) -> Vec<ClientMsg> {
         self.retry_scheduled = false;
-        if self.error == Some(ErrorCode::RateLimited) {
-            self.error = None;
-        }
         let mut out: Vec<ClientMsg> = self.ask_again().into_iter().collect();
         out.extend(self.resend_pending(None));
         out
@@ -249,6 +246,24 @@ impl Model {
         if let Some(id) = client_id {
             self.pending.retain(|p| p.client_id != id);
         }
+        self.note_when_all_out();
+    }
+
+    /// The note that the server asked us to slow down stays until everything it held back is
+    /// stored, so the user sees why a message still says "sending".
+    fn note_when_all_out(&mut self) {
+        if self.error == Some(ErrorCode::RateLimited) && self.pending.iter().all(|p| p.acked) {
+            self.error = None;
+        }
+    }
+
+    /// A new success clears the last refusal, except the note about slowing down while
+    /// messages it held back are still on their way.
+    fn clear_error(&mut self) {
+        if self.error != Some(ErrorCode::RateLimited) {
+            self.error = None;
+        }
+        self.note_when_all_out();
     }
 
     /// Applies a server frame; returns the frames to send in answer.
@@ -289,7 +304,7 @@ impl Model {
                 self.reclaims_left = 0;
                 self.wanted_name = Some(name.clone());
                 self.name = Some(name);
-                self.error = None;
+                self.clear_error();
                 if self.joined {
                     Vec::new()
                 } else {
@@ -338,6 +353,7 @@ impl Model {
                 {
                     p.acked = true;
                 }
+                self.note_when_all_out();
                 Vec::new()
             }
             ServerMsg::Left { room } if room == self.room => {
@@ -779,7 +795,7 @@ mod tests {
     }
 
     #[test]
-    fn a_message_refused_for_speed_is_shown_calmly_and_sent_again_once_the_wait_is_over() {
+    fn a_message_refused_for_speed_is_noted_until_stored_and_sent_again_once_the_wait_is_over() {
         let mut m = Model::new("lobby", Some("ann".into()));
         online_in_lobby(&mut m);
         let first = m.compose("one", "c1".into()).expect("sent");
@@ -800,10 +816,19 @@ mod tests {
             vec![first, second],
             "both go again, same client_ids"
         );
-        assert_eq!(m.error, None, "the note goes once the retry is sent");
         // A later refusal schedules a new retry.
         m.apply(slow(100));
         assert_eq!(m.retry_in_ms, Some(100));
+        // The note stays while a held-back message is on its way, and goes once all are stored.
+        let ack = |id: &str| ServerMsg::Ack {
+            room: "lobby".into(),
+            client_id: Some(id.into()),
+            seq: 1,
+        };
+        m.apply(ack("c1"));
+        assert_eq!(m.error, Some(ErrorCode::RateLimited));
+        m.apply(ack("c2"));
+        assert_eq!(m.error, None, "the note goes once everything is stored");
     }
 
     #[test]
