@@ -15,7 +15,9 @@ fn site_root() -> PathBuf {
     let wasm: Vec<u8> = (0..400_000u32)
         .map(|i| (((i * 7) % 251) ^ (i >> 9)) as u8)
         .collect();
-    std::fs::write(pkg.join("chorus_wasm.wasm"), wasm).expect("write wasm");
+    std::fs::write(pkg.join("chorus_wasm.wasm"), &wasm).expect("write wasm");
+    // As cargo-leptos names it with hash-files on.
+    std::fs::write(pkg.join("chorus.gK0Nbvuw8yQivQZ5ssnnvg.wasm"), &wasm).expect("write wasm");
     dir
 }
 
@@ -88,10 +90,25 @@ async fn the_wasm_is_compressed_when_the_browser_asks() {
             .await
             .expect("GET the wasm");
         assert_eq!(header(&packed, "content-encoding"), encoding);
-        assert_eq!(header(&packed, "cache-control"), "no-cache");
+        assert_eq!(
+            header(&packed, "cache-control"),
+            "no-cache",
+            "an unhashed name may change content: the browser must ask again"
+        );
         let size = packed.bytes().await.expect("body").len();
         assert!(size < full / 2, "{encoding}: {size} of {full} bytes");
     }
+    // A file named after its content is kept for a year without asking.
+    let hashed = http
+        .get(server.http_url("/pkg/chorus.gK0Nbvuw8yQivQZ5ssnnvg.wasm"))
+        .send()
+        .await
+        .expect("GET the hashed wasm");
+    assert_eq!(hashed.status(), 200);
+    assert_eq!(
+        header(&hashed, "cache-control"),
+        "public, max-age=31536000, immutable"
+    );
     server.shutdown().await.expect("clean shutdown");
     let _ = std::fs::remove_dir_all(site);
 }

@@ -11,7 +11,7 @@ use crate::{
     protocol::{DEFAULT_ROOM, ErrorCode, NoticeKind, RoomName},
 };
 use leptos::{ev, html, prelude::*};
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{HashedStylesheet, MetaTags, Title, provide_meta_context};
 use leptos_router::{
     components::{Route, Router, Routes},
     hooks::use_params_map,
@@ -30,6 +30,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <AutoReload options=options.clone() />
+                // chorus.css, or chorus.<hash>.css when cargo-leptos hashed the files.
+                <HashedStylesheet options=options.clone() id="leptos" />
                 <HydrationScripts options />
                 <MetaTags />
             </head>
@@ -78,7 +80,6 @@ pub fn App() -> impl IntoView {
     let lang = RwSignal::new(Lang::En);
     provide_context(lang);
     view! {
-        <Stylesheet id="leptos" href="/pkg/chorus.css" />
         <Title text="Chorus" />
         <Router>
             <Routes fallback=|| view! { <NotFound /> }>

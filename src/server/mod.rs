@@ -100,6 +100,14 @@ impl AppState {
 /// defaults of `[package.metadata.leptos]` otherwise.
 fn leptos_options(config: &Config) -> LeptosOptions {
     let env = |key: &str, default: &str| std::env::var(key).unwrap_or_else(|_| default.to_owned());
+    // cargo-leptos names the site's files after their content (`hash-files`) and writes the
+    // hashes beside the server binary, where Leptos reads them: used when they are there (not,
+    // for instance, in the tests' own binaries).
+    let hash_file = env("LEPTOS_HASH_FILE_NAME", "hash.txt");
+    let hashed = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(&hash_file).is_file()))
+        .unwrap_or(false);
     LeptosOptions::builder()
         .output_name(env("LEPTOS_OUTPUT_NAME", "chorus"))
         .site_root(config.site_root.as_str())
@@ -117,7 +125,32 @@ fn leptos_options(config: &Config) -> LeptosOptions {
                 .and_then(|v| v.parse::<leptos::config::Env>().ok())
                 .unwrap_or_default(),
         )
+        .hash_file(Arc::<str>::from(hash_file))
+        .hash_files(hashed)
         .build()
+}
+
+/// How long a browser may keep a response: a file named after its content (cargo-leptos's
+/// `chorus.<22 base64url characters>.wasm`) for a year without asking, since a new build has a
+/// new name; anything else it may keep but must ask about again (a cheap 304 when unchanged),
+/// so a release is never half-loaded.
+fn cache_policy(path: &str) -> &'static str {
+    let name = path.rsplit('/').next().unwrap_or_default();
+    let mut parts = name.rsplit('.');
+    let hashed = path.starts_with("/pkg/")
+        && parts.next().is_some()
+        && parts.next().is_some_and(|hash| {
+            hash.len() == 22
+                && hash
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        && parts.next().is_some();
+    if hashed {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    }
 }
 
 /// Liveness: the process serves HTTP.
@@ -156,9 +189,17 @@ pub fn router(app: AppState) -> Router {
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header(header::X_FRAME_OPTIONS, "DENY"))
         .layer(header(header::REFERRER_POLICY, "same-origin"))
-        // The files under /pkg keep their names from build to build: a browser may keep them
-        // but asks again (a cheap 304 when unchanged), so a new release is never half-loaded.
-        .layer(header(header::CACHE_CONTROL, "no-cache"));
+        .layer(axum::middleware::map_response_with_state(
+            (),
+            |(), uri: axum::http::Uri, mut response: axum::response::Response| async move {
+                let policy = cache_policy(uri.path());
+                response
+                    .headers_mut()
+                    .entry(header::CACHE_CONTROL)
+                    .or_insert(HeaderValue::from_static(policy));
+                response
+            },
+        ));
     Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(healthz))
