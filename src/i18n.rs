@@ -128,6 +128,13 @@ pub static EN: Strings = Strings {
         ErrorCode::TooManyRooms => "Too many rooms open.",
         ErrorCode::Internal => "The server could not do that. Try again.",
         ErrorCode::RateLimited => "A little slower, please: your message goes out in a moment.",
+        ErrorCode::TokenExpired => {
+            "Your sign-in has expired: reload the page from the site you came from."
+        }
+        ErrorCode::TokenRequired | ErrorCode::InvalidToken => {
+            "This chat needs you to come from the site that signs you in."
+        }
+        ErrorCode::NameBound => "Your name comes from your sign-in and cannot be changed here.",
         _ => "The server refused that request.",
     },
 };

@@ -116,6 +116,10 @@ pub enum ServerMsg {
         /// How often the server pings this connection; a client that cannot see WebSocket pings
         /// (a browser) sends `ping` this often and counts the link dead after two silent periods.
         ping_interval_ms: u64,
+        /// With signed identity: the name the token gives; claim it with `set_name` (no other
+        /// name is taken).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
     },
     /// Answer to `resume`: this connection now carries that session, and the name it held is
     /// reserved for it (claim it with `set_name`).
@@ -217,6 +221,14 @@ pub enum ErrorCode {
     TooManyRooms,
     /// `resume` named a session that has expired, was closed, or never existed.
     UnknownSession,
+    /// Signed identity: the connection came without a token.
+    TokenRequired,
+    /// Signed identity: the token's signature, algorithm or claims are not accepted.
+    InvalidToken,
+    /// Signed identity: the token has expired.
+    TokenExpired,
+    /// Signed identity: the name comes from the token and cannot be changed.
+    NameBound,
     /// Too many frames (or bytes) too fast; nothing was done. Send again after `retry_after_ms`.
     /// A client that keeps on regardless is closed with 1008.
     RateLimited,
@@ -244,6 +256,10 @@ impl ErrorCode {
             Self::TooManyRooms => "too_many_rooms",
             Self::UnknownSession => "unknown_session",
             Self::RateLimited => "rate_limited",
+            Self::TokenRequired => "token_required",
+            Self::InvalidToken => "invalid_token",
+            Self::TokenExpired => "token_expired",
+            Self::NameBound => "name_bound",
             Self::Internal => "internal",
         }
     }
@@ -620,6 +636,10 @@ mod tests {
             ErrorCode::TooManyRooms,
             ErrorCode::UnknownSession,
             ErrorCode::RateLimited,
+            ErrorCode::TokenRequired,
+            ErrorCode::InvalidToken,
+            ErrorCode::TokenExpired,
+            ErrorCode::NameBound,
             ErrorCode::Internal,
         ];
         for code in all {

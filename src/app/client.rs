@@ -65,7 +65,19 @@ mod imp {
         } else {
             "ws"
         };
-        Some(format!("{scheme}://{}/ws", location.host().ok()?))
+        // A site that signs its users in passes their token in the page's address (?token=…);
+        // it goes on to the socket, where the server checks it.
+        let token = location
+            .search()
+            .ok()
+            .and_then(|q| {
+                q.trim_start_matches('?')
+                    .split('&')
+                    .find_map(|p| p.strip_prefix("token=").map(str::to_owned))
+            })
+            .map(|t| format!("?token={t}"))
+            .unwrap_or_default();
+        Some(format!("{scheme}://{}/ws{token}", location.host().ok()?))
     }
 
     /// The heartbeat before the server has said its own (in `welcome`).

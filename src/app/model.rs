@@ -273,8 +273,13 @@ impl Model {
                 session,
                 limits,
                 ping_interval_ms,
+                name: bound,
                 ..
             } => {
+                // Signed in by the site we came from: that is our name.
+                if let Some(bound) = bound {
+                    self.wanted_name = Some(bound);
+                }
                 self.ping_interval_ms = ping_interval_ms;
                 self.max_text_chars = Some(limits.max_text_chars);
                 self.status = Status::Online;
@@ -484,6 +489,7 @@ mod tests {
                 max_rooms_per_connection: 16,
             },
             ping_interval_ms: 1000,
+            name: None,
         }
     }
     fn msg(seq: u64, epoch: &str) -> ChatMessage {
@@ -594,6 +600,7 @@ mod tests {
                 protocol,
                 limits,
                 ping_interval_ms,
+                name: None,
             },
             _ => unreachable!(),
         }

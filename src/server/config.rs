@@ -111,6 +111,13 @@ pub struct Config {
     /// (for setups without a balancer that ends TLS).
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
+    /// `anonymous` (names first come, first served) or `jwt` (a host application's signed token
+    /// names the user; see `server::auth`).
+    pub auth: String,
+    /// `HS256` (with `jwt_secret`), `RS256` or `EdDSA` (with `jwt_public_key`, a PEM file).
+    pub jwt_algorithm: String,
+    pub jwt_secret: Option<String>,
+    pub jwt_public_key: Option<String>,
 }
 
 impl Default for Config {
@@ -160,6 +167,10 @@ impl Default for Config {
             rate_limit_strikes: 10,
             tls_cert: None,
             tls_key: None,
+            auth: "anonymous".to_owned(),
+            jwt_algorithm: "HS256".to_owned(),
+            jwt_secret: None,
+            jwt_public_key: None,
         }
     }
 }
@@ -240,6 +251,15 @@ pub struct Layer {
     pub tls_cert: Option<String>,
     #[arg(long, env = "CHORUS_TLS_KEY")]
     pub tls_key: Option<String>,
+    #[arg(long, env = "CHORUS_AUTH")]
+    pub auth: Option<String>,
+    #[arg(long, env = "CHORUS_JWT_ALGORITHM")]
+    pub jwt_algorithm: Option<String>,
+    /// Prefer the environment variable to the flag: a flag shows in the process list.
+    #[arg(long, env = "CHORUS_JWT_SECRET")]
+    pub jwt_secret: Option<String>,
+    #[arg(long, env = "CHORUS_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<String>,
 }
 
 /// Command line of the `chorus` binary.
@@ -272,9 +292,12 @@ impl Config {
         Ok(config)
     }
 
-    /// A copy safe to log: a password in `redis_url` is masked.
+    /// A copy safe to log: a password in `redis_url` and the JWT secret are masked.
     pub fn redacted(&self) -> Self {
         let mut copy = self.clone();
+        if copy.jwt_secret.is_some() {
+            copy.jwt_secret = Some("***".to_owned());
+        }
         if let Some(url) = &mut copy.redis_url
             && let Some((scheme, rest)) = url.split_once("://")
             && let Some((_, host)) = rest.rsplit_once('@')
@@ -322,6 +345,10 @@ impl Config {
             rate_limit_strikes,
             tls_cert,
             tls_key,
+            auth,
+            jwt_algorithm,
+            jwt_secret,
+            jwt_public_key,
         } = layer;
         set(&mut self.listen, listen);
         if node_id.is_some() {
@@ -374,6 +401,14 @@ impl Config {
         }
         if tls_key.is_some() {
             self.tls_key = tls_key.filter(|p| !p.is_empty());
+        }
+        set(&mut self.auth, auth);
+        set(&mut self.jwt_algorithm, jwt_algorithm);
+        if jwt_secret.is_some() {
+            self.jwt_secret = jwt_secret.filter(|s| !s.is_empty());
+        }
+        if jwt_public_key.is_some() {
+            self.jwt_public_key = jwt_public_key.filter(|p| !p.is_empty());
         }
     }
 
@@ -497,6 +532,31 @@ impl Config {
             "tls_cert",
             "set together with tls_key (or neither)",
         )?;
+        check(
+            self.auth == "anonymous" || self.auth == "jwt",
+            "auth",
+            "anonymous or jwt",
+        )?;
+        if self.auth == "jwt" {
+            check(
+                ["HS256", "RS256", "EdDSA"].contains(&self.jwt_algorithm.as_str()),
+                "jwt_algorithm",
+                "HS256, RS256 or EdDSA",
+            )?;
+            if self.jwt_algorithm == "HS256" {
+                check(
+                    self.jwt_secret.as_ref().is_some_and(|s| s.len() >= 32),
+                    "jwt_secret",
+                    "at least 32 bytes with HS256 (a shorter shared secret can be guessed)",
+                )?;
+            } else {
+                check(
+                    self.jwt_public_key.is_some(),
+                    "jwt_public_key",
+                    "a PEM file with the public key, with RS256 and EdDSA",
+                )?;
+            }
+        }
         Ok(())
     }
 }
@@ -589,5 +649,39 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn signed_identity_needs_a_strong_secret_or_a_public_key() {
+        let jwt = |tweak: fn(&mut Config)| {
+            let mut config = Config {
+                auth: "jwt".into(),
+                ..Config::default()
+            };
+            tweak(&mut config);
+            config.validate().map_err(|e| match e {
+                ConfigError::Invalid { key, .. } => key,
+                other => panic!("{other}"),
+            })
+        };
+        assert_eq!(jwt(|_| {}), Err("jwt_secret"));
+        assert_eq!(
+            jwt(|c| c.jwt_secret = Some("short".into())),
+            Err("jwt_secret")
+        );
+        assert_eq!(jwt(|c| c.jwt_secret = Some("x".repeat(32))), Ok(()));
+        assert_eq!(
+            jwt(|c| c.jwt_algorithm = "EdDSA".into()),
+            Err("jwt_public_key")
+        );
+        assert_eq!(
+            jwt(|c| c.jwt_algorithm = "none".into()),
+            Err("jwt_algorithm")
+        );
+        let config = Config {
+            jwt_secret: Some("x".repeat(40)),
+            ..Config::default()
+        };
+        assert!(!format!("{:?}", config.redacted()).contains(&"x".repeat(40)));
     }
 }

@@ -1,6 +1,7 @@
 //! Everything that runs only on the server: configuration, HTTP routes, the WebSocket protocol,
 //! room state and the message bus.
 
+pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod guard;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub connections: TaskTracker,
     /// Origin check, client addresses, connection caps and connect rates.
     pub gate: Arc<guard::Gate>,
+    /// Checks tokens when `auth = "jwt"`.
+    pub verifier: Option<Arc<auth::Verifier>>,
 }
 
 impl AppState {
@@ -83,7 +86,9 @@ impl AppState {
             Duration::from_millis(config.presence_interval_ms),
         );
         let gate = guard::Gate::new(&config);
+        let verifier = auth::Verifier::from_config(&config)?.map(Arc::new);
         Ok(Self {
+            verifier,
             leptos_options: leptos_options(&config),
             gate,
             config: Arc::new(config),

@@ -9,6 +9,7 @@
 
 use super::{
     AppState,
+    auth::Identity,
     config::Config,
     guard::{FrameKind, FrameLimits, Ticket, Verdict},
     hub::{CLOSE_TRY_AGAIN, Hub, Outbox, encode},
@@ -110,6 +111,12 @@ pub async fn upgrade(State(app): State<AppState>, mut req: Request) -> Response 
             return response;
         }
     };
+    // With signed identity, the token is checked now; a refusal is told over the socket, where
+    // a browser can read it.
+    let identity = app
+        .verifier
+        .as_ref()
+        .map(|v| v.verify(super::auth::token_of(req.headers(), req.uri())));
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return (
             StatusCode::UPGRADE_REQUIRED,
@@ -133,7 +140,7 @@ pub async fn upgrade(State(app): State<AppState>, mut req: Request) -> Response 
                 let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
                 // This task ends here, and its state with it; the connection lives on in the
                 // tasks `start` spawns.
-                start(socket, &app, ticket);
+                start(socket, &app, ticket, identity);
             }
             Err(e) => tracing::debug!(cause = %e, "websocket upgrade failed"),
         }
@@ -178,7 +185,12 @@ fn accept_key(method: &Method, headers: &HeaderMap) -> Result<String, &'static s
 /// Starts a connection's two tasks: the writer, and the reader that runs the protocol. Done
 /// outside any async fn, so that what is moved into the tasks (the socket above all) is not kept
 /// a second time inside a future for the connection's whole life.
-fn start(socket: WebSocket, app: &AppState, ticket: Ticket) {
+fn start(
+    socket: WebSocket,
+    app: &AppState,
+    ticket: Ticket,
+    identity: Option<Result<Identity, Invalid>>,
+) {
     let conn_id: ConnId = random_id().into();
     let span = tracing::debug_span!("conn", conn = %conn_id);
     let (sink, stream) = socket.split();
@@ -192,10 +204,27 @@ fn start(socket: WebSocket, app: &AppState, ticket: Ticket) {
         };
         tokio::spawn(writer.instrument(span.clone()))
     };
+    let identity = match identity {
+        Some(Err(refused)) => {
+            // No chat without a valid token: say why, close (1008), and read nothing.
+            tracing::debug!(code = %refused.code, "token refused");
+            outbox.offer(encode(&refused.into()));
+            outbox.offer(close_frame(CLOSE_POLICY, "authentication failed"));
+            outbox.end();
+            return;
+        }
+        Some(Ok(identity)) => Some(identity),
+        None => None,
+    };
     let conn = Connection {
-        session: random_id().into(),
+        // A signed-in user's connections share one session, on every node.
+        session: identity
+            .as_ref()
+            .map_or_else(random_id, |id| id.session())
+            .into(),
         conn: conn_id,
         name: None,
+        bound: identity.map(|id| id.name),
         rooms: Vec::new(),
         outbox,
         limits: FrameLimits::new(&app.config),
@@ -219,6 +248,7 @@ fn start(socket: WebSocket, app: &AppState, ticket: Ticket) {
             max_rooms_per_connection: app.config.max_rooms_per_connection,
         },
         ping_interval_ms: app.config.ping_interval_ms,
+        name: conn.bound.as_ref().map(|n| n.to_string()),
     }));
     // Tracked, so a draining server knows when its last connection has gone.
     app.connections
@@ -266,6 +296,8 @@ struct Connection {
     session: SessionId,
     conn: ConnId,
     name: Option<UserName>,
+    /// With signed identity: the only name this connection may take.
+    bound: Option<UserName>,
     /// Rooms joined, in join order; a handful at most, so a Vec beats a set.
     rooms: Vec<RoomName>,
     outbox: Outbox,
@@ -640,6 +672,16 @@ impl Connection {
 
     async fn set_name(&mut self, raw: &str) -> Result<(), Invalid> {
         let name = UserName::parse(raw)?;
+        if let Some(bound) = &self.bound
+            && name.key() != bound.key()
+        {
+            return Err(Invalid::new(
+                ErrorCode::NameBound,
+                format!("your name comes from your sign-in: {bound}"),
+            ));
+        }
+        // The token's spelling, whatever look-alike was sent.
+        let name = self.bound.clone().unwrap_or(name);
         if self.name.as_ref() == Some(&name) {
             self.reply(ServerMsg::NameSet {
                 name: name.to_string(),
@@ -677,6 +719,12 @@ impl Connection {
             ));
         }
         let session = parse_session(raw)?;
+        if self.bound.is_some() && session != self.session {
+            return Err(Invalid::new(
+                ErrorCode::InvalidField,
+                "with a token, the session follows the token; no other can be resumed",
+            ));
+        }
         match self.node.store.resume(&session, &self.conn).await? {
             Some(name) => {
                 tracing::debug!(%session, "session resumed");
