@@ -25,8 +25,18 @@ fi
 dir="$PWD/target/cluster"
 rm -rf "$dir"
 mkdir -p "$dir/redis" "$dir/nginx"
+# free_port only finds a port free right now; nothing holds it until its server starts, so the
+# same port can come back twice (seen: nginx given node-a's port). Hand each out once.
+# next_port sets $port (not a $(...) subshell, which would forget what was taken).
+taken=" "
+next_port() {
+  while port=$(free_port) && [[ "$taken" == *" $port "* ]]; do :; done
+  taken+="$port "
+}
 lb_port=${CLUSTER_PORT:-$(free_port)}
-redis_port=$(free_port)
+taken+="$lb_port "
+next_port
+redis_port=$port
 count=${NODES:-2}
 if ! [[ "$count" =~ ^[0-9]+$ ]] || ((count < 1 || count > 26)); then
   echo "NODES must be 1 to 26" >&2
@@ -54,7 +64,7 @@ pids+=($!)
 bin=${CHORUS_BIN:-target/debug/chorus}
 servers="" env_lines="" urls="" node_pids=""
 for node in "${names[@]}"; do
-  port=$(free_port)
+  next_port
   LEPTOS_SITE_ROOT=target/site CHORUS_CONFIG=/dev/null "$bin" \
     --listen "127.0.0.1:$port" --redis-url "$redis_url" --node-id "node-$node" \
     >"$dir/node-$node.log" 2>&1 &

@@ -138,15 +138,8 @@ async fn an_eddsa_public_key_verifies_tokens_signed_with_its_private_key() {
     let signing = EncodingKey::from_ed_pem(pair.serialize_pem().as_bytes()).expect("private key");
     let token = mint(Algorithm::EdDSA, &signing, "user-9", "bo", in_secs(600));
     // Given as a bearer token, as a native client would.
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-            server.ws_url(),
-        )
-        .expect("request");
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header value"),
-    );
+    let bearer = format!("Bearer {token}");
+    let request = common::upgrade_request(&server, &[("authorization", &bearer)]);
     let (mut ws, _) = tokio_tungstenite::connect_async(request)
         .await
         .expect("connects");

@@ -178,20 +178,6 @@ async fn clients_behind_nginx_chat_across_nodes() {
     assert_eq!(ann.next_message().await.text, "and back");
 }
 
-/// The status of a WebSocket upgrade through `endpoint` with the given `Origin`.
-async fn upgrade_with_origin(endpoint: &impl common::Endpoint, origin: &str) -> u16 {
-    use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
-    let mut request = endpoint.ws_url().into_client_request().expect("request");
-    request
-        .headers_mut()
-        .insert("origin", origin.parse().expect("header value"));
-    match tokio_tungstenite::connect_async(request).await {
-        Ok((_, response)) => response.status().as_u16(),
-        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
-        Err(e) => panic!("no HTTP answer: {e}"),
-    }
-}
-
 #[tokio::test]
 async fn behind_nginx_the_chat_page_opens_sockets_and_other_sites_do_not() {
     let (_redis, a, b) = two_nodes();

@@ -5,57 +5,15 @@
 mod common;
 
 use chorus::protocol::{ClientMsg, ErrorCode, ServerMsg};
-use common::{Client, Ended, PATIENCE, TestServer};
+use common::{Client, Ended, PATIENCE, TestServer, upgrade_status};
 use std::time::Duration;
-use tokio_tungstenite::{
-    connect_async,
-    tungstenite::{self, client::IntoClientRequest, http::HeaderValue},
-};
-
-/// Opens a WebSocket to `server` with extra request headers; returns the HTTP status of the
-/// answer (101 when it opened) and, when refused, its `Retry-After`.
-async fn upgrade_status(
-    server: &TestServer,
-    headers: &[(&'static str, &str)],
-) -> (u16, Option<String>) {
-    let mut request = server.ws_url().into_client_request().expect("request");
-    for (name, value) in headers {
-        request
-            .headers_mut()
-            .insert(*name, HeaderValue::from_str(value).expect("header value"));
-    }
-    match tokio::time::timeout(PATIENCE, connect_async(request))
-        .await
-        .expect("answered in time")
-    {
-        Ok((ws, response)) => {
-            drop(ws);
-            (response.status().as_u16(), None)
-        }
-        Err(tungstenite::Error::Http(response)) => (
-            response.status().as_u16(),
-            response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-        ),
-        Err(e) => panic!("upgrade failed without an HTTP answer: {e}"),
-    }
-}
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use tokio_tungstenite::connect_async;
 
 /// A WebSocket held open (so it counts against caps) until dropped.
-async fn open(server: &TestServer, headers: &[(&'static str, &str)]) -> Socket {
-    let mut request = server.ws_url().into_client_request().expect("request");
-    for (name, value) in headers {
-        request
-            .headers_mut()
-            .insert(*name, HeaderValue::from_str(value).expect("header value"));
-    }
-    let (ws, _) = connect_async(request).await.expect("connection opens");
+async fn open(server: &TestServer, headers: &[(&'static str, &str)]) -> common::Socket {
+    let (ws, _) = connect_async(common::upgrade_request(server, headers))
+        .await
+        .expect("connection opens");
     ws
 }
 

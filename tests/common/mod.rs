@@ -417,6 +417,51 @@ impl Client {
     }
 }
 
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// An upgrade request to `endpoint` with extra headers (an `Origin`, an `X-Forwarded-For`).
+pub fn upgrade_request(
+    endpoint: &impl Endpoint,
+    headers: &[(&'static str, &str)],
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
+    let mut request = endpoint.ws_url().into_client_request().expect("request");
+    for (name, value) in headers {
+        request
+            .headers_mut()
+            .insert(*name, HeaderValue::from_str(value).expect("header value"));
+    }
+    request
+}
+
+/// Opens a WebSocket with extra request headers; returns the HTTP status of the answer (101
+/// when it opened) and, when refused, its `Retry-After`.
+pub async fn upgrade_status(
+    endpoint: &impl Endpoint,
+    headers: &[(&'static str, &str)],
+) -> (u16, Option<String>) {
+    use tokio_tungstenite::{connect_async, tungstenite};
+    let request = upgrade_request(endpoint, headers);
+    match tokio::time::timeout(PATIENCE, connect_async(request))
+        .await
+        .expect("answered in time")
+    {
+        Ok((ws, response)) => {
+            drop(ws);
+            (response.status().as_u16(), None)
+        }
+        Err(tungstenite::Error::Http(response)) => (
+            response.status().as_u16(),
+            response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        ),
+        Err(e) => panic!("upgrade failed without an HTTP answer: {e}"),
+    }
+}
+
 /// A free loopback port for a server started as a separate process.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
