@@ -187,9 +187,8 @@ async fn behind_nginx_the_chat_page_opens_sockets_and_other_sites_do_not() {
     let page = common::Endpoint::ws_url(&nginx)
         .replace("ws://", "http://")
         .replace("/ws", "");
-    assert_eq!(upgrade_with_origin(&nginx, &page).await, 101);
-    assert_eq!(
-        upgrade_with_origin(&nginx, "http://evil.example").await,
-        403
-    );
+    let own = common::upgrade_status(&nginx, &[("origin", &page)]).await;
+    assert_eq!(own.0, 101);
+    let other = common::upgrade_status(&nginx, &[("origin", "http://evil.example")]).await;
+    assert_eq!(other.0, 403);
 }
