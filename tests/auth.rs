@@ -165,6 +165,40 @@ async fn an_eddsa_public_key_verifies_tokens_signed_with_its_private_key() {
 }
 
 #[tokio::test]
+async fn an_rs256_public_key_verifies_tokens_signed_with_its_private_key() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let public = fixtures.join("rs256-test-public.pem");
+    let path = public.to_string_lossy().into_owned();
+    let server = TestServer::with(|c| {
+        c.auth = "jwt".into();
+        c.jwt_algorithm = "RS256".into();
+        c.jwt_public_key = Some(path);
+    })
+    .await;
+    let private = std::fs::read(fixtures.join("rs256-test-private.pem")).expect("the test key");
+    let signing = EncodingKey::from_rsa_pem(&private).expect("an RSA private key");
+    let token = mint(Algorithm::RS256, &signing, "user-7", "cy", in_secs(600));
+    let mut cy = Client::connect(&WithToken(&server, token)).await;
+    cy.set_name("cy").await;
+    assert!(matches!(cy.recv().await, ServerMsg::NameSet { name } if name == "cy"));
+    // HS256 signed with the public key's bytes as the secret: the classic algorithm-confusion
+    // forgery, refused because only RS256 is accepted.
+    let pem = std::fs::read(fixtures.join("rs256-test-public.pem")).expect("the public key");
+    let confused = mint(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(&pem),
+        "user-7",
+        "cy",
+        in_secs(600),
+    );
+    assert_eq!(
+        refused(format!("{}?token={confused}", server.ws_url())).await,
+        "invalid_token"
+    );
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
 async fn anonymous_mode_ignores_tokens() {
     let server = TestServer::start().await;
     let mut client = Client::connect(&WithToken(&server, "whatever".into())).await;
