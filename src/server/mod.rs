@@ -246,6 +246,7 @@ pub async fn run(
         node = %app.node_id,
         redis = app.config.redis_url.is_some(),
         tls = tls.is_some(),
+        max_connections = app.gate.max_connections(),
         "chorus listening"
     );
     tokio::spawn({
