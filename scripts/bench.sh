@@ -24,7 +24,8 @@ which=${1:-all}
 # through the rate limiter. (Inherited by the nodes scripts/cluster.sh starts.)
 export CHORUS_SENDS_PER_SEC=1000000 CHORUS_SEND_BURST=1000000 CHORUS_BYTES_PER_SEC=1000000000 \
   CHORUS_CONTROLS_PER_SEC=1000000 CHORUS_CONTROL_BURST=1000000 CHORUS_CONNECTS_PER_SEC=1000000 \
-  CHORUS_CONNECT_BURST=1000000 CHORUS_MAX_CONNECTIONS_PER_ADDRESS=0
+  CHORUS_CONNECT_BURST=1000000 CHORUS_MAX_CONNECTIONS_PER_ADDRESS=0 \
+  CHORUS_ROOMS_CREATED_PER_MIN=1000000
 
 # Starts redis, $1 release nodes and nginx (scripts/cluster.sh, logging to $2) in the background
 # and loads the URLs and pids it writes.
