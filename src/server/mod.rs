@@ -194,9 +194,8 @@ pub fn router(app: AppState) -> Router {
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header(header::X_FRAME_OPTIONS, "DENY"))
         .layer(header(header::REFERRER_POLICY, "same-origin"))
-        .layer(axum::middleware::map_response_with_state(
-            (),
-            |(), uri: axum::http::Uri, mut response: axum::response::Response| async move {
+        .layer(axum::middleware::map_response(
+            |uri: axum::http::Uri, mut response: axum::response::Response| async move {
                 let policy = cache_policy(uri.path());
                 response
                     .headers_mut()

@@ -67,7 +67,7 @@ async fn accept_loop(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let (stream, peer) = tokio::select! {
+        let (mut stream, peer) = tokio::select! {
             _ = tx.closed() => return,
             accepted = tcp.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -79,9 +79,7 @@ async fn accept_loop(
                 }
             },
         };
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(cause = %e, "cannot set TCP_NODELAY");
-        }
+        super::set_nodelay(&mut stream);
         let (acceptor, tx) = (acceptor.clone(), tx.clone());
         tokio::spawn(async move {
             let _permit = permit;
