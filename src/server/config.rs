@@ -354,10 +354,8 @@ impl Config {
         if node_id.is_some() {
             self.node_id = node_id;
         }
-        if redis_url.is_some() {
-            // An empty value switches Redis off again (e.g. an env var over a file).
-            self.redis_url = redis_url.filter(|u| !u.is_empty());
-        }
+        // An empty value switches Redis off again (e.g. an env var over a file).
+        set_or_clear(&mut self.redis_url, redis_url);
         set(&mut self.session_ttl_secs, session_ttl_secs);
         set(&mut self.node_ttl_ms, node_ttl_ms);
         set(&mut self.history_size, history_size);
@@ -395,21 +393,12 @@ impl Config {
         set(&mut self.controls_per_sec, controls_per_sec);
         set(&mut self.control_burst, control_burst);
         set(&mut self.rate_limit_strikes, rate_limit_strikes);
-        // An empty value switches TLS off again.
-        if tls_cert.is_some() {
-            self.tls_cert = tls_cert.filter(|p| !p.is_empty());
-        }
-        if tls_key.is_some() {
-            self.tls_key = tls_key.filter(|p| !p.is_empty());
-        }
+        set_or_clear(&mut self.tls_cert, tls_cert);
+        set_or_clear(&mut self.tls_key, tls_key);
         set(&mut self.auth, auth);
         set(&mut self.jwt_algorithm, jwt_algorithm);
-        if jwt_secret.is_some() {
-            self.jwt_secret = jwt_secret.filter(|s| !s.is_empty());
-        }
-        if jwt_public_key.is_some() {
-            self.jwt_public_key = jwt_public_key.filter(|p| !p.is_empty());
-        }
+        set_or_clear(&mut self.jwt_secret, jwt_secret);
+        set_or_clear(&mut self.jwt_public_key, jwt_public_key);
     }
 
     /// Rejects values the server cannot run with, naming the key.
@@ -561,6 +550,14 @@ impl Config {
     }
 }
 
+/// For optional text settings: a set value wins, and an empty one unsets the setting (e.g. an
+/// environment variable switching off what the file set).
+fn set_or_clear(slot: &mut Option<String>, value: Option<String>) {
+    if let Some(v) = value {
+        *slot = (!v.is_empty()).then_some(v);
+    }
+}
+
 fn set<T>(slot: &mut T, value: Option<T>) {
     if let Some(v) = value {
         *slot = v;
@@ -683,5 +680,22 @@ mod tests {
             ..Config::default()
         };
         assert!(!format!("{:?}", config.redacted()).contains(&"x".repeat(40)));
+    }
+
+    #[test]
+    fn an_empty_value_unsets_an_optional_text_setting() {
+        let mut config = Config::default();
+        config.apply(Layer {
+            redis_url: Some("redis://db/".into()),
+            tls_cert: Some("cert.pem".into()),
+            ..Layer::default()
+        });
+        assert_eq!(config.tls_cert.as_deref(), Some("cert.pem"));
+        config.apply(Layer {
+            redis_url: Some(String::new()),
+            tls_cert: Some(String::new()),
+            ..Layer::default()
+        });
+        assert_eq!((config.redis_url, config.tls_cert), (None, None));
     }
 }
