@@ -1,7 +1,7 @@
 //! Many-node harness: a real redis-server, `chorus` node processes and nginx, each on a free
 //! loopback port, each killed when dropped.
 
-use super::{Endpoint, PATIENCE, free_port, wait_listening};
+use super::{Endpoint, PATIENCE, free_port, wait_listening, wait_ready};
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -157,7 +157,7 @@ impl Node {
             .spawn()
             .expect("the chorus binary starts");
         self.child = Some(child);
-        wait_listening(self.port);
+        wait_ready(self.port);
     }
 
     /// SIGTERM, as a deploy does, then waits (bounded) for the process to drain and exit.

@@ -123,6 +123,8 @@ fn init_logs() {
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub session: String,
+    /// What `welcome` said this connection may send.
+    pub limits: Option<chorus::protocol::Limits>,
 }
 
 /// What ended a connection, as the client saw it.
@@ -141,9 +143,12 @@ impl Client {
         let mut client = Self {
             ws,
             session: String::new(),
+            limits: None,
         };
         match client.recv().await {
-            ServerMsg::Welcome { session, .. } => client.session = session,
+            ServerMsg::Welcome {
+                session, limits, ..
+            } => (client.session, client.limits) = (session, Some(limits)),
             other => panic!("expected welcome, got {other:?}"),
         }
         client
@@ -477,6 +482,34 @@ pub fn wait_listening(port: u16) {
         assert!(
             std::time::Instant::now() < deadline,
             "nothing listens on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (bounded by [`PATIENCE`]) until the server on the port answers 200 on `/readyz`: with
+/// Redis, a node that listens may not have its pub/sub subscription yet, and refuses upgrades
+/// with 503 until it has.
+pub fn wait_ready(port: u16) {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let status = || -> Option<String> {
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        tcp.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        tcp.write_all(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .ok()?;
+        let mut head = [0u8; 12];
+        tcp.read_exact(&mut head).ok()?;
+        Some(String::from_utf8_lossy(&head[9..12]).into_owned())
+    };
+    loop {
+        let last = status();
+        if last.as_deref() == Some("200") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "port {port} never answered 200 on /readyz (last: {last:?})"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
