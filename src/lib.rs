@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`protocol`]: the wire protocol (client and server frames, validated names and texts),
 //!   shared by the server and the WASM client.
+//! - [`rate`]: the rate limits' token buckets, enforced by the server and kept to by the client.
 //! - [`i18n`]: every string the UI shows, in English, Simplified Chinese and Japanese.
 //! - [`app`]: the reactive Leptos UI, rendered on the server and hydrated in the browser; the
 //!   browser's WebSocket client lives in `app::client`.
@@ -15,6 +16,7 @@
 pub mod app;
 pub mod i18n;
 pub mod protocol;
+pub mod rate;
 #[cfg(feature = "ssr")]
 pub mod server;
 

@@ -8,6 +8,7 @@
 //! [`MessageText`] at the edge, so a bad value gets its own error code instead of a generic decode
 //! failure.
 
+pub use crate::rate::Rate;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -185,6 +186,13 @@ pub struct Limits {
     pub max_text_chars: usize,
     pub max_frame_bytes: usize,
     pub max_rooms_per_connection: usize,
+    /// `send` frames this connection may send: on average `per_sec` a second, `burst` at once.
+    /// Absent when unlimited (and from servers before it was sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sends: Option<Rate>,
+    /// Bytes of frames this connection may send, as a rate and a burst. Absent when unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<Rate>,
 }
 
 /// Stable, machine-readable error codes. Clients match on these, never on `message`.

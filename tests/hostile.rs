@@ -4,9 +4,12 @@
 
 mod common;
 
-use chorus::protocol::{ClientMsg, ErrorCode, ServerMsg};
+use chorus::{
+    protocol::{ClientMsg, ErrorCode, ServerMsg},
+    rate::Bucket,
+};
 use common::{Client, Ended, PATIENCE, TestServer, upgrade_status};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_tungstenite::connect_async;
 
 /// A WebSocket held open (so it counts against caps) until dropped.
@@ -97,6 +100,40 @@ async fn a_flood_is_slowed_then_closed_while_the_room_goes_on() {
         .filter(|m| matches!(m, ServerMsg::Error { .. }))
         .count();
     assert_eq!(refused, 0, "bob was never refused");
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_client_keeping_to_the_limits_told_in_welcome_is_never_refused() {
+    let server = TestServer::with(|c| {
+        c.sends_per_sec = 20;
+        c.send_burst = 10;
+        c.rate_limit_strikes = 1;
+    })
+    .await;
+    let (mut fast, _, _) = Client::in_room(&server, "fast", "lobby").await;
+    let limits = fast.limits.clone().expect("welcome came");
+    let told = limits.sends.expect("the send limit is told");
+    assert_eq!((told.per_sec, told.burst), (20, 10));
+    assert!(limits.bytes.is_some(), "the byte limit is told");
+    // Paced as the browser paces itself: as fast as the bucket allows, a tenth under the limit.
+    let (rate, mut bucket, origin) = (told.paced(), Bucket::default(), Instant::now());
+    let count = 40;
+    for i in 0..count {
+        while let Err(ns) = bucket.take(rate, origin.elapsed().as_nanos() as u64, 1) {
+            tokio::time::sleep(Duration::from_nanos(ns)).await;
+        }
+        fast.say("lobby", &format!("m{i}"), &format!("c{i}")).await;
+    }
+    let (mut acks, mut refused) = (0, Vec::new());
+    while acks < count {
+        match fast.recv().await {
+            ServerMsg::Ack { .. } => acks += 1,
+            ServerMsg::Error { code, .. } => refused.push(code),
+            _ => {}
+        }
+        assert!(refused.is_empty(), "refused: {refused:?}");
+    }
     server.shutdown().await.expect("clean shutdown");
 }
 

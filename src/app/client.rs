@@ -103,11 +103,37 @@ mod imp {
         }
     }
 
-    /// Sends again what the server refused for speed, once its wait is over.
+    /// Sends what waited for the pace, or what the server refused for speed, once the wait is
+    /// over.
     async fn retry_after(model: RwSignal<Model>, ms: u32) {
         gloo_timers::future::TimeoutFuture::new(ms).await;
-        let frames = model.try_update(|m| m.retry_now()).unwrap_or_default();
+        act(model, Model::retry_now);
+    }
+
+    /// Milliseconds since the page loaded: the clock the model paces sending by.
+    fn now_ms() -> f64 {
+        web_sys::window()
+            .and_then(|w| w.performance())
+            .map_or(0.0, |p| p.now())
+    }
+
+    /// Runs `f` on the model at the current time, sends the frames it answers, and schedules
+    /// the retries it asks for (a name claim, or frames held back for speed).
+    pub fn act(model: RwSignal<Model>, f: impl FnOnce(&mut Model) -> Vec<ClientMsg>) {
+        let (frames, reclaim, retry) = model
+            .try_update(|m| {
+                m.set_clock(now_ms());
+                let frames = f(m);
+                (frames, m.retry_name_in_ms.take(), m.retry_in_ms.take())
+            })
+            .unwrap_or_default();
         frames.into_iter().for_each(send);
+        if let Some(ms) = reclaim {
+            leptos::task::spawn_local(reclaim_name_after(model, ms));
+        }
+        if let Some(ms) = retry {
+            leptos::task::spawn_local(retry_after(model, ms));
+        }
     }
 
     pub fn start(model: RwSignal<Model>) {
@@ -144,8 +170,7 @@ mod imp {
                                 break;
                             }
                             if known != 0 {
-                                let frames = model.try_update(|m| m.tick()).unwrap_or_default();
-                                frames.into_iter().for_each(send);
+                                act(model, Model::tick);
                             }
                         }
                     };
@@ -166,21 +191,9 @@ mod imp {
                                 ServerMsg::NameSet { name } => Some(name.clone()),
                                 _ => None,
                             };
-                            let (answers, retry, slow_down) = model
-                                .try_update(|m| {
-                                    let answers = m.apply(msg);
-                                    (answers, m.retry_name_in_ms.take(), m.retry_in_ms.take())
-                                })
-                                .unwrap_or_default();
+                            act(model, |m| m.apply(msg));
                             if let Some(name) = confirmed {
                                 storage_set(NAME_KEY, &name);
-                            }
-                            answers.into_iter().for_each(send);
-                            if let Some(ms) = retry {
-                                leptos::task::spawn_local(reclaim_name_after(model, ms));
-                            }
-                            if let Some(ms) = slow_down {
-                                leptos::task::spawn_local(retry_after(model, ms));
                             }
                         }
                     };
@@ -213,6 +226,12 @@ mod imp {
         String::new()
     }
     pub fn start(_model: RwSignal<Model>) {}
+    /// Nothing is sent from the server's render: the model changes, the frames are dropped.
+    pub fn act(model: RwSignal<Model>, f: impl FnOnce(&mut Model) -> Vec<ClientMsg>) {
+        model.update(|m| {
+            f(m);
+        });
+    }
 }
 
-pub use imp::{browser_language, random_id, send, start, storage_get, storage_set};
+pub use imp::{act, browser_language, random_id, send, start, storage_get, storage_set};

@@ -247,10 +247,7 @@ fn NameForm(model: RwSignal<Model>) -> impl IntoView {
     let on_submit = move |ev: ev::SubmitEvent| {
         ev.prevent_default();
         let Some(el) = input.get() else { return };
-        let answers = model
-            .try_update(|m| m.request_name(&el.value()))
-            .unwrap_or_default();
-        answers.into_iter().for_each(client::send);
+        client::act(model, |m| m.request_name(&el.value()));
     };
     view! {
         <form class="name-form" on:submit=on_submit>
@@ -410,11 +407,13 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
     let submit = move || {
         let Some(el) = input.get() else { return };
         let text = el.value();
-        let out = model
-            .try_update(|m| m.compose(&text, client::random_id()))
-            .flatten();
-        if let Some(msg) = out {
-            client::send(msg);
+        let mut accepted = false;
+        client::act(model, |m| {
+            let frames = m.compose(&text, client::random_id());
+            accepted = frames.is_some();
+            frames.unwrap_or_default()
+        });
+        if accepted {
             el.set_value("");
         }
     };

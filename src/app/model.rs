@@ -2,8 +2,9 @@
 //! sends in answer. Kept free of signals and browser APIs so it is unit-tested natively; the UI
 //! keeps one of these in a signal.
 
-use crate::protocol::{
-    ChatMessage, ClientMsg, ErrorCode, NoticeKind, Position, ServerMsg, sort_members,
+use crate::{
+    protocol::{ChatMessage, ClientMsg, ErrorCode, NoticeKind, Position, ServerMsg, sort_members},
+    rate::{Bucket, Rate},
 };
 
 /// Items kept on screen; older ones scroll away for good so a long session stays light.
@@ -43,6 +44,8 @@ pub struct Pending {
     /// The heartbeat tick it was last sent at.
     sent_tick: u64,
     acked: bool,
+    /// To be sent as soon as the pace allows.
+    due: bool,
 }
 
 impl Pending {
@@ -103,6 +106,45 @@ pub struct Model {
     pub ping_interval_ms: u64,
     /// Longest text the server takes, from `welcome`.
     max_text_chars: Option<usize>,
+    /// The send limits from `welcome`, kept to so a burst goes out paced instead of refused.
+    pacer: Pacer,
+    /// The server refused frames for speed: what is unacknowledged goes again at the retry.
+    refused: bool,
+    /// The time of the current call, in nanoseconds from any fixed origin (see [`Model::set_clock`]).
+    now_ns: u64,
+}
+
+/// The server's send limits (a little under them, see [`Rate::paced`]) and this page's buckets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Pacer {
+    sends: Option<Rate>,
+    bytes: Option<Rate>,
+    send_bucket: Bucket,
+    byte_bucket: Bucket,
+}
+
+impl Pacer {
+    fn new(sends: Option<Rate>, bytes: Option<Rate>) -> Self {
+        Self {
+            sends: sends.map(Rate::paced),
+            bytes: bytes.map(Rate::paced),
+            ..Self::default()
+        }
+    }
+
+    /// Takes one frame of `len` bytes at `now`, or says how many nanoseconds until it may go.
+    fn take(&mut self, now: u64, len: usize) -> Result<(), u64> {
+        let (mut sends, mut bytes) = (self.send_bucket, self.byte_bucket);
+        if let Some(rate) = self.sends {
+            sends.take(rate, now, 1)?;
+        }
+        if let Some(rate) = self.bytes {
+            bytes.take(rate, now, u32::try_from(len).unwrap_or(u32::MAX))?;
+        }
+        // Both buckets agree: charge them.
+        (self.send_bucket, self.byte_bucket) = (sends, bytes);
+        Ok(())
+    }
 }
 
 /// Reclaim attempts after a reconnect, spaced 250 ms, 500 ms, … apart.
@@ -148,9 +190,19 @@ impl Model {
         }
     }
 
+    /// The time now, in milliseconds from any fixed origin (the page's `performance.now()`): the
+    /// pace of sending is measured by it. Set before each call that may send.
+    pub fn set_clock(&mut self, now_ms: f64) {
+        if now_ms.is_finite() && now_ms >= 0.0 {
+            self.now_ns = (now_ms * 1e6) as u64;
+        }
+    }
+
     /// The user sends `text`; `client_id` identifies it in the server's answers. It stays
-    /// pending until it comes back as a `message`.
-    pub fn compose(&mut self, text: &str, client_id: String) -> Option<ClientMsg> {
+    /// pending until it comes back as a `message`. `None` when it cannot be sent (the text
+    /// stays in the composer); otherwise the frames to send now, which may be none while the
+    /// pace holds it back (then `retry_in_ms` says when to call [`Model::retry_now`]).
+    pub fn compose(&mut self, text: &str, client_id: String) -> Option<Vec<ClientMsg>> {
         if !self.can_send() || text.trim().is_empty() {
             return None;
         }
@@ -163,15 +215,14 @@ impl Model {
             return None;
         }
         self.clear_error();
-        let pending = Pending {
+        self.pending.push(Pending {
             client_id,
             text: text.to_owned(),
             sent_tick: self.ticks,
             acked: false,
-        };
-        let msg = pending.frame(&self.room);
-        self.pending.push(pending);
-        Some(msg)
+            due: true,
+        });
+        Some(self.flush())
     }
 
     /// Sends every pending message again (after a reconnect: the old link may have lost them),
@@ -181,16 +232,49 @@ impl Model {
         if !self.can_send() {
             return Vec::new();
         }
-        let (now, room) = (self.ticks, &self.room);
+        let now = self.ticks;
         self.pending
             .iter_mut()
             .filter(|p| !p.acked)
             .filter(|p| only_older_than.is_none_or(|age| p.sent_tick + age <= now))
-            .map(|p| {
-                p.sent_tick = now;
-                p.frame(room)
-            })
-            .collect()
+            .for_each(|p| p.due = true);
+        self.flush()
+    }
+
+    /// The messages due to be sent, oldest first, as far as the pace allows; the first that
+    /// must wait holds back those after it (so they arrive in order), shows the calm note and
+    /// schedules [`Model::retry_now`].
+    fn flush(&mut self) -> Vec<ClientMsg> {
+        if !self.can_send() {
+            return Vec::new();
+        }
+        let (now, tick, room) = (self.now_ns, self.ticks, &self.room);
+        let mut out = Vec::new();
+        let mut wait = None;
+        for p in self.pending.iter_mut().filter(|p| p.due && !p.acked) {
+            let frame = p.frame(room);
+            let len = serde_json::to_string(&frame).map_or(0, |json| json.len());
+            if let Err(ns) = self.pacer.take(now, len) {
+                wait = Some(ns);
+                break;
+            }
+            p.due = false;
+            p.sent_tick = tick;
+            out.push(frame);
+        }
+        if let Some(ns) = wait {
+            self.error = Some(ErrorCode::RateLimited);
+            self.schedule_retry(ns.div_ceil(1_000_000));
+        }
+        out
+    }
+
+    /// Asks the client to call [`Model::retry_now`] in `ms` (one retry at a time).
+    fn schedule_retry(&mut self, ms: u64) {
+        if !self.retry_scheduled {
+            self.retry_scheduled = true;
+            self.retry_in_ms = Some(u32::try_from(ms.clamp(1, 60_000)).unwrap_or(60_000));
+        }
     }
 
     /// A heartbeat passed (every `ping_interval_ms`): returns the frames to send now — a `ping`,
@@ -224,10 +308,14 @@ impl Model {
         }
     }
 
-    /// The wait the server asked for after `rate_limited` is over: sends again what it may have
-    /// refused (the name, the room, every unacknowledged message; each stored once).
+    /// The wait is over, whether the server asked for it (`rate_limited`) or the pace did: sends
+    /// what is due, and after a refusal again what the server may have refused (the name, the
+    /// room, every unacknowledged message; each stored once).
     pub fn retry_now(&mut self) -> Vec<ClientMsg> {
         self.retry_scheduled = false;
+        if !std::mem::take(&mut self.refused) {
+            return self.flush();
+        }
         let mut out: Vec<ClientMsg> = self.ask_again().into_iter().collect();
         out.extend(self.resend_pending(None));
         out
@@ -282,6 +370,8 @@ impl Model {
                 }
                 self.ping_interval_ms = ping_interval_ms;
                 self.max_text_chars = Some(limits.max_text_chars);
+                // A new connection: the server's buckets for it start full, and so do ours.
+                self.pacer = Pacer::new(limits.sends, limits.bytes);
                 self.status = Status::Online;
                 self.joined = false;
                 self.name = None;
@@ -416,11 +506,8 @@ impl Model {
                 ..
             } => {
                 self.error = Some(ErrorCode::RateLimited);
-                if !self.retry_scheduled {
-                    self.retry_scheduled = true;
-                    let wait = retry_after_ms.unwrap_or(1000).clamp(50, 60_000);
-                    self.retry_in_ms = Some(u32::try_from(wait).unwrap_or(60_000));
-                }
+                self.refused = true;
+                self.schedule_retry(retry_after_ms.unwrap_or(1000).max(50));
                 Vec::new()
             }
             // A send the server could not store now: the heartbeat sends it again, so there is
@@ -487,10 +574,21 @@ mod tests {
                 max_text_chars: 4000,
                 max_frame_bytes: 65536,
                 max_rooms_per_connection: 16,
+                sends: None,
+                bytes: None,
             },
             ping_interval_ms: 1000,
             name: None,
         }
+    }
+
+    /// `welcome` from a server that limits sends.
+    fn welcome_limited(sends: Option<Rate>, bytes: Option<Rate>) -> ServerMsg {
+        let mut w = welcome();
+        if let ServerMsg::Welcome { limits, .. } = &mut w {
+            (limits.sends, limits.bytes) = (sends, bytes);
+        }
+        w
     }
     fn msg(seq: u64, epoch: &str) -> ChatMessage {
         ChatMessage {
@@ -753,7 +851,7 @@ mod tests {
     fn an_unacknowledged_message_is_sent_again_after_a_reconnect_with_its_client_id() {
         let mut m = Model::new("lobby", Some("ann".into()));
         online_in_lobby(&mut m);
-        let first = m.compose("hello", "c1".into()).expect("sent");
+        let first = m.compose("hello", "c1".into()).expect("sent").remove(0);
         m.compose("again", "c2".into()).expect("sent");
         m.apply(ServerMsg::Ack {
             room: "lobby".into(),
@@ -778,7 +876,7 @@ mod tests {
     fn a_message_the_server_could_not_store_is_sent_again_by_the_heartbeat() {
         let mut m = Model::new("lobby", Some("ann".into()));
         online_in_lobby(&mut m);
-        let frame = m.compose("hello", "c1".into()).expect("sent");
+        let frame = m.compose("hello", "c1".into()).expect("sent").remove(0);
         // The server refused it for now (e.g. Redis was restarting).
         m.apply(ServerMsg::Error {
             code: ErrorCode::Internal,
@@ -805,8 +903,8 @@ mod tests {
     fn a_message_refused_for_speed_is_noted_until_stored_and_sent_again_once_the_wait_is_over() {
         let mut m = Model::new("lobby", Some("ann".into()));
         online_in_lobby(&mut m);
-        let first = m.compose("one", "c1".into()).expect("sent");
-        let second = m.compose("two", "c2".into()).expect("sent");
+        let first = m.compose("one", "c1".into()).expect("sent").remove(0);
+        let second = m.compose("two", "c2".into()).expect("sent").remove(0);
         let slow = |ms| ServerMsg::Error {
             code: ErrorCode::RateLimited,
             message: String::new(),
@@ -836,6 +934,80 @@ mod tests {
         assert_eq!(m.error, Some(ErrorCode::RateLimited));
         m.apply(ack("c2"));
         assert_eq!(m.error, None, "the note goes once everything is stored");
+    }
+
+    #[test]
+    fn a_burst_goes_out_in_order_at_the_pace_the_server_allows_with_a_calm_note() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        online_in_lobby(&mut m);
+        // 10 a second with bursts of 5: the page keeps to 9 a second, bursts of 5 (a tenth under).
+        m.apply(welcome_limited(Rate::new(10, 5), None));
+        m.apply(ServerMsg::NameSet { name: "ann".into() });
+        m.apply(ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec![],
+            history: vec![],
+            recovered: None,
+        });
+        let ms = 1_000.0;
+        m.set_clock(ms);
+        let mut sent = Vec::new();
+        for i in 0..8 {
+            sent.extend(m.compose(&format!("m{i}"), format!("c{i}")).expect("taken"));
+        }
+        assert_eq!(sent.len(), 5, "the burst goes at once");
+        assert_eq!(m.error, Some(ErrorCode::RateLimited), "the rest wait, calmly");
+        assert_eq!(m.pending.len(), 8, "all shown as sending");
+        // The next may go after one interval (1/9 s).
+        assert_eq!(m.retry_in_ms.take(), Some(112));
+        m.set_clock(ms + 50.0);
+        assert_eq!(m.retry_now(), vec![], "too early: nothing");
+        assert_eq!(m.retry_in_ms.take(), Some(62));
+        m.set_clock(ms + 112.0);
+        sent.extend(m.retry_now());
+        assert_eq!(sent.len(), 6);
+        assert_eq!(m.retry_in_ms.take(), Some(111), "one more wait");
+        m.set_clock(ms + 400.0);
+        sent.extend(m.retry_now());
+        let ids: Vec<_> = sent
+            .iter()
+            .map(|f| match f {
+                ClientMsg::Send { client_id, .. } => client_id.clone().unwrap_or_default(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"], "in order, once each");
+        assert_eq!(m.retry_in_ms, None, "nothing left to wait for");
+        // The note goes once all are stored.
+        for i in 0..8 {
+            m.apply(ServerMsg::Ack {
+                room: "lobby".into(),
+                client_id: Some(format!("c{i}")),
+                seq: i + 1,
+            });
+        }
+        assert_eq!(m.error, None);
+    }
+
+    #[test]
+    fn long_messages_are_paced_by_bytes_too() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        m.apply(welcome_limited(None, Rate::new(10_000, 10_000)));
+        m.apply(ServerMsg::NameSet { name: "ann".into() });
+        m.apply(ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec![],
+            history: vec![],
+            recovered: None,
+        });
+        m.set_clock(1_000.0);
+        let text = "x".repeat(4_000);
+        let now: Vec<_> = (0..3)
+            .flat_map(|i| m.compose(&text, format!("c{i}")).expect("taken"))
+            .collect();
+        // 9,000 bytes of the paced bucket: two frames of about 4,050 fit, the third waits.
+        assert_eq!(now.len(), 2);
+        assert!(m.retry_in_ms.is_some());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `Leptos.toml` (or the file named by `--config` / `CHORUS_CONFIG`), then `CHORUS_*` environment
 //! variables, then command-line flags.
 
+use crate::rate::Rate;
 use clap::Parser;
 use serde::Deserialize;
 use std::{net::SocketAddr, path::PathBuf};
@@ -274,6 +275,31 @@ pub struct Cli {
 }
 
 impl Config {
+    /// `send` frames per connection; none when off.
+    pub fn send_rate(&self) -> Option<Rate> {
+        Rate::new(self.sends_per_sec, self.send_burst)
+    }
+
+    /// Bytes of frames per connection; none when off. Any frame the size limit lets through fits
+    /// a full bucket.
+    pub fn byte_rate(&self) -> Option<Rate> {
+        let frame = u32::try_from(self.max_frame_bytes).unwrap_or(u32::MAX);
+        Rate::new(self.bytes_per_sec, frame.max(self.bytes_per_sec))
+    }
+
+    /// Frames other than `send` per connection; none when off.
+    pub fn control_rate(&self) -> Option<Rate> {
+        Rate::new(self.controls_per_sec, self.control_burst)
+    }
+
+    /// Refusals for speed: one forgiven a second, `rate_limit_strikes` at most.
+    pub fn strike_rate(&self) -> Rate {
+        Rate {
+            per_sec: 1,
+            burst: self.rate_limit_strikes.max(1),
+        }
+    }
+
     /// Applies the file (if any) and then the command line's layer on top of the defaults.
     pub fn load(cli: Cli) -> Result<Self, ConfigError> {
         let file = match &cli.config {

@@ -2,17 +2,20 @@
 //! (`Origin`), who the client is (its address, through trusted proxies), how many connections a
 //! node and an address may hold and open, and how fast one connection may send.
 //!
-//! The rate limits are GCRA token buckets from `governor`: a bucket refills at its rate and holds
-//! at most its burst; a frame that finds it empty is refused with the time until it would pass.
+//! The rate limits are GCRA token buckets: a bucket refills at its rate and holds at most its
+//! burst; a frame that finds it empty is refused with the time until it would pass. Connects per
+//! address use `governor`'s keyed limiter (one map for the node); a connection's own buckets are
+//! [`crate::rate`]'s, 8 bytes each with the quota kept once in the configuration, and the same
+//! arithmetic the browser paces itself by.
 
 use super::config::Config;
-use crate::protocol::Invalid;
+use crate::{protocol::Invalid, rate::Bucket};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use governor::{
     Quota, RateLimiter,
     clock::{Clock, MonotonicClock},
     middleware::NoOpMiddleware,
-    state::{InMemoryState, NotKeyed, keyed::DefaultKeyedStateStore},
+    state::keyed::DefaultKeyedStateStore,
 };
 use ipnet::IpNet;
 use std::{
@@ -20,15 +23,13 @@ use std::{
     net::{IpAddr, Ipv6Addr},
     num::NonZeroU32,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
-/// One connection's bucket. The monotonic clock takes no space; the bucket is 40 bytes.
-type Bucket =
-    RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>;
+/// Connects per client address, shared by the node.
 type KeyedBucket = RateLimiter<
     IpAddr,
     DefaultKeyedStateStore<IpAddr>,
@@ -338,42 +339,33 @@ pub enum Verdict {
 }
 
 /// A connection's rate limits: one bucket per kind of frame, one for bytes, and one of strikes
-/// (refusals) that closes the connection when empty.
+/// (refusals) that closes the connection when empty. Only the buckets' state lives here, 8 bytes
+/// each; their quotas come from the node's configuration at each check.
+#[derive(Default)]
 pub struct FrameLimits {
-    sends: Option<Bucket>,
-    controls: Option<Bucket>,
-    bytes: Option<Bucket>,
+    sends: Bucket,
+    controls: Bucket,
+    bytes: Bucket,
     strikes: Bucket,
     /// When this connection opened new rooms, within the last minute (a sliding window: only a
     /// join that turns out to open a room counts, which a bucket cannot be asked beforehand).
     opened: Vec<std::time::Instant>,
-    rooms_per_min: usize,
+}
+
+/// Nanoseconds since the process began: the buckets' clock (monotonic; a fresh bucket is full).
+fn now_ns() -> u64 {
+    static ORIGIN: OnceLock<std::time::Instant> = OnceLock::new();
+    let origin = *ORIGIN.get_or_init(std::time::Instant::now);
+    u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl FrameLimits {
-    pub fn new(config: &Config) -> Self {
-        let bucket = |q: Quota| RateLimiter::direct_with_clock(q, MonotonicClock);
-        let frame_bytes = u32::try_from(config.max_frame_bytes).unwrap_or(u32::MAX);
-        Self {
-            sends: bucket_quota(config.sends_per_sec, config.send_burst).map(bucket),
-            controls: bucket_quota(config.controls_per_sec, config.control_burst).map(bucket),
-            // Any frame the size limit lets through must fit in a full bucket.
-            bytes: bucket_quota(config.bytes_per_sec, frame_bytes.max(config.bytes_per_sec))
-                .map(bucket),
-            strikes: bucket(Quota::per_second(NonZeroU32::MIN).allow_burst(
-                NonZeroU32::new(config.rate_limit_strikes).unwrap_or(NonZeroU32::MIN),
-            )),
-            opened: Vec::new(),
-            rooms_per_min: config.rooms_created_per_min as usize,
-        }
-    }
-
     /// Whether this connection may open another room now.
-    pub fn may_open_room(&mut self) -> bool {
+    pub fn may_open_room(&mut self, config: &Config) -> bool {
         let now = std::time::Instant::now();
         self.opened
             .retain(|at| now.duration_since(*at) < Duration::from_secs(60));
-        self.opened.len() < self.rooms_per_min
+        self.opened.len() < config.rooms_created_per_min as usize
     }
 
     /// This connection opened a room.
@@ -382,37 +374,28 @@ impl FrameLimits {
     }
 
     /// Charges a frame of `len` bytes to the buckets of its kind.
-    pub fn check(&self, kind: FrameKind, len: usize) -> Verdict {
+    pub fn check(&mut self, config: &Config, kind: FrameKind, len: usize) -> Verdict {
+        self.check_at(config, kind, len, now_ns())
+    }
+
+    fn check_at(&mut self, config: &Config, kind: FrameKind, len: usize, now: u64) -> Verdict {
         let frames = match kind {
-            FrameKind::Send => &self.sends,
-            FrameKind::Control => &self.controls,
+            FrameKind::Send => config.send_rate().map(|r| (r, &mut self.sends)),
+            FrameKind::Control => config.control_rate().map(|r| (r, &mut self.controls)),
         };
-        let now = MonotonicClock.now();
-        let mut wait = None;
-        if let Some(bucket) = frames
-            && let Err(not_until) = bucket.check()
-        {
-            wait = Some(not_until.wait_time_from(now));
-        }
+        let mut wait = frames.and_then(|(rate, bucket)| bucket.take(rate, now, 1).err());
         if wait.is_none()
-            && let Some(bucket) = &self.bytes
+            && let Some(rate) = config.byte_rate()
         {
-            let n =
-                NonZeroU32::new(u32::try_from(len).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
-            match bucket.check_n(n) {
-                Ok(Ok(())) => {}
-                Ok(Err(not_until)) => wait = Some(not_until.wait_time_from(now)),
-                // Larger than the whole bucket: never passes (the frame limit prevents it).
-                Err(_) => wait = Some(Duration::from_secs(1)),
-            }
+            let n = u32::try_from(len).unwrap_or(u32::MAX);
+            wait = self.bytes.take(rate, now, n).err();
         }
         match wait {
             None => Verdict::Take,
-            Some(_) if self.strikes.check().is_err() => Verdict::Close,
-            Some(wait) => {
+            Some(_) if self.strikes.take(config.strike_rate(), now, 1).is_err() => Verdict::Close,
+            Some(ns) => {
                 // Rounded up, so a client that waits exactly this long gets through.
-                let ms = u64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
-                Verdict::Refuse(Invalid::rate_limited(ms.max(1)))
+                Verdict::Refuse(Invalid::rate_limited(ns.div_ceil(1_000_000).max(1)))
             }
         }
     }
@@ -569,11 +552,13 @@ mod tests {
             rate_limit_strikes: 2,
             ..Config::default()
         };
-        let limits = FrameLimits::new(&config);
+        let mut limits = FrameLimits::default();
+        let now = 7_000_000_000;
+        let mut check = |kind| limits.check_at(&config, kind, 10, now);
         for _ in 0..3 {
-            assert_eq!(limits.check(FrameKind::Send, 10), Verdict::Take);
+            assert_eq!(check(FrameKind::Send), Verdict::Take);
         }
-        match limits.check(FrameKind::Send, 10) {
+        match check(FrameKind::Send) {
             Verdict::Refuse(e) => {
                 assert_eq!(e.code, ErrorCode::RateLimited);
                 assert!(
@@ -584,12 +569,9 @@ mod tests {
             other => panic!("expected a refusal, got {other:?}"),
         }
         // Other kinds of frames have their own bucket.
-        assert_eq!(limits.check(FrameKind::Control, 10), Verdict::Take);
-        assert!(matches!(
-            limits.check(FrameKind::Send, 10),
-            Verdict::Refuse(_)
-        ));
-        assert_eq!(limits.check(FrameKind::Send, 10), Verdict::Close);
+        assert_eq!(check(FrameKind::Control), Verdict::Take);
+        assert!(matches!(check(FrameKind::Send), Verdict::Refuse(_)));
+        assert_eq!(check(FrameKind::Send), Verdict::Close);
     }
 
     #[test]
@@ -599,13 +581,14 @@ mod tests {
             sends_per_sec: 0,
             ..Config::default()
         };
-        let limits = FrameLimits::new(&config);
+        let mut limits = FrameLimits::default();
+        let now = 7_000_000_000;
         assert_eq!(
-            limits.check(FrameKind::Send, config.max_frame_bytes),
+            limits.check_at(&config, FrameKind::Send, config.max_frame_bytes, now),
             Verdict::Take
         );
         assert!(matches!(
-            limits.check(FrameKind::Send, 1000),
+            limits.check_at(&config, FrameKind::Send, 1000, now),
             Verdict::Refuse(_)
         ));
     }
@@ -616,21 +599,21 @@ mod tests {
             rooms_created_per_min: 2,
             ..Config::default()
         };
-        let mut limits = FrameLimits::new(&config);
+        let mut limits = FrameLimits::default();
         for _ in 0..2 {
-            assert!(limits.may_open_room());
+            assert!(limits.may_open_room(&config));
             limits.opened_room();
         }
-        assert!(!limits.may_open_room());
+        assert!(!limits.may_open_room(&config));
     }
 
     #[test]
-    fn a_bucket_is_small() {
-        // Four per connection: they must not undo the per-connection memory work.
+    fn a_connections_limits_are_small() {
+        // One set per connection: they must not undo the per-connection memory work.
         assert!(
-            std::mem::size_of::<Bucket>() <= 48,
+            std::mem::size_of::<FrameLimits>() <= 56,
             "{}",
-            std::mem::size_of::<Bucket>()
+            std::mem::size_of::<FrameLimits>()
         );
     }
 }

@@ -227,7 +227,7 @@ fn start(
         bound: identity.map(|id| id.name),
         rooms: Vec::new(),
         outbox,
-        limits: FrameLimits::new(&app.config),
+        limits: FrameLimits::default(),
         _ticket: ticket,
         node: Node {
             config: app.config.clone(),
@@ -246,6 +246,8 @@ fn start(
             max_text_chars: app.config.max_text_chars,
             max_frame_bytes: app.config.max_frame_bytes,
             max_rooms_per_connection: app.config.max_rooms_per_connection,
+            sends: app.config.send_rate(),
+            bytes: app.config.byte_rate(),
         },
         ping_interval_ms: app.config.ping_interval_ms,
         name: conn.bound.as_ref().map(|n| n.to_string()),
@@ -398,7 +400,7 @@ fn serve(
                 }
             };
             // Every frame is charged, refused ones too: a flood of bad frames is a flood.
-            match conn.limits.check(kind, len) {
+            match conn.limits.check(&conn.node.config, kind, len) {
                 Verdict::Take => match request {
                     Ok(msg) => Box::pin(conn.handle(msg)).await,
                     Err(e) => Box::pin(conn.error(e)).await,
@@ -761,7 +763,7 @@ impl Connection {
             conn: self.conn.clone(),
             name,
         };
-        let may_open = self.limits.may_open_room();
+        let may_open = self.limits.may_open_room(&self.node.config);
         let opened = self
             .node
             .hub
