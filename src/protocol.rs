@@ -388,12 +388,16 @@ impl UserName {
     }
 
     /// The key under which names are unique: two names that readers could take for each other
-    /// share it. It is the UTS #39 confusable skeleton, case-folded ("Ann" and "aNN"; Latin
-    /// "a" and Cyrillic "а"; "I" and "l"), taken again after folding. Not for display.
+    /// share it. Lower case first ("Ann" and "aNN"), then the UTS #39 confusable skeleton
+    /// (Latin "a" and Cyrillic "а"; "0" and "O"), lower case and skeleton once more, and last
+    /// "i" made "l": a capital I is one letter with "i" by case and looks like "l", so one key
+    /// cannot keep "i" and "l" apart without letting "Ian" pass for "lan" or "IAN" for "ian".
+    /// ("Eli" and "Ell" are then one name; the rarer mistake.) Not for display.
     pub fn key(&self) -> String {
         use unicode_security::confusable_detection::skeleton;
-        let folded: String = skeleton(&self.0).collect::<String>().to_lowercase();
-        skeleton(&folded).collect()
+        let once: String = skeleton(&self.0.to_lowercase()).collect::<String>();
+        let twice: String = skeleton(&once.to_lowercase()).collect();
+        twice.replace('i', "l")
     }
 }
 
@@ -720,6 +724,24 @@ mod tests {
         let b = UserName::parse("aNN").expect("valid");
         assert_eq!(a.key(), b.key());
         assert_eq!(a.as_str(), "Ann");
+        // Seen in the browser test with a random name: a capital I was taken for an l and "SAMI"
+        // passed next to "sami".
+        let key = |n: &str| UserName::parse(n).expect("valid").key();
+        assert_eq!(key("SAMQ5PNI3"), key("samq5pni3"));
+    }
+
+    #[test]
+    fn every_letter_keys_alike_in_either_case() {
+        // Letters whose case maps round-trip one to one (not ß, final sigma, long s, ...).
+        let key = |s: &str| UserName(s.to_owned()).key();
+        for c in (0..0x2_0000).filter_map(char::from_u32).filter(|c| c.is_alphanumeric()) {
+            let (lower, upper) = (c.to_lowercase().to_string(), c.to_uppercase().to_string());
+            if upper.to_lowercase() != lower || lower.to_uppercase() != upper {
+                continue;
+            }
+            let k = key(&c.to_string());
+            assert!(k == key(&lower) && k == key(&upper), "{c:?} ({:#x})", c as u32);
+        }
     }
 
     #[test]
@@ -803,3 +825,4 @@ mod tests {
         }
     }
 }
+
