@@ -130,6 +130,42 @@ async fn after_a_redis_restart_delivery_resumes_without_restarting_nodes() {
 }
 
 #[tokio::test]
+async fn a_renamed_member_keeps_the_new_name_on_every_node_after_a_redis_restart() {
+    let (mut redis, a, b) = two_nodes();
+    let (mut ann, _, _) = Client::in_room(&a, "ann", "lobby").await;
+    let (mut bo, _, _) = Client::in_room(&b, "bo", "lobby").await;
+    ann.set_name("anna").await;
+    ann.recv_until(|m| matches!(m, ServerMsg::NameSet { name } if name == "anna"))
+        .await;
+    let listed = |want: &'static [&'static str]| {
+        move |m: &ServerMsg| matches!(m, ServerMsg::Presence { members, .. } if members == want)
+    };
+    bo.recv_until(listed(&["anna", "bo"])).await;
+
+    // Each node re-asserts its members when its pub/sub link comes back.
+    redis.kill();
+    a.wait_ready_status(503, 1).await;
+    b.wait_ready_status(503, 1).await;
+    redis.restart();
+    a.wait_ready_status(200, 2).await;
+    b.wait_ready_status(200, 2).await;
+
+    // A message after the restart reaching both nodes' members means both room tasks have
+    // handled their resync (the bus queues it before any later event), re-assert included.
+    ann.say("lobby", "still here", "c1").await;
+    let m = bo.next_message().await;
+    assert_eq!((m.from.as_str(), m.text.as_str()), ("anna", "still here"));
+    assert_eq!(ann.next_message().await.text, "still here");
+
+    // Newcomers on either node see the name as it is now, and the old one is free again.
+    let (_cy, members, _) = Client::in_room(&a, "cy", "lobby").await;
+    assert_eq!(members, ["anna", "bo", "cy"]);
+    let (_di, members, _) = Client::in_room(&b, "di", "lobby").await;
+    assert_eq!(members, ["anna", "bo", "cy", "di"]);
+    Client::named(&b, "ann").await;
+}
+
+#[tokio::test]
 async fn a_dropped_session_is_resumed_on_another_node_with_its_name() {
     let (_redis, a, b) = two_nodes();
     let (ann, _, _) = Client::in_room(&a, "ann", "lobby").await;

@@ -16,7 +16,9 @@ use super::{
     bus::{BusEvent, BusItem, RecvError, Subscription},
     store::{Member, Snapshot, Store, messages_after},
 };
-use crate::protocol::{ChatMessage, ErrorCode, Invalid, Position, RoomName, ServerMsg};
+use crate::protocol::{
+    ChatMessage, ErrorCode, Invalid, Position, RoomName, ServerMsg, UserName,
+};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -59,6 +61,12 @@ enum Command {
     Leave {
         member: Member,
         reply: oneshot::Sender<()>,
+    },
+    /// The member (by connection) now goes by `member.name`, formerly `old`.
+    Rename {
+        member: Member,
+        old: UserName,
+        reply: oneshot::Sender<Result<(), Invalid>>,
     },
 }
 
@@ -150,6 +158,29 @@ impl Hub {
             },
         );
         let _ = answer.await;
+    }
+
+    /// Tells the room the member's connection goes by a new name: the room task keeps it (so
+    /// what it re-asserts after a resync is the name now, not the one joined with), then the
+    /// store records it and announces it. Does nothing if the connection is not in the room here.
+    pub async fn rename(
+        self: &Arc<Self>,
+        room: &RoomName,
+        member: &Member,
+        old: &UserName,
+    ) -> Result<(), Invalid> {
+        let (reply, answer) = oneshot::channel();
+        self.command(
+            room,
+            Command::Rename {
+                member: member.clone(),
+                old: old.clone(),
+                reply,
+            },
+        );
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Invalid::new(ErrorCode::Internal, "the room stopped")))
     }
 
     /// Called by a room task with no members: removes the room unless a command is waiting, which
@@ -283,6 +314,18 @@ impl RoomTask {
                     tracing::warn!(code = %e.code, room = %self.room, "leave was not announced");
                 }
                 let _ = reply.send(());
+            }
+            Command::Rename { member, old, reply } => {
+                let Some(local) = self
+                    .members
+                    .iter_mut()
+                    .find(|m| m.member.conn == member.conn)
+                else {
+                    let _ = reply.send(Ok(()));
+                    return;
+                };
+                local.member.name = member.name.clone();
+                let _ = reply.send(self.hub.store.rename(&self.room, &member, &old).await);
             }
         }
     }
@@ -438,6 +481,10 @@ fn refuse_all(hub: &Hub, room: &RoomName, commands: &mut mpsc::UnboundedReceiver
             }
             Some(Command::Leave { reply, .. }) => {
                 let _ = reply.send(());
+            }
+            // The room has no members here any more: nobody to rename.
+            Some(Command::Rename { reply, .. }) => {
+                let _ = reply.send(Ok(()));
             }
             None => return,
         }

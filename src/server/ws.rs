@@ -195,6 +195,7 @@ fn start(
     let span = tracing::debug_span!("conn", conn = %conn_id);
     let (sink, stream) = socket.split();
     let outbox = Outbox::new(app.config.outbound_queue);
+    let writer_size;
     let writer = {
         let outbox = outbox.clone();
         let writer = async move {
@@ -202,6 +203,7 @@ fn start(
             // Whatever is queued from now on would never be written.
             outbox.writer_gone();
         };
+        writer_size = std::mem::size_of_val(&writer);
         tokio::spawn(writer.instrument(span.clone()))
     };
     let identity = match identity {
@@ -252,9 +254,15 @@ fn start(
         ping_interval_ms: app.config.ping_interval_ms,
         name: conn.bound.as_ref().map(|n| n.to_string()),
     }));
+    let reader = serve(stream, conn, writer);
+    // What each connection costs at rest is mostly these two futures (see BENCHMARKS.md).
+    tracing::trace!(
+        reader_bytes = std::mem::size_of_val(&reader),
+        writer_bytes = writer_size,
+        "connection started"
+    );
     // Tracked, so a draining server knows when its last connection has gone.
-    app.connections
-        .spawn(serve(stream, conn, writer).instrument(span));
+    app.connections.spawn(reader.instrument(span));
 }
 
 /// 128 random bits in hex: session and connection ids. A session id is a bearer secret (it
@@ -703,7 +711,7 @@ impl Connection {
         if let Some(old) = old {
             let member = self.member()?;
             for room in &self.rooms {
-                if let Err(e) = store.rename(room, &member, &old).await {
+                if let Err(e) = self.node.hub.rename(room, &member, &old).await {
                     tracing::warn!(code = %e.code, %room, "rename was not announced");
                 }
             }
