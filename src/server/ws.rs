@@ -378,23 +378,8 @@ fn serve(
                 frame = stream.next() => frame,
             };
             timers.heard();
-            let (kind, len, request) = match frame {
-                Some(Ok(Message::Text(text))) => {
-                    let decoded = decode_client(&text);
-                    let kind = match &decoded {
-                        Ok(ClientMsg::Send { .. }) => FrameKind::Send,
-                        _ => FrameKind::Control,
-                    };
-                    (kind, text.len(), decoded)
-                }
-                Some(Ok(Message::Binary(bytes))) => (
-                    FrameKind::Control,
-                    bytes.len(),
-                    Err(Invalid::new(
-                        ErrorCode::BinaryNotSupported,
-                        "frames are JSON text; binary frames are not part of the protocol",
-                    )),
-                ),
+            let message = match frame {
+                Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => message,
                 // Frames are reassembled by tungstenite: a raw one never arrives.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 Some(Ok(Message::Close(_))) => {
@@ -407,18 +392,11 @@ fn serve(
                     break;
                 }
             };
-            // Every frame is charged, refused ones too: a flood of bad frames is a flood.
-            match conn.limits.check(&conn.node.config, kind, len) {
-                Verdict::Take => match request {
-                    Ok(msg) => Box::pin(conn.handle(msg)).await,
-                    Err(e) => Box::pin(conn.error(e)).await,
-                },
-                Verdict::Refuse(e) => Box::pin(conn.error(e)).await,
-                Verdict::Close => {
-                    tracing::info!("closing a connection that kept on past its rate limit");
-                    close_with = Some((CLOSE_POLICY, "rate limit exceeded"));
-                    break;
-                }
+            // The message moves into the boxed handler: across the await the connection's
+            // future holds one pointer, not the frame.
+            if let Some(close) = Box::pin(conn.on_message(message)).await {
+                close_with = Some(close);
+                break;
             }
         }
         Box::pin(async move {
@@ -657,6 +635,42 @@ impl Connection {
                 format!("not in room {room}; join it first"),
             ))
         }
+    }
+
+    /// A text or binary frame from the client, charged to the rate limits and then acted on.
+    /// Returns the close to send when the connection must end.
+    async fn on_message(&mut self, message: Message) -> Option<(u16, &'static str)> {
+        let (kind, len, request) = match message {
+            Message::Text(text) => {
+                let decoded = decode_client(&text);
+                let kind = match &decoded {
+                    Ok(ClientMsg::Send { .. }) => FrameKind::Send,
+                    _ => FrameKind::Control,
+                };
+                (kind, text.len(), decoded)
+            }
+            other => (
+                FrameKind::Control,
+                other.len(),
+                Err(Invalid::new(
+                    ErrorCode::BinaryNotSupported,
+                    "frames are JSON text; binary frames are not part of the protocol",
+                )),
+            ),
+        };
+        // Every frame is charged, refused ones too: a flood of bad frames is a flood.
+        match self.limits.check(&self.node.config, kind, len) {
+            Verdict::Take => match request {
+                Ok(msg) => self.handle(msg).await,
+                Err(e) => self.error(e).await,
+            },
+            Verdict::Refuse(e) => self.error(e).await,
+            Verdict::Close => {
+                tracing::info!("closing a connection that kept on past its rate limit");
+                return Some((CLOSE_POLICY, "rate limit exceeded"));
+            }
+        }
+        None
     }
 
     async fn handle(&mut self, msg: ClientMsg) {
