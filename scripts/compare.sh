@@ -6,6 +6,7 @@
 #   scripts/compare.sh REV          idle memory (10,000 connections) and one-node fan-out at
 #                                   400k deliveries/s, 2 rounds
 #   ROUNDS=4 scripts/compare.sh REV more rounds
+#   RUNS=idle scripts/compare.sh REV only the idle-memory run (or RUNS=fan400k)
 #
 # REV is built in its own worktree and target directory (target/compare/), so its binaries
 # never overwrite this checkout's. The same (new) load generator drives both. Prints one line a
@@ -47,11 +48,16 @@ run() {
   echo "$label $out"
 }
 sources=(--source 127.0.0.1 --source 127.0.0.2 --source 127.0.0.3 --source 127.0.0.4)
+runs=" ${RUNS:-idle fan400k} "
 for _ in $(seq "${ROUNDS:-2}"); do
   for side in old new; do
-    run "$side idle" "$work/$side-chorus" capacity "${sources[@]}" --prefix cap \
-      --connections 10000 --ramp 3000 --room-size 100 --hold-secs 3
-    run "$side fan400k" "$work/$side-chorus" fanout --prefix fan --members 200 --senders 20 \
-      --rate 2000 --secs 10
+    if [[ $runs == *" idle "* ]]; then
+      run "$side idle" "$work/$side-chorus" capacity "${sources[@]}" --prefix cap \
+        --connections 10000 --ramp 3000 --room-size 100 --hold-secs 3
+    fi
+    if [[ $runs == *" fan400k "* ]]; then
+      run "$side fan400k" "$work/$side-chorus" fanout --prefix fan --members 200 --senders 20 \
+        --rate 2000 --secs 10
+    fi
   done
 done
