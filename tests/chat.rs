@@ -358,6 +358,10 @@ async fn a_reader_too_slow_for_the_room_is_closed_with_1013_and_the_room_goes_on
     }
     assert!(kicked, "the slow reader was never dropped from the room");
     assert_eq!(slow.until_closed().await, Ended::Closed(Some(1013)));
+    // And an operator sees it.
+    let slow_reader = Some(("reason", "slow_reader"));
+    let url = server.http_url("/metrics");
+    common::wait_for_metric(&url, "chorus_connections_closed_total", slow_reader, 1.0).await;
 }
 
 #[tokio::test]

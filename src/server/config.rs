@@ -112,6 +112,9 @@ pub struct Config {
     /// (for setups without a balancer that ends TLS).
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
+    /// Where `GET /metrics` is served: unset, on the main listener; an address (e.g.
+    /// `127.0.0.1:9100`), there only, so it need not be public.
+    pub metrics_listen: Option<String>,
     /// `anonymous` (names first come, first served) or `jwt` (a host application's signed token
     /// names the user; see `server::auth`).
     pub auth: String,
@@ -167,6 +170,7 @@ impl Default for Config {
             control_burst: 30,
             rate_limit_strikes: 10,
             tls_cert: None,
+            metrics_listen: None,
             tls_key: None,
             auth: "anonymous".to_owned(),
             jwt_algorithm: "HS256".to_owned(),
@@ -252,6 +256,8 @@ pub struct Layer {
     pub tls_cert: Option<String>,
     #[arg(long, env = "CHORUS_TLS_KEY")]
     pub tls_key: Option<String>,
+    #[arg(long, env = "CHORUS_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     #[arg(long, env = "CHORUS_AUTH")]
     pub auth: Option<String>,
     #[arg(long, env = "CHORUS_JWT_ALGORITHM")]
@@ -290,6 +296,11 @@ impl Config {
     /// Frames other than `send` per connection; none when off.
     pub fn control_rate(&self) -> Option<Rate> {
         Rate::new(self.controls_per_sec, self.control_burst)
+    }
+
+    /// The separate address for `/metrics`, if one is set.
+    pub fn metrics_address(&self) -> Result<Option<SocketAddr>, std::net::AddrParseError> {
+        self.metrics_listen.as_deref().map(str::parse).transpose()
     }
 
     /// Refusals for speed: one forgiven a second, `rate_limit_strikes` at most.
@@ -371,6 +382,7 @@ impl Config {
             rate_limit_strikes,
             tls_cert,
             tls_key,
+            metrics_listen,
             auth,
             jwt_algorithm,
             jwt_secret,
@@ -421,6 +433,7 @@ impl Config {
         set(&mut self.rate_limit_strikes, rate_limit_strikes);
         set_or_clear(&mut self.tls_cert, tls_cert);
         set_or_clear(&mut self.tls_key, tls_key);
+        set_or_clear(&mut self.metrics_listen, metrics_listen);
         set(&mut self.auth, auth);
         set(&mut self.jwt_algorithm, jwt_algorithm);
         set_or_clear(&mut self.jwt_secret, jwt_secret);
@@ -541,6 +554,11 @@ impl Config {
             self.rate_limit_strikes >= 1,
             "rate_limit_strikes",
             "at least 1",
+        )?;
+        check(
+            self.metrics_address().is_ok(),
+            "metrics_listen",
+            "an address and port, e.g. 127.0.0.1:9100",
         )?;
         check(
             self.tls_cert.is_some() == self.tls_key.is_some(),

@@ -14,6 +14,7 @@
 pub use super::outbox::Outbox;
 use super::{
     bus::{BusEvent, BusItem, RecvError, Subscription},
+    metrics::Metrics,
     store::{Member, Snapshot, Store, messages_after},
 };
 use crate::protocol::{
@@ -86,6 +87,7 @@ impl LocalMember {
 
 pub struct Hub {
     store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
     /// Least time between two `presence` frames of one room from this node.
     presence_interval: Duration,
     /// Room → its task's command queue. The queue is unbounded, yet bounded in practice: each
@@ -94,9 +96,14 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(store: Arc<dyn Store>, presence_interval: Duration) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        presence_interval: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
+            metrics,
             presence_interval,
             rooms: Mutex::new(HashMap::new()),
         })
@@ -181,6 +188,11 @@ impl Hub {
         answer
             .await
             .unwrap_or_else(|_| Err(Invalid::new(ErrorCode::Internal, "the room stopped")))
+    }
+
+    /// Rooms with a task (members) on this node.
+    pub fn room_count(&self) -> usize {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Called by a room task with no members: removes the room unless a command is waiting, which
@@ -294,6 +306,13 @@ impl RoomTask {
                         }
                         let (epoch, last_seq) = (snapshot.epoch.clone(), snapshot.last_seq);
                         let joined = joined_frame(&self.room, snapshot, since);
+                        if let ServerMsg::Joined {
+                            recovered: Some(complete),
+                            ..
+                        } = &joined
+                        {
+                            self.hub.metrics.recovery(*complete);
+                        }
                         if outbox.offer(encode(&joined)) {
                             self.members.push(LocalMember {
                                 member,
@@ -352,15 +371,21 @@ impl RoomTask {
                 }
                 self.delivered = m.seq;
                 let frame = Message::Text(event.frame.clone());
-                self.members
-                    .retain(|lm| lm.has(m) || lm.outbox.offer(frame.clone()));
+                let n = fan_out(&mut self.members, &frame, |lm| lm.has(m));
+                self.hub.metrics.deliveries.inc_by(n);
             }
             ServerMsg::Notice { .. } => {
                 self.presence.pending = true;
-                fan_out(&mut self.members, &Message::Text(event.frame.clone()));
+                self.fan_out(&Message::Text(event.frame.clone()));
             }
-            _ => fan_out(&mut self.members, &Message::Text(event.frame.clone())),
+            _ => self.fan_out(&Message::Text(event.frame.clone())),
         }
+    }
+
+    /// Queues `frame` for every local member.
+    fn fan_out(&mut self, frame: &Message) {
+        let n = fan_out(&mut self.members, frame, |_| false);
+        self.hub.metrics.deliveries.inc_by(n);
     }
 
     /// Delivers the stored messages after the last one delivered, up to `upto` (or all).
@@ -377,14 +402,17 @@ impl RoomTask {
             .await
         {
             Ok(Some(missed)) => {
+                if !missed.is_empty() {
+                    self.hub.metrics.gap_fills.inc();
+                }
                 for m in missed
                     .into_iter()
                     .filter(|m| upto.is_none_or(|u| m.seq <= u))
                 {
                     let seq = m.seq;
                     let frame = encode(&ServerMsg::Message(m.clone()));
-                    self.members
-                        .retain(|lm| lm.has(&m) || lm.outbox.offer(frame.clone()));
+                    let n = fan_out(&mut self.members, &frame, |lm| lm.has(&m));
+                    self.hub.metrics.deliveries.inc_by(n);
                     self.delivered = seq;
                 }
                 true
@@ -403,6 +431,7 @@ impl RoomTask {
     }
 
     async fn resync(&mut self) {
+        self.hub.metrics.resyncs.inc();
         if !self.fill(None).await {
             return;
         }
@@ -421,7 +450,7 @@ impl RoomTask {
                     room: self.room.to_string(),
                     members,
                 });
-                fan_out(&mut self.members, &frame);
+                self.fan_out(&frame);
             }
             Err(e) => tracing::warn!(code = %e.code, room = %self.room, "no member list"),
         }
@@ -518,10 +547,24 @@ impl PresenceThrottle {
     }
 }
 
-/// Queues `frame` for every local member. A member whose queue is full is closed by `offer` and
-/// dropped here; its connection then leaves the room properly.
-fn fan_out(members: &mut Vec<LocalMember>, frame: &Message) {
-    members.retain(|m| m.outbox.offer(frame.clone()));
+/// Queues `frame` for every local member but those `skip` says already have it. A member whose
+/// queue is full is closed by `offer` and dropped here; its connection then leaves the room
+/// properly. Returns how many were queued.
+fn fan_out(
+    members: &mut Vec<LocalMember>,
+    frame: &Message,
+    skip: impl Fn(&LocalMember) -> bool,
+) -> u64 {
+    let mut queued = 0;
+    members.retain(|m| {
+        if skip(m) {
+            return true;
+        }
+        let ok = m.outbox.offer(frame.clone());
+        queued += u64::from(ok);
+        ok
+    });
+    queued
 }
 
 #[cfg(test)]
@@ -564,7 +607,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_join_taken_before_queued_live_messages_does_not_take_them_from_earlier_members() {
         let store = Arc::new(MemoryStore::new(100, 100, 10, Duration::from_secs(30)));
-        let hub = Hub::new(store.clone(), Duration::from_millis(50));
+        let hub = Hub::new(store.clone(), Duration::from_millis(50), Arc::default());
         let room = RoomName::lobby();
         let (ann, ann_out) = member("ann");
         hub.join(&room, &ann, &ann_out, None, true)

@@ -6,6 +6,7 @@ pub mod bus;
 pub mod config;
 pub mod guard;
 pub mod hub;
+pub mod metrics;
 mod outbox;
 pub mod store;
 mod tls;
@@ -44,6 +45,7 @@ pub struct AppState {
     pub gate: Arc<guard::Gate>,
     /// Checks tokens when `auth = "jwt"`.
     pub verifier: Option<Arc<auth::Verifier>>,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -81,9 +83,11 @@ impl AppState {
                     .map_err(|e| anyhow::anyhow!("cannot connect to redis: {e}"))?
             }
         };
+        let metrics = Arc::new(metrics::Metrics::new());
         let hub = Hub::new(
             store.clone(),
             Duration::from_millis(config.presence_interval_ms),
+            metrics.clone(),
         );
         let gate = guard::Gate::new(&config);
         let verifier = auth::Verifier::from_config(&config)?.map(Arc::new);
@@ -97,6 +101,7 @@ impl AppState {
             hub,
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
+            metrics,
         })
     }
 }
@@ -175,6 +180,29 @@ async fn readyz(axum::extract::State(app): axum::extract::State<AppState>) -> im
     }
 }
 
+/// `GET /metrics`: the node's counters and its current state, in the OpenMetrics text format.
+async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> impl IntoResponse {
+    let text = app.metrics.render(
+        app.connections.len(),
+        app.hub.room_count(),
+        app.shutdown.is_cancelled(),
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+/// `/metrics` alone, for its own address (`metrics_listen`).
+fn metrics_router(app: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(app)
+}
+
 pub fn router(app: AppState) -> Router {
     use axum::http::{HeaderValue, header};
     use tower_http::{compression::CompressionLayer, set_header::SetResponseHeaderLayer};
@@ -204,12 +232,16 @@ pub fn router(app: AppState) -> Router {
                 response
             },
         ));
-    Router::new()
+    let routes = Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .merge(site)
-        .with_state(app)
+        .route("/readyz", get(readyz));
+    let routes = if app.config.metrics_listen.is_none() {
+        routes.route("/metrics", get(metrics))
+    } else {
+        routes
+    };
+    routes.merge(site).with_state(app)
 }
 
 fn set_nodelay(tcp: &mut tokio::net::TcpStream) {
@@ -229,7 +261,7 @@ pub async fn run(
     let stop = CancellationToken::new();
     // Stops the store's background tasks however this function ends.
     let _stop_guard = stop.clone().drop_guard();
-    let app = AppState::new(config, stop).await?;
+    let app = AppState::new(config, stop.clone()).await?;
     let store = app.store.clone();
     let drain = Duration::from_millis(app.config.drain_ms);
     let grace = Duration::from_secs(app.config.shutdown_grace_secs);
@@ -240,6 +272,22 @@ pub async fn run(
         (Some(cert), Some(key)) => Some(tls::acceptor(cert.as_ref(), key.as_ref())?),
         _ => None,
     };
+    if let Some(metrics_addr) = app.config.metrics_address()? {
+        let listener = TcpListener::bind(metrics_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on metrics_listen {metrics_addr}: {e}"))?;
+        tracing::info!(addr = %metrics_addr, "metrics listening");
+        let service = metrics_router(app.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, service)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(cause = %e, "metrics listener failed");
+            }
+        });
+    }
     tracing::info!(
         %addr,
         node = %app.node_id,

@@ -40,6 +40,8 @@ struct Queue {
     ended: bool,
     /// The writer is gone: frames would never be written.
     gone: bool,
+    /// A frame found the queue full: the connection is being closed as a slow reader.
+    overflowed: bool,
 }
 
 /// The queue is closed for good: its writer has gone.
@@ -73,6 +75,7 @@ impl Outbox {
             return false;
         }
         if queue.frames.len() >= self.shared.capacity {
+            queue.overflowed = true;
             drop(queue);
             // Once per connection: every room keeps offering until the writer has gone.
             if !self.close.is_cancelled() {
@@ -109,6 +112,11 @@ impl Outbox {
             }
             writable.await;
         }
+    }
+
+    /// Whether the connection was closed for reading too slowly.
+    pub fn overflowed(&self) -> bool {
+        self.queue().overflowed
     }
 
     /// No frames will follow: the writer sends what is queued, then closes the socket.

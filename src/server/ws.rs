@@ -13,6 +13,7 @@ use super::{
     config::Config,
     guard::{FrameKind, FrameLimits, Ticket, Verdict},
     hub::{CLOSE_TRY_AGAIN, Hub, Outbox, encode},
+    metrics::{Metrics, close_reason},
     store::{ConnId, Departure, Member, SessionId, Store},
 };
 use crate::protocol::{
@@ -233,6 +234,7 @@ fn start(
         _ticket: ticket,
         node: Node {
             config: app.config.clone(),
+            metrics: app.metrics.clone(),
             store: app.store.clone(),
             hub: app.hub.clone(),
             shutdown: app.shutdown.clone(),
@@ -254,6 +256,7 @@ fn start(
         ping_interval_ms: app.config.ping_interval_ms,
         name: conn.bound.as_ref().map(|n| n.to_string()),
     }));
+    app.metrics.connections_opened.inc();
     let reader = serve(stream, conn, writer);
     // What each connection costs at rest is mostly these two futures (see BENCHMARKS.md).
     tracing::trace!(
@@ -294,6 +297,7 @@ fn close_frame(code: u16, reason: &'static str) -> Message {
 /// which every idle connection would hold a copy of.
 struct Node {
     config: Arc<Config>,
+    metrics: Arc<Metrics>,
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     /// Cancelled when the node begins to drain.
@@ -400,6 +404,13 @@ fn serve(
             }
         }
         Box::pin(async move {
+            let why = match (&close_with, &departure) {
+                (Some((code, _)), _) => close_reason(*code),
+                (None, Departure::Closed) => "client_close",
+                (None, _) if conn.outbox.overflowed() => "slow_reader",
+                (None, _) => "dropped",
+            };
+            conn.node.metrics.closed(why);
             if let Some((code, reason)) = close_with {
                 conn.closing(code, reason).await;
             }
@@ -595,6 +606,7 @@ impl Connection {
 
     async fn error(&self, e: Invalid) {
         tracing::debug!(code = %e.code, message = %e.message, "request refused");
+        self.node.metrics.error(e.code);
         self.reply(e.into()).await;
     }
 
@@ -643,14 +655,23 @@ impl Connection {
         let (kind, len, request) = match message {
             Message::Text(text) => {
                 let decoded = decode_client(&text);
-                let kind = match &decoded {
-                    Ok(ClientMsg::Send { .. }) => FrameKind::Send,
-                    _ => FrameKind::Control,
+                let (kind, label) = match &decoded {
+                    Ok(ClientMsg::Send { .. }) => (FrameKind::Send, "send"),
+                    Ok(ClientMsg::SetName { .. }) => (FrameKind::Control, "set_name"),
+                    Ok(ClientMsg::Resume { .. }) => (FrameKind::Control, "resume"),
+                    Ok(ClientMsg::Join { .. }) => (FrameKind::Control, "join"),
+                    Ok(ClientMsg::Leave { .. }) => (FrameKind::Control, "leave"),
+                    Ok(ClientMsg::Ping) => (FrameKind::Control, "ping"),
+                    Err(_) => (FrameKind::Control, "invalid"),
                 };
+                self.node.metrics.frame(label);
                 (kind, text.len(), decoded)
             }
             other => (
-                FrameKind::Control,
+                {
+                    self.node.metrics.frame("binary");
+                    FrameKind::Control
+                },
                 other.len(),
                 Err(Invalid::new(
                     ErrorCode::BinaryNotSupported,
@@ -829,6 +850,9 @@ impl Connection {
             .await?;
         if stored.duplicate {
             tracing::debug!(%room, seq = stored.seq, "re-sent message acknowledged again");
+            self.node.metrics.messages_deduplicated.inc();
+        } else {
+            self.node.metrics.messages_stored.inc();
         }
         self.reply(ServerMsg::Ack {
             room: room.to_string(),

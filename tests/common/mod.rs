@@ -487,6 +487,55 @@ pub fn wait_listening(port: u16) {
     }
 }
 
+/// `GET url` read as Prometheus text (the server sends OpenMetrics, its superset).
+pub async fn scrape(url: &str) -> Vec<prometheus_parse::Sample> {
+    let response = reqwest::get(url).await.expect("GET /metrics");
+    assert_eq!(response.status(), 200, "GET {url}");
+    let text = response.text().await.expect("a body");
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    prometheus_parse::Scrape::parse(lines)
+        .expect("/metrics parses as Prometheus text")
+        .samples
+}
+
+/// The value of the sample named `name` (with the label `label = value`, if given); 0 if absent
+/// (a labelled counter appears once it first moves).
+pub fn metric(samples: &[prometheus_parse::Sample], name: &str, label: Option<(&str, &str)>) -> f64 {
+    use prometheus_parse::Value;
+    samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+        .map(|s| match s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+            _ => panic!("{name} is not a number"),
+        })
+        .sum()
+}
+
+/// Scrapes `url` until the metric reads `want` (bounded by [`PATIENCE`]): what a connection's
+/// end counts is counted once its task has finished, a moment after the client saw the close.
+pub async fn wait_for_metric(
+    url: &str,
+    name: &str,
+    label: Option<(&str, &str)>,
+    want: f64,
+) -> Vec<prometheus_parse::Sample> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let samples = scrape(url).await;
+        let got = metric(&samples, name, label);
+        if got == want {
+            return samples;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} {label:?} stayed at {got}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits (bounded by [`PATIENCE`]) until the server on the port answers 200 on `/readyz`: with
 /// Redis, a node that listens may not have its pub/sub subscription yet, and refuses upgrades
 /// with 503 until it has.

@@ -1,0 +1,75 @@
+//! `GET /metrics` on a real server: Prometheus text whose counters move as a scripted session
+//! does known things.
+
+mod common;
+
+use chorus::protocol::ServerMsg;
+use common::{Client, TestServer, free_port, metric, scrape, wait_for_metric};
+
+#[tokio::test]
+async fn counters_follow_what_a_session_does() {
+    let server = TestServer::start().await;
+    let url = server.http_url("/metrics");
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    let (mut bo, _, _) = Client::in_room(&server, "bo", "lobby").await;
+    let (mut cy, _, _) = Client::in_room(&server, "cy", "lobby").await;
+    // Settled: each has the final list (cy got it joining), so no presence frame is still on
+    // its way.
+    for c in [&mut ann, &mut bo] {
+        c.recv_until(|m| matches!(m, ServerMsg::Presence { members, .. } if members.len() == 3))
+            .await;
+    }
+    let before = scrape(&url).await;
+    assert_eq!(metric(&before, "chorus_connections_open", None), 3.0);
+    assert_eq!(metric(&before, "chorus_rooms_local", None), 1.0);
+    assert_eq!(metric(&before, "chorus_draining", None), 0.0);
+    assert_eq!(metric(&before, "chorus_connections_opened_total", None), 3.0);
+
+    for i in 0..3 {
+        ann.say("lobby", &format!("m{i}"), &format!("c{i}")).await;
+    }
+    // A re-sent message is acknowledged again, not stored again.
+    ann.say("lobby", "m2", "c2").await;
+    // And one refused: not in that room.
+    ann.say("elsewhere", "hello?", "c9").await;
+    assert_eq!(ann.next_error().await, "not_in_room");
+    for c in [&mut ann, &mut bo, &mut cy] {
+        for i in 0..3 {
+            assert_eq!(c.next_message().await.text, format!("m{i}"));
+        }
+    }
+
+    let after = scrape(&url).await;
+    let moved = |name: &str, label| metric(&after, name, label) - metric(&before, name, label);
+    assert_eq!(moved("chorus_messages_stored_total", None), 3.0);
+    assert_eq!(moved("chorus_messages_deduplicated_total", None), 1.0);
+    assert_eq!(moved("chorus_deliveries_total", None), 3.0 * 3.0, "3 messages × 3 members");
+    assert_eq!(
+        moved("chorus_frames_received_total", Some(("type", "send"))),
+        5.0
+    );
+    assert_eq!(
+        moved("chorus_errors_sent_total", Some(("code", "not_in_room"))),
+        1.0
+    );
+
+    // A client that says goodbye is counted as such.
+    ann.close().await;
+    let closed = Some(("reason", "client_close"));
+    let now = wait_for_metric(&url, "chorus_connections_closed_total", closed, 1.0).await;
+    assert_eq!(metric(&now, "chorus_connections_open", None), 2.0);
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn metrics_can_be_served_on_their_own_address_only() {
+    let port = free_port();
+    let server = TestServer::with(|c| c.metrics_listen = Some(format!("127.0.0.1:{port}"))).await;
+    let public = reqwest::get(server.http_url("/metrics"))
+        .await
+        .expect("GET /metrics");
+    assert_eq!(public.status(), 404, "not on the public listener");
+    let own = scrape(&format!("http://127.0.0.1:{port}/metrics")).await;
+    assert_eq!(metric(&own, "chorus_connections_open", None), 0.0);
+    server.shutdown().await.expect("clean shutdown");
+}
