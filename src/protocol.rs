@@ -734,13 +734,20 @@ mod tests {
     fn every_letter_keys_alike_in_either_case() {
         // Letters whose case maps round-trip one to one (not ß, final sigma, long s, ...).
         let key = |s: &str| UserName(s.to_owned()).key();
-        for c in (0..0x2_0000).filter_map(char::from_u32).filter(|c| c.is_alphanumeric()) {
+        for c in (0..0x2_0000)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_alphanumeric())
+        {
             let (lower, upper) = (c.to_lowercase().to_string(), c.to_uppercase().to_string());
             if upper.to_lowercase() != lower || lower.to_uppercase() != upper {
                 continue;
             }
             let k = key(&c.to_string());
-            assert!(k == key(&lower) && k == key(&upper), "{c:?} ({:#x})", c as u32);
+            assert!(
+                k == key(&lower) && k == key(&upper),
+                "{c:?} ({:#x})",
+                c as u32
+            );
         }
     }
 
@@ -825,4 +832,3 @@ mod tests {
         }
     }
 }
-

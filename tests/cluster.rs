@@ -137,9 +137,7 @@ async fn a_renamed_member_keeps_the_new_name_on_every_node_after_a_redis_restart
     ann.set_name("anna").await;
     ann.recv_until(|m| matches!(m, ServerMsg::NameSet { name } if name == "anna"))
         .await;
-    let listed = |want: &'static [&'static str]| {
-        move |m: &ServerMsg| matches!(m, ServerMsg::Presence { members, .. } if members == want)
-    };
+    let listed = |want: &'static [&'static str]| move |m: &ServerMsg| matches!(m, ServerMsg::Presence { members, .. } if members == want);
     bo.recv_until(listed(&["anna", "bo"])).await;
 
     // Each node re-asserts its members when its pub/sub link comes back.

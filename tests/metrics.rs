@@ -23,7 +23,10 @@ async fn counters_follow_what_a_session_does() {
     assert_eq!(metric(&before, "chorus_connections_open", None), 3.0);
     assert_eq!(metric(&before, "chorus_rooms_local", None), 1.0);
     assert_eq!(metric(&before, "chorus_draining", None), 0.0);
-    assert_eq!(metric(&before, "chorus_connections_opened_total", None), 3.0);
+    assert_eq!(
+        metric(&before, "chorus_connections_opened_total", None),
+        3.0
+    );
 
     for i in 0..3 {
         ann.say("lobby", &format!("m{i}"), &format!("c{i}")).await;
@@ -43,7 +46,11 @@ async fn counters_follow_what_a_session_does() {
     let moved = |name: &str, label| metric(&after, name, label) - metric(&before, name, label);
     assert_eq!(moved("chorus_messages_stored_total", None), 3.0);
     assert_eq!(moved("chorus_messages_deduplicated_total", None), 1.0);
-    assert_eq!(moved("chorus_deliveries_total", None), 3.0 * 3.0, "3 messages × 3 members");
+    assert_eq!(
+        moved("chorus_deliveries_total", None),
+        3.0 * 3.0,
+        "3 messages × 3 members"
+    );
     assert_eq!(
         moved("chorus_frames_received_total", Some(("type", "send"))),
         5.0

@@ -956,7 +956,11 @@ mod tests {
             sent.extend(m.compose(&format!("m{i}"), format!("c{i}")).expect("taken"));
         }
         assert_eq!(sent.len(), 5, "the burst goes at once");
-        assert_eq!(m.error, Some(ErrorCode::RateLimited), "the rest wait, calmly");
+        assert_eq!(
+            m.error,
+            Some(ErrorCode::RateLimited),
+            "the rest wait, calmly"
+        );
         assert_eq!(m.pending.len(), 8, "all shown as sending");
         // The next may go after one interval (1/9 s).
         assert_eq!(m.retry_in_ms.take(), Some(112));
@@ -976,7 +980,11 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             })
             .collect();
-        assert_eq!(ids, ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"], "in order, once each");
+        assert_eq!(
+            ids,
+            ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"],
+            "in order, once each"
+        );
         assert_eq!(m.retry_in_ms, None, "nothing left to wait for");
         // The note goes once all are stored.
         for i in 0..8 {

@@ -17,9 +17,7 @@ use super::{
     metrics::Metrics,
     store::{Member, Snapshot, Store, messages_after},
 };
-use crate::protocol::{
-    ChatMessage, ErrorCode, Invalid, Position, RoomName, ServerMsg, UserName,
-};
+use crate::protocol::{ChatMessage, ErrorCode, Invalid, Position, RoomName, ServerMsg, UserName};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},

@@ -166,11 +166,15 @@ impl Metrics {
     }
 
     pub fn closed(&self, reason: &'static str) {
-        self.connections_closed.get_or_create(&Reason { reason }).inc();
+        self.connections_closed
+            .get_or_create(&Reason { reason })
+            .inc();
     }
 
     pub fn frame(&self, r#type: &'static str) {
-        self.frames_received.get_or_create(&FrameType { r#type }).inc();
+        self.frames_received
+            .get_or_create(&FrameType { r#type })
+            .inc();
     }
 
     pub fn error(&self, code: ErrorCode) {

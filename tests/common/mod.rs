@@ -500,7 +500,11 @@ pub async fn scrape(url: &str) -> Vec<prometheus_parse::Sample> {
 
 /// The value of the sample named `name` (with the label `label = value`, if given); 0 if absent
 /// (a labelled counter appears once it first moves).
-pub fn metric(samples: &[prometheus_parse::Sample], name: &str, label: Option<(&str, &str)>) -> f64 {
+pub fn metric(
+    samples: &[prometheus_parse::Sample],
+    name: &str,
+    label: Option<(&str, &str)>,
+) -> f64 {
     use prometheus_parse::Value;
     samples
         .iter()
