@@ -23,7 +23,17 @@ async fn main() -> std::process::ExitCode {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    if config.log_format == "json" {
+        // One object a line: the event's fields, and the span it happened in (a connection's
+        // node, id and user name; an HTTP request's method and path).
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        logs.init();
+    }
     tracing::info!(config = ?config.redacted(), "configuration");
 
     let listener = match tokio::net::TcpListener::bind(config.listen).await {

@@ -80,6 +80,8 @@ pub struct Config {
     pub site_root: String,
     /// `tracing` filter, e.g. `info` or `chorus=debug,info`; `RUST_LOG` wins when set.
     pub log: String,
+    /// `text` (for people) or `json` (one object a line, for log collectors).
+    pub log_format: String,
     /// Origins (`scheme://host[:port]`) whose pages may open a WebSocket here, besides pages of
     /// the host the request names itself (its `Host` header). `["*"]` allows every origin. A
     /// browser always sends `Origin`; a request without one (a native client) is not checked.
@@ -148,6 +150,7 @@ impl Default for Config {
             shutdown_grace_secs: 10,
             site_root: "target/site".to_owned(),
             log: "info".to_owned(),
+            log_format: "text".to_owned(),
             allowed_origins: Vec::new(),
             trusted_proxies: [
                 "127.0.0.0/8",
@@ -227,6 +230,8 @@ pub struct Layer {
     pub site_root: Option<String>,
     #[arg(long, env = "CHORUS_LOG")]
     pub log: Option<String>,
+    #[arg(long, env = "CHORUS_LOG_FORMAT")]
+    pub log_format: Option<String>,
     /// Comma-separated on the command line and in the environment.
     #[arg(long, env = "CHORUS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Option<Vec<String>>,
@@ -368,6 +373,7 @@ impl Config {
             shutdown_grace_secs,
             site_root,
             log,
+            log_format,
             allowed_origins,
             trusted_proxies,
             max_connections,
@@ -412,6 +418,7 @@ impl Config {
         set(&mut self.shutdown_grace_secs, shutdown_grace_secs);
         set(&mut self.site_root, site_root);
         set(&mut self.log, log);
+        set(&mut self.log_format, log_format);
         // An empty value in the environment means an empty list, not one empty entry.
         let list = |v: Option<Vec<String>>| {
             v.map(|v| v.into_iter().filter(|s| !s.trim().is_empty()).collect())
@@ -554,6 +561,11 @@ impl Config {
             self.rate_limit_strikes >= 1,
             "rate_limit_strikes",
             "at least 1",
+        )?;
+        check(
+            self.log_format == "text" || self.log_format == "json",
+            "log_format",
+            "text or json",
         )?;
         check(
             self.metrics_address().is_ok(),

@@ -193,7 +193,14 @@ fn start(
     identity: Option<Result<Identity, Invalid>>,
 ) {
     let conn_id: ConnId = random_id().into();
-    let span = tracing::debug_span!("conn", conn = %conn_id);
+    // Every log line of the connection carries it; the name is filled in once it is known
+    // (never the session, a bearer secret).
+    let span = tracing::info_span!(
+        "conn",
+        node = %app.node_id,
+        conn = %conn_id,
+        user = tracing::field::Empty
+    );
     let (sink, stream) = socket.split();
     let outbox = Outbox::new(app.config.outbound_queue);
     let writer_size;
@@ -605,7 +612,7 @@ impl Connection {
     }
 
     async fn error(&self, e: Invalid) {
-        tracing::debug!(code = %e.code, message = %e.message, "request refused");
+        tracing::debug!(code = %e.code, detail = %e.message, "request refused");
         self.node.metrics.error(e.code);
         self.reply(e.into()).await;
     }
@@ -738,6 +745,7 @@ impl Connection {
         store
             .claim_name(&self.session, &self.conn, &name, self.name.as_ref())
             .await?;
+        tracing::Span::current().record("user", name.as_str());
         let old = self.name.replace(name.clone());
         self.reply(ServerMsg::NameSet {
             name: name.to_string(),
@@ -772,7 +780,8 @@ impl Connection {
         }
         match self.node.store.resume(&session, &self.conn).await? {
             Some(name) => {
-                tracing::debug!(%session, "session resumed");
+                // Not the session itself: it is a bearer secret.
+                tracing::debug!("session resumed");
                 self.session = session;
                 self.reply(ServerMsg::Resumed {
                     session: self.session.to_string(),
