@@ -241,30 +241,18 @@ pub fn router(app: AppState) -> Router {
     } else {
         routes
     };
-    routes.merge(site).with_state(app).layer(access_log())
-}
-
-/// One line per HTTP request (the WebSocket upgrade included): method and path (never the query,
-/// which may hold a token), then status and latency when the response starts. Errors are not
-/// logged twice: a 503 while draining is an answer, not a failure of this node.
-fn access_log() -> tower_http::trace::TraceLayer<
-    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
-    impl Fn(&axum::http::Request<axum::body::Body>) -> tracing::Span + Clone,
-    tower_http::trace::DefaultOnRequest,
-    tower_http::trace::DefaultOnResponse,
-    (),
-    (),
-    (),
-> {
-    use tower_http::trace::{DefaultOnResponse, TraceLayer};
-    TraceLayer::new_for_http()
+    // One line per HTTP request (the WebSocket upgrade included): method and path (never the
+    // query, which may hold a token), then status and latency when the response starts. A 503
+    // while draining is an answer, not a failure of this node: not logged as an error.
+    let access_log = tower_http::trace::TraceLayer::new_for_http()
         .make_span_with(|req: &axum::http::Request<axum::body::Body>| {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
         })
-        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
+        .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO))
         .on_body_chunk(())
         .on_eos(())
-        .on_failure(())
+        .on_failure(());
+    routes.merge(site).with_state(app).layer(access_log)
 }
 
 fn set_nodelay(tcp: &mut tokio::net::TcpStream) {
