@@ -582,13 +582,22 @@ mod tests {
         }
     }
 
-    /// `welcome` from a server that limits sends.
-    fn welcome_limited(sends: Option<Rate>, bytes: Option<Rate>) -> ServerMsg {
+    /// Named and in the lobby on a server that limits sends.
+    fn online_with_limits(sends: Option<Rate>, bytes: Option<Rate>) -> Model {
+        let mut m = Model::new("lobby", Some("ann".into()));
         let mut w = welcome();
         if let ServerMsg::Welcome { limits, .. } = &mut w {
             (limits.sends, limits.bytes) = (sends, bytes);
         }
-        w
+        m.apply(w);
+        m.apply(ServerMsg::NameSet { name: "ann".into() });
+        m.apply(ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec![],
+            history: vec![],
+            recovered: None,
+        });
+        m
     }
     fn msg(seq: u64, epoch: &str) -> ChatMessage {
         ChatMessage {
@@ -938,17 +947,8 @@ mod tests {
 
     #[test]
     fn a_burst_goes_out_in_order_at_the_pace_the_server_allows_with_a_calm_note() {
-        let mut m = Model::new("lobby", Some("ann".into()));
-        online_in_lobby(&mut m);
         // 10 a second with bursts of 5: the page keeps to 9 a second, bursts of 5 (a tenth under).
-        m.apply(welcome_limited(Rate::new(10, 5), None));
-        m.apply(ServerMsg::NameSet { name: "ann".into() });
-        m.apply(ServerMsg::Joined {
-            room: "lobby".into(),
-            members: vec![],
-            history: vec![],
-            recovered: None,
-        });
+        let mut m = online_with_limits(Rate::new(10, 5), None);
         let ms = 1_000.0;
         m.set_clock(ms);
         let mut sent = Vec::new();
@@ -999,15 +999,7 @@ mod tests {
 
     #[test]
     fn long_messages_are_paced_by_bytes_too() {
-        let mut m = Model::new("lobby", Some("ann".into()));
-        m.apply(welcome_limited(None, Rate::new(10_000, 10_000)));
-        m.apply(ServerMsg::NameSet { name: "ann".into() });
-        m.apply(ServerMsg::Joined {
-            room: "lobby".into(),
-            members: vec![],
-            history: vec![],
-            recovered: None,
-        });
+        let mut m = online_with_limits(None, Rate::new(10_000, 10_000));
         m.set_clock(1_000.0);
         let text = "x".repeat(4_000);
         let now: Vec<_> = (0..3)
