@@ -178,3 +178,25 @@ async fn heartbeats_keep_an_idle_connection_open_past_nginx_s_read_timeout() {
         assert_eq!(r.connections, 1, "{} was reconnected: {r:?}", r.name);
     }
 }
+
+#[tokio::test]
+async fn a_node_started_while_redis_is_down_waits_unready_then_serves_by_itself() {
+    let mut redis = Redis::start();
+    redis.kill();
+    let node = Node::start_listening(&redis, "node-early");
+    // Alive, not ready, and no chat connections: a balancer sends people elsewhere.
+    let health = reqwest::get(node.http_url("/healthz"))
+        .await
+        .expect("GET /healthz");
+    assert_eq!(health.status(), 200);
+    node.wait_ready_status(503, 1).await;
+    assert_eq!(common::upgrade_status(&node, &[]).await.0, 503);
+
+    redis.restart();
+    // Retried with backoff (at most 5 s apart): ready without a restart.
+    node.wait_ready_status(200, 2).await;
+    let (mut ann, _, _) = Client::in_room(&node, "ann", "lobby").await;
+    let (mut bo, _, _) = Client::in_room(&node, "bo", "lobby").await;
+    ann.say("lobby", "made it", "c1").await;
+    assert_eq!(bo.next_message().await.text, "made it");
+}

@@ -49,8 +49,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the node: the in-memory store, or the Redis store when `redis_url` is set (which
-    /// must be reachable within a few seconds). `stop` ends the store's background tasks.
+    /// Builds the node: the in-memory store, or the Redis store when `redis_url` is set. If Redis
+    /// is unreachable, the node starts anyway, not ready, and connects as soon as Redis answers.
+    /// `stop` ends the store's background tasks.
     pub async fn new(config: Config, stop: CancellationToken) -> anyhow::Result<Self> {
         let node_id: Arc<str> = match &config.node_id {
             Some(id) => id.as_str().into(),
@@ -78,9 +79,14 @@ impl AppState {
                     node_ttl: Duration::from_millis(config.node_ttl_ms),
                     room_ttl: room_idle,
                 };
-                RedisStore::connect(settings, stop)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot connect to redis: {e}"))?
+                match RedisStore::connect(settings.clone(), stop.clone()).await {
+                    Ok(store) => store,
+                    // Alive without Redis: not ready (503) until it answers, then by itself.
+                    Err(e) => {
+                        tracing::warn!(cause = %e, "redis unreachable at start: serving 503 until it answers");
+                        store::Later::connect_in_background(settings, stop)
+                    }
+                }
             }
         };
         let metrics = Arc::new(metrics::Metrics::new());

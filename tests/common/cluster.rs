@@ -119,8 +119,28 @@ impl Node {
         node
     }
 
-    /// Starts the node's process (again) on the same port with the same settings.
+    /// Starts the node's process (again) on the same port with the same settings, and waits
+    /// until it is ready.
     pub fn restart(&mut self) {
+        self.spawn();
+        wait_ready(self.port);
+    }
+
+    /// A node whose process is started and listening, ready or not (its Redis may be down).
+    pub fn start_listening(redis: &Redis, id: &str) -> Self {
+        let mut node = Self {
+            id: id.to_owned(),
+            port: free_port(),
+            redis_url: redis.url(),
+            extra: Vec::new(),
+            child: None,
+        };
+        node.spawn();
+        wait_listening(node.port);
+        node
+    }
+
+    fn spawn(&mut self) {
         stop(&mut self.child);
         let logs = std::env::var_os("TEST_LOG").is_some();
         let child = Command::new(BIN)
@@ -157,7 +177,6 @@ impl Node {
             .spawn()
             .expect("the chorus binary starts");
         self.child = Some(child);
-        wait_ready(self.port);
     }
 
     /// SIGTERM, as a deploy does, then waits (bounded) for the process to drain and exit.

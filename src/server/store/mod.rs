@@ -10,10 +10,12 @@
 //! - membership is per session: a connection that took over a session (resume) replaces the old
 //!   one in its rooms without a leave/join, and the old connection's late leave changes nothing.
 
+mod later;
 mod memory;
 pub mod redis;
 
 pub use self::redis::RedisStore;
+pub use later::Later;
 pub use memory::MemoryStore;
 
 use super::bus::Subscription;

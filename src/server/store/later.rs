@@ -1,0 +1,164 @@
+//! The store of a node that started while its Redis was unreachable: until the Redis store
+//! connects (retried in the background, see [`Later::connect_in_background`]) the node is alive
+//! but not ready: `/readyz` and WebSocket upgrades answer 503, and any call gets the retryable
+//! `internal` error. Once connected, every call goes straight to the Redis store.
+
+use super::{
+    ConnId, Departure, Member, SessionId, Snapshot, Store, Stored,
+    redis::{RedisSettings, RedisStore},
+};
+use crate::{
+    protocol::{ChatMessage, ErrorCode, Invalid, MessageText, RoomName, UserName},
+    server::bus::Subscription,
+};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Default)]
+pub struct Later {
+    inner: OnceLock<Arc<RedisStore>>,
+}
+
+/// Waits between connection attempts: doubling from 250 ms to 5 s.
+const RETRY_MIN: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+impl Later {
+    /// Connects to Redis until it answers (or `stop`), then serves through it.
+    pub fn connect_in_background(settings: RedisSettings, stop: CancellationToken) -> Arc<Self> {
+        let later = Arc::new(Self::default());
+        let weak = Arc::downgrade(&later);
+        tokio::spawn(async move {
+            let mut wait = RETRY_MIN;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                match RedisStore::connect(settings.clone(), stop.clone()).await {
+                    Ok(store) => {
+                        if let Some(later) = weak.upgrade() {
+                            tracing::info!("redis answers: the node is becoming ready");
+                            let _ = later.inner.set(store);
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(cause = %e, retry_in_ms = wait.as_millis() as u64, "redis still unreachable");
+                        wait = (wait * 2).min(RETRY_MAX);
+                    }
+                }
+            }
+        });
+        later
+    }
+
+    fn store(&self) -> Result<&Arc<RedisStore>, Invalid> {
+        self.inner.get().ok_or_else(|| {
+            Invalid::new(
+                ErrorCode::Internal,
+                "the chat store is not reachable yet; try again shortly",
+            )
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Later {
+    async fn resume(
+        &self,
+        session: &SessionId,
+        conn: &ConnId,
+    ) -> Result<Option<UserName>, Invalid> {
+        self.store()?.resume(session, conn).await
+    }
+
+    async fn claim_name(
+        &self,
+        session: &SessionId,
+        conn: &ConnId,
+        name: &UserName,
+        old: Option<&UserName>,
+    ) -> Result<(), Invalid> {
+        self.store()?.claim_name(session, conn, name, old).await
+    }
+
+    async fn release(&self, session: &SessionId, conn: &ConnId, how: Departure) {
+        if let Ok(store) = self.store() {
+            store.release(session, conn, how).await;
+        }
+    }
+
+    async fn join(
+        &self,
+        room: &RoomName,
+        member: &Member,
+        create: bool,
+    ) -> Result<Snapshot, Invalid> {
+        self.store()?.join(room, member, create).await
+    }
+
+    async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), Invalid> {
+        self.store()?.leave(room, member).await
+    }
+
+    async fn rename(
+        &self,
+        room: &RoomName,
+        member: &Member,
+        old: &UserName,
+    ) -> Result<(), Invalid> {
+        self.store()?.rename(room, member, old).await
+    }
+
+    async fn append(
+        &self,
+        room: &RoomName,
+        from: &UserName,
+        text: MessageText,
+        client_id: Option<String>,
+    ) -> Result<Stored, Invalid> {
+        self.store()?.append(room, from, text, client_id).await
+    }
+
+    async fn members(&self, room: &RoomName) -> Result<Vec<String>, Invalid> {
+        self.store()?.members(room).await
+    }
+
+    async fn since(
+        &self,
+        room: &RoomName,
+        epoch: &str,
+        seq: u64,
+    ) -> Result<Option<Vec<ChatMessage>>, Invalid> {
+        self.store()?.since(room, epoch, seq).await
+    }
+
+    async fn subscribe(&self, room: &RoomName) -> Result<Subscription, Invalid> {
+        self.store()?.subscribe(room).await
+    }
+
+    async fn reassert(&self, room: &RoomName, members: &[Member]) -> Result<(), Invalid> {
+        self.store()?.reassert(room, members).await
+    }
+
+    async fn ready(&self) -> bool {
+        match self.inner.get() {
+            Some(store) => store.ready().await,
+            None => false,
+        }
+    }
+
+    fn accepting(&self) -> bool {
+        self.inner.get().is_some_and(|store| store.accepting())
+    }
+
+    async fn close(&self) {
+        if let Some(store) = self.inner.get() {
+            store.close().await;
+        }
+    }
+}
