@@ -127,6 +127,10 @@ async fn after_a_redis_restart_delivery_resumes_without_restarting_nodes() {
     bo.say("lobby", "welcome back", "c2").await;
     assert_eq!(ann.next_message().await.text, "back again");
     assert_eq!(ann.next_message().await.text, "welcome back");
+    // What an operator sees of it.
+    let seen = common::scrape(&a.http_url("/metrics")).await;
+    assert_eq!(common::metric(&seen, "chorus_pubsub_lost_total", None), 1.0);
+    assert!(common::metric(&seen, "chorus_resyncs_total", None) >= 1.0);
 }
 
 #[tokio::test]

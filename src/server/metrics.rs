@@ -54,6 +54,9 @@ pub struct Metrics {
     pub deliveries: Counter,
     pub resyncs: Counter,
     pub gap_fills: Counter,
+    /// The Redis pub/sub link lost (each loss is followed by reconnecting and a resync of every
+    /// room).
+    pub pubsub_lost: Counter,
     /// Joins with `since`: `complete` (every missed message sent) or `incomplete`.
     pub recoveries: Family<Outcome, Counter>,
 }
@@ -80,6 +83,7 @@ impl Metrics {
             deliveries: Counter::default(),
             resyncs: Counter::default(),
             gap_fills: Counter::default(),
+            pubsub_lost: Counter::default(),
             recoveries: Family::default(),
             registry: Registry::default(),
         };
@@ -143,6 +147,11 @@ impl Metrics {
             "gap_fills",
             "Missed messages fetched from the store to close a gap in a room's stream",
             m.gap_fills.clone(),
+        );
+        r.register(
+            "pubsub_lost",
+            "Times the Redis pub/sub link was lost (then reconnected, and every room resynced)",
+            m.pubsub_lost.clone(),
         );
         r.register(
             "recoveries",

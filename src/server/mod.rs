@@ -59,6 +59,7 @@ impl AppState {
         };
         let session_ttl = Duration::from_secs(config.session_ttl_secs);
         let room_idle = Duration::from_secs(config.room_idle_secs);
+        let metrics = Arc::new(metrics::Metrics::new());
         let store: Arc<dyn Store> = match &config.redis_url {
             None => Arc::new(
                 MemoryStore::new(
@@ -78,6 +79,7 @@ impl AppState {
                     session_ttl,
                     node_ttl: Duration::from_millis(config.node_ttl_ms),
                     room_ttl: room_idle,
+                    pubsub_lost: metrics.pubsub_lost.clone(),
                 };
                 match RedisStore::connect(settings.clone(), stop.clone()).await {
                     Ok(store) => store,
@@ -89,7 +91,6 @@ impl AppState {
                 }
             }
         };
-        let metrics = Arc::new(metrics::Metrics::new());
         let hub = Hub::new(
             store.clone(),
             Duration::from_millis(config.presence_interval_ms),

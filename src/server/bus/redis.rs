@@ -16,6 +16,7 @@
 use super::{BusItem, Subscription};
 use crate::protocol::RoomName;
 use futures_util::StreamExt;
+use prometheus_client::metrics::counter::Counter;
 use redis::aio::{ConnectionManager, PubSubSink};
 use std::{
     collections::HashMap,
@@ -65,6 +66,7 @@ impl RedisBus {
         client: redis::Client,
         commands: ConnectionManager,
         rooms_key: String,
+        lost: Counter,
         stop: CancellationToken,
     ) -> Self {
         let (requests, requests_rx) = mpsc::unbounded_channel();
@@ -75,6 +77,7 @@ impl RedisBus {
             rooms_key,
             routes: HashMap::new(),
             connected: connected.clone(),
+            lost,
             unsubscribed: mpsc::unbounded_channel(),
         };
         tokio::spawn(supervisor.run(requests_rx, stop));
@@ -114,6 +117,8 @@ struct Supervisor {
     /// Channel name → the room and its local subscribers.
     routes: HashMap<String, Route>,
     connected: Arc<AtomicBool>,
+    /// Counts the link's losses.
+    lost: Counter,
     /// Subscriptions report here when dropped.
     unsubscribed: (
         mpsc::UnboundedSender<RoomName>,
@@ -154,6 +159,7 @@ impl Supervisor {
                     match end {
                         End::Stopped => return,
                         End::Lost(why) => {
+                            self.lost.inc();
                             tracing::warn!(cause = %why, "redis pub/sub lost; reconnecting")
                         }
                     }

@@ -29,6 +29,7 @@ use crate::{
     },
     server::bus::{RedisBus, Subscription, room_channel},
 };
+use prometheus_client::metrics::counter::Counter;
 use redis::{Script, aio::ConnectionManager};
 use serde::Serialize;
 use std::{sync::Arc, time::Duration};
@@ -76,6 +77,8 @@ pub struct RedisSettings {
     /// A room's messages, sequence and dedup ids expire after this long without a message or
     /// a join.
     pub room_ttl: Duration,
+    /// Counts the pub/sub link's losses (the node's metrics).
+    pub pubsub_lost: Counter,
 }
 
 struct Scripts {
@@ -347,6 +350,7 @@ impl RedisStore {
             client,
             conn.clone(),
             node_rooms_key(&settings.node),
+            settings.pubsub_lost.clone(),
             stop.clone(),
         );
         let store = Arc::new(Self {
