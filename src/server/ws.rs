@@ -196,6 +196,7 @@ fn start(
     // Every log line of the connection carries it; the name is filled in once it is known
     // (never the session, a bearer secret).
     let span = tracing::info_span!(
+        parent: None,
         "conn",
         node = %app.node_id,
         conn = %conn_id,
