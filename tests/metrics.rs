@@ -59,6 +59,11 @@ async fn counters_follow_what_a_session_does() {
         moved("chorus_errors_sent_total", Some(("code", "not_in_room"))),
         1.0
     );
+    // Each send (the re-sent one too) was one timed store call.
+    assert_eq!(
+        moved("chorus_store_latency_seconds_count", Some(("op", "append"))),
+        4.0
+    );
 
     // A client that says goodbye is counted as such.
     ann.close().await;

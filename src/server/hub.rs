@@ -224,7 +224,11 @@ struct RoomTask {
 }
 
 async fn room_task(hub: Arc<Hub>, room: RoomName, mut commands: mpsc::UnboundedReceiver<Command>) {
-    let mut sub = match hub.store.subscribe(&room).await {
+    let mut sub = match hub
+        .metrics
+        .timed("subscribe", hub.store.subscribe(&room))
+        .await
+    {
         Ok(sub) => sub,
         Err(e) => {
             tracing::warn!(code = %e.code, %room, "cannot subscribe to room");
@@ -290,7 +294,8 @@ impl RoomTask {
                 create,
                 reply,
             } => {
-                let result = match self.hub.store.join(&self.room, &member, create).await {
+                let join = self.hub.store.join(&self.room, &member, create);
+                let result = match self.hub.metrics.timed("join", join).await {
                     Ok(snapshot) => {
                         let created = snapshot.created;
                         // A repeated join replaces the connection's entry and resends the room.
@@ -327,7 +332,8 @@ impl RoomTask {
             }
             Command::Leave { member, reply } => {
                 self.members.retain(|m| m.member.conn != member.conn);
-                if let Err(e) = self.hub.store.leave(&self.room, &member).await {
+                let leave = self.hub.store.leave(&self.room, &member);
+                if let Err(e) = self.hub.metrics.timed("leave", leave).await {
                     tracing::warn!(code = %e.code, room = %self.room, "leave was not announced");
                 }
                 let _ = reply.send(());
@@ -342,7 +348,8 @@ impl RoomTask {
                     return;
                 };
                 local.member.name = member.name.clone();
-                let _ = reply.send(self.hub.store.rename(&self.room, &member, &old).await);
+                let rename = self.hub.store.rename(&self.room, &member, &old);
+                let _ = reply.send(self.hub.metrics.timed("rename", rename).await);
             }
         }
     }
@@ -393,12 +400,8 @@ impl RoomTask {
         let Some(epoch) = self.epoch.clone() else {
             return true;
         };
-        match self
-            .hub
-            .store
-            .since(&self.room, &epoch, self.delivered)
-            .await
-        {
+        let since = self.hub.store.since(&self.room, &epoch, self.delivered);
+        match self.hub.metrics.timed("since", since).await {
             Ok(Some(missed)) => {
                 if !missed.is_empty() {
                     self.hub.metrics.gap_fills.inc();
@@ -434,7 +437,8 @@ impl RoomTask {
             return;
         }
         let members: Vec<Member> = self.members.iter().map(|m| m.member.clone()).collect();
-        if let Err(e) = self.hub.store.reassert(&self.room, &members).await {
+        let reassert = self.hub.store.reassert(&self.room, &members);
+        if let Err(e) = self.hub.metrics.timed("reassert", reassert).await {
             tracing::warn!(code = %e.code, room = %self.room, "cannot re-register members");
         }
         self.presence.pending = true;
@@ -442,7 +446,12 @@ impl RoomTask {
 
     async fn send_presence(&mut self) {
         self.presence.sent();
-        match self.hub.store.members(&self.room).await {
+        match self
+            .hub
+            .metrics
+            .timed("members", self.hub.store.members(&self.room))
+            .await
+        {
             Ok(members) => {
                 let frame = encode(&ServerMsg::Presence {
                     room: self.room.to_string(),

@@ -742,10 +742,9 @@ impl Connection {
             .await;
             return Ok(());
         }
-        let store = &self.node.store;
-        store
-            .claim_name(&self.session, &self.conn, &name, self.name.as_ref())
-            .await?;
+        let claim =
+            (self.node.store).claim_name(&self.session, &self.conn, &name, self.name.as_ref());
+        self.node.metrics.timed("claim_name", claim).await?;
         tracing::Span::current().record("user", name.as_str());
         let old = self.name.replace(name.clone());
         self.reply(ServerMsg::NameSet {
@@ -779,7 +778,11 @@ impl Connection {
                 "with a token, the session follows the token; no other can be resumed",
             ));
         }
-        match self.node.store.resume(&session, &self.conn).await? {
+        let m = &self.node.metrics;
+        match m
+            .timed("resume", self.node.store.resume(&session, &self.conn))
+            .await?
+        {
             Some(name) => {
                 // Not the session itself: it is a bearer secret.
                 tracing::debug!("session resumed");
@@ -853,10 +856,13 @@ impl Connection {
         let room = self.joined_room(raw_room)?;
         let text = MessageText::parse(text, self.node.config.max_text_chars)?;
         let client_id = parse_client_id(client_id)?;
-        let stored = self
-            .node
-            .store
-            .append(&room, name, text, client_id.clone())
+        let node = &self.node;
+        let stored = node
+            .metrics
+            .timed(
+                "append",
+                node.store.append(&room, name, text, client_id.clone()),
+            )
             .await?;
         if stored.duplicate {
             tracing::debug!(%room, seq = stored.seq, "re-sent message acknowledged again");
@@ -882,10 +888,9 @@ impl Connection {
             }
         }
         // Also when no name was set: a resumed session is held by this connection all the same.
-        self.node
-            .store
-            .release(&self.session, &self.conn, how)
-            .await;
+        let node = &self.node;
+        let release = node.store.release(&self.session, &self.conn, how);
+        node.metrics.timed("release", release).await;
     }
 }
 
