@@ -314,6 +314,21 @@ impl Endpoint for Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        stop(&mut self.child);
+        // SIGTERM, not SIGKILL: nginx's master then stops its workers, which a SIGKILL to the
+        // master would leave running (they piled up on the test machine).
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + PATIENCE;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
