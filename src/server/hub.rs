@@ -136,20 +136,14 @@ impl Hub {
         since: Option<Position>,
         create: bool,
     ) -> Result<bool, Invalid> {
-        let (reply, answer) = oneshot::channel();
-        self.command(
-            room,
-            Command::Join {
-                member: member.clone(),
-                outbox: outbox.clone(),
-                since,
-                create,
-                reply,
-            },
-        );
-        answer
-            .await
-            .unwrap_or_else(|_| Err(Invalid::new(ErrorCode::Internal, "the room stopped")))
+        self.ask(room, |reply| Command::Join {
+            member: member.clone(),
+            outbox: outbox.clone(),
+            since,
+            create,
+            reply,
+        })
+        .await
     }
 
     /// Stops delivering the room to the member's connection and tells the others it left.
@@ -174,15 +168,23 @@ impl Hub {
         member: &Member,
         old: &UserName,
     ) -> Result<(), Invalid> {
+        self.ask(room, |reply| Command::Rename {
+            member: member.clone(),
+            old: old.clone(),
+            reply,
+        })
+        .await
+    }
+
+    /// Sends the room the command `make` builds around a reply channel and waits for its
+    /// answer; a room task that stopped first answers `internal`.
+    async fn ask<T>(
+        self: &Arc<Self>,
+        room: &RoomName,
+        make: impl FnOnce(oneshot::Sender<Result<T, Invalid>>) -> Command,
+    ) -> Result<T, Invalid> {
         let (reply, answer) = oneshot::channel();
-        self.command(
-            room,
-            Command::Rename {
-                member: member.clone(),
-                old: old.clone(),
-                reply,
-            },
-        );
+        self.command(room, make(reply));
         answer
             .await
             .unwrap_or_else(|_| Err(Invalid::new(ErrorCode::Internal, "the room stopped")))

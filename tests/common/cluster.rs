@@ -317,18 +317,12 @@ impl Drop for Nginx {
         // SIGTERM, not SIGKILL: nginx's master then stops its workers, which a SIGKILL to the
         // master would leave running (they piled up on the test machine).
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + PATIENCE;
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            // Not yet reaped, so the signal reaches it even if it has just exited.
+            let running = matches!(child.try_wait(), Ok(None));
+            if !running || super::terminate(&mut child, PATIENCE).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }
