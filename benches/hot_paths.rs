@@ -39,7 +39,7 @@ fn protocol(c: &mut Criterion) {
 
 fn broadcast(c: &mut Criterion) {
     const MEMBERS: usize = 200;
-    let outboxes: Vec<_> = (0..MEMBERS).map(|_| Outbox::new(256)).collect();
+    let outboxes: Vec<_> = (0..MEMBERS).map(|_| Outbox::new(256, None)).collect();
     let msg = message(32);
     let mut group = c.benchmark_group("broadcast");
     group.throughput(Throughput::Elements(MEMBERS as u64));

@@ -59,6 +59,14 @@ async fn counters_follow_what_a_session_does() {
         moved("chorus_errors_sent_total", Some(("code", "not_in_room"))),
         1.0
     );
+    // Every frame written went through a connection's queue: 9 messages, ann's 4 acks and her
+    // error.
+    assert_eq!(
+        moved("chorus_outbound_queue_depth_sum", None),
+        14.0,
+        "frames taken from the outbound queues"
+    );
+    assert!(moved("chorus_outbound_queue_depth_count", None) >= 3.0);
     // Each send (the re-sent one too) was one timed store call.
     assert_eq!(
         moved("chorus_store_latency_seconds_count", Some(("op", "append"))),

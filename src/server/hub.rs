@@ -590,7 +590,7 @@ mod tests {
             conn: id.into(),
             name: UserName::parse(id).expect("valid name"),
         };
-        (member, Outbox::new(64))
+        (member, Outbox::new(64, None))
     }
 
     /// The `seq`s of the chat messages queued for a member so far.

@@ -75,6 +75,9 @@ pub struct Metrics {
     pub pubsub_lost: Counter,
     /// Joins with `since`: `complete` (every missed message sent) or `incomplete`.
     pub recoveries: Family<Outcome, Counter>,
+    /// Frames the writer found in a connection's outbound queue each time it took them: how far
+    /// writing lags behind (a full queue, `outbound_queue`, closes the connection as slow).
+    pub outbound_depth: Histogram,
     /// Seconds a store call took (memory or Redis), by operation.
     store_latency: Family<Operation, Histogram, fn() -> Histogram>,
 }
@@ -103,6 +106,7 @@ impl Metrics {
             gap_fills: Counter::default(),
             pubsub_lost: Counter::default(),
             recoveries: Family::default(),
+            outbound_depth: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             store_latency: Family::new_with_constructor(latency_histogram),
             registry: Registry::default(),
         };
@@ -176,6 +180,11 @@ impl Metrics {
             "recoveries",
             "Joins that asked for missed messages, by outcome",
             m.recoveries.clone(),
+        );
+        r.register(
+            "outbound_queue_depth",
+            "Frames waiting in a connection's outbound queue when its writer took them",
+            m.outbound_depth.clone(),
         );
         r.register(
             "store_latency_seconds",

@@ -8,6 +8,7 @@
 //! does not fit closes a slow reader (`offer`), or makes the connection's own reader wait
 //! (`send`), which stops reading from a client that does not read its answers.
 
+use prometheus_client::metrics::histogram::Histogram;
 use std::{
     collections::VecDeque,
     sync::{Arc, Mutex, MutexGuard},
@@ -31,6 +32,8 @@ struct Shared {
     readable: Notify,
     /// Wakes a reader waiting in `send`: the writer took the queue.
     writable: Notify,
+    /// Records how many frames the writer found queued each time it took them.
+    depth: Option<Histogram>,
 }
 
 #[derive(Default)]
@@ -49,13 +52,15 @@ struct Queue {
 pub struct Gone;
 
 impl Outbox {
-    pub fn new(capacity: usize) -> Self {
+    /// A queue of at most `capacity` frames; `depth`, if given, observes each batch taken.
+    pub fn new(capacity: usize, depth: Option<Histogram>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 queue: Mutex::default(),
                 capacity,
                 readable: Notify::new(),
                 writable: Notify::new(),
+                depth,
             }),
             close: CancellationToken::new(),
         }
@@ -139,6 +144,9 @@ impl Outbox {
                     if was_full {
                         self.shared.writable.notify_waiters();
                     }
+                    if let Some(depth) = &self.shared.depth {
+                        depth.observe(frames.len() as f64);
+                    }
                     return Some(frames);
                 }
                 if queue.ended {
@@ -171,7 +179,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_writer_takes_everything_queued_in_order_and_the_queue_keeps_no_storage() {
-        let outbox = Outbox::new(4);
+        let outbox = Outbox::new(4, Some(Histogram::new([1.0, 2.0, 4.0])));
         assert!(outbox.offer(text("a")));
         outbox.send(text("b")).await.expect("room");
         let frames = outbox.take().await.expect("frames");
@@ -181,7 +189,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_closes_the_connection_on_offer() {
-        let outbox = Outbox::new(2);
+        let outbox = Outbox::new(2, None);
         assert!(outbox.offer(text("a")));
         assert!(outbox.offer(text("b")));
         assert!(!outbox.close.is_cancelled());
@@ -191,7 +199,7 @@ mod tests {
 
     /// A queue of one holding "a", and a task waiting to send "b".
     async fn full_with_a_sender_waiting() -> (Outbox, tokio::task::JoinHandle<Result<(), Gone>>) {
-        let outbox = Outbox::new(1);
+        let outbox = Outbox::new(1, None);
         outbox.send(text("a")).await.expect("room");
         let waiting = tokio::spawn({
             let outbox = outbox.clone();
@@ -212,7 +220,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_ended_queue_is_drained_then_reports_the_end() {
-        let outbox = Outbox::new(4);
+        let outbox = Outbox::new(4, None);
         assert!(outbox.offer(text("last")));
         outbox.end();
         assert!(

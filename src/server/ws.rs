@@ -203,7 +203,10 @@ fn start(
         user = tracing::field::Empty
     );
     let (sink, stream) = socket.split();
-    let outbox = Outbox::new(app.config.outbound_queue);
+    let outbox = Outbox::new(
+        app.config.outbound_queue,
+        Some(app.metrics.outbound_depth.clone()),
+    );
     let writer_size;
     let writer = {
         let outbox = outbox.clone();
