@@ -11,6 +11,10 @@
 # most 26: node-a, node-b, …). Once everything answers, the URLs and node pids are written to
 # target/cluster/urls.env (CLUSTER_URL, REDIS_URL, NODE_A_URL, NODE_A_PID, NODE_B_URL, …, and
 # NODE_URLS / NODE_PIDS with all of them, space-separated); logs are in target/cluster/.
+#
+# SENTINEL=1: Redis with two replicas and three sentinels (master name "mymaster"); the nodes
+# find the master through the sentinels. REDIS_PIDS lists master and replicas: kill the master
+# (the first) and watch the chat go on once a replica is promoted (a few seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
@@ -59,16 +63,44 @@ trap 'exit 0' INT TERM
 
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes \
   --dir "$dir/redis" >"$dir/redis.log" 2>&1 &
-pids+=($!)
+redis_pids=$!
+# What stops the cluster when it dies: not a Redis server under Sentinel (killing it is the demo).
+watched=()
+redis_args=(--redis-url "$redis_url")
+if [[ "${SENTINEL:-}" == 1 ]]; then
+  for r in 1 2; do
+    next_port
+    mkdir -p "$dir/replica-$r"
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly yes \
+      --dir "$dir/replica-$r" --replicaof 127.0.0.1 "$redis_port" >"$dir/replica-$r.log" 2>&1 &
+    redis_pids+=" $!"
+  done
+  sentinels=""
+  for s in 1 2 3; do
+    next_port
+    mkdir -p "$dir/sentinel-$s"
+    printf 'port %s\nbind 127.0.0.1\ndir %s\nsentinel monitor mymaster 127.0.0.1 %s 2\nsentinel down-after-milliseconds mymaster 2000\nsentinel failover-timeout mymaster 10000\n' \
+      "$port" "$dir/sentinel-$s" "$redis_port" >"$dir/sentinel-$s/sentinel.conf"
+    redis-server "$dir/sentinel-$s/sentinel.conf" --sentinel >"$dir/sentinel-$s.log" 2>&1 &
+    pids+=($!)
+    watched+=($!)
+    sentinels+="${sentinels:+,}127.0.0.1:$port"
+  done
+  redis_args=(--redis-sentinels "$sentinels" --redis-sentinel-master mymaster)
+else
+  watched+=("$redis_pids")
+fi
+pids+=($redis_pids)
 
 bin=${CHORUS_BIN:-target/debug/chorus}
 servers="" env_lines="" urls="" node_pids=""
 for node in "${names[@]}"; do
   next_port
   LEPTOS_SITE_ROOT=target/site CHORUS_CONFIG=/dev/null "$bin" \
-    --listen "127.0.0.1:$port" --redis-url "$redis_url" --node-id "node-$node" \
+    --listen "127.0.0.1:$port" "${redis_args[@]}" --node-id "node-$node" \
     >"$dir/node-$node.log" 2>&1 &
   pids+=($!)
+  watched+=($!)
   upper=${node^^}
   env_lines+="NODE_${upper}_URL=http://127.0.0.1:$port"$'\n'"NODE_${upper}_PID=$!"$'\n'
   urls+="${urls:+ }http://127.0.0.1:$port"
@@ -87,18 +119,21 @@ conf=${conf//@USER@/$(id -un)}
 printf '%s\n' "$conf" >"$dir/nginx/nginx.conf"
 nginx -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -g 'daemon off;' >"$dir/nginx.log" 2>&1 &
 pids+=($!)
+watched+=($!)
 wait_ok "http://127.0.0.1:$lb_port/readyz"
 
 cat >"$dir/urls.env" <<ENV
 CLUSTER_URL=http://127.0.0.1:$lb_port
 REDIS_URL=$redis_url
+REDIS_PIDS="$redis_pids"
 ${env_lines}NODE_URLS="$urls"
 NODE_PIDS="$node_pids"
 ENV
 log "ready: http://127.0.0.1:$lb_port  (nginx → $urls; redis :$redis_port)"
+[[ "${SENTINEL:-}" == 1 ]] && log "sentinels $sentinels watch redis pids $redis_pids (master first): kill -9 the master to see a failover"
 log "logs in target/cluster/; Ctrl-C stops everything"
 
 # Stop everything as soon as any one of them dies.
-wait -n "${pids[@]}"
+wait -n "${watched[@]}"
 log "a cluster process exited; stopping the rest"
 exit 1

@@ -4,6 +4,8 @@
 //! - [`protocol`]: the wire protocol (client and server frames, validated names and texts),
 //!   shared by the server and the WASM client.
 //! - [`rate`]: the rate limits' token buckets, enforced by the server and kept to by the client.
+//! - [`status`]: what the status page shows of each node, gathered by the server and drawn by
+//!   `app::status`.
 //! - [`i18n`]: every string the UI shows, in English, Simplified Chinese and Japanese.
 //! - [`app`]: the reactive Leptos UI, rendered on the server and hydrated in the browser; the
 //!   browser's WebSocket client lives in `app::client`.
@@ -19,6 +21,7 @@ pub mod protocol;
 pub mod rate;
 #[cfg(feature = "ssr")]
 pub mod server;
+pub mod status;
 
 /// Entry point of the WASM bundle: hydrates the server-rendered page.
 #[cfg(feature = "hydrate")]

@@ -167,6 +167,87 @@ async fn a_renamed_member_keeps_the_new_name_on_every_node_after_a_redis_restart
     Client::named(&b, "ann").await;
 }
 
+/// What a failover without `WAIT` can do: the new master lacks the room's last messages. The
+/// room's numbering must go on after what the nodes delivered, or the next messages would reuse
+/// those numbers and be dropped as already seen (here the nodes closed their members instead).
+#[tokio::test]
+async fn after_redis_lost_the_last_messages_the_next_ones_still_reach_everyone() {
+    let (redis, a, b) = two_nodes();
+    let (mut ann, _, _) = Client::in_room(&a, "ann", "lobby").await;
+    let (mut bo, _, _) = Client::in_room(&b, "bo", "lobby").await;
+    for i in 1..=5 {
+        ann.say("lobby", &format!("m{i}"), &format!("c{i}")).await;
+    }
+    for c in [&mut ann, &mut bo] {
+        for i in 1..=5 {
+            assert_eq!(c.next_message().await.seq, i);
+        }
+    }
+    // Redis forgets messages 3 to 5, as a promoted replica that had not received them would,
+    // then the nodes' pub/sub links drop (as they do when the master changes).
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let mut conn = client.get_connection().expect("redis answers");
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg("chorus:{r:lobby}:meta")
+        .arg("seq")
+        .arg(2)
+        .cmd("LTRIM")
+        .arg("chorus:{r:lobby}:history")
+        .arg(0)
+        .arg(1)
+        .cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut conn)
+        .expect("redis answers");
+    // Each room task resyncs and then refreshes its members' list: once they have it, the
+    // resync is over on both nodes.
+    for c in [&mut ann, &mut bo] {
+        c.recv_until(|m| matches!(m, ServerMsg::Presence { .. }))
+            .await;
+    }
+
+    ann.say("lobby", "after the loss", "c6").await;
+    for c in [&mut bo, &mut ann] {
+        let m = c.next_message().await;
+        assert_eq!(
+            (m.text.as_str(), m.seq),
+            ("after the loss", 6),
+            "numbered after 5"
+        );
+    }
+}
+
+#[tokio::test]
+async fn each_nodes_status_page_lists_every_live_node() {
+    let (_redis, a, b) = two_nodes();
+    let (_ann, _, _) = Client::in_room(&b, "ann", "lobby").await;
+    // Nodes share their status every 5 s, the first time as they start.
+    let deadline = Instant::now() + PATIENCE;
+    let report = loop {
+        let body = reqwest::get(a.http_url("/status.json"))
+            .await
+            .expect("GET /status.json")
+            .text()
+            .await
+            .expect("body");
+        let report: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        if report["nodes"].as_array().is_some_and(|n| n.len() == 2) {
+            break report;
+        }
+        assert!(Instant::now() < deadline, "node-b never listed: {report}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let nodes = &report["nodes"];
+    assert_eq!(nodes[0]["node"], "node-a", "the node asked comes first");
+    assert_eq!(nodes[0]["redis"], true);
+    assert_eq!(nodes[1]["node"], "node-b");
+    assert_eq!(nodes[1]["redis"], true);
+    assert!(nodes[1]["version"].as_str().is_some_and(|v| !v.is_empty()));
+}
+
 #[tokio::test]
 async fn a_dropped_session_is_resumed_on_another_node_with_its_name() {
     let (_redis, a, b) = two_nodes();

@@ -1,5 +1,5 @@
 //! `GET /metrics` on a real server: Prometheus text whose counters move as a scripted session
-//! does known things.
+//! does known things. And the status page's data, `GET /status.json`, where it is served.
 
 mod common;
 
@@ -92,4 +92,59 @@ async fn metrics_can_be_served_on_their_own_address_only() {
     let own = scrape(&format!("http://127.0.0.1:{port}/metrics")).await;
     assert_eq!(metric(&own, "chorus_connections_open", None), 0.0);
     server.shutdown().await.expect("clean shutdown");
+}
+
+async fn status_json(url: &str) -> serde_json::Value {
+    let response = reqwest::get(url).await.expect("GET /status.json");
+    assert_eq!(response.status(), 200, "{url}");
+    serde_json::from_str(&response.text().await.expect("body")).expect("JSON")
+}
+
+#[tokio::test]
+async fn the_status_data_counts_this_nodes_connections_and_rooms() {
+    let server = TestServer::start().await;
+    let url = server.http_url("/status.json");
+    let before = status_json(&url).await;
+    let node = &before["nodes"][0];
+    assert_eq!(node["connections"], 0);
+    assert_eq!(node["redis"], serde_json::Value::Null, "no Redis: one node");
+    let (_ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    let (_bo, _, _) = Client::in_room(&server, "bo", "hall").await;
+    let after = status_json(&url).await;
+    let node = &after["nodes"][0];
+    assert_eq!(
+        (node["connections"].as_u64(), node["rooms"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(after["nodes"].as_array().map(Vec::len), Some(1));
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn the_status_page_can_be_off_or_on_its_own_address_only() {
+    let off = TestServer::with(|c| c.status_page = false).await;
+    for path in ["/status", "/status.json"] {
+        let response = reqwest::get(off.http_url(path)).await.expect("GET");
+        assert_eq!(response.status(), 404, "{path} is off");
+    }
+    off.shutdown().await.expect("clean shutdown");
+
+    let port = free_port();
+    let apart = TestServer::with(|c| c.status_listen = Some(format!("127.0.0.1:{port}"))).await;
+    let public = reqwest::get(apart.http_url("/status.json"))
+        .await
+        .expect("GET");
+    assert_eq!(public.status(), 404, "not on the public listener");
+    let own = status_json(&format!("http://127.0.0.1:{port}/status.json")).await;
+    assert_eq!(own["nodes"][0]["connections"], 0);
+    let page = reqwest::get(format!("http://127.0.0.1:{port}/status"))
+        .await
+        .expect("GET /status");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("HTML");
+    assert!(
+        html.contains("Chorus status") && html.contains("ops-connections"),
+        "{html}"
+    );
+    apart.shutdown().await.expect("clean shutdown");
 }

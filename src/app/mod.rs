@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod model;
+pub mod status;
 
 use crate::{
     i18n::{Lang, Strings},
@@ -85,6 +86,7 @@ pub fn App() -> impl IntoView {
             <Routes fallback=|| view! { <NotFound /> }>
                 <Route path=path!("") view=|| view! { <ChatPage room=DEFAULT_ROOM.to_owned() /> } />
                 <Route path=path!("/r/:room") view=RoomPage />
+                <Route path=path!("/status") view=status::StatusPage />
             </Routes>
         </Router>
     }

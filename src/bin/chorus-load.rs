@@ -422,6 +422,11 @@ async fn fill(
 /// What one member saw.
 struct Seen {
     latency: Histogram<u64>,
+    /// A sender's: from each send to its `ack` (the message stored; with `redis_wait_replicas`,
+    /// replicated too).
+    acks: Histogram<u64>,
+    /// Whether this member's deliveries count (crossnode leaves the sender's out).
+    counts: bool,
     /// One bit per (sender, sequence) message: set once received.
     bits: Vec<u64>,
     deliveries: u64,
@@ -462,11 +467,14 @@ async fn fanout(
     for (i, ws) in members.into_iter().enumerate() {
         let (mut sink, mut stream) = ws.split();
         let is_sender = i < senders;
-        if !(receivers_exclude_senders && is_sender) {
+        {
             let (stop, prefix) = (stop.clone(), prefix.clone());
+            let counts = !(receivers_exclude_senders && is_sender);
             readers.push(tokio::spawn(async move {
                 let mut seen = Seen {
                     latency: latency_histogram(),
+                    acks: latency_histogram(),
+                    counts,
                     bits: vec![0; slots.div_ceil(64) as usize],
                     deliveries: 0,
                     duplicates: 0,
@@ -485,8 +493,19 @@ async fn fanout(
                             break;
                         }
                     };
-                    let Ok(ServerMsg::Message(m)) = serde_json::from_str::<ServerMsg>(&text) else {
-                        continue;
+                    let m = match serde_json::from_str::<ServerMsg>(&text) {
+                        Ok(ServerMsg::Message(m)) if seen.counts => m,
+                        // client_id: "<sender>:<seq>:<sent at, µs>"
+                        Ok(ServerMsg::Ack {
+                            client_id: Some(id),
+                            ..
+                        }) => {
+                            if let Some(t) = id.rsplit(':').next().and_then(|t| t.parse().ok()) {
+                                let _ = seen.acks.record(now_us().saturating_sub(t).max(1));
+                            }
+                            continue;
+                        }
+                        _ => continue,
                     };
                     if !m.from.starts_with(&prefix) {
                         continue;
@@ -524,10 +543,11 @@ async fn fanout(
             writers.push(tokio::spawn(async move {
                 for n in 0..per_sender {
                     tokio::time::sleep_until(started + interval * n as u32).await;
+                    let at = now_us();
                     let msg = ClientMsg::Send {
                         room: room.clone(),
-                        text: format!("{i}:{n}:{}:{pad}", now_us()),
-                        client_id: None,
+                        text: format!("{i}:{n}:{at}:{pad}"),
+                        client_id: Some(format!("{i}:{n}:{at}")),
                     };
                     let Ok(json) = serde_json::to_string(&msg) else {
                         break;
@@ -549,11 +569,16 @@ async fn fanout(
     // Let the last messages arrive, then stop reading.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.cancel();
-    let mut latency = latency_histogram();
+    let (mut latency, mut acks) = (latency_histogram(), latency_histogram());
     let (mut deliveries, mut duplicates, mut unique, mut closed) = (0u64, 0u64, 0u64, 0u64);
-    let receivers = readers.len() as u64;
+    let mut receivers = 0u64;
     for r in readers {
         let seen = r.await?;
+        acks.add(&seen.acks).map_err(|e| e.to_string())?;
+        if !seen.counts {
+            continue;
+        }
+        receivers += 1;
         latency.add(&seen.latency).map_err(|e| e.to_string())?;
         deliveries += seen.deliveries;
         duplicates += seen.duplicates;
@@ -582,6 +607,8 @@ async fn fanout(
         "duplicated": duplicates,
         "connections_closed_early": closed,
         "latency_ms": latency_ms(&latency),
+        "acked": acks.len(),
+        "ack_latency_ms": latency_ms(&acks),
         "load_cpu_secs": cpu,
         "load_cpu_share": cpu / send_secs.max(1e-9),
     }))

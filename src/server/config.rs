@@ -2,6 +2,7 @@
 //! `Leptos.toml` (or the file named by `--config` / `CHORUS_CONFIG`), then `CHORUS_*` environment
 //! variables, then command-line flags.
 
+use super::bus::Target;
 use crate::rate::Rate;
 use clap::Parser;
 use serde::Deserialize;
@@ -36,6 +37,15 @@ pub struct Config {
     /// Redis to share state and events with other nodes (`redis://host:port/db`); without it the
     /// node keeps everything in memory and stands alone.
     pub redis_url: Option<String>,
+    /// Or Redis through Sentinel: the sentinels' `host:port`s; the node follows the master they
+    /// name (`redis_sentinel_master`) through failovers.
+    pub redis_sentinels: Vec<String>,
+    pub redis_sentinel_master: String,
+    /// Replicas that must hold a message before its sender gets `ack` (Redis `WAIT`); 0 (the
+    /// default) acknowledges once the master has it, and a failover may lose the last ones.
+    pub redis_wait_replicas: u32,
+    /// Milliseconds to wait for those replicas; past it the sender gets a retryable error.
+    pub redis_wait_timeout_ms: u64,
     /// Seconds a session whose connection dropped keeps its name for a `resume`.
     pub session_ttl_secs: u64,
     /// Milliseconds without a heartbeat after which a node counts as dead and its members are
@@ -117,6 +127,10 @@ pub struct Config {
     /// Where `GET /metrics` is served: unset, on the main listener; an address (e.g.
     /// `127.0.0.1:9100`), there only, so it need not be public.
     pub metrics_listen: Option<String>,
+    /// Whether `/status` (the live status page) and `/status.json` are served.
+    pub status_page: bool,
+    /// Serve them (and the site they need) on this address only, instead of the main listener.
+    pub status_listen: Option<String>,
     /// `anonymous` (names first come, first served) or `jwt` (a host application's signed token
     /// names the user; see `server::auth`).
     pub auth: String,
@@ -132,6 +146,10 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             node_id: None,
             redis_url: None,
+            redis_sentinels: Vec::new(),
+            redis_sentinel_master: "mymaster".to_owned(),
+            redis_wait_replicas: 0,
+            redis_wait_timeout_ms: 200,
             session_ttl_secs: 30,
             node_ttl_ms: 5_000,
             history_size: 100,
@@ -174,6 +192,8 @@ impl Default for Config {
             rate_limit_strikes: 10,
             tls_cert: None,
             metrics_listen: None,
+            status_page: true,
+            status_listen: None,
             tls_key: None,
             auth: "anonymous".to_owned(),
             jwt_algorithm: "HS256".to_owned(),
@@ -194,6 +214,15 @@ pub struct Layer {
     pub node_id: Option<String>,
     #[arg(long, env = "CHORUS_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Comma-separated on the command line and in the environment.
+    #[arg(long, env = "CHORUS_REDIS_SENTINELS", value_delimiter = ',')]
+    pub redis_sentinels: Option<Vec<String>>,
+    #[arg(long, env = "CHORUS_REDIS_SENTINEL_MASTER")]
+    pub redis_sentinel_master: Option<String>,
+    #[arg(long, env = "CHORUS_REDIS_WAIT_REPLICAS")]
+    pub redis_wait_replicas: Option<u32>,
+    #[arg(long, env = "CHORUS_REDIS_WAIT_TIMEOUT_MS")]
+    pub redis_wait_timeout_ms: Option<u64>,
     #[arg(long, env = "CHORUS_SESSION_TTL_SECS")]
     pub session_ttl_secs: Option<u64>,
     #[arg(long, env = "CHORUS_NODE_TTL_MS")]
@@ -263,6 +292,10 @@ pub struct Layer {
     pub tls_key: Option<String>,
     #[arg(long, env = "CHORUS_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    #[arg(long, env = "CHORUS_STATUS_PAGE")]
+    pub status_page: Option<bool>,
+    #[arg(long, env = "CHORUS_STATUS_LISTEN")]
+    pub status_listen: Option<String>,
     #[arg(long, env = "CHORUS_AUTH")]
     pub auth: Option<String>,
     #[arg(long, env = "CHORUS_JWT_ALGORITHM")]
@@ -303,9 +336,30 @@ impl Config {
         Rate::new(self.controls_per_sec, self.control_burst)
     }
 
+    /// Where Redis is, if the node uses it.
+    pub fn redis_target(&self) -> Option<Target> {
+        if !self.redis_sentinels.is_empty() {
+            return Some(Target::Sentinel {
+                sentinels: self.redis_sentinels.clone(),
+                master: self.redis_sentinel_master.clone(),
+            });
+        }
+        self.redis_url.clone().map(Target::Url)
+    }
+
     /// The separate address for `/metrics`, if one is set.
     pub fn metrics_address(&self) -> Result<Option<SocketAddr>, std::net::AddrParseError> {
         self.metrics_listen.as_deref().map(str::parse).transpose()
+    }
+
+    /// The separate address for the status page, if one is set.
+    pub fn status_address(&self) -> Result<Option<SocketAddr>, std::net::AddrParseError> {
+        self.status_listen.as_deref().map(str::parse).transpose()
+    }
+
+    /// Whether the main listener serves the status page.
+    pub fn status_on_main(&self) -> bool {
+        self.status_page && self.status_listen.is_none()
     }
 
     /// Refusals for speed: one forgiven a second, `rate_limit_strikes` at most.
@@ -355,6 +409,10 @@ impl Config {
             listen,
             node_id,
             redis_url,
+            redis_sentinels,
+            redis_sentinel_master,
+            redis_wait_replicas,
+            redis_wait_timeout_ms,
             session_ttl_secs,
             node_ttl_ms,
             history_size,
@@ -389,6 +447,8 @@ impl Config {
             tls_cert,
             tls_key,
             metrics_listen,
+            status_page,
+            status_listen,
             auth,
             jwt_algorithm,
             jwt_secret,
@@ -400,6 +460,13 @@ impl Config {
         }
         // An empty value switches Redis off again (e.g. an env var over a file).
         set_or_clear(&mut self.redis_url, redis_url);
+        // An empty list (or value) switches Sentinel off again.
+        if let Some(list) = redis_sentinels {
+            self.redis_sentinels = list.into_iter().filter(|s| !s.is_empty()).collect();
+        }
+        set(&mut self.redis_sentinel_master, redis_sentinel_master);
+        set(&mut self.redis_wait_replicas, redis_wait_replicas);
+        set(&mut self.redis_wait_timeout_ms, redis_wait_timeout_ms);
         set(&mut self.session_ttl_secs, session_ttl_secs);
         set(&mut self.node_ttl_ms, node_ttl_ms);
         set(&mut self.history_size, history_size);
@@ -441,6 +508,8 @@ impl Config {
         set_or_clear(&mut self.tls_cert, tls_cert);
         set_or_clear(&mut self.tls_key, tls_key);
         set_or_clear(&mut self.metrics_listen, metrics_listen);
+        set(&mut self.status_page, status_page);
+        set_or_clear(&mut self.status_listen, status_listen);
         set(&mut self.auth, auth);
         set(&mut self.jwt_algorithm, jwt_algorithm);
         set_or_clear(&mut self.jwt_secret, jwt_secret);
@@ -521,7 +590,36 @@ impl Config {
                 "redis_url",
                 "a redis:// or unix:// URL",
             )?;
+            check(
+                self.redis_sentinels.is_empty(),
+                "redis_sentinels",
+                "not together with redis_url (Sentinel names the master's address)",
+            )?;
         }
+        for sentinel in &self.redis_sentinels {
+            check(
+                sentinel
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()),
+                "redis_sentinels",
+                "host:port of each sentinel, e.g. 10.0.0.5:26379",
+            )?;
+        }
+        check(
+            !self.redis_sentinel_master.is_empty(),
+            "redis_sentinel_master",
+            "the master's name in the sentinels' configuration",
+        )?;
+        check(
+            (1..=10_000).contains(&self.redis_wait_timeout_ms),
+            "redis_wait_timeout_ms",
+            "between 1 and 10000",
+        )?;
+        check(
+            self.redis_wait_replicas == 0 || self.redis_target().is_some(),
+            "redis_wait_replicas",
+            "only with Redis (redis_url or redis_sentinels)",
+        )?;
         check(
             (1..=86_400).contains(&self.session_ttl_secs),
             "session_ttl_secs",
@@ -571,6 +669,11 @@ impl Config {
             self.metrics_address().is_ok(),
             "metrics_listen",
             "an address and port, e.g. 127.0.0.1:9100",
+        )?;
+        check(
+            self.status_address().is_ok(),
+            "status_listen",
+            "an address and port, e.g. 127.0.0.1:9101",
         )?;
         check(
             self.tls_cert.is_some() == self.tls_key.is_some(),
@@ -736,6 +839,58 @@ mod tests {
             ..Config::default()
         };
         assert!(!format!("{:?}", config.redacted()).contains(&"x".repeat(40)));
+    }
+
+    #[test]
+    fn sentinel_settings_name_the_target_and_are_checked() {
+        let mut config = Config::default();
+        let file: Layer = toml::from_str(
+            "redis_sentinels = [\"10.0.0.5:26379\", \"sentinel-b:26379\"]\nredis_sentinel_master = \"chat\"",
+        )
+        .expect("parses");
+        config.apply(file);
+        config.validate().expect("valid");
+        assert_eq!(
+            config.redis_target(),
+            Some(Target::Sentinel {
+                sentinels: vec!["10.0.0.5:26379".into(), "sentinel-b:26379".into()],
+                master: "chat".into(),
+            })
+        );
+        let invalid = |tweak: fn(&mut Config)| {
+            let mut c = config.clone();
+            tweak(&mut c);
+            match c.validate() {
+                Err(ConfigError::Invalid { key, .. }) => key,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            invalid(|c| c.redis_url = Some("redis://db/".into())),
+            "redis_sentinels"
+        );
+        assert_eq!(
+            invalid(|c| c.redis_sentinels = vec!["no-port".into()]),
+            "redis_sentinels"
+        );
+        assert_eq!(
+            invalid(|c| c.redis_wait_timeout_ms = 0),
+            "redis_wait_timeout_ms"
+        );
+        // WAIT needs Redis; an empty list switches Sentinel off again.
+        config.apply(Layer {
+            redis_sentinels: Some(vec![String::new()]),
+            redis_wait_replicas: Some(1),
+            ..Layer::default()
+        });
+        assert_eq!(config.redis_target(), None);
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                key: "redis_wait_replicas",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -435,13 +435,16 @@ impl RoomTask {
 
     async fn resync(&mut self) {
         self.hub.metrics.resyncs.inc();
-        if !self.fill(None).await {
-            return;
-        }
+        // First what is true here (members, and how far the room's numbering got), so that a
+        // store that lost it (a failover) neither misses members nor numbers a message twice.
         let members: Vec<Member> = self.members.iter().map(|m| m.member.clone()).collect();
-        let reassert = self.hub.store.reassert(&self.room, &members);
+        let delivered = self.epoch.as_deref().map(|e| (e, self.delivered));
+        let reassert = self.hub.store.reassert(&self.room, &members, delivered);
         if let Err(e) = self.hub.metrics.timed("reassert", reassert).await {
             tracing::warn!(code = %e.code, room = %self.room, "cannot re-register members");
+        }
+        if !self.fill(None).await {
+            return;
         }
         self.presence.pending = true;
     }

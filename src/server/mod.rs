@@ -8,6 +8,7 @@ pub mod guard;
 pub mod hub;
 pub mod metrics;
 mod outbox;
+pub mod status;
 pub mod store;
 mod tls;
 pub mod ws;
@@ -46,6 +47,8 @@ pub struct AppState {
     /// Checks tokens when `auth = "jwt"`.
     pub verifier: Option<Arc<auth::Verifier>>,
     pub metrics: Arc<metrics::Metrics>,
+    /// This node's recent history, for the status page.
+    pub status: Arc<status::Sampler>,
 }
 
 impl AppState {
@@ -60,7 +63,7 @@ impl AppState {
         let session_ttl = Duration::from_secs(config.session_ttl_secs);
         let room_idle = Duration::from_secs(config.room_idle_secs);
         let metrics = Arc::new(metrics::Metrics::new());
-        let store: Arc<dyn Store> = match &config.redis_url {
+        let store: Arc<dyn Store> = match config.redis_target() {
             None => Arc::new(
                 MemoryStore::new(
                     config.history_size,
@@ -70,9 +73,11 @@ impl AppState {
                 )
                 .with_room_idle(room_idle),
             ),
-            Some(url) => {
+            Some(target) => {
                 let settings = RedisSettings {
-                    url: url.clone(),
+                    target,
+                    wait_replicas: config.redis_wait_replicas,
+                    wait_timeout: Duration::from_millis(config.redis_wait_timeout_ms),
                     node: node_id.clone(),
                     history_size: config.history_size,
                     dedup_window: config.dedup_window,
@@ -109,6 +114,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
             metrics,
+            status: Arc::default(),
         })
     }
 }
@@ -210,21 +216,38 @@ fn metrics_router(app: AppState) -> Router {
         .with_state(app)
 }
 
-pub fn router(app: AppState) -> Router {
+/// The pages and the site's files: compressed when the browser asks (the WASM shrinks to about a
+/// third), never framed or sniffed, cached by content hash. The pages' Content-Security-Policy
+/// carries a per-response nonce, so the shell sets it (`app::shell`). With `status`, the status
+/// page and its data are served too; without, `/status` is not found.
+fn site(app: &AppState, status: bool) -> Router<AppState> {
     use axum::http::{HeaderValue, header};
     use tower_http::{compression::CompressionLayer, set_header::SetResponseHeaderLayer};
-    let routes = generate_route_list(App);
+    let routes = generate_route_list(App)
+        .into_iter()
+        .filter(|r| status || r.path() != STATUS_PATH)
+        .collect();
     let header =
         |name, value| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value));
-    // Pages and files: compressed when the browser asks (the WASM shrinks to about a third), and
-    // never framed or sniffed. The pages' Content-Security-Policy carries a per-response nonce,
-    // so the shell sets it (`app::shell`).
-    let site = Router::new()
-        .leptos_routes(&app, routes, {
+    let site = Router::new().leptos_routes_with_context(
+        app,
+        routes,
+        {
+            // The status page reads the node through this (when rendered on the server).
+            let app = app.clone();
+            move || leptos::context::provide_context(app.clone())
+        },
+        {
             let options = app.leptos_options.clone();
             move || shell(options.clone())
-        })
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        },
+    );
+    let site = if status {
+        site.route("/status.json", get(status::status_json))
+    } else {
+        site.route(STATUS_PATH, get(|| async { StatusCode::NOT_FOUND }))
+    };
+    site.fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(CompressionLayer::new().gzip(true).br(true))
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header(header::X_FRAME_OPTIONS, "DENY"))
@@ -238,7 +261,19 @@ pub fn router(app: AppState) -> Router {
                     .or_insert(HeaderValue::from_static(policy));
                 response
             },
-        ));
+        ))
+}
+
+/// Where the status page lives.
+const STATUS_PATH: &str = "/status";
+
+/// The site with its status page, for its own address (`status_listen`).
+fn status_router(app: AppState) -> Router {
+    site(&app, true).with_state(app)
+}
+
+pub fn router(app: AppState) -> Router {
+    let site = site(&app, app.config.status_on_main());
     let routes = Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(healthz))
@@ -260,6 +295,29 @@ pub fn router(app: AppState) -> Router {
         .on_eos(())
         .on_failure(());
     routes.merge(site).with_state(app).layer(access_log)
+}
+
+/// Serves `service` on its own address (`key` names the setting) until `stop`.
+async fn serve_beside(
+    key: &'static str,
+    addr: std::net::SocketAddr,
+    service: Router,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {key} {addr}: {e}"))?;
+    tracing::info!(%addr, key, "listening beside the main address");
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        let served = axum::serve(listener, service)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(cause = %e, key, "listener failed");
+        }
+    });
+    Ok(())
 }
 
 fn set_nodelay(tcp: &mut tokio::net::TcpStream) {
@@ -290,26 +348,21 @@ pub async fn run(
         (Some(cert), Some(key)) => Some(tls::acceptor(cert.as_ref(), key.as_ref())?),
         _ => None,
     };
-    if let Some(metrics_addr) = app.config.metrics_address()? {
-        let listener = TcpListener::bind(metrics_addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on metrics_listen {metrics_addr}: {e}"))?;
-        tracing::info!(addr = %metrics_addr, "metrics listening");
-        let service = metrics_router(app.clone());
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let served = axum::serve(listener, service)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::warn!(cause = %e, "metrics listener failed");
-            }
-        });
+    if let Some(addr) = app.config.metrics_address()? {
+        serve_beside("metrics_listen", addr, metrics_router(app.clone()), &stop).await?;
+    }
+    if app.config.status_page
+        && let Some(addr) = app.config.status_address()?
+    {
+        serve_beside("status_listen", addr, status_router(app.clone()), &stop).await?;
+    }
+    if app.config.status_page {
+        status::spawn(app.clone(), stop.clone());
     }
     tracing::info!(
         %addr,
         node = %app.node_id,
-        redis = app.config.redis_url.is_some(),
+        redis = app.config.redis_target().is_some(),
         tls = tls.is_some(),
         max_connections = app.gate.max_connections(),
         "chorus listening"

@@ -42,14 +42,29 @@ fn stop(child: &mut Option<Child>) {
 pub struct Redis {
     pub port: u16,
     dir: Scratch,
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl Redis {
     pub fn start() -> Self {
+        Self::start_with(Vec::new())
+    }
+
+    /// A replica of `master`, following it from the start.
+    pub fn start_replica_of(master: &Redis) -> Self {
+        Self::start_with(vec![
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            master.port.to_string(),
+        ])
+    }
+
+    fn start_with(extra: Vec<String>) -> Self {
         let mut redis = Self {
             port: free_port(),
             dir: Scratch::new("redis"),
+            extra,
             child: None,
         };
         redis.restart();
@@ -74,6 +89,7 @@ impl Redis {
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
             .arg(&self.dir.0)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -89,11 +105,62 @@ impl Drop for Redis {
     }
 }
 
+/// A Redis Sentinel process watching one master, under the name `mymaster`, with short timeouts:
+/// the master counts as down after 1 s without an answer (quorum 2).
+pub struct Sentinel {
+    pub port: u16,
+    _dir: Scratch,
+    child: Option<Child>,
+}
+
+impl Sentinel {
+    pub fn start(master: &Redis) -> Self {
+        let port = free_port();
+        let dir = Scratch::new("sentinel");
+        let conf = dir.0.join("sentinel.conf");
+        // Sentinel rewrites its file as it learns the topology, so each has its own.
+        let text = format!(
+            "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+             sentinel monitor mymaster 127.0.0.1 {master} 2\n\
+             sentinel down-after-milliseconds mymaster 1000\n\
+             sentinel failover-timeout mymaster 4000\n\
+             sentinel parallel-syncs mymaster 1\n",
+            dir = dir.0.display(),
+            master = master.port,
+        );
+        std::fs::write(&conf, text).expect("write sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts in sentinel mode");
+        wait_listening(port);
+        Self {
+            port,
+            _dir: dir,
+            child: Some(child),
+        }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
 /// A `chorus` node process on the Redis bus.
 pub struct Node {
     pub id: String,
     pub port: u16,
-    redis_url: String,
+    /// How it finds Redis: `--redis-url …`, or the Sentinel flags.
+    redis_args: Vec<String>,
     extra: Vec<String>,
     child: Option<Child>,
 }
@@ -108,10 +175,15 @@ impl Node {
 
     /// Starts a node with extra command-line settings, e.g. `["--drain-ms", "1000"]`.
     pub fn start_with(redis: &Redis, id: &str, extra: &[&str]) -> Self {
+        Self::start_on(vec!["--redis-url".into(), redis.url()], id, extra)
+    }
+
+    /// Starts a node that finds Redis through `redis_args`, with extra settings.
+    pub fn start_on(redis_args: Vec<String>, id: &str, extra: &[&str]) -> Self {
         let mut node = Self {
             id: id.to_owned(),
             port: free_port(),
-            redis_url: redis.url(),
+            redis_args,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
@@ -131,7 +203,7 @@ impl Node {
         let mut node = Self {
             id: id.to_owned(),
             port: free_port(),
-            redis_url: redis.url(),
+            redis_args: vec!["--redis-url".into(), redis.url()],
             extra: Vec::new(),
             child: None,
         };
@@ -145,7 +217,7 @@ impl Node {
         let logs = std::env::var_os("TEST_LOG").is_some();
         let child = Command::new(BIN)
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-            .args(["--redis-url", &self.redis_url])
+            .args(&self.redis_args)
             .args(["--node-id", &self.id])
             .args(["--node-ttl-ms", &NODE_TTL_MS.to_string()])
             .args(["--presence-interval-ms", "50"])

@@ -5,10 +5,12 @@
 //! plus [`BusItem::Resync`] whenever events may have been missed (the bus reconnected, or the
 //! subscriber fell behind): the room task then fills the gap from the stored history.
 
+pub mod link;
 mod memory;
 mod redis;
 
 pub use self::redis::{RedisBus, room_channel};
+pub use link::{Link, Target};
 pub use memory::MemoryBus;
 
 use crate::protocol::ServerMsg;

@@ -11,13 +11,15 @@
 //! unanswered), the supervisor reconnects with backoff and full jitter, subscribes to every room
 //! it routes again, and only then sends [`BusItem::Resync`] to each room task, which fills the gap
 //! from the stored history. Re-subscribing is not left to a library's reconnect hook: a missing
-//! subscription would be silent, so it is done, awaited and checked here.
+//! subscription would be silent, so it is done, awaited and checked here. A Redis master that
+//! moved (Sentinel failover, see [`Link`]) counts as a lost link: the supervisor reconnects to
+//! the new master.
 
-use super::{BusItem, Subscription};
+use super::{BusItem, Link, Subscription};
 use crate::protocol::RoomName;
 use futures_util::StreamExt;
 use prometheus_client::metrics::counter::Counter;
-use redis::aio::{ConnectionManager, PubSubSink};
+use redis::aio::PubSubSink;
 use std::{
     collections::HashMap,
     sync::{
@@ -62,18 +64,12 @@ pub struct RedisBus {
 impl RedisBus {
     /// Starts the supervisor. `rooms_key` names the set where this node lists the rooms it has
     /// members in, so that if it dies another node can find and remove them.
-    pub fn start(
-        client: redis::Client,
-        commands: ConnectionManager,
-        rooms_key: String,
-        lost: Counter,
-        stop: CancellationToken,
-    ) -> Self {
+    pub fn start(link: Link, rooms_key: String, lost: Counter, stop: CancellationToken) -> Self {
         let (requests, requests_rx) = mpsc::unbounded_channel();
         let connected = Arc::new(AtomicBool::new(false));
         let supervisor = Supervisor {
-            client,
-            commands,
+            moved: link.moved(),
+            link,
             rooms_key,
             routes: HashMap::new(),
             connected: connected.clone(),
@@ -111,8 +107,9 @@ impl RedisBus {
 }
 
 struct Supervisor {
-    client: redis::Client,
-    commands: ConnectionManager,
+    link: Link,
+    /// Fires when the Redis master moved.
+    moved: tokio::sync::watch::Receiver<u64>,
     rooms_key: String,
     /// Channel name → the room and its local subscribers.
     routes: HashMap<String, Route>,
@@ -176,6 +173,8 @@ impl Supervisor {
             loop {
                 tokio::select! {
                     _ = &mut sleep => break,
+                    // A new master (Sentinel failover): no reason to wait for it.
+                    Ok(()) = self.moved.changed() => break,
                     _ = stop.cancelled() => return,
                     req = requests.recv() => match req {
                         // Not subscribed while down: the joiner gets a retryable error.
@@ -196,7 +195,9 @@ impl Supervisor {
 
     /// Connects and subscribes to every routed room.
     async fn connect(&mut self) -> Result<(PubSubSink, redis::aio::PubSubStream), String> {
-        let pubsub = tokio::time::timeout(REDIS_TIMEOUT, self.client.get_async_pubsub())
+        // Whatever master moves happened before this connection are followed by it.
+        self.moved.mark_unchanged();
+        let pubsub = tokio::time::timeout(REDIS_TIMEOUT, self.link.client().get_async_pubsub())
             .await
             .map_err(|_| "connect timed out".to_owned())?
             .map_err(|e| e.to_string())?;
@@ -225,6 +226,7 @@ impl Supervisor {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return End::Stopped,
+                Ok(()) = self.moved.changed() => return End::Lost("redis master moved".into()),
                 msg = stream.next() => match msg {
                     Some(msg) => self.route(msg),
                     None => return End::Lost("connection closed".into()),
@@ -301,7 +303,7 @@ impl Supervisor {
     async fn register(&mut self, rooms: &[String]) {
         let mut cmd = redis::cmd("SADD");
         cmd.arg(&self.rooms_key).arg(rooms);
-        if let Err(e) = cmd.exec_async(&mut self.commands).await {
+        if let Err(e) = cmd.exec_async(&mut self.link.conn()).await {
             tracing::warn!(cause = %e, "cannot list this node's rooms in redis");
         }
     }
@@ -317,7 +319,7 @@ impl Supervisor {
             return None;
         }
         self.routes.remove(&channel);
-        let mut commands = self.commands.clone();
+        let mut commands = self.link.conn();
         let key = self.rooms_key.clone();
         let room = room.to_string();
         tokio::spawn(async move {

@@ -141,8 +141,26 @@ impl Store for Later {
         self.store()?.subscribe(room).await
     }
 
-    async fn reassert(&self, room: &RoomName, members: &[Member]) -> Result<(), Invalid> {
-        self.store()?.reassert(room, members).await
+    async fn reassert(
+        &self,
+        room: &RoomName,
+        members: &[Member],
+        delivered: Option<(&str, u64)>,
+    ) -> Result<(), Invalid> {
+        self.store()?.reassert(room, members, delivered).await
+    }
+
+    async fn share_status(&self, status: String, ttl: Duration) {
+        if let Some(store) = self.inner.get() {
+            store.share_status(status, ttl).await;
+        }
+    }
+
+    async fn node_statuses(&self) -> Vec<String> {
+        match self.inner.get() {
+            Some(store) => store.node_statuses().await,
+            None => Vec::new(),
+        }
     }
 
     async fn ready(&self) -> bool {

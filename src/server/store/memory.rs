@@ -489,7 +489,12 @@ impl Store for MemoryStore {
         Ok(self.bus.subscribe(room))
     }
 
-    async fn reassert(&self, _room: &RoomName, _members: &[Member]) -> Result<(), Invalid> {
+    async fn reassert(
+        &self,
+        _room: &RoomName,
+        _members: &[Member],
+        _delivered: Option<(&str, u64)>,
+    ) -> Result<(), Invalid> {
         // Nothing outside this process can lose them.
         Ok(())
     }

@@ -22,7 +22,7 @@ use super::bus::Subscription;
 use crate::protocol::{ChatMessage, ErrorCode, Invalid, MessageText, RoomName, UserName};
 use std::{
     sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 /// Identifies a user's session: given in `welcome`, kept across reconnects by `resume`.
@@ -158,7 +158,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Puts this node's members of the room back where the store may have lost them (Redis came
     /// back without its data, or thought this node dead). Announces only those it re-adds.
-    async fn reassert(&self, room: &RoomName, members: &[Member]) -> Result<(), Invalid>;
+    /// `delivered` is the last message this node delivered, `(epoch, seq)`: a store that lost it
+    /// (a Redis failover before it reached the replica) continues the numbering after it, so
+    /// no `seq` is given to two messages.
+    async fn reassert(
+        &self,
+        room: &RoomName,
+        members: &[Member],
+        delivered: Option<(&str, u64)>,
+    ) -> Result<(), Invalid>;
+
+    /// Publishes this node's status (JSON) for the other nodes' status pages, kept for `ttl`.
+    /// Only stores shared by many nodes keep it.
+    async fn share_status(&self, _status: String, _ttl: Duration) {}
+
+    /// The statuses the live nodes published (this node's among them, if it shares).
+    async fn node_statuses(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Whether this node can serve users now (asks the store: a round trip).
     async fn ready(&self) -> bool;

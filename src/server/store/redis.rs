@@ -10,7 +10,8 @@
 //! - users, tag `{u}`: `chorus:{u}:names` (hash: lower-cased name → session),
 //!   `chorus:{u}:s:<session>` (hash: `name`, `key`, `conn`, `node`; expires once detached),
 //!   `chorus:{u}:node:<node>` (a live node's heartbeat, with a TTL), `chorus:{u}:nodes` (set of
-//!   nodes), `chorus:{u}:nr:<node>` (set of rooms where the node has members).
+//!   nodes), `chorus:{u}:nr:<node>` (set of rooms where the node has members),
+//!   `chorus:{u}:status:<node>` (its status page report, JSON, with a TTL).
 //!
 //! Every change that others hear about is one Lua script that changes the keys *and* publishes,
 //! so the order of events on the channel is the order of changes in Redis, from every node.
@@ -27,10 +28,10 @@ use crate::{
     protocol::{
         ChatMessage, Invalid, MessageText, NoticeKind, RoomName, ServerMsg, UserName, sort_members,
     },
-    server::bus::{RedisBus, Subscription, room_channel},
+    server::bus::{Link, RedisBus, Subscription, Target, room_channel},
 };
 use prometheus_client::metrics::counter::Counter;
-use redis::{Script, aio::ConnectionManager};
+use redis::Script;
 use serde::Serialize;
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
@@ -61,6 +62,11 @@ const SWEEP_KEY: &str = "chorus:{u}:sweep";
 /// Names looked at per step of a sweep.
 const SWEEP_BATCH: u64 = 500;
 
+/// A node's last status, for the status pages (expires unless refreshed).
+fn status_key(node: &str) -> String {
+    format!("chorus:{{u}}:status:{node}")
+}
+
 fn reap_key(node: &str) -> String {
     format!("chorus:{{u}}:reap:{node}")
 }
@@ -68,7 +74,11 @@ fn reap_key(node: &str) -> String {
 /// Settings of the Redis store.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    pub url: String,
+    pub target: Target,
+    /// Replicas that must have a message before it is acknowledged (`WAIT`); 0: none.
+    pub wait_replicas: u32,
+    /// How long to wait for them; past it the sender gets a retryable error.
+    pub wait_timeout: Duration,
     pub node: Arc<str>,
     pub history_size: usize,
     pub dedup_window: usize,
@@ -91,6 +101,7 @@ struct Scripts {
     rename: Script,
     append: Script,
     since: Script,
+    catch_up: Script,
     reap: Script,
     sweep_names: Script,
 }
@@ -236,6 +247,18 @@ redis.call('PUBLISH', ARGV[1], frame)
 return {seq, 0}
 "#,
             ),
+            // KEYS: meta. ARGV: epoch, seq delivered. Raises the room's seq to what a node
+            // delivered, when Redis lost the messages in between. Returns 1 if it did.
+            catch_up: Script::new(
+                r#"
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
+if meta[1] == ARGV[1] and tonumber(meta[2] or '0') < tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'seq', ARGV[2])
+  return 1
+end
+return 0
+"#,
+            ),
             // KEYS: meta, history.
             since: Script::new(
                 r#"
@@ -291,7 +314,7 @@ return n
 }
 
 pub struct RedisStore {
-    conn: ConnectionManager,
+    link: Link,
     bus: RedisBus,
     scripts: Scripts,
     settings: RedisSettings,
@@ -339,28 +362,48 @@ impl RedisStore {
         settings: RedisSettings,
         stop: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
-        let client = redis::Client::open(settings.url.as_str())?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_secs(1))
             .set_response_timeout(Duration::from_secs(2))
             .set_number_of_retries(4)
             .set_max_delay(1_000);
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let link = Link::connect(&settings.target, config, stop.clone()).await?;
         let bus = RedisBus::start(
-            client,
-            conn.clone(),
+            link.clone(),
             node_rooms_key(&settings.node),
             settings.pubsub_lost.clone(),
             stop.clone(),
         );
         let store = Arc::new(Self {
-            conn,
+            link,
             bus,
             scripts: Scripts::new(),
             settings,
         });
         tokio::spawn(heartbeat(Arc::downgrade(&store), stop));
         Ok(store)
+    }
+
+    /// With `wait_replicas`, waits until that many replicas have every write made so far on
+    /// this connection (the message just appended among them); a message they did not confirm
+    /// in time is not acknowledged: its sender re-sends it, and the dedup window keeps it once.
+    async fn replicated(&self, conn: &mut redis::aio::ConnectionManager) -> Result<(), Invalid> {
+        let wanted = self.settings.wait_replicas;
+        if wanted == 0 {
+            return Ok(());
+        }
+        let acked: u32 = redis::cmd("WAIT")
+            .arg(wanted)
+            .arg(self.settings.wait_timeout.as_millis() as u64)
+            .query_async(conn)
+            .await
+            .map_err(unavailable)?;
+        if acked < wanted {
+            return Err(unavailable(format_args!(
+                "{acked} of {wanted} replicas confirmed a message in time"
+            )));
+        }
+        Ok(())
     }
 
     fn room_ttl_ms(&self) -> u64 {
@@ -390,7 +433,7 @@ impl RedisStore {
     /// One beat: refresh this node's key; true if it had expired (others may have removed
     /// this node's members).
     async fn beat(&self, first: bool) -> redis::RedisResult<bool> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn();
         let node = &self.settings.node;
         let prev: Option<String> = redis::cmd("SET")
             .arg(node_key(node))
@@ -410,7 +453,7 @@ impl RedisStore {
 
     /// Removes the members of nodes whose heartbeat expired, announcing them as `left`.
     async fn reap(&self) -> redis::RedisResult<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn();
         let nodes: Vec<String> = redis::cmd("SMEMBERS")
             .arg(NODES)
             .query_async(&mut conn)
@@ -479,7 +522,7 @@ impl RedisStore {
     /// Frees the names of sessions that are gone (expired after a dropped link, or held by a
     /// node that died), unless another node swept them lately. Returns how many were freed.
     async fn sweep_names(&self) -> redis::RedisResult<u64> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn();
         let every = u64::try_from(self.sweep_every().as_millis()).unwrap_or(60_000);
         let claimed: Option<String> = redis::cmd("SET")
             .arg(SWEEP_KEY)
@@ -581,7 +624,7 @@ impl Store for RedisStore {
             .arg(conn.as_ref())
             .arg(self.settings.node.as_ref())
             .arg(session.as_ref())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.link.conn())
             .await
             .map_err(unavailable)?;
         Ok(name.and_then(|n| UserName::parse(&n).ok()))
@@ -607,7 +650,7 @@ impl Store for RedisStore {
             .arg(old.map(|o| o.key()).unwrap_or_default())
             .arg(NODE_PREFIX)
             .arg(SESSION_PREFIX)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.link.conn())
             .await
             .map_err(unavailable)?;
         if claimed == 1 {
@@ -627,7 +670,7 @@ impl Store for RedisStore {
             .arg(if how == Departure::Dropped { "1" } else { "0" })
             .arg(self.settings.session_ttl.as_millis() as u64)
             .arg(session.as_ref())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.link.conn())
             .await;
         if let Err(e) = result {
             // The session expires with its node's heartbeat instead.
@@ -658,7 +701,7 @@ impl Store for RedisStore {
                 .arg(room.as_str())
                 .arg(if create { "1" } else { "0" })
                 .arg(self.room_ttl_ms())
-                .invoke_async(&mut self.conn.clone())
+                .invoke_async(&mut self.link.conn())
                 .await
                 .map_err(unavailable)?;
         if opened < 0 {
@@ -680,7 +723,7 @@ impl Store for RedisStore {
             .member_call(&self.scripts.leave, room, member)
             .arg(room_channel(room))
             .arg(notice(room, NoticeKind::Left, &member.name, None))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.link.conn())
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -697,7 +740,7 @@ impl Store for RedisStore {
             .arg(member.name.as_str())
             .arg(room_channel(room))
             .arg(notice(room, NoticeKind::Renamed, &member.name, Some(old)))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.link.conn())
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -719,6 +762,11 @@ impl Store for RedisStore {
             client_id: client_id.as_deref(),
         })
         .map_err(unavailable)?;
+        let mut conn = if self.settings.wait_replicas > 0 {
+            self.link.waited_conn()
+        } else {
+            self.link.conn()
+        };
         let (seq, duplicate): (u64, u8) = self
             .scripts
             .append
@@ -733,9 +781,10 @@ impl Store for RedisStore {
             .arg(client_id.as_deref().unwrap_or_default())
             .arg(self.settings.dedup_window)
             .arg(self.room_ttl_ms())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
+        self.replicated(&mut conn).await?;
         Ok(Stored {
             seq,
             duplicate: duplicate == 1,
@@ -745,7 +794,7 @@ impl Store for RedisStore {
     async fn members(&self, room: &RoomName) -> Result<Vec<String>, Invalid> {
         let mut names: Vec<String> = redis::cmd("HVALS")
             .arg(room_key(room, "members"))
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.link.conn())
             .await
             .map_err(unavailable)?;
         sort_members(&mut names);
@@ -763,7 +812,7 @@ impl Store for RedisStore {
             .since
             .key(room_key(room, "meta"))
             .key(room_key(room, "history"))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.link.conn())
             .await
             .map_err(unavailable)?;
         if stored_epoch != epoch {
@@ -780,14 +829,33 @@ impl Store for RedisStore {
         self.bus.subscribe(room).await.map_err(unavailable)
     }
 
-    async fn reassert(&self, room: &RoomName, members: &[Member]) -> Result<(), Invalid> {
+    async fn reassert(
+        &self,
+        room: &RoomName,
+        members: &[Member],
+        delivered: Option<(&str, u64)>,
+    ) -> Result<(), Invalid> {
+        if let Some((epoch, seq)) = delivered {
+            let raised: i64 = self
+                .scripts
+                .catch_up
+                .key(room_key(room, "meta"))
+                .arg(epoch)
+                .arg(seq)
+                .invoke_async(&mut self.link.conn())
+                .await
+                .map_err(unavailable)?;
+            if raised == 1 {
+                tracing::warn!(%room, seq, "redis lost messages this node delivered (a failover?): numbering goes on after them");
+            }
+        }
         for member in members {
             let _: i64 = self
                 .member_call(&self.scripts.reassert, room, member)
                 .arg(member.name.as_str())
                 .arg(room_channel(room))
                 .arg(notice(room, NoticeKind::Joined, &member.name, None))
-                .invoke_async(&mut self.conn.clone())
+                .invoke_async(&mut self.link.conn())
                 .await
                 .map_err(unavailable)?;
         }
@@ -795,7 +863,7 @@ impl Store for RedisStore {
             let _: () = redis::cmd("SADD")
                 .arg(node_rooms_key(&self.settings.node))
                 .arg(room.as_str())
-                .query_async(&mut self.conn.clone())
+                .query_async(&mut self.link.conn())
                 .await
                 .map_err(unavailable)?;
         }
@@ -806,11 +874,54 @@ impl Store for RedisStore {
         self.bus.connected()
     }
 
+    async fn share_status(&self, status: String, ttl: Duration) {
+        let set = redis::cmd("SET")
+            .arg(status_key(&self.settings.node))
+            .arg(status)
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .exec_async(&mut self.link.conn())
+            .await;
+        if let Err(e) = set {
+            tracing::debug!(cause = %e, "cannot share this node's status");
+        }
+    }
+
+    async fn node_statuses(&self) -> Vec<String> {
+        let mut conn = self.link.conn();
+        let nodes: Vec<String> = match redis::cmd("SMEMBERS")
+            .arg(NODES)
+            .query_async(&mut conn)
+            .await
+        {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                tracing::debug!(cause = %e, "cannot list the nodes");
+                return Vec::new();
+            }
+        };
+        if nodes.is_empty() {
+            return Vec::new();
+        }
+        let keys: Vec<String> = nodes.iter().map(|n| status_key(n)).collect();
+        match redis::cmd("MGET")
+            .arg(keys)
+            .query_async::<Vec<Option<String>>>(&mut conn)
+            .await
+        {
+            Ok(statuses) => statuses.into_iter().flatten().collect(),
+            Err(e) => {
+                tracing::debug!(cause = %e, "cannot read the nodes' statuses");
+                Vec::new()
+            }
+        }
+    }
+
     async fn ready(&self) -> bool {
         if !self.bus.connected() {
             return false;
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn();
         let cmd = redis::cmd("PING");
         let ping = cmd.query_async::<String>(&mut conn);
         matches!(tokio::time::timeout(READY_TIMEOUT, ping).await, Ok(Ok(_)))
@@ -822,7 +933,7 @@ impl Store for RedisStore {
         pipe.del(node_key(node))
             .del(node_rooms_key(node))
             .srem(NODES, node.as_ref());
-        if let Err(e) = pipe.exec_async(&mut self.conn.clone()).await {
+        if let Err(e) = pipe.exec_async(&mut self.link.conn()).await {
             tracing::warn!(cause = %e, "could not deregister this node");
         }
     }
