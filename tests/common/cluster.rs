@@ -31,6 +31,14 @@ impl Drop for Scratch {
     }
 }
 
+/// Starts a helper server with its output discarded; `what` says what failed to start.
+fn spawn_quiet(cmd: &mut Command, what: &str) -> Child {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} does not start ({e}); scripts/setup.sh installs it"))
+}
+
 fn stop(child: &mut Option<Child>) {
     if let Some(mut c) = child.take() {
         let _ = c.kill();
@@ -84,16 +92,15 @@ impl Redis {
     pub fn restart(&mut self) {
         stop(&mut self.child);
         let port = self.port.to_string();
-        let child = Command::new("redis-server")
-            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(&self.dir.0)
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts (is it installed? scripts/setup.sh installs it)");
+        let child = spawn_quiet(
+            Command::new("redis-server")
+                .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+                .args(["--appendonly", "yes", "--appendfsync", "always"])
+                .arg("--dir")
+                .arg(&self.dir.0)
+                .args(&self.extra),
+            "redis-server",
+        );
         self.child = Some(child);
         wait_listening(self.port);
     }
@@ -129,13 +136,10 @@ impl Sentinel {
             master = master.port,
         );
         std::fs::write(&conf, text).expect("write sentinel.conf");
-        let child = Command::new("redis-server")
-            .arg(&conf)
-            .arg("--sentinel")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts in sentinel mode");
+        let child = spawn_quiet(
+            Command::new("redis-server").arg(&conf).arg("--sentinel"),
+            "redis-server --sentinel",
+        );
         wait_listening(port);
         Self {
             port,
@@ -359,16 +363,15 @@ impl Nginx {
         };
         let path = dir.0.join("nginx.conf");
         std::fs::write(&path, conf).expect("write nginx.conf");
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(&dir.0)
-            .arg("-c")
-            .arg(&path)
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx starts (is it installed? scripts/setup.sh installs it)");
+        let child = spawn_quiet(
+            Command::new("nginx")
+                .arg("-p")
+                .arg(&dir.0)
+                .arg("-c")
+                .arg(&path)
+                .args(["-g", "daemon off;"]),
+            "nginx",
+        );
         wait_listening(port);
         Self {
             port,
