@@ -13,8 +13,9 @@
 //!   nodes), `chorus:{u}:nr:<node>` (set of rooms where the node has members),
 //!   `chorus:{u}:status:<node>` (its status page report, JSON, with a TTL).
 //!
-//! Every change that others hear about is one Lua script that changes the keys *and* publishes,
-//! so the order of events on the channel is the order of changes in Redis, from every node.
+//! Every change that others hear about is one Lua script (in `lua/`, each headed by its KEYS and
+//! ARGV) that changes the keys *and* publishes, so the order of events on the channel is the
+//! order of changes in Redis, from every node.
 //!
 //! Liveness: each node refreshes its heartbeat key every `node_ttl / 4`. A node whose key expired
 //! is dead: the first live node to claim it (SET NX) removes its members from every room it
@@ -109,206 +110,18 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
-            // KEYS: names, my session. ARGV: name key, session, conn, node, name, old key or "",
-            // node prefix, session prefix. Returns 1, or 0 when a live session holds the name.
-            claim: Script::new(
-                r#"
-local owner = redis.call('HGET', KEYS[1], ARGV[1])
-if owner and owner ~= ARGV[2] then
-  local s = ARGV[8] .. owner
-  local held = redis.call('HMGET', s, 'conn', 'node')
-  if held[1] then
-    if held[1] == '' or redis.call('EXISTS', ARGV[7] .. held[2]) == 1 then
-      return 0
-    end
-  end
-  redis.call('DEL', s)
-end
-if ARGV[6] ~= '' and ARGV[6] ~= ARGV[1] and redis.call('HGET', KEYS[1], ARGV[6]) == ARGV[2] then
-  redis.call('HDEL', KEYS[1], ARGV[6])
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[2], 'name', ARGV[5], 'key', ARGV[1], 'conn', ARGV[3], 'node', ARGV[4])
-redis.call('PERSIST', KEYS[2])
-return 1
-"#,
-            ),
-            // KEYS: session, names. ARGV: conn, node, session. Returns the name or nil.
-            resume: Script::new(
-                r#"
-local s = redis.call('HMGET', KEYS[1], 'name', 'key')
-if not s[1] or redis.call('HGET', KEYS[2], s[2]) ~= ARGV[3] then
-  return false
-end
-redis.call('HSET', KEYS[1], 'conn', ARGV[1], 'node', ARGV[2])
-redis.call('PERSIST', KEYS[1])
-return s[1]
-"#,
-            ),
-            // KEYS: session, names. ARGV: conn, keep (1/0), ttl ms, session.
-            release: Script::new(
-                r#"
-if redis.call('HGET', KEYS[1], 'conn') ~= ARGV[1] then return 0 end
-if ARGV[2] == '1' then
-  redis.call('HSET', KEYS[1], 'conn', '')
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-else
-  local key = redis.call('HGET', KEYS[1], 'key')
-  if key and redis.call('HGET', KEYS[2], key) == ARGV[4] then redis.call('HDEL', KEYS[2], key) end
-  redis.call('DEL', KEYS[1])
-end
-return 1
-"#,
-            ),
-            // KEYS: meta, history, members, owners, ids, id order. ARGV: session, owner, name,
-            // channel, joined notice, room, may create (1/0), room ttl ms. Returns {names,
-            // history, epoch, seq, 1 if the room was opened (0 if not, -1 if it may not be)}.
-            join: Script::new(
-                r#"
-local fresh = redis.call('EXISTS', KEYS[1], KEYS[3]) == 0
-if fresh and ARGV[7] ~= '1' then return {{}, {}, '', '0', -1} end
-for i = 1, 6 do
-  if i ~= 3 and i ~= 4 then redis.call('PEXPIRE', KEYS[i], ARGV[8]) end
-end
-local prev = redis.call('HGET', KEYS[3], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
-redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
-if not prev then
-  redis.call('PUBLISH', ARGV[4], ARGV[5])
-elseif prev ~= ARGV[3] then
-  redis.call('PUBLISH', ARGV[4], cjson.encode({type = 'notice', room = ARGV[6], kind = 'renamed', name = ARGV[3], old_name = prev}))
-end
-local meta = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
-return {redis.call('HVALS', KEYS[3]), redis.call('LRANGE', KEYS[2], 0, -1), meta[1] or '', meta[2] or '0', fresh and 1 or 0}
-"#,
-            ),
-            // KEYS: members, owners. ARGV: session, owner, name, channel, joined notice.
-            reassert: Script::new(
-                r#"
-local owner = redis.call('HGET', KEYS[2], ARGV[1])
-if owner and owner ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-if not owner then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
-return 1
-"#,
-            ),
-            // KEYS: members, owners. ARGV: session, owner, channel, notice.
-            leave: Script::new(
-                r#"
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-return 1
-"#,
-            ),
-            // KEYS: members, owners. ARGV: session, owner, name, channel, notice.
-            rename: Script::new(
-                r#"
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('PUBLISH', ARGV[4], ARGV[5])
-return 1
-"#,
-            ),
-            // KEYS: meta, history, ids (hash client_id → seq), id order (list). ARGV: channel,
-            // epoch if new, the frame after its first '{' (everything but type, seq and epoch),
-            // history size, client_id or "", dedup window, room ttl ms. Returns {seq,
-            // duplicate (1/0)}. The room's data expires after the ttl without a message or join;
-            // it then starts again in a new epoch.
-            append: Script::new(
-                r#"
-if ARGV[5] ~= '' then
-  local seen = redis.call('HGET', KEYS[3], ARGV[5])
-  if seen then return {tonumber(seen), 1} end
-end
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[2]
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
-end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local frame = '{"type":"message","seq":' .. seq .. ',"epoch":"' .. epoch .. '",' .. ARGV[3]
-local keep = tonumber(ARGV[4])
-if keep > 0 then
-  redis.call('RPUSH', KEYS[2], frame)
-  redis.call('LTRIM', KEYS[2], -keep, -1)
-end
-local window = tonumber(ARGV[6])
-if ARGV[5] ~= '' and window > 0 then
-  redis.call('HSET', KEYS[3], ARGV[5], seq)
-  if redis.call('RPUSH', KEYS[4], ARGV[5]) > window then
-    redis.call('HDEL', KEYS[3], redis.call('LPOP', KEYS[4]))
-  end
-end
-for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[7]) end
-redis.call('PUBLISH', ARGV[1], frame)
-return {seq, 0}
-"#,
-            ),
-            // KEYS: meta. ARGV: epoch, seq delivered. Raises the room's seq to what a node
-            // delivered, when Redis lost the messages in between. Returns 1 if it did.
-            catch_up: Script::new(
-                r#"
-local meta = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
-if meta[1] == ARGV[1] and tonumber(meta[2] or '0') < tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'seq', ARGV[2])
-  return 1
-end
-return 0
-"#,
-            ),
-            // KEYS: meta, history.
-            since: Script::new(
-                r#"
-local meta = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
-return {redis.call('LRANGE', KEYS[2], 0, -1), meta[1] or '', meta[2] or '0'}
-"#,
-            ),
-            // KEYS: names. ARGV: cursor, batch size, session prefix, node prefix, session ttl
-            // ms. One step through the names: a name whose session is gone is freed; a session
-            // still attached to a dead node is detached, so that its user may resume it for the
-            // ttl like after a dropped link, and its name is freed by a later step. Returns
-            // {next cursor, names freed}.
-            sweep_names: Script::new(
-                r#"
-local page = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
-local kv, freed = page[2], 0
-for i = 1, #kv, 2 do
-  local s = ARGV[3] .. kv[i + 1]
-  local held = redis.call('HMGET', s, 'conn', 'node')
-  if not held[1] then
-    redis.call('HDEL', KEYS[1], kv[i])
-    freed = freed + 1
-  elseif held[1] ~= '' and redis.call('EXISTS', ARGV[4] .. held[2]) == 0 then
-    redis.call('HSET', s, 'conn', '')
-    redis.call('PEXPIRE', s, ARGV[5])
-  end
-end
-return {page[1], freed}
-"#,
-            ),
-            // KEYS: members, owners. ARGV: owner prefix of the dead node, channel, room.
-            reap: Script::new(
-                r#"
-local owners = redis.call('HGETALL', KEYS[2])
-local n = 0
-for i = 1, #owners, 2 do
-  local sid, owner = owners[i], owners[i + 1]
-  if string.sub(owner, 1, #ARGV[1]) == ARGV[1] then
-    local name = redis.call('HGET', KEYS[1], sid)
-    redis.call('HDEL', KEYS[1], sid)
-    redis.call('HDEL', KEYS[2], sid)
-    if name then
-      redis.call('PUBLISH', ARGV[2], cjson.encode({type = 'notice', room = ARGV[3], kind = 'left', name = name}))
-    end
-    n = n + 1
-  end
-end
-return n
-"#,
-            ),
+            claim: Script::new(include_str!("lua/claim.lua")),
+            resume: Script::new(include_str!("lua/resume.lua")),
+            release: Script::new(include_str!("lua/release.lua")),
+            join: Script::new(include_str!("lua/join.lua")),
+            reassert: Script::new(include_str!("lua/reassert.lua")),
+            leave: Script::new(include_str!("lua/leave.lua")),
+            rename: Script::new(include_str!("lua/rename.lua")),
+            append: Script::new(include_str!("lua/append.lua")),
+            catch_up: Script::new(include_str!("lua/catch_up.lua")),
+            since: Script::new(include_str!("lua/since.lua")),
+            sweep_names: Script::new(include_str!("lua/sweep_names.lua")),
+            reap: Script::new(include_str!("lua/reap.lua")),
         }
     }
 }
