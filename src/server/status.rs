@@ -1,6 +1,6 @@
 //! The status page's data: this node samples itself every [`SAMPLE_SECS`] (connections, rooms,
-//! messages stored and deliveries per second over the last five minutes), shares the result
-//! through the store so every node's page can show every live node, and answers
+//! messages stored and deliveries per second over the last five minutes), shares its status
+//! through the store every second so every node's page can show every live node, and answers
 //! `GET /status.json` with all of them.
 
 use super::AppState;
@@ -13,7 +13,9 @@ use std::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// A node's published status outlives three missed samples, then it is gone from the pages.
+/// How often a node publishes its status for the other nodes' pages.
+const SHARE_EVERY: Duration = Duration::from_secs(1);
+/// A node's published status outlives a few missed updates, then it is gone from the pages.
 const SHARED_FOR: Duration = Duration::from_secs(SAMPLE_SECS * 3);
 
 /// This node's recent history.
@@ -130,18 +132,24 @@ pub async fn status_json(State(app): State<AppState>) -> Json<StatusReport> {
     Json(report(&app).await)
 }
 
-/// Samples the node every [`SAMPLE_SECS`] and shares the result with the other nodes, until
-/// `stop`.
+/// Samples the node every [`SAMPLE_SECS`] and shares its status with the other nodes every
+/// [`SHARE_EVERY`] (so their pages show its counts, and whether Redis answers it, within a
+/// second), until `stop`.
 pub fn spawn(app: AppState, stop: CancellationToken) {
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(SAMPLE_SECS));
+        let mut every = tokio::time::interval(SHARE_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sample: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = every.tick() => {}
             }
-            app.status.sample(&app, Instant::now());
+            let now = Instant::now();
+            if last_sample.is_none_or(|t| now.duration_since(t).as_secs() >= SAMPLE_SECS) {
+                app.status.sample(&app, now);
+                last_sample = Some(now);
+            }
             if app.config.redis_target().is_some() {
                 match serde_json::to_string(&this_node(&app).await) {
                     Ok(json) => app.store.share_status(json, SHARED_FOR).await,
