@@ -10,14 +10,18 @@
 //! it delivered, drops repeats, and when a `seq` jumps or the bus says events may be lost
 //! (reconnect, lag) it fetches the missing messages from the store before going on. Member lists
 //! (`presence`) are read from the store at most once per `presence_interval` after a change.
+//!
+//! What the task awaits from the store: joins (the snapshot must meet the live stream), gap fills
+//! and the resync (order), nothing else. Leaves, renames and member-list reads run beside it,
+//! so a slow store call there never holds up delivery to the room.
 
 pub use super::outbox::Outbox;
 use super::{
     bus::{BusEvent, BusItem, RecvError, Subscription},
     metrics::Metrics,
-    store::{Member, Snapshot, Store, messages_after},
+    store::{Member, Snapshot, Store, StoreError, messages_after},
 };
-use crate::protocol::{ChatMessage, ErrorCode, Invalid, Position, RoomName, ServerMsg, UserName};
+use crate::protocol::{ChatMessage, Position, RoomName, ServerMsg, UserName};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -55,7 +59,7 @@ enum Command {
         /// Whether the join may open a room that does not exist yet.
         create: bool,
         /// Whether it did.
-        reply: oneshot::Sender<Result<bool, Invalid>>,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
     },
     Leave {
         member: Member,
@@ -65,7 +69,7 @@ enum Command {
     Rename {
         member: Member,
         old: UserName,
-        reply: oneshot::Sender<Result<(), Invalid>>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
 
@@ -135,7 +139,7 @@ impl Hub {
         outbox: &Outbox,
         since: Option<Position>,
         create: bool,
-    ) -> Result<bool, Invalid> {
+    ) -> Result<bool, StoreError> {
         self.ask(room, |reply| Command::Join {
             member: member.clone(),
             outbox: outbox.clone(),
@@ -167,7 +171,7 @@ impl Hub {
         room: &RoomName,
         member: &Member,
         old: &UserName,
-    ) -> Result<(), Invalid> {
+    ) -> Result<(), StoreError> {
         self.ask(room, |reply| Command::Rename {
             member: member.clone(),
             old: old.clone(),
@@ -181,13 +185,13 @@ impl Hub {
     async fn ask<T>(
         self: &Arc<Self>,
         room: &RoomName,
-        make: impl FnOnce(oneshot::Sender<Result<T, Invalid>>) -> Command,
-    ) -> Result<T, Invalid> {
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.command(room, make(reply));
         answer
             .await
-            .unwrap_or_else(|_| Err(Invalid::new(ErrorCode::Internal, "the room stopped")))
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the room's task stopped".into())))
     }
 
     /// Rooms with a task (members) on this node.
@@ -223,6 +227,12 @@ struct RoomTask {
     /// The last message this node delivered (or knew of from a snapshot): `(epoch, seq)`.
     epoch: Option<String>,
     delivered: u64,
+    /// Member lists read beside the task come back here, so a slow read never holds up
+    /// delivery.
+    lists: (
+        mpsc::UnboundedSender<Result<Vec<String>, StoreError>>,
+        mpsc::UnboundedReceiver<Result<Vec<String>, StoreError>>,
+    ),
 }
 
 async fn room_task(hub: Arc<Hub>, room: RoomName, mut commands: mpsc::UnboundedReceiver<Command>) {
@@ -233,7 +243,7 @@ async fn room_task(hub: Arc<Hub>, room: RoomName, mut commands: mpsc::UnboundedR
     {
         Ok(sub) => sub,
         Err(e) => {
-            tracing::warn!(code = %e.code, %room, "cannot subscribe to room");
+            tracing::warn!(cause = %e, %room, "cannot subscribe to room");
             refuse_all(&hub, &room, &mut commands);
             return;
         }
@@ -245,6 +255,7 @@ async fn room_task(hub: Arc<Hub>, room: RoomName, mut commands: mpsc::UnboundedR
         members: Vec::new(),
         epoch: None,
         delivered: 0,
+        lists: mpsc::unbounded_channel(),
     };
     let open = task.run(&mut sub, &mut commands).await;
     if !open {
@@ -274,9 +285,11 @@ impl RoomTask {
                     Ok(BusItem::Resync) | Err(RecvError::Lagged(_)) => self.resync().await,
                     Err(RecvError::Closed) => return false,
                 },
-                _ = tokio::time::sleep_until(self.presence.next_at), if self.presence.pending => {
-                    self.send_presence().await;
+                _ = tokio::time::sleep_until(self.presence.next_at),
+                    if self.presence.pending && !self.presence.reading => {
+                    self.read_presence();
                 }
+                Some(list) = self.lists.1.recv() => self.send_presence(list),
             }
             while self.members.is_empty() {
                 match self.hub.retire(&self.room, commands) {
@@ -334,11 +347,15 @@ impl RoomTask {
             }
             Command::Leave { member, reply } => {
                 self.members.retain(|m| m.member.conn != member.conn);
-                let leave = self.hub.store.leave(&self.room, &member);
-                if let Err(e) = self.hub.metrics.timed("leave", leave).await {
-                    tracing::warn!(code = %e.code, room = %self.room, "leave was not announced");
-                }
-                let _ = reply.send(());
+                // Stored beside the task; the connection hears back once it is.
+                let (hub, room) = (self.hub.clone(), self.room.clone());
+                tokio::spawn(async move {
+                    let leave = hub.store.leave(&room, &member);
+                    if let Err(e) = hub.metrics.timed("leave", leave).await {
+                        tracing::warn!(cause = %e, %room, "leave was not announced");
+                    }
+                    let _ = reply.send(());
+                });
             }
             Command::Rename { member, old, reply } => {
                 let Some(local) = self
@@ -350,8 +367,11 @@ impl RoomTask {
                     return;
                 };
                 local.member.name = member.name.clone();
-                let rename = self.hub.store.rename(&self.room, &member, &old);
-                let _ = reply.send(self.hub.metrics.timed("rename", rename).await);
+                let (hub, room) = (self.hub.clone(), self.room.clone());
+                tokio::spawn(async move {
+                    let rename = hub.store.rename(&room, &member, &old);
+                    let _ = reply.send(hub.metrics.timed("rename", rename).await);
+                });
             }
         }
     }
@@ -426,7 +446,7 @@ impl RoomTask {
                 false
             }
             Err(e) => {
-                tracing::warn!(code = %e.code, room = %self.room, "cannot fetch missed messages: members must reload");
+                tracing::warn!(cause = %e, room = %self.room, "cannot fetch missed messages: members must reload");
                 self.close_all();
                 false
             }
@@ -441,7 +461,7 @@ impl RoomTask {
         let delivered = self.epoch.as_deref().map(|e| (e, self.delivered));
         let reassert = self.hub.store.reassert(&self.room, &members, delivered);
         if let Err(e) = self.hub.metrics.timed("reassert", reassert).await {
-            tracing::warn!(code = %e.code, room = %self.room, "cannot re-register members");
+            tracing::warn!(cause = %e, room = %self.room, "cannot re-register members");
         }
         if !self.fill(None).await {
             return;
@@ -449,14 +469,20 @@ impl RoomTask {
         self.presence.pending = true;
     }
 
-    async fn send_presence(&mut self) {
+    /// Starts reading the member list beside the task; it comes back through `lists`.
+    fn read_presence(&mut self) {
         self.presence.sent();
-        match self
-            .hub
-            .metrics
-            .timed("members", self.hub.store.members(&self.room))
-            .await
-        {
+        self.presence.reading = true;
+        let (hub, room, done) = (self.hub.clone(), self.room.clone(), self.lists.0.clone());
+        tokio::spawn(async move {
+            let list = hub.metrics.timed("members", hub.store.members(&room)).await;
+            let _ = done.send(list);
+        });
+    }
+
+    fn send_presence(&mut self, list: Result<Vec<String>, StoreError>) {
+        self.presence.reading = false;
+        match list {
             Ok(members) => {
                 let frame = encode(&ServerMsg::Presence {
                     room: self.room.to_string(),
@@ -464,7 +490,7 @@ impl RoomTask {
                 });
                 self.fan_out(&frame);
             }
-            Err(e) => tracing::warn!(code = %e.code, room = %self.room, "no member list"),
+            Err(e) => tracing::warn!(cause = %e, room = %self.room, "no member list"),
         }
     }
 
@@ -515,9 +541,8 @@ fn refuse_all(hub: &Hub, room: &RoomName, commands: &mut mpsc::UnboundedReceiver
     loop {
         match hub.retire(room, commands) {
             Some(Command::Join { reply, .. }) => {
-                let _ = reply.send(Err(Invalid::new(
-                    ErrorCode::Internal,
-                    "the room is unavailable; try again",
+                let _ = reply.send(Err(StoreError::Unavailable(
+                    "the room's task could not subscribe".into(),
                 )));
             }
             Some(Command::Leave { reply, .. }) => {
@@ -542,6 +567,8 @@ struct PresenceThrottle {
     next_at: Instant,
     /// A change happened since the last list went out.
     pending: bool,
+    /// A list is being read.
+    reading: bool,
 }
 
 impl PresenceThrottle {
@@ -550,6 +577,7 @@ impl PresenceThrottle {
             interval,
             next_at: Instant::now(),
             pending: false,
+            reading: false,
         }
     }
 
@@ -583,8 +611,8 @@ fn fan_out(
 mod tests {
     use super::*;
     use crate::{
-        protocol::{MessageText, UserName},
-        server::store::MemoryStore,
+        protocol::MessageText,
+        server::store::{ConnId, Departure, MemoryStore, SessionId, Stored},
     };
 
     fn member(id: &str) -> (Member, Outbox) {
@@ -644,6 +672,143 @@ mod tests {
             seqs(&bo_out).await,
             [1, 2],
             "bo gets them once, in its history"
+        );
+    }
+
+    /// The in-memory store, but leaving a room and reading its member list take 2 s, as a Redis
+    /// call might near its timeout.
+    struct SlowStore(MemoryStore);
+
+    const SLOW: Duration = Duration::from_secs(2);
+
+    #[async_trait::async_trait]
+    impl Store for SlowStore {
+        async fn resume(
+            &self,
+            session: &SessionId,
+            conn: &ConnId,
+        ) -> Result<Option<UserName>, StoreError> {
+            self.0.resume(session, conn).await
+        }
+        async fn claim_name(
+            &self,
+            session: &SessionId,
+            conn: &ConnId,
+            name: &UserName,
+            old: Option<&UserName>,
+        ) -> Result<(), StoreError> {
+            self.0.claim_name(session, conn, name, old).await
+        }
+        async fn release(&self, session: &SessionId, conn: &ConnId, how: Departure) {
+            self.0.release(session, conn, how).await
+        }
+        async fn join(
+            &self,
+            room: &RoomName,
+            member: &Member,
+            create: bool,
+        ) -> Result<Snapshot, StoreError> {
+            self.0.join(room, member, create).await
+        }
+        async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), StoreError> {
+            tokio::time::sleep(SLOW).await;
+            self.0.leave(room, member).await
+        }
+        async fn rename(
+            &self,
+            room: &RoomName,
+            member: &Member,
+            old: &UserName,
+        ) -> Result<(), StoreError> {
+            self.0.rename(room, member, old).await
+        }
+        async fn append(
+            &self,
+            room: &RoomName,
+            from: &UserName,
+            text: MessageText,
+            client_id: Option<String>,
+        ) -> Result<Stored, StoreError> {
+            self.0.append(room, from, text, client_id).await
+        }
+        async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
+            tokio::time::sleep(SLOW).await;
+            self.0.members(room).await
+        }
+        async fn since(
+            &self,
+            room: &RoomName,
+            epoch: &str,
+            seq: u64,
+        ) -> Result<Option<Vec<ChatMessage>>, StoreError> {
+            self.0.since(room, epoch, seq).await
+        }
+        async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {
+            self.0.subscribe(room).await
+        }
+        async fn reassert(
+            &self,
+            room: &RoomName,
+            members: &[Member],
+            delivered: Option<(&str, u64)>,
+        ) -> Result<(), StoreError> {
+            self.0.reassert(room, members, delivered).await
+        }
+        async fn ready(&self) -> bool {
+            true
+        }
+    }
+
+    /// Waits for the next chat message queued for the member; returns its text.
+    async fn next_text(outbox: &Outbox) -> String {
+        loop {
+            let frames = outbox.take().await.expect("queue open");
+            for frame in frames {
+                let Message::Text(text) = frame else { continue };
+                if let Ok(ServerMsg::Message(m)) = serde_json::from_str::<ServerMsg>(&text) {
+                    return m.text;
+                }
+            }
+        }
+    }
+
+    // Paused time: a task stuck in a 2 s store call would let the clock jump 2 s ahead.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_leave_or_member_list_does_not_hold_up_delivery() {
+        let memory = MemoryStore::new(100, 100, 10, Duration::from_secs(30));
+        let store: Arc<dyn Store> = Arc::new(SlowStore(memory));
+        let hub = Hub::new(store.clone(), Duration::from_millis(50), Arc::default());
+        let room = RoomName::lobby();
+        let (ann, ann_out) = member("ann");
+        let (bo, bo_out) = member("bo");
+        let (cy, cy_out) = member("cy");
+        for (m, out) in [(&ann, &ann_out), (&bo, &bo_out), (&cy, &cy_out)] {
+            hub.join(&room, m, out, None, true).await.expect("joins");
+        }
+        // The joins asked for a member list (2 s to read), and cy leaves (2 s to store).
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let leaving = tokio::spawn({
+            let (hub, room, cy) = (hub.clone(), room.clone(), cy.clone());
+            async move { hub.leave(&room, &cy).await }
+        });
+        tokio::task::yield_now().await;
+
+        let sent = tokio::time::Instant::now();
+        let text = MessageText::parse("still flowing".into(), 100).expect("valid text");
+        store
+            .append(&room, &ann.name, text, None)
+            .await
+            .expect("stored");
+        assert_eq!(next_text(&bo_out).await, "still flowing");
+        assert!(
+            sent.elapsed() < SLOW,
+            "delivered after {:?}: the room waited for the store",
+            sent.elapsed()
+        );
+        leaving.await.expect("the leave ends");
+        assert!(
+            sent.elapsed() >= SLOW - Duration::from_millis(100),
+            "the leave itself was slow"
         );
     }
 }

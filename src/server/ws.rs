@@ -14,7 +14,7 @@ use super::{
     guard::{FrameKind, FrameLimits, Ticket, Verdict},
     hub::{CLOSE_TRY_AGAIN, Hub, Outbox, encode},
     metrics::{Metrics, close_reason},
-    store::{ConnId, Departure, Member, SessionId, Store},
+    store::{ConnId, Departure, Member, SessionId, Store, StoreError},
 };
 use crate::protocol::{
     ClientMsg, ErrorCode, Invalid, Limits, MAX_NAME_CHARS, MessageText, PROTOCOL_VERSION, Position,
@@ -283,6 +283,37 @@ fn start(
 /// resumes a name), so it must not be guessable.
 fn random_id() -> String {
     format!("{:032x}", rand::random::<u128>())
+}
+
+/// What a client is told when the store could not do what it asked: the one place where storage
+/// outcomes become wire error codes and sentences. An unavailable store is logged at debug level
+/// only (one line per refused request would flood the log during an outage, which the bus and the
+/// readiness check already report once); `chorus_errors_sent_total{code="internal"}` counts them.
+impl From<StoreError> for Invalid {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(cause) => {
+                tracing::debug!(%cause, "store unavailable: request refused");
+                Invalid::new(
+                    ErrorCode::Internal,
+                    "the chat store is unreachable; try again shortly",
+                )
+            }
+            StoreError::NameTaken(name) => Invalid::new(
+                ErrorCode::NameTaken,
+                format!("the name {name} is taken; pick another"),
+            ),
+            StoreError::CreationLimited => Invalid::new(
+                ErrorCode::TooManyRooms,
+                "you opened many new rooms just now; join an existing one or wait a minute",
+            ),
+            StoreError::RoomsFull => Invalid::new(
+                ErrorCode::TooManyRooms,
+                "the server holds as many rooms as it may; join an existing one",
+            ),
+            StoreError::NotInRoom => Invalid::new(ErrorCode::NotInRoom, "join the room first"),
+        }
+    }
 }
 
 /// A session id as `resume` may name it: what `random_id` makes.
@@ -758,7 +789,7 @@ impl Connection {
             let member = self.member()?;
             for room in &self.rooms {
                 if let Err(e) = self.node.hub.rename(room, &member, &old).await {
-                    tracing::warn!(code = %e.code, %room, "rename was not announced");
+                    tracing::warn!(cause = %e, %room, "rename was not announced");
                 }
             }
         }

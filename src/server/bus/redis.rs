@@ -69,6 +69,7 @@ impl RedisBus {
         let connected = Arc::new(AtomicBool::new(false));
         let supervisor = Supervisor {
             moved: link.moved(),
+            listing: list_rooms(link.clone()),
             link,
             rooms_key,
             routes: HashMap::new(),
@@ -108,6 +109,8 @@ impl RedisBus {
 
 struct Supervisor {
     link: Link,
+    /// SADD/SREM of this node's rooms, applied in order beside the supervisor.
+    listing: mpsc::UnboundedSender<redis::Cmd>,
     /// Fires when the Redis master moved.
     moved: tokio::sync::watch::Receiver<u64>,
     rooms_key: String,
@@ -121,6 +124,20 @@ struct Supervisor {
         mpsc::UnboundedSender<RoomName>,
         mpsc::UnboundedReceiver<RoomName>,
     ),
+}
+
+/// Applies the node's room listing commands one after another, in the order given, so that a
+/// room added, removed and added again ends up listed. Ends with the supervisor.
+fn list_rooms(link: Link) -> mpsc::UnboundedSender<redis::Cmd> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<redis::Cmd>();
+    tokio::spawn(async move {
+        while let Some(cmd) = rx.recv().await {
+            if let Err(e) = cmd.exec_async(&mut link.conn()).await {
+                tracing::warn!(cause = %e, "cannot update this node's room list in redis");
+            }
+        }
+    });
+    tx
 }
 
 /// Why a connected session of the supervisor ended.
@@ -209,7 +226,7 @@ impl Supervisor {
                 .map_err(|_| "re-subscribe timed out".to_owned())?
                 .map_err(|e| e.to_string())?;
             let rooms: Vec<String> = self.routes.values().map(|r| r.room.to_string()).collect();
-            self.register(&rooms).await;
+            self.register(rooms);
         }
         Ok((sink, stream))
     }
@@ -278,7 +295,7 @@ impl Supervisor {
             Ok(Ok(())) => {
                 let (tx, _) = broadcast::channel(ROOM_CAPACITY);
                 let sub = self.subscription(&room, &tx);
-                self.register(&[room.to_string()]).await;
+                self.register(vec![room.to_string()]);
                 self.routes.insert(channel, Route { room, tx });
                 let _ = reply.send(Ok(sub));
                 Ok(())
@@ -298,14 +315,14 @@ impl Supervisor {
         Subscription::with_drop_notice(tx.subscribe(), self.unsubscribed.0.clone(), room.clone())
     }
 
-    /// Lists rooms in this node's set, for the reaper should the node die. Best effort: a room
-    /// missing from it only delays ghost removal until the members' own sessions expire.
-    async fn register(&mut self, rooms: &[String]) {
+    /// Lists rooms in this node's set, for the reaper should the node die; beside the
+    /// supervisor, which serves every room's subscriptions and must not wait on it. Best effort:
+    /// a room missing from it only delays ghost removal until the members' own sessions expire
+    /// (and each resync lists it again).
+    fn register(&self, rooms: Vec<String>) {
         let mut cmd = redis::cmd("SADD");
         cmd.arg(&self.rooms_key).arg(rooms);
-        if let Err(e) = cmd.exec_async(&mut self.link.conn()).await {
-            tracing::warn!(cause = %e, "cannot list this node's rooms in redis");
-        }
+        let _ = self.listing.send(cmd);
     }
 
     /// Drops the route once its last subscriber is gone; returns the channel to unsubscribe.
@@ -319,16 +336,9 @@ impl Supervisor {
             return None;
         }
         self.routes.remove(&channel);
-        let mut commands = self.link.conn();
-        let key = self.rooms_key.clone();
-        let room = room.to_string();
-        tokio::spawn(async move {
-            let _ = redis::cmd("SREM")
-                .arg(key)
-                .arg(room)
-                .exec_async(&mut commands)
-                .await;
-        });
+        let mut cmd = redis::cmd("SREM");
+        cmd.arg(&self.rooms_key).arg(room.as_str());
+        let _ = self.listing.send(cmd);
         Some(channel)
     }
 

@@ -4,11 +4,11 @@
 //! `internal` error. Once connected, every call goes straight to the Redis store.
 
 use super::{
-    ConnId, Departure, Member, SessionId, Snapshot, Store, Stored,
+    ConnId, Departure, Member, SessionId, Snapshot, Store, StoreError, Stored,
     redis::{RedisSettings, RedisStore},
 };
 use crate::{
-    protocol::{ChatMessage, ErrorCode, Invalid, MessageText, RoomName, UserName},
+    protocol::{ChatMessage, MessageText, RoomName, UserName},
     server::bus::Subscription,
 };
 use std::{
@@ -56,12 +56,9 @@ impl Later {
         later
     }
 
-    fn store(&self) -> Result<&Arc<RedisStore>, Invalid> {
+    fn store(&self) -> Result<&Arc<RedisStore>, StoreError> {
         self.inner.get().ok_or_else(|| {
-            Invalid::new(
-                ErrorCode::Internal,
-                "the chat store is not reachable yet; try again shortly",
-            )
+            StoreError::Unavailable("redis has not answered since the node started".into())
         })
     }
 }
@@ -72,7 +69,7 @@ impl Store for Later {
         &self,
         session: &SessionId,
         conn: &ConnId,
-    ) -> Result<Option<UserName>, Invalid> {
+    ) -> Result<Option<UserName>, StoreError> {
         self.store()?.resume(session, conn).await
     }
 
@@ -82,7 +79,7 @@ impl Store for Later {
         conn: &ConnId,
         name: &UserName,
         old: Option<&UserName>,
-    ) -> Result<(), Invalid> {
+    ) -> Result<(), StoreError> {
         self.store()?.claim_name(session, conn, name, old).await
     }
 
@@ -97,11 +94,11 @@ impl Store for Later {
         room: &RoomName,
         member: &Member,
         create: bool,
-    ) -> Result<Snapshot, Invalid> {
+    ) -> Result<Snapshot, StoreError> {
         self.store()?.join(room, member, create).await
     }
 
-    async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), Invalid> {
+    async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), StoreError> {
         self.store()?.leave(room, member).await
     }
 
@@ -110,7 +107,7 @@ impl Store for Later {
         room: &RoomName,
         member: &Member,
         old: &UserName,
-    ) -> Result<(), Invalid> {
+    ) -> Result<(), StoreError> {
         self.store()?.rename(room, member, old).await
     }
 
@@ -120,11 +117,11 @@ impl Store for Later {
         from: &UserName,
         text: MessageText,
         client_id: Option<String>,
-    ) -> Result<Stored, Invalid> {
+    ) -> Result<Stored, StoreError> {
         self.store()?.append(room, from, text, client_id).await
     }
 
-    async fn members(&self, room: &RoomName) -> Result<Vec<String>, Invalid> {
+    async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
         self.store()?.members(room).await
     }
 
@@ -133,11 +130,11 @@ impl Store for Later {
         room: &RoomName,
         epoch: &str,
         seq: u64,
-    ) -> Result<Option<Vec<ChatMessage>>, Invalid> {
+    ) -> Result<Option<Vec<ChatMessage>>, StoreError> {
         self.store()?.since(room, epoch, seq).await
     }
 
-    async fn subscribe(&self, room: &RoomName) -> Result<Subscription, Invalid> {
+    async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {
         self.store()?.subscribe(room).await
     }
 
@@ -146,7 +143,7 @@ impl Store for Later {
         room: &RoomName,
         members: &[Member],
         delivered: Option<(&str, u64)>,
-    ) -> Result<(), Invalid> {
+    ) -> Result<(), StoreError> {
         self.store()?.reassert(room, members, delivered).await
     }
 

@@ -3,14 +3,11 @@
 //! events go out in the order they happened.
 
 use super::{
-    ConnId, Departure, Member, RecentIds, SessionId, Snapshot, Store, Stored, creation_limited,
-    messages_after, name_taken, new_epoch, now_ms,
+    ConnId, Departure, Member, RecentIds, SessionId, Snapshot, Store, StoreError, Stored,
+    messages_after, new_epoch, now_ms,
 };
 use crate::{
-    protocol::{
-        ChatMessage, ErrorCode, Invalid, MessageText, NoticeKind, RoomName, ServerMsg, UserName,
-        sort_members,
-    },
+    protocol::{ChatMessage, MessageText, NoticeKind, RoomName, ServerMsg, UserName, sort_members},
     server::bus::{BusEvent, MemoryBus, Subscription},
 };
 use std::{
@@ -176,13 +173,13 @@ impl MemoryStore {
         &self,
         room: &RoomName,
         create: bool,
-    ) -> Result<Arc<tokio::sync::Mutex<Room>>, Invalid> {
+    ) -> Result<Arc<tokio::sync::Mutex<Room>>, StoreError> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = rooms.get(room) {
             return Ok(r.clone());
         }
         if !create {
-            return Err(creation_limited());
+            return Err(StoreError::CreationLimited);
         }
         let now = Instant::now();
         let sweep_due = {
@@ -197,10 +194,7 @@ impl MemoryStore {
             self.evict(&mut rooms, now);
         }
         if rooms.len() >= self.max_rooms {
-            return Err(Invalid::new(
-                ErrorCode::TooManyRooms,
-                "the server holds as many rooms as it may; join an existing one",
-            ));
+            return Err(StoreError::RoomsFull);
         }
         let r = Arc::new(tokio::sync::Mutex::new(Room::new()));
         rooms.insert(room.clone(), r.clone());
@@ -271,7 +265,7 @@ impl Store for MemoryStore {
         &self,
         session: &SessionId,
         conn: &ConnId,
-    ) -> Result<Option<UserName>, Invalid> {
+    ) -> Result<Option<UserName>, StoreError> {
         let mut s = self.sessions();
         let now = Instant::now();
         Ok(match s.sessions.get_mut(session) {
@@ -290,7 +284,7 @@ impl Store for MemoryStore {
         conn: &ConnId,
         name: &UserName,
         old: Option<&UserName>,
-    ) -> Result<(), Invalid> {
+    ) -> Result<(), StoreError> {
         let mut s = self.sessions();
         let now = Instant::now();
         let key = name.key();
@@ -298,7 +292,7 @@ impl Store for MemoryStore {
             && owner != *session
         {
             if s.sessions.get(&owner).is_some_and(|r| r.live(now)) {
-                return Err(name_taken(name));
+                return Err(StoreError::NameTaken(name.clone()));
             }
             s.drop_session(&owner);
         }
@@ -345,7 +339,7 @@ impl Store for MemoryStore {
         room_name: &RoomName,
         member: &Member,
         create: bool,
-    ) -> Result<Snapshot, Invalid> {
+    ) -> Result<Snapshot, StoreError> {
         let mut room = loop {
             let guard = self.get_or_create(room_name, create)?.lock_owned().await;
             if !guard.retired {
@@ -375,7 +369,7 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn leave(&self, room_name: &RoomName, member: &Member) -> Result<(), Invalid> {
+    async fn leave(&self, room_name: &RoomName, member: &Member) -> Result<(), StoreError> {
         let Some(room_ref) = self.existing(room_name) else {
             return Ok(());
         };
@@ -395,7 +389,7 @@ impl Store for MemoryStore {
         room_name: &RoomName,
         member: &Member,
         old: &UserName,
-    ) -> Result<(), Invalid> {
+    ) -> Result<(), StoreError> {
         let Some(room) = self.existing(room_name) else {
             return Ok(());
         };
@@ -417,9 +411,9 @@ impl Store for MemoryStore {
         from: &UserName,
         text: MessageText,
         client_id: Option<String>,
-    ) -> Result<Stored, Invalid> {
+    ) -> Result<Stored, StoreError> {
         let Some(room) = self.existing(room_name) else {
-            return Err(Invalid::new(ErrorCode::NotInRoom, "join the room first"));
+            return Err(StoreError::NotInRoom);
         };
         let mut room = room.lock().await;
         if let Some(seq) = client_id.as_deref().and_then(|id| room.recent_ids.get(id)) {
@@ -458,7 +452,7 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn members(&self, room: &RoomName) -> Result<Vec<String>, Invalid> {
+    async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
         Ok(match self.existing(room) {
             Some(room) => room.lock().await.member_names(),
             None => Vec::new(),
@@ -470,7 +464,7 @@ impl Store for MemoryStore {
         room: &RoomName,
         epoch: &str,
         seq: u64,
-    ) -> Result<Option<Vec<ChatMessage>>, Invalid> {
+    ) -> Result<Option<Vec<ChatMessage>>, StoreError> {
         let Some(room) = self.existing(room) else {
             return Ok(None);
         };
@@ -485,7 +479,7 @@ impl Store for MemoryStore {
         ))
     }
 
-    async fn subscribe(&self, room: &RoomName) -> Result<Subscription, Invalid> {
+    async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {
         Ok(self.bus.subscribe(room))
     }
 
@@ -494,7 +488,7 @@ impl Store for MemoryStore {
         _room: &RoomName,
         _members: &[Member],
         _delivered: Option<(&str, u64)>,
-    ) -> Result<(), Invalid> {
+    ) -> Result<(), StoreError> {
         // Nothing outside this process can lose them.
         Ok(())
     }
@@ -536,8 +530,8 @@ mod tests {
         assert_eq!(
             s.claim_name(&b, &cb, &name("ANN"), None)
                 .await
-                .map_err(|e| e.code),
-            Err(ErrorCode::NameTaken)
+                .map_err(|e| matches!(e, StoreError::NameTaken(_))),
+            Err(true)
         );
         // The holder may change the case of its own name.
         s.claim_name(&a, &ca, &name("ann"), Some(&name("Ann")))
@@ -561,8 +555,8 @@ mod tests {
         assert_eq!(
             s.claim_name(&b, &cb, &name("ann"), None)
                 .await
-                .map_err(|e| e.code),
-            Err(ErrorCode::NameTaken),
+                .map_err(|e| matches!(e, StoreError::NameTaken(_))),
+            Err(true),
             "reserved for its session"
         );
         assert_eq!(s.resume(&a, &ca2).await.expect("ok"), Some(name("ann")));
@@ -571,8 +565,8 @@ mod tests {
         assert_eq!(
             s.claim_name(&b, &cb, &name("ann"), None)
                 .await
-                .map_err(|e| e.code),
-            Err(ErrorCode::NameTaken)
+                .map_err(|e| matches!(e, StoreError::NameTaken(_))),
+            Err(true)
         );
         s.release(&a, &ca2, Departure::Dropped).await;
         tokio::time::sleep(Duration::from_millis(80)).await;
@@ -719,10 +713,7 @@ mod tests {
         let third = s
             .join(&RoomName::parse("r3").expect("valid"), &a, true)
             .await;
-        assert_eq!(
-            third.map(|_| ()).map_err(|e| e.code),
-            Err(ErrorCode::TooManyRooms)
-        );
+        assert_eq!(third.map(|_| ()), Err(StoreError::RoomsFull));
     }
 
     /// A room with one stored message whose only member left again.
@@ -820,11 +811,8 @@ mod tests {
         assert!(!snap.created);
         let new = RoomName::parse("new").expect("valid");
         assert_eq!(
-            s.join(&new, &member("b", "bo"), false)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.code),
-            Err(ErrorCode::TooManyRooms)
+            s.join(&new, &member("b", "bo"), false).await.map(|_| ()),
+            Err(StoreError::CreationLimited)
         );
     }
 }

@@ -19,7 +19,7 @@ pub use later::Later;
 pub use memory::MemoryStore;
 
 use super::bus::Subscription;
-use crate::protocol::{ChatMessage, ErrorCode, Invalid, MessageText, RoomName, UserName};
+use crate::protocol::{ChatMessage, MessageText, RoomName, UserName};
 use std::{
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -98,8 +98,11 @@ pub enum Departure {
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Attaches an earlier session to `conn`; its name if it is still alive, `None` if unknown.
-    async fn resume(&self, session: &SessionId, conn: &ConnId)
-    -> Result<Option<UserName>, Invalid>;
+    async fn resume(
+        &self,
+        session: &SessionId,
+        conn: &ConnId,
+    ) -> Result<Option<UserName>, StoreError>;
 
     /// Takes `name` for the session (held by `conn`), giving up `old` if it held one.
     async fn claim_name(
@@ -108,7 +111,7 @@ pub trait Store: Send + Sync + 'static {
         conn: &ConnId,
         name: &UserName,
         old: Option<&UserName>,
-    ) -> Result<(), Invalid>;
+    ) -> Result<(), StoreError>;
 
     /// The connection holding the session ended.
     async fn release(&self, session: &SessionId, conn: &ConnId, how: Departure);
@@ -121,14 +124,18 @@ pub trait Store: Send + Sync + 'static {
         room: &RoomName,
         member: &Member,
         create: bool,
-    ) -> Result<Snapshot, Invalid>;
+    ) -> Result<Snapshot, StoreError>;
 
     /// Removes the member and announces it, unless another connection took its session over.
-    async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), Invalid>;
+    async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), StoreError>;
 
     /// Announces that the member, formerly `old`, is now called `member.name`.
-    async fn rename(&self, room: &RoomName, member: &Member, old: &UserName)
-    -> Result<(), Invalid>;
+    async fn rename(
+        &self,
+        room: &RoomName,
+        member: &Member,
+        old: &UserName,
+    ) -> Result<(), StoreError>;
 
     /// Stores a message under the room's next `seq` and publishes it, as one step — unless its
     /// `client_id` is among the room's last `dedup_window` ones: then nothing is stored and the
@@ -139,10 +146,10 @@ pub trait Store: Send + Sync + 'static {
         from: &UserName,
         text: MessageText,
         client_id: Option<String>,
-    ) -> Result<Stored, Invalid>;
+    ) -> Result<Stored, StoreError>;
 
     /// The room's member names, sorted as the protocol promises.
-    async fn members(&self, room: &RoomName) -> Result<Vec<String>, Invalid>;
+    async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError>;
 
     /// The stored messages after `seq` of `epoch`, in order — `None` when they cannot all be
     /// had (trimmed from the history, or the epoch is gone).
@@ -151,10 +158,10 @@ pub trait Store: Send + Sync + 'static {
         room: &RoomName,
         epoch: &str,
         seq: u64,
-    ) -> Result<Option<Vec<ChatMessage>>, Invalid>;
+    ) -> Result<Option<Vec<ChatMessage>>, StoreError>;
 
     /// Subscribes this node to the room's events.
-    async fn subscribe(&self, room: &RoomName) -> Result<Subscription, Invalid>;
+    async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError>;
 
     /// Puts this node's members of the room back where the store may have lost them (Redis came
     /// back without its data, or thought this node dead). Announces only those it re-adds.
@@ -166,7 +173,7 @@ pub trait Store: Send + Sync + 'static {
         room: &RoomName,
         members: &[Member],
         delivered: Option<(&str, u64)>,
-    ) -> Result<(), Invalid>;
+    ) -> Result<(), StoreError>;
 
     /// Publishes this node's status (JSON) for the other nodes' status pages, kept for `ttl`.
     /// Only stores shared by many nodes keep it.
@@ -189,27 +196,31 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self) {}
 }
 
-pub(crate) fn unavailable(cause: impl std::fmt::Display) -> Invalid {
-    tracing::error!(cause = %cause, "store unavailable");
-    Invalid::new(
-        ErrorCode::Internal,
-        "the chat store is unreachable; try again shortly",
-    )
+/// Why a store call failed. Storage says what happened; `ws.rs` alone turns it into what the
+/// client is told (`impl From<StoreError> for Invalid`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or did not answer (Redis down, failing over, timed out):
+    /// trying again later may work.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A live session holds the name (or a look-alike of it).
+    #[error("the name {0} is taken")]
+    NameTaken(UserName),
+    /// A join that would open a room, from a connection that opened its share of them lately.
+    #[error("the connection opened its share of new rooms")]
+    CreationLimited,
+    /// The node holds as many rooms as it may (in-memory store).
+    #[error("the node holds its maximum of rooms")]
+    RoomsFull,
+    /// A message for a room the sender is not in.
+    #[error("not in the room")]
+    NotInRoom,
 }
 
-/// A join that would open a room, from a connection that opened its share of them lately.
-pub(crate) fn creation_limited() -> Invalid {
-    Invalid::new(
-        ErrorCode::TooManyRooms,
-        "you opened many new rooms just now; join an existing one or wait a minute",
-    )
-}
-
-pub(crate) fn name_taken(name: &UserName) -> Invalid {
-    Invalid::new(
-        ErrorCode::NameTaken,
-        format!("the name {name} is taken; pick another"),
-    )
+/// The store could not do it; `cause` says why (kept for the logs, never sent to clients).
+pub(crate) fn unavailable(cause: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(cause.to_string())
 }
 
 pub(crate) fn now_ms() -> u64 {

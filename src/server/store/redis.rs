@@ -22,13 +22,11 @@
 //! listed, announcing them as `left`, and its sessions stop holding names.
 
 use super::{
-    ConnId, Departure, Member, SessionId, Snapshot, Store, Stored, creation_limited,
-    messages_after, name_taken, new_epoch, now_ms, unavailable,
+    ConnId, Departure, Member, SessionId, Snapshot, Store, StoreError, Stored, messages_after,
+    new_epoch, now_ms, unavailable,
 };
 use crate::{
-    protocol::{
-        ChatMessage, Invalid, MessageText, NoticeKind, RoomName, ServerMsg, UserName, sort_members,
-    },
+    protocol::{ChatMessage, MessageText, NoticeKind, RoomName, ServerMsg, UserName, sort_members},
     server::bus::{Link, RedisBus, Subscription, Target, room_channel},
 };
 use prometheus_client::metrics::counter::Counter;
@@ -102,7 +100,6 @@ struct Scripts {
     rename: Script,
     append: Script,
     since: Script,
-    catch_up: Script,
     reap: Script,
     sweep_names: Script,
 }
@@ -118,7 +115,6 @@ impl Scripts {
             leave: Script::new(include_str!("lua/leave.lua")),
             rename: Script::new(include_str!("lua/rename.lua")),
             append: Script::new(include_str!("lua/append.lua")),
-            catch_up: Script::new(include_str!("lua/catch_up.lua")),
             since: Script::new(include_str!("lua/since.lua")),
             sweep_names: Script::new(include_str!("lua/sweep_names.lua")),
             reap: Script::new(include_str!("lua/reap.lua")),
@@ -200,7 +196,7 @@ impl RedisStore {
     /// With `wait_replicas`, waits until that many replicas have every write made so far on
     /// this connection (the message just appended among them); a message they did not confirm
     /// in time is not acknowledged: its sender re-sends it, and the dedup window keeps it once.
-    async fn replicated(&self, conn: &mut redis::aio::ConnectionManager) -> Result<(), Invalid> {
+    async fn replicated(&self, conn: &mut redis::aio::ConnectionManager) -> Result<(), StoreError> {
         let wanted = self.settings.wait_replicas;
         if wanted == 0 {
             return Ok(());
@@ -428,7 +424,7 @@ impl Store for RedisStore {
         &self,
         session: &SessionId,
         conn: &ConnId,
-    ) -> Result<Option<UserName>, Invalid> {
+    ) -> Result<Option<UserName>, StoreError> {
         let name: Option<String> = self
             .scripts
             .resume
@@ -449,7 +445,7 @@ impl Store for RedisStore {
         conn: &ConnId,
         name: &UserName,
         old: Option<&UserName>,
-    ) -> Result<(), Invalid> {
+    ) -> Result<(), StoreError> {
         let claimed: i64 = self
             .scripts
             .claim
@@ -469,7 +465,7 @@ impl Store for RedisStore {
         if claimed == 1 {
             Ok(())
         } else {
-            Err(name_taken(name))
+            Err(StoreError::NameTaken(name.clone()))
         }
     }
 
@@ -496,7 +492,7 @@ impl Store for RedisStore {
         room: &RoomName,
         member: &Member,
         create: bool,
-    ) -> Result<Snapshot, Invalid> {
+    ) -> Result<Snapshot, StoreError> {
         let (names, history, epoch, seq, opened): (Vec<String>, Vec<String>, String, String, i64) =
             self.scripts
                 .join
@@ -518,7 +514,7 @@ impl Store for RedisStore {
                 .await
                 .map_err(unavailable)?;
         if opened < 0 {
-            return Err(creation_limited());
+            return Err(StoreError::CreationLimited);
         }
         let mut members = names;
         sort_members(&mut members);
@@ -531,7 +527,7 @@ impl Store for RedisStore {
         })
     }
 
-    async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), Invalid> {
+    async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), StoreError> {
         let _: i64 = self
             .member_call(&self.scripts.leave, room, member)
             .arg(room_channel(room))
@@ -547,7 +543,7 @@ impl Store for RedisStore {
         room: &RoomName,
         member: &Member,
         old: &UserName,
-    ) -> Result<(), Invalid> {
+    ) -> Result<(), StoreError> {
         let _: i64 = self
             .member_call(&self.scripts.rename, room, member)
             .arg(member.name.as_str())
@@ -565,7 +561,7 @@ impl Store for RedisStore {
         from: &UserName,
         text: MessageText,
         client_id: Option<String>,
-    ) -> Result<Stored, Invalid> {
+    ) -> Result<Stored, StoreError> {
         let ts = now_ms();
         let body = serde_json::to_string(&MessageBody {
             room: room.as_str(),
@@ -604,7 +600,7 @@ impl Store for RedisStore {
         })
     }
 
-    async fn members(&self, room: &RoomName) -> Result<Vec<String>, Invalid> {
+    async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
         let mut names: Vec<String> = redis::cmd("HVALS")
             .arg(room_key(room, "members"))
             .query_async(&mut self.link.conn())
@@ -619,7 +615,7 @@ impl Store for RedisStore {
         room: &RoomName,
         epoch: &str,
         seq: u64,
-    ) -> Result<Option<Vec<ChatMessage>>, Invalid> {
+    ) -> Result<Option<Vec<ChatMessage>>, StoreError> {
         let (history, stored_epoch, last): (Vec<String>, String, String) = self
             .scripts
             .since
@@ -638,7 +634,7 @@ impl Store for RedisStore {
         ))
     }
 
-    async fn subscribe(&self, room: &RoomName) -> Result<Subscription, Invalid> {
+    async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {
         self.bus.subscribe(room).await.map_err(unavailable)
     }
 
@@ -647,30 +643,28 @@ impl Store for RedisStore {
         room: &RoomName,
         members: &[Member],
         delivered: Option<(&str, u64)>,
-    ) -> Result<(), Invalid> {
-        if let Some((epoch, seq)) = delivered {
-            let raised: i64 = self
-                .scripts
-                .catch_up
-                .key(room_key(room, "meta"))
-                .arg(epoch)
-                .arg(seq)
-                .invoke_async(&mut self.link.conn())
-                .await
-                .map_err(unavailable)?;
-            if raised == 1 {
-                tracing::warn!(%room, seq, "redis lost messages this node delivered (a failover?): numbering goes on after them");
-            }
-        }
+    ) -> Result<(), StoreError> {
+        // One round trip for the whole room, however many members it has here.
+        let (epoch, seq) = delivered.unwrap_or(("", 0));
+        let mut call = self.scripts.reassert.prepare_invoke();
+        call.key(room_key(room, "members"))
+            .key(room_key(room, "owners"))
+            .key(room_key(room, "meta"))
+            .arg(room_channel(room))
+            .arg(epoch)
+            .arg(seq);
         for member in members {
-            let _: i64 = self
-                .member_call(&self.scripts.reassert, room, member)
+            call.arg(member.session.as_ref())
+                .arg(self.owner(&member.conn))
                 .arg(member.name.as_str())
-                .arg(room_channel(room))
-                .arg(notice(room, NoticeKind::Joined, &member.name, None))
-                .invoke_async(&mut self.link.conn())
-                .await
-                .map_err(unavailable)?;
+                .arg(notice(room, NoticeKind::Joined, &member.name, None));
+        }
+        let raised: i64 = call
+            .invoke_async(&mut self.link.conn())
+            .await
+            .map_err(unavailable)?;
+        if raised == 1 {
+            tracing::warn!(%room, seq, "redis lost messages this node delivered (a failover?): numbering goes on after them");
         }
         if !members.is_empty() {
             let _: () = redis::cmd("SADD")

@@ -1,7 +1,23 @@
--- KEYS: members, owners. ARGV: session, owner, name, channel, joined notice.
-local owner = redis.call('HGET', KEYS[2], ARGV[1])
-if owner and owner ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-if not owner then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
-return 1
+-- KEYS: members, owners, meta. ARGV: channel, epoch delivered or "", seq delivered, then four
+-- per member: session, owner, name, joined notice. Puts back each member this node still has
+-- (a session owned by another connection is left alone; only members it re-adds are
+-- announced) and, when Redis lost messages this node delivered (same epoch, lower seq), raises
+-- the room's seq to what was delivered, so no seq is given twice. Returns 1 if it raised it.
+local raised = 0
+if ARGV[2] ~= '' then
+  local meta = redis.call('HMGET', KEYS[3], 'epoch', 'seq')
+  if meta[1] == ARGV[2] and tonumber(meta[2] or '0') < tonumber(ARGV[3]) then
+    redis.call('HSET', KEYS[3], 'seq', ARGV[3])
+    raised = 1
+  end
+end
+for i = 4, #ARGV, 4 do
+  local session, owner = ARGV[i], ARGV[i + 1]
+  local held = redis.call('HGET', KEYS[2], session)
+  if not held or held == owner then
+    redis.call('HSET', KEYS[1], session, ARGV[i + 2])
+    redis.call('HSET', KEYS[2], session, owner)
+    if not held then redis.call('PUBLISH', ARGV[1], ARGV[i + 3]) end
+  end
+end
+return raised
