@@ -202,11 +202,12 @@ async fn after_redis_lost_the_last_messages_the_next_ones_still_reach_everyone()
         .arg("pubsub")
         .query(&mut conn)
         .expect("redis answers");
-    // Each room task resyncs and then refreshes its members' list: once they have it, the
-    // resync is over on both nodes.
-    for c in [&mut ann, &mut bo] {
-        c.recv_until(|m| matches!(m, ServerMsg::Presence { .. }))
-            .await;
+    // Each room task resyncs, re-asserting first what it delivered: once that store call is
+    // done (it is timed when it ends), the numbering is caught up on both nodes.
+    for node in [&a, &b] {
+        let url = node.http_url("/metrics");
+        let reasserted = Some(("op", "reassert"));
+        common::wait_for_metric(&url, "chorus_store_latency_seconds_count", reasserted, 1.0).await;
     }
 
     ann.say("lobby", "after the loss", "c6").await;

@@ -2,18 +2,19 @@
 //!
 //! The room task is the only owner of the room's local member list. It subscribes to the room on
 //! the bus and hands each event's bytes (encoded once, by whoever published it) to every member's
-//! bounded queue. Joins go through the task too, so the history snapshot a joiner gets and the
-//! live events it receives after it meet without a gap or an overlap: events are processed one at
-//! a time, and a joiner skips live messages its snapshot already holds.
+//! bounded queue.
 //!
 //! The task also keeps the room's stream whole on this node: it remembers the last `(epoch, seq)`
 //! it delivered, drops repeats, and when a `seq` jumps or the bus says events may be lost
 //! (reconnect, lag) it fetches the missing messages from the store before going on. Member lists
 //! (`presence`) are read from the store at most once per `presence_interval` after a change.
 //!
-//! What the task awaits from the store: joins (the snapshot must meet the live stream), gap fills
-//! and the resync (order), nothing else. Leaves, renames and member-list reads run beside it,
-//! so a slow store call there never holds up delivery to the room.
+//! What the task awaits from the store: gap fills and the resync, whose order matters, and
+//! nothing else. Joins, leaves, renames and member-list reads run beside it and report back, so a
+//! slow store call there never holds up delivery to the room. A join's snapshot and the live
+//! stream still meet without a gap or an overlap: messages the task delivers while a join is in
+//! flight are held, and the joiner gets those after its snapshot's end once the join is back,
+//! while live messages its snapshot already holds are skipped for it.
 
 pub use super::outbox::Outbox;
 use super::{
@@ -71,6 +72,15 @@ enum Command {
         old: UserName,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+}
+
+/// A join whose store call finished beside the room task.
+struct JoinDone {
+    member: Member,
+    outbox: Outbox,
+    since: Option<Position>,
+    reply: oneshot::Sender<Result<bool, StoreError>>,
+    snapshot: Result<Snapshot, StoreError>,
 }
 
 struct LocalMember {
@@ -227,6 +237,15 @@ struct RoomTask {
     /// The last message this node delivered (or knew of from a snapshot): `(epoch, seq)`.
     epoch: Option<String>,
     delivered: u64,
+    /// Joins whose store call is running beside the task, and the messages delivered meanwhile
+    /// (epoch, seq, frame): a joiner whose snapshot ends before them gets them after it.
+    joins: usize,
+    held: Vec<(String, u64, Message)>,
+    /// Join results come back here.
+    joined: (
+        mpsc::UnboundedSender<JoinDone>,
+        mpsc::UnboundedReceiver<JoinDone>,
+    ),
     /// Member lists read beside the task come back here, so a slow read never holds up
     /// delivery.
     lists: (
@@ -255,6 +274,9 @@ async fn room_task(hub: Arc<Hub>, room: RoomName, mut commands: mpsc::UnboundedR
         members: Vec::new(),
         epoch: None,
         delivered: 0,
+        joins: 0,
+        held: Vec::new(),
+        joined: mpsc::unbounded_channel(),
         lists: mpsc::unbounded_channel(),
     };
     let open = task.run(&mut sub, &mut commands).await;
@@ -290,8 +312,9 @@ impl RoomTask {
                     self.read_presence();
                 }
                 Some(list) = self.lists.1.recv() => self.send_presence(list),
+                Some(done) = self.joined.1.recv() => self.add_member(done),
             }
-            while self.members.is_empty() {
+            while self.members.is_empty() && self.joins == 0 {
                 match self.hub.retire(&self.room, commands) {
                     Some(cmd) => self.handle(cmd).await,
                     None => return true,
@@ -309,41 +332,22 @@ impl RoomTask {
                 create,
                 reply,
             } => {
-                let join = self.hub.store.join(&self.room, &member, create);
-                let result = match self.hub.metrics.timed("join", join).await {
-                    Ok(snapshot) => {
-                        let created = snapshot.created;
-                        // A repeated join replaces the connection's entry and resends the room.
-                        self.members.retain(|m| m.member.conn != member.conn);
-                        // With nobody else here, the stream starts where the snapshot ends. With
-                        // others, it must not: they still need the live messages this snapshot
-                        // already holds (the joiner skips those itself).
-                        if self.members.is_empty() {
-                            self.epoch = snapshot.epoch.clone();
-                            self.delivered = snapshot.last_seq;
-                        }
-                        let (epoch, last_seq) = (snapshot.epoch.clone(), snapshot.last_seq);
-                        let joined = joined_frame(&self.room, snapshot, since);
-                        if let ServerMsg::Joined {
-                            recovered: Some(complete),
-                            ..
-                        } = &joined
-                        {
-                            self.hub.metrics.recovery(*complete);
-                        }
-                        if outbox.offer(encode(&joined)) {
-                            self.members.push(LocalMember {
-                                member,
-                                outbox,
-                                epoch,
-                                skip_through: last_seq,
-                            });
-                        }
-                        Ok(created)
-                    }
-                    Err(e) => Err(e),
-                };
-                let _ = reply.send(result);
+                // Stored beside the task, which goes on delivering; the result comes back as a
+                // `JoinDone` and the joiner is added then (`add_member`).
+                self.joins += 1;
+                let (hub, room, done) =
+                    (self.hub.clone(), self.room.clone(), self.joined.0.clone());
+                tokio::spawn(async move {
+                    let join = hub.store.join(&room, &member, create);
+                    let snapshot = hub.metrics.timed("join", join).await;
+                    let _ = done.send(JoinDone {
+                        member,
+                        outbox,
+                        since,
+                        reply,
+                        snapshot,
+                    });
+                });
             }
             Command::Leave { member, reply } => {
                 self.members.retain(|m| m.member.conn != member.conn);
@@ -376,8 +380,100 @@ impl RoomTask {
         }
     }
 
+    /// Adds a joiner whose store call is done: its `joined` frame, then the messages this task
+    /// delivered after the snapshot was taken, then the live stream. The snapshot and the stream
+    /// meet without a gap or an overlap: what the snapshot holds and is still to come live is
+    /// skipped for the joiner (`skip_through`), and what came live before the snapshot ended is
+    /// in it.
+    fn add_member(&mut self, done: JoinDone) {
+        let JoinDone {
+            member,
+            outbox,
+            since,
+            reply,
+            snapshot,
+        } = done;
+        self.joins -= 1;
+        let result = snapshot.map(|snapshot| {
+            let created = snapshot.created;
+            // A repeated join replaces the connection's entry and resends the room.
+            self.members.retain(|m| m.member.conn != member.conn);
+            let (epoch, last_seq) = (snapshot.epoch.clone(), snapshot.last_seq);
+            if self.epoch == epoch {
+                self.delivered = self.delivered.max(last_seq);
+            } else if self.members.is_empty() {
+                // With nobody else here, the stream starts where the snapshot ends.
+                self.epoch = epoch.clone();
+                self.delivered = last_seq;
+            }
+            let joined = joined_frame(&self.room, snapshot, since);
+            if let ServerMsg::Joined {
+                recovered: Some(complete),
+                ..
+            } = &joined
+            {
+                self.hub.metrics.recovery(*complete);
+            }
+            let mut skip_through = last_seq;
+            let mut whole = outbox.offer(encode(&joined));
+            for (_, seq, frame) in self
+                .held
+                .iter()
+                .filter(|(e, seq, _)| Some(e) == epoch.as_ref() && *seq > last_seq)
+            {
+                if !whole {
+                    break;
+                }
+                // A message this node never got live is missing between them: the joiner
+                // reconnects and recovers it (`join` with `since`), rather than miss it.
+                if *seq != skip_through + 1 {
+                    whole = false;
+                    outbox.close.cancel();
+                    break;
+                }
+                whole = outbox.offer(frame.clone());
+                skip_through = *seq;
+            }
+            if self.epoch == epoch {
+                self.delivered = self.delivered.max(skip_through);
+            }
+            if whole {
+                self.members.push(LocalMember {
+                    member,
+                    outbox,
+                    epoch,
+                    skip_through,
+                });
+                // Notices that came while the join ran (its own `joined` among them) went to
+                // the others only: a fresh member list follows for everyone.
+                self.presence.pending = true;
+            }
+            created
+        });
+        if self.joins == 0 {
+            self.held = Vec::new();
+        }
+        let _ = reply.send(result);
+    }
+
+    /// Keeps a delivered message for the joins in flight.
+    fn hold(&mut self, m: &ChatMessage, frame: &Message) {
+        if self.joins > 0 {
+            self.held.push((m.epoch.clone(), m.seq, frame.clone()));
+        }
+    }
+
     async fn deliver(&mut self, event: &BusEvent) {
         match &event.msg {
+            ServerMsg::Message(m) if self.members.is_empty() => {
+                // Only joiners are waiting: nobody to fill a gap for; note where the stream is.
+                if self.epoch.as_deref() == Some(m.epoch.as_str()) && m.seq <= self.delivered {
+                    return;
+                }
+                self.epoch = Some(m.epoch.clone());
+                self.delivered = m.seq;
+                self.hold(m, &Message::Text(event.frame.clone()));
+            }
             ServerMsg::Message(m) => {
                 if self.epoch.as_deref() == Some(m.epoch.as_str()) {
                     if m.seq <= self.delivered {
@@ -400,6 +496,7 @@ impl RoomTask {
                 let frame = Message::Text(event.frame.clone());
                 let n = fan_out(&mut self.members, &frame, |lm| lm.has(m));
                 self.hub.metrics.deliveries.inc_by(n);
+                self.hold(m, &frame);
             }
             ServerMsg::Notice { .. } => {
                 self.presence.pending = true;
@@ -436,6 +533,7 @@ impl RoomTask {
                     let frame = encode(&ServerMsg::Message(m.clone()));
                     let n = fan_out(&mut self.members, &frame, |lm| lm.has(&m));
                     self.hub.metrics.deliveries.inc_by(n);
+                    self.hold(&m, &frame);
                     self.delivered = seq;
                 }
                 true
@@ -676,8 +774,16 @@ mod tests {
     }
 
     /// The in-memory store, but leaving a room and reading its member list take 2 s, as a Redis
-    /// call might near its timeout.
-    struct SlowStore(MemoryStore);
+    /// call might near its timeout; so does a join once `slow_joins` is set (its snapshot is
+    /// taken first, the answer comes 2 s later).
+    struct SlowStore(MemoryStore, std::sync::atomic::AtomicBool);
+
+    impl SlowStore {
+        fn new() -> Self {
+            let memory = MemoryStore::new(100, 100, 10, Duration::from_secs(30));
+            Self(memory, std::sync::atomic::AtomicBool::new(false))
+        }
+    }
 
     const SLOW: Duration = Duration::from_secs(2);
 
@@ -708,7 +814,11 @@ mod tests {
             member: &Member,
             create: bool,
         ) -> Result<Snapshot, StoreError> {
-            self.0.join(room, member, create).await
+            let snapshot = self.0.join(room, member, create).await;
+            if self.1.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(SLOW).await;
+            }
+            snapshot
         }
         async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), StoreError> {
             tokio::time::sleep(SLOW).await;
@@ -775,8 +885,7 @@ mod tests {
     // Paused time: a task stuck in a 2 s store call would let the clock jump 2 s ahead.
     #[tokio::test(start_paused = true)]
     async fn a_slow_leave_or_member_list_does_not_hold_up_delivery() {
-        let memory = MemoryStore::new(100, 100, 10, Duration::from_secs(30));
-        let store: Arc<dyn Store> = Arc::new(SlowStore(memory));
+        let store: Arc<dyn Store> = Arc::new(SlowStore::new());
         let hub = Hub::new(store.clone(), Duration::from_millis(50), Arc::default());
         let room = RoomName::lobby();
         let (ann, ann_out) = member("ann");
@@ -810,5 +919,51 @@ mod tests {
             sent.elapsed() >= SLOW - Duration::from_millis(100),
             "the leave itself was slow"
         );
+    }
+
+    async fn say(store: &dyn Store, room: &RoomName, from: &Member, text: &str) {
+        let text = MessageText::parse(text.into(), 100).expect("valid text");
+        store
+            .append(room, &from.name, text, None)
+            .await
+            .expect("stored");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_join_holds_up_no_one_and_the_joiner_misses_nothing() {
+        let slow = Arc::new(SlowStore::new());
+        let store: Arc<dyn Store> = slow.clone();
+        let hub = Hub::new(store.clone(), Duration::from_millis(50), Arc::default());
+        let room = RoomName::lobby();
+        let (ann, ann_out) = member("ann");
+        hub.join(&room, &ann, &ann_out, None, true)
+            .await
+            .expect("joins");
+        say(&*store, &room, &ann, "one").await;
+        assert_eq!(next_text(&ann_out).await, "one");
+
+        // bo's join takes 2 s to answer; its snapshot (holding "one") was taken at once.
+        slow.1.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (bo, bo_out) = member("bo");
+        let joining = tokio::spawn({
+            let (hub, room, bo, bo_out) = (hub.clone(), room.clone(), bo.clone(), bo_out.clone());
+            async move { hub.join(&room, &bo, &bo_out, None, true).await }
+        });
+        tokio::task::yield_now().await;
+        let sent = tokio::time::Instant::now();
+        say(&*store, &room, &ann, "two").await;
+        assert_eq!(next_text(&ann_out).await, "two");
+        assert!(
+            sent.elapsed() < SLOW,
+            "ann waited {:?} for bo's join",
+            sent.elapsed()
+        );
+
+        joining.await.expect("ends").expect("joins");
+        say(&*store, &room, &ann, "three").await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // bo: "one" in its history, "two" (delivered while it joined) right after, then "three"
+        // live, each once and in order.
+        assert_eq!(seqs(&bo_out).await, [1, 2, 3]);
     }
 }
