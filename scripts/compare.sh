@@ -7,6 +7,9 @@
 #                                   400k deliveries/s, 2 rounds
 #   ROUNDS=4 scripts/compare.sh REV more rounds
 #   RUNS=idle scripts/compare.sh REV only the idle-memory run (or RUNS=fan400k)
+#   RUNS="storm cfan" scripts/compare.sh REV
+#                                   two nodes on one Redis: a join storm (8,000 connections
+#                                   at 4,000/s, rooms of 100) and fan-out at 400k deliveries/s
 #
 # REV is built in its own worktree and target directory (target/compare/), so its binaries
 # never overwrite this checkout's. The same (new) load generator drives both. Prints one line a
@@ -47,6 +50,27 @@ run() {
   wait "$pid" 2>/dev/null || true
   echo "$label $out"
 }
+# run2 LABEL BINARY LOAD-ARGS...: a fresh redis-server and two nodes on it, one load run.
+run2() {
+  local label=$1 bin=$2 redis a b pids out
+  shift 2
+  redis=$(free_port) a=$(free_port) b=$(free_port)
+  redis-server --port "$redis" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
+  pids=($!)
+  sleep 0.5
+  for port in "$a" "$b"; do
+    CHORUS_CONFIG=/dev/null "$bin" --listen "127.0.0.1:$port" --log warn \
+      --redis-url "redis://127.0.0.1:$redis/" >/dev/null 2>&1 &
+    pids+=($!)
+  done
+  wait_ok "http://127.0.0.1:$a/readyz"
+  wait_ok "http://127.0.0.1:$b/readyz"
+  out=$(target/release/chorus-load "$@" --url "ws://127.0.0.1:$a/ws" \
+    --url "ws://127.0.0.1:$b/ws" --max-secs 120 | tail -n 1) || out='{"failed":true}'
+  kill "${pids[@]}"
+  wait "${pids[@]}" 2>/dev/null || true
+  echo "$label $out"
+}
 sources=(--source 127.0.0.1 --source 127.0.0.2 --source 127.0.0.3 --source 127.0.0.4)
 runs=" ${RUNS:-idle fan400k} "
 for _ in $(seq "${ROUNDS:-2}"); do
@@ -57,6 +81,14 @@ for _ in $(seq "${ROUNDS:-2}"); do
     fi
     if [[ $runs == *" fan400k "* ]]; then
       run "$side fan400k" "$work/$side-chorus" fanout --prefix fan --members 200 --senders 20 \
+        --rate 2000 --secs 10
+    fi
+    if [[ $runs == *" storm "* ]]; then
+      run2 "$side storm" "$work/$side-chorus" capacity "${sources[@]}" --prefix storm \
+        --connections 8000 --ramp 4000 --room-size 100 --hold-secs 2
+    fi
+    if [[ $runs == *" cfan "* ]]; then
+      run2 "$side cfan" "$work/$side-chorus" fanout --prefix cfan --members 200 --senders 20 \
         --rate 2000 --secs 10
     fi
   done

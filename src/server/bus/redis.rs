@@ -14,6 +14,13 @@
 //! subscription would be silent, so it is done, awaited and checked here. A Redis master that
 //! moved (Sentinel failover, see [`Link`]) counts as a lost link: the supervisor reconnects to
 //! the new master.
+//!
+//! While connected, the supervisor does not wait for a new room's SUBSCRIBE: it runs beside it
+//! (as does the listing of the node's rooms), so one slow answer does not hold up the events of
+//! every other room. The room's subscriber gets its subscription once Redis confirmed the
+//! channel; its receiver was made when it asked, so nothing published from then on is missed.
+//! UNSUBSCRIBE and the ping are still awaited (within the 2 s timeout): an UNSUBSCRIBE sent
+//! beside could overtake a later SUBSCRIBE of the same channel.
 
 use super::{BusItem, Link, Subscription};
 use crate::protocol::RoomName;
@@ -54,7 +61,14 @@ enum Request {
 struct Route {
     room: RoomName,
     tx: broadcast::Sender<BusItem>,
+    /// Subscribers waiting for Redis to confirm the channel, each with the receiver made when it
+    /// asked, so that nothing published once the channel is subscribed is missed.
+    waiting: Vec<(Reply, broadcast::Receiver<BusItem>)>,
 }
+
+/// A SUBSCRIBE sent beside the supervisor came back: the link it was sent on (`generation`),
+/// the channel, and how it went.
+type Confirmed = (u64, String, Result<(), String>);
 
 pub struct RedisBus {
     requests: mpsc::UnboundedSender<Request>,
@@ -75,6 +89,8 @@ impl RedisBus {
             routes: HashMap::new(),
             connected: connected.clone(),
             lost,
+            generation: 0,
+            confirmed: mpsc::unbounded_channel(),
             unsubscribed: mpsc::unbounded_channel(),
         };
         tokio::spawn(supervisor.run(requests_rx, stop));
@@ -119,6 +135,15 @@ struct Supervisor {
     connected: Arc<AtomicBool>,
     /// Counts the link's losses.
     lost: Counter,
+    /// Counts the pub/sub connections made, so a late answer to a SUBSCRIBE sent on an earlier
+    /// one is told apart.
+    generation: u64,
+    /// SUBSCRIBEs are awaited beside the supervisor, which goes on routing every room's events,
+    /// and report here.
+    confirmed: (
+        mpsc::UnboundedSender<Confirmed>,
+        mpsc::UnboundedReceiver<Confirmed>,
+    ),
     /// Subscriptions report here when dropped.
     unsubscribed: (
         mpsc::UnboundedSender<RoomName>,
@@ -170,6 +195,8 @@ impl Supervisor {
                     }
                     let end = self.serve(sink, stream, &mut requests, &stop).await;
                     self.connected.store(false, Ordering::Relaxed);
+                    self.generation += 1;
+                    self.fail_waiting();
                     match end {
                         End::Stopped => return,
                         End::Lost(why) => {
@@ -249,11 +276,7 @@ impl Supervisor {
                     None => return End::Lost("connection closed".into()),
                 },
                 req = requests.recv() => match req {
-                    Some(Request::Subscribe(room, reply)) => {
-                        if let Err(why) = self.subscribe(&mut sink, room, reply).await {
-                            return End::Lost(why);
-                        }
-                    }
+                    Some(Request::Subscribe(room, reply)) => self.subscribe(&sink, room, reply),
                     Some(Request::ResyncAll) => {
                         for route in self.routes.values() {
                             let _ = route.tx.send(BusItem::Resync);
@@ -261,6 +284,15 @@ impl Supervisor {
                     }
                     None => return End::Stopped,
                 },
+                Some((generation, channel, result)) = self.confirmed.1.recv() => {
+                    if generation != self.generation {
+                        continue; // sent on a connection that is gone
+                    }
+                    if let Err(why) = result {
+                        return End::Lost(why);
+                    }
+                    self.confirm(&channel);
+                }
                 Some(room) = self.unsubscribed.1.recv() => {
                     if let Some(channel) = self.forget_if_unused(&room) {
                         let done = tokio::time::timeout(REDIS_TIMEOUT, sink.unsubscribe(&channel)).await;
@@ -279,40 +311,74 @@ impl Supervisor {
         }
     }
 
-    async fn subscribe(
-        &mut self,
-        sink: &mut PubSubSink,
-        room: RoomName,
-        reply: Reply,
-    ) -> Result<(), String> {
+    /// Subscribes the asker to the room: at once if the node already has the channel, else
+    /// once Redis confirms it (the SUBSCRIBE runs beside the supervisor and comes back through
+    /// `confirmed`).
+    fn subscribe(&mut self, sink: &PubSubSink, room: RoomName, reply: Reply) {
         let channel = room_channel(&room);
-        if let Some(route) = self.routes.get(&channel) {
-            let _ = reply.send(Ok(self.subscription(&room, &route.tx)));
-            return Ok(());
+        if let Some(route) = self.routes.get_mut(&channel) {
+            let rx = route.tx.subscribe();
+            if route.waiting.is_empty() {
+                let _ = reply.send(Ok(self.subscription(room, rx)));
+            } else {
+                route.waiting.push((reply, rx));
+            }
+            return;
         }
-        let subscribed = tokio::time::timeout(REDIS_TIMEOUT, sink.subscribe(&channel)).await;
-        match subscribed {
-            Ok(Ok(())) => {
-                let (tx, _) = broadcast::channel(ROOM_CAPACITY);
-                let sub = self.subscription(&room, &tx);
-                self.register(vec![room.to_string()]);
-                self.routes.insert(channel, Route { room, tx });
-                let _ = reply.send(Ok(sub));
-                Ok(())
+        let (tx, rx) = broadcast::channel(ROOM_CAPACITY);
+        self.routes.insert(
+            channel.clone(),
+            Route {
+                room,
+                tx,
+                waiting: vec![(reply, rx)],
+            },
+        );
+        let (mut sink, done, generation) =
+            (sink.clone(), self.confirmed.0.clone(), self.generation);
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(REDIS_TIMEOUT, sink.subscribe(&channel)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("subscribe timed out".to_owned()),
+            };
+            let _ = done.send((generation, channel, result));
+        });
+    }
+
+    /// Redis confirmed the channel: everyone waiting for it gets its subscription.
+    fn confirm(&mut self, channel: &str) {
+        let Some(route) = self.routes.get_mut(channel) else {
+            return;
+        };
+        let (room, waiting) = (route.room.clone(), std::mem::take(&mut route.waiting));
+        for (reply, rx) in waiting {
+            let _ = reply.send(Ok(self.subscription(room.clone(), rx)));
+        }
+        self.register(vec![room.to_string()]);
+    }
+
+    /// The link went down: subscriptions not yet confirmed are refused (the joiner gets a
+    /// retryable error), and their channels forgotten unless others hold them.
+    fn fail_waiting(&mut self) {
+        let mut unused = Vec::new();
+        for route in self.routes.values_mut() {
+            for (reply, rx) in route.waiting.drain(..) {
+                drop(rx);
+                let _ = reply.send(Err("redis is unreachable".into()));
             }
-            Ok(Err(e)) => {
-                let _ = reply.send(Err(e.to_string()));
-                Err(e.to_string())
+            if route.tx.receiver_count() == 0 {
+                unused.push(route.room.clone());
             }
-            Err(_) => {
-                let _ = reply.send(Err("subscribe timed out".into()));
-                Err("subscribe timed out".into())
-            }
+        }
+        for room in unused {
+            self.forget_if_unused(&room);
         }
     }
 
-    fn subscription(&self, room: &RoomName, tx: &broadcast::Sender<BusItem>) -> Subscription {
-        Subscription::with_drop_notice(tx.subscribe(), self.unsubscribed.0.clone(), room.clone())
+    /// A room task's subscription: its receiver, and a notice to the supervisor when dropped.
+    fn subscription(&self, room: RoomName, rx: broadcast::Receiver<BusItem>) -> Subscription {
+        Subscription::with_drop_notice(rx, self.unsubscribed.0.clone(), room)
     }
 
     /// Lists rooms in this node's set, for the reaper should the node die; beside the
