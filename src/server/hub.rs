@@ -301,6 +301,7 @@ impl RoomTask {
                     Some(cmd) => self.handle(cmd).await,
                     None => return true,
                 },
+                Some(done) = self.joined.1.recv() => self.add_member(done),
                 item = sub.recv() => match item {
                     Ok(BusItem::Event(event)) => self.deliver(&event).await,
                     // Events may be gone (bus reconnected, or this task fell behind).
@@ -312,7 +313,6 @@ impl RoomTask {
                     self.read_presence();
                 }
                 Some(list) = self.lists.1.recv() => self.send_presence(list),
-                Some(done) = self.joined.1.recv() => self.add_member(done),
             }
             while self.members.is_empty() && self.joins == 0 {
                 match self.hub.retire(&self.room, commands) {
@@ -399,12 +399,16 @@ impl RoomTask {
             // A repeated join replaces the connection's entry and resends the room.
             self.members.retain(|m| m.member.conn != member.conn);
             let (epoch, last_seq) = (snapshot.epoch.clone(), snapshot.last_seq);
-            if self.epoch == epoch {
-                self.delivered = self.delivered.max(last_seq);
-            } else if self.members.is_empty() {
-                // With nobody else here, the stream starts where the snapshot ends.
-                self.epoch = epoch.clone();
-                self.delivered = last_seq;
+            // With nobody else here, the stream starts where the snapshot ends (or where this
+            // task already got to). With others, it must not: they still need the live messages
+            // this snapshot already holds (the joiner skips those itself).
+            if self.members.is_empty() {
+                if self.epoch == epoch {
+                    self.delivered = self.delivered.max(last_seq);
+                } else {
+                    self.epoch = epoch.clone();
+                    self.delivered = last_seq;
+                }
             }
             let joined = joined_frame(&self.room, snapshot, since);
             if let ServerMsg::Joined {
@@ -433,9 +437,6 @@ impl RoomTask {
                 }
                 whole = outbox.offer(frame.clone());
                 skip_through = *seq;
-            }
-            if self.epoch == epoch {
-                self.delivered = self.delivered.max(skip_through);
             }
             if whole {
                 self.members.push(LocalMember {
@@ -754,11 +755,7 @@ mod tests {
         // Two messages are published; before the room task has delivered them, bo's join is
         // queued too, and the task takes commands first: bo's snapshot already holds them.
         for text in ["one", "two"] {
-            let text = MessageText::parse(text.into(), 100).expect("valid text");
-            store
-                .append(&room, &ann.name, text, None)
-                .await
-                .expect("stored");
+            say(&*store, &room, &ann, text).await;
         }
         let (bo, bo_out) = member("bo");
         hub.join(&room, &bo, &bo_out, None, true)
@@ -776,12 +773,22 @@ mod tests {
     /// The in-memory store, but leaving a room and reading its member list take 2 s, as a Redis
     /// call might near its timeout; so does a join once `slow_joins` is set (its snapshot is
     /// taken first, the answer comes 2 s later).
-    struct SlowStore(MemoryStore, std::sync::atomic::AtomicBool);
+    /// With `say_in_join`, a join first stores (and publishes) a message from "ann", so that
+    /// its snapshot holds a message the room task has not delivered yet.
+    struct SlowStore(
+        MemoryStore,
+        std::sync::atomic::AtomicBool,
+        Mutex<Option<&'static str>>,
+    );
 
     impl SlowStore {
         fn new() -> Self {
             let memory = MemoryStore::new(100, 100, 10, Duration::from_secs(30));
-            Self(memory, std::sync::atomic::AtomicBool::new(false))
+            Self(
+                memory,
+                std::sync::atomic::AtomicBool::new(false),
+                Mutex::new(None),
+            )
         }
     }
 
@@ -814,6 +821,12 @@ mod tests {
             member: &Member,
             create: bool,
         ) -> Result<Snapshot, StoreError> {
+            let said = self.2.lock().expect("not poisoned").take();
+            if let Some(text) = said {
+                let ann = UserName::parse("ann").expect("valid name");
+                let text = MessageText::parse(text.into(), 100).expect("valid text");
+                self.0.append(room, &ann, text, None).await?;
+            }
             let snapshot = self.0.join(room, member, create).await;
             if self.1.load(std::sync::atomic::Ordering::Relaxed) {
                 tokio::time::sleep(SLOW).await;
@@ -903,11 +916,7 @@ mod tests {
         tokio::task::yield_now().await;
 
         let sent = tokio::time::Instant::now();
-        let text = MessageText::parse("still flowing".into(), 100).expect("valid text");
-        store
-            .append(&room, &ann.name, text, None)
-            .await
-            .expect("stored");
+        say(&*store, &room, &ann, "still flowing").await;
         assert_eq!(next_text(&bo_out).await, "still flowing");
         assert!(
             sent.elapsed() < SLOW,
@@ -965,5 +974,32 @@ mod tests {
         // bo: "one" in its history, "two" (delivered while it joined) right after, then "three"
         // live, each once and in order.
         assert_eq!(seqs(&bo_out).await, [1, 2, 3]);
+    }
+
+    // One thread, and the task takes finished joins before live events: the joiner is added
+    // while a message its snapshot holds still waits to be delivered live.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_join_back_before_a_message_its_snapshot_holds_leaves_that_message_to_the_others() {
+        let slow = Arc::new(SlowStore::new());
+        let store: Arc<dyn Store> = slow.clone();
+        let hub = Hub::new(store.clone(), Duration::from_millis(50), Arc::default());
+        let room = RoomName::lobby();
+        let (ann, ann_out) = member("ann");
+        hub.join(&room, &ann, &ann_out, None, true)
+            .await
+            .expect("joins");
+        *slow.2.lock().expect("not poisoned") = Some("during");
+        let (bo, bo_out) = member("bo");
+        hub.join(&room, &bo, &bo_out, None, true)
+            .await
+            .expect("joins");
+        say(&*store, &room, &ann, "after").await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(seqs(&ann_out).await, [1, 2], "ann gets both live");
+        assert_eq!(
+            seqs(&bo_out).await,
+            [1, 2],
+            "bo: the first in its history, once"
+        );
     }
 }
