@@ -47,6 +47,8 @@ pub struct Link {
 struct Inner {
     current: RwLock<Current>,
     config: ConnectionManagerConfig,
+    /// Whether each master gets a second connection for writes followed by `WAIT`.
+    with_waited: bool,
     /// Counts master changes; the bus waits on it.
     moved: watch::Sender<u64>,
     /// Asks the sentinels; None for a plain URL.
@@ -57,19 +59,21 @@ struct Inner {
 struct Current {
     client: Client,
     conn: ConnectionManager,
-    /// A second connection, for writes followed by `WAIT`: `WAIT` holds up every command
-    /// behind it on its connection, which must not be the heartbeats' and joins'.
-    waited: ConnectionManager,
+    /// A second connection, for writes followed by `WAIT` (only when they are asked for):
+    /// `WAIT` holds up every command behind it on its connection, which must not be the
+    /// heartbeats' and joins'.
+    waited: Option<ConnectionManager>,
     /// The master's address, to tell a move from the same answer again.
     addr: String,
 }
 
 impl Link {
-    /// Connects to the target's current master. With Sentinel, watches for failovers until
-    /// `stop`.
+    /// Connects to the target's current master, with a second connection for writes followed by
+    /// `WAIT` if `with_waited`. With Sentinel, watches for failovers until `stop`.
     pub async fn connect(
         target: &Target,
         config: ConnectionManagerConfig,
+        with_waited: bool,
         stop: CancellationToken,
     ) -> anyhow::Result<Self> {
         let (client, sentinel) = match target {
@@ -82,11 +86,12 @@ impl Link {
                 (client, Some(Mutex::new(sentinel)))
             }
         };
-        let current = Current::connect(client, &config).await?;
+        let current = Current::connect(client, &config, with_waited).await?;
         let link = Self {
             inner: Arc::new(Inner {
                 current: RwLock::new(current),
                 config,
+                with_waited,
                 moved: watch::channel(0).0,
                 sentinel,
             }),
@@ -111,8 +116,8 @@ impl Link {
         self.current().conn
     }
 
-    /// The connection for writes that are followed by `WAIT`.
-    pub fn waited_conn(&self) -> ConnectionManager {
+    /// The connection for writes that are followed by `WAIT`, if the link has one.
+    pub fn waited_conn(&self) -> Option<ConnectionManager> {
         self.current().waited
     }
 
@@ -152,7 +157,7 @@ impl Link {
         if addr == from {
             return Ok(());
         }
-        let current = Current::connect(client, &self.inner.config).await?;
+        let current = Current::connect(client, &self.inner.config, self.inner.with_waited).await?;
         *self
             .inner
             .current
@@ -165,9 +170,17 @@ impl Link {
 }
 
 impl Current {
-    async fn connect(client: Client, config: &ConnectionManagerConfig) -> anyhow::Result<Self> {
+    async fn connect(
+        client: Client,
+        config: &ConnectionManagerConfig,
+        with_waited: bool,
+    ) -> anyhow::Result<Self> {
         let conn = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
-        let waited = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
+        let waited = if with_waited {
+            Some(ConnectionManager::new_with_config(client.clone(), config.clone()).await?)
+        } else {
+            None
+        };
         let addr = client.get_connection_info().addr.to_string();
         Ok(Self {
             client,

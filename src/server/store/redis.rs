@@ -176,7 +176,8 @@ impl RedisStore {
             .set_response_timeout(Duration::from_secs(2))
             .set_number_of_retries(4)
             .set_max_delay(1_000);
-        let link = Link::connect(&settings.target, config, stop.clone()).await?;
+        let with_waited = settings.wait_replicas > 0;
+        let link = Link::connect(&settings.target, config, with_waited, stop.clone()).await?;
         let bus = RedisBus::start(
             link.clone(),
             node_rooms_key(&settings.node),
@@ -193,14 +194,11 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// With `wait_replicas`, waits until that many replicas have every write made so far on
-    /// this connection (the message just appended among them); a message they did not confirm
-    /// in time is not acknowledged: its sender re-sends it, and the dedup window keeps it once.
+    /// Waits until `wait_replicas` replicas have every write made so far on this connection
+    /// (the message just appended among them); a message they did not confirm in time is not
+    /// acknowledged: its sender re-sends it, and the dedup window keeps it once.
     async fn replicated(&self, conn: &mut redis::aio::ConnectionManager) -> Result<(), StoreError> {
         let wanted = self.settings.wait_replicas;
-        if wanted == 0 {
-            return Ok(());
-        }
         let acked: u32 = redis::cmd("WAIT")
             .arg(wanted)
             .arg(self.settings.wait_timeout.as_millis() as u64)
@@ -571,11 +569,9 @@ impl Store for RedisStore {
             client_id: client_id.as_deref(),
         })
         .map_err(unavailable)?;
-        let mut conn = if self.settings.wait_replicas > 0 {
-            self.link.waited_conn()
-        } else {
-            self.link.conn()
-        };
+        // With `wait_replicas`, the link has a connection of its own for appends and their WAIT.
+        let waited = self.link.waited_conn();
+        let mut conn = waited.clone().unwrap_or_else(|| self.link.conn());
         let (seq, duplicate): (u64, u8) = self
             .scripts
             .append
@@ -593,7 +589,9 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        self.replicated(&mut conn).await?;
+        if waited.is_some() {
+            self.replicated(&mut conn).await?;
+        }
         Ok(Stored {
             seq,
             duplicate: duplicate == 1,
