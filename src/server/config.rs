@@ -347,14 +347,19 @@ impl Config {
         self.redis_url.clone().map(Target::Url)
     }
 
+    /// Whether the node uses Redis (directly or through Sentinel).
+    pub fn uses_redis(&self) -> bool {
+        self.redis_url.is_some() || !self.redis_sentinels.is_empty()
+    }
+
     /// The separate address for `/metrics`, if one is set.
     pub fn metrics_address(&self) -> Result<Option<SocketAddr>, std::net::AddrParseError> {
-        self.metrics_listen.as_deref().map(str::parse).transpose()
+        side_address(&self.metrics_listen)
     }
 
     /// The separate address for the status page, if one is set.
     pub fn status_address(&self) -> Result<Option<SocketAddr>, std::net::AddrParseError> {
-        self.status_listen.as_deref().map(str::parse).transpose()
+        side_address(&self.status_listen)
     }
 
     /// Whether the main listener serves the status page.
@@ -458,12 +463,13 @@ impl Config {
         if node_id.is_some() {
             self.node_id = node_id;
         }
-        // An empty value switches Redis off again (e.g. an env var over a file).
+        // An empty value in the environment means an empty list, not one empty entry.
+        let list = |v: Option<Vec<String>>| {
+            v.map(|v| v.into_iter().filter(|s| !s.trim().is_empty()).collect())
+        };
+        // An empty value switches Redis off again (e.g. an env var over a file), Sentinel too.
         set_or_clear(&mut self.redis_url, redis_url);
-        // An empty list (or value) switches Sentinel off again.
-        if let Some(list) = redis_sentinels {
-            self.redis_sentinels = list.into_iter().filter(|s| !s.is_empty()).collect();
-        }
+        set(&mut self.redis_sentinels, list(redis_sentinels));
         set(&mut self.redis_sentinel_master, redis_sentinel_master);
         set(&mut self.redis_wait_replicas, redis_wait_replicas);
         set(&mut self.redis_wait_timeout_ms, redis_wait_timeout_ms);
@@ -486,10 +492,6 @@ impl Config {
         set(&mut self.site_root, site_root);
         set(&mut self.log, log);
         set(&mut self.log_format, log_format);
-        // An empty value in the environment means an empty list, not one empty entry.
-        let list = |v: Option<Vec<String>>| {
-            v.map(|v| v.into_iter().filter(|s| !s.trim().is_empty()).collect())
-        };
         set(&mut self.allowed_origins, list(allowed_origins));
         set(&mut self.trusted_proxies, list(trusted_proxies));
         set(&mut self.max_connections, max_connections);
@@ -616,7 +618,7 @@ impl Config {
             "between 1 and 10000",
         )?;
         check(
-            self.redis_wait_replicas == 0 || self.redis_target().is_some(),
+            self.redis_wait_replicas == 0 || self.uses_redis(),
             "redis_wait_replicas",
             "only with Redis (redis_url or redis_sentinels)",
         )?;
@@ -711,6 +713,11 @@ impl Config {
 
 /// For optional text settings: a set value wins, and an empty one unsets the setting (e.g. an
 /// environment variable switching off what the file set).
+/// An address set beside the main listener (`metrics_listen`, `status_listen`), if any.
+fn side_address(setting: &Option<String>) -> Result<Option<SocketAddr>, std::net::AddrParseError> {
+    setting.as_deref().map(str::parse).transpose()
+}
+
 fn set_or_clear(slot: &mut Option<String>, value: Option<String>) {
     if let Some(v) = value {
         *slot = (!v.is_empty()).then_some(v);

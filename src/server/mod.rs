@@ -362,7 +362,7 @@ pub async fn run(
     tracing::info!(
         %addr,
         node = %app.node_id,
-        redis = app.config.redis_target().is_some(),
+        redis = app.config.uses_redis(),
         tls = tls.is_some(),
         max_connections = app.gate.max_connections(),
         "chorus listening"

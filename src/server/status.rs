@@ -95,9 +95,10 @@ impl Sampler {
 
 /// This node now: counts read live, series from the samples.
 pub async fn this_node(app: &AppState) -> NodeStatus {
-    let redis = match app.config.redis_target() {
-        Some(_) => Some(app.store.ready().await),
-        None => None,
+    let redis = if app.config.uses_redis() {
+        Some(app.store.ready().await)
+    } else {
+        None
     };
     NodeStatus {
         node: app.node_id.to_string(),
@@ -150,7 +151,7 @@ pub fn spawn(app: AppState, stop: CancellationToken) {
                 app.status.sample(&app, now);
                 last_sample = Some(now);
             }
-            if app.config.redis_target().is_some() {
+            if app.config.uses_redis() {
                 match serde_json::to_string(&this_node(&app).await) {
                     Ok(json) => app.store.share_status(json, SHARED_FOR).await,
                     Err(e) => tracing::error!(cause = %e, "cannot encode this node's status"),
