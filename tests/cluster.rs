@@ -228,13 +228,7 @@ async fn each_nodes_status_page_lists_every_live_node() {
     // Nodes share their status every second, the first time as they start.
     let deadline = Instant::now() + PATIENCE;
     let report = loop {
-        let body = reqwest::get(a.http_url("/status.json"))
-            .await
-            .expect("GET /status.json")
-            .text()
-            .await
-            .expect("body");
-        let report: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let report = common::status_json(&a.http_url("/status.json")).await;
         // A node reports itself every second; right after its start, Redis may not answer it yet.
         if report["nodes"].as_array().is_some_and(|n| n.len() == 2)
             && report["nodes"][1]["redis"] == true

@@ -4,7 +4,7 @@
 mod common;
 
 use chorus::protocol::ServerMsg;
-use common::{Client, TestServer, free_port, metric, scrape, wait_for_metric};
+use common::{Client, TestServer, free_port, metric, scrape, status_json, wait_for_metric};
 
 #[tokio::test]
 async fn counters_follow_what_a_session_does() {
@@ -92,12 +92,6 @@ async fn metrics_can_be_served_on_their_own_address_only() {
     let own = scrape(&format!("http://127.0.0.1:{port}/metrics")).await;
     assert_eq!(metric(&own, "chorus_connections_open", None), 0.0);
     server.shutdown().await.expect("clean shutdown");
-}
-
-async fn status_json(url: &str) -> serde_json::Value {
-    let response = reqwest::get(url).await.expect("GET /status.json");
-    assert_eq!(response.status(), 200, "{url}");
-    serde_json::from_str(&response.text().await.expect("body")).expect("JSON")
 }
 
 #[tokio::test]

@@ -723,6 +723,21 @@ mod tests {
         (member, Outbox::new(64, None))
     }
 
+    fn memory_store() -> MemoryStore {
+        MemoryStore::new(100, 100, 10, Duration::from_secs(30))
+    }
+
+    /// A hub on `store` with ann in the lobby.
+    async fn lobby_with_ann(store: &Arc<dyn Store>) -> (Arc<Hub>, RoomName, Member, Outbox) {
+        let hub = Hub::new(store.clone(), Duration::from_millis(50), Arc::default());
+        let room = RoomName::lobby();
+        let (ann, ann_out) = member("ann");
+        hub.join(&room, &ann, &ann_out, None, true)
+            .await
+            .expect("joins");
+        (hub, room, ann, ann_out)
+    }
+
     /// The `seq`s of the chat messages queued for a member so far.
     async fn seqs(outbox: &Outbox) -> Vec<u64> {
         let mut seqs = Vec::new();
@@ -745,13 +760,8 @@ mod tests {
     // One thread: the room task runs only when the test awaits, so the order is exact.
     #[tokio::test(flavor = "current_thread")]
     async fn a_join_taken_before_queued_live_messages_does_not_take_them_from_earlier_members() {
-        let store = Arc::new(MemoryStore::new(100, 100, 10, Duration::from_secs(30)));
-        let hub = Hub::new(store.clone(), Duration::from_millis(50), Arc::default());
-        let room = RoomName::lobby();
-        let (ann, ann_out) = member("ann");
-        hub.join(&room, &ann, &ann_out, None, true)
-            .await
-            .expect("joins");
+        let store: Arc<dyn Store> = Arc::new(memory_store());
+        let (hub, room, ann, ann_out) = lobby_with_ann(&store).await;
         // Two messages are published; before the room task has delivered them, bo's join is
         // queued too, and the task takes commands first: bo's snapshot already holds them.
         for text in ["one", "two"] {
@@ -775,20 +785,19 @@ mod tests {
     /// taken first, the answer comes 2 s later).
     /// With `say_in_join`, a join first stores (and publishes) a message from "ann", so that
     /// its snapshot holds a message the room task has not delivered yet.
-    struct SlowStore(
-        MemoryStore,
-        std::sync::atomic::AtomicBool,
-        Mutex<Option<&'static str>>,
-    );
+    struct SlowStore {
+        memory: MemoryStore,
+        slow_joins: std::sync::atomic::AtomicBool,
+        say_in_join: Mutex<Option<&'static str>>,
+    }
 
     impl SlowStore {
         fn new() -> Self {
-            let memory = MemoryStore::new(100, 100, 10, Duration::from_secs(30));
-            Self(
-                memory,
-                std::sync::atomic::AtomicBool::new(false),
-                Mutex::new(None),
-            )
+            Self {
+                memory: memory_store(),
+                slow_joins: std::sync::atomic::AtomicBool::new(false),
+                say_in_join: Mutex::new(None),
+            }
         }
     }
 
@@ -801,7 +810,7 @@ mod tests {
             session: &SessionId,
             conn: &ConnId,
         ) -> Result<Option<UserName>, StoreError> {
-            self.0.resume(session, conn).await
+            self.memory.resume(session, conn).await
         }
         async fn claim_name(
             &self,
@@ -810,10 +819,10 @@ mod tests {
             name: &UserName,
             old: Option<&UserName>,
         ) -> Result<(), StoreError> {
-            self.0.claim_name(session, conn, name, old).await
+            self.memory.claim_name(session, conn, name, old).await
         }
         async fn release(&self, session: &SessionId, conn: &ConnId, how: Departure) {
-            self.0.release(session, conn, how).await
+            self.memory.release(session, conn, how).await
         }
         async fn join(
             &self,
@@ -821,21 +830,21 @@ mod tests {
             member: &Member,
             create: bool,
         ) -> Result<Snapshot, StoreError> {
-            let said = self.2.lock().expect("not poisoned").take();
+            let said = self.say_in_join.lock().expect("not poisoned").take();
             if let Some(text) = said {
                 let ann = UserName::parse("ann").expect("valid name");
                 let text = MessageText::parse(text.into(), 100).expect("valid text");
-                self.0.append(room, &ann, text, None).await?;
+                self.memory.append(room, &ann, text, None).await?;
             }
-            let snapshot = self.0.join(room, member, create).await;
-            if self.1.load(std::sync::atomic::Ordering::Relaxed) {
+            let snapshot = self.memory.join(room, member, create).await;
+            if self.slow_joins.load(std::sync::atomic::Ordering::Relaxed) {
                 tokio::time::sleep(SLOW).await;
             }
             snapshot
         }
         async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), StoreError> {
             tokio::time::sleep(SLOW).await;
-            self.0.leave(room, member).await
+            self.memory.leave(room, member).await
         }
         async fn rename(
             &self,
@@ -843,7 +852,7 @@ mod tests {
             member: &Member,
             old: &UserName,
         ) -> Result<(), StoreError> {
-            self.0.rename(room, member, old).await
+            self.memory.rename(room, member, old).await
         }
         async fn append(
             &self,
@@ -852,11 +861,11 @@ mod tests {
             text: MessageText,
             client_id: Option<String>,
         ) -> Result<Stored, StoreError> {
-            self.0.append(room, from, text, client_id).await
+            self.memory.append(room, from, text, client_id).await
         }
         async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
             tokio::time::sleep(SLOW).await;
-            self.0.members(room).await
+            self.memory.members(room).await
         }
         async fn since(
             &self,
@@ -864,10 +873,10 @@ mod tests {
             epoch: &str,
             seq: u64,
         ) -> Result<Option<Vec<ChatMessage>>, StoreError> {
-            self.0.since(room, epoch, seq).await
+            self.memory.since(room, epoch, seq).await
         }
         async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {
-            self.0.subscribe(room).await
+            self.memory.subscribe(room).await
         }
         async fn reassert(
             &self,
@@ -875,7 +884,7 @@ mod tests {
             members: &[Member],
             delivered: Option<(&str, u64)>,
         ) -> Result<(), StoreError> {
-            self.0.reassert(room, members, delivered).await
+            self.memory.reassert(room, members, delivered).await
         }
         async fn ready(&self) -> bool {
             true
@@ -899,12 +908,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_slow_leave_or_member_list_does_not_hold_up_delivery() {
         let store: Arc<dyn Store> = Arc::new(SlowStore::new());
-        let hub = Hub::new(store.clone(), Duration::from_millis(50), Arc::default());
-        let room = RoomName::lobby();
-        let (ann, ann_out) = member("ann");
+        let (hub, room, ann, _ann_out) = lobby_with_ann(&store).await;
         let (bo, bo_out) = member("bo");
         let (cy, cy_out) = member("cy");
-        for (m, out) in [(&ann, &ann_out), (&bo, &bo_out), (&cy, &cy_out)] {
+        for (m, out) in [(&bo, &bo_out), (&cy, &cy_out)] {
             hub.join(&room, m, out, None, true).await.expect("joins");
         }
         // The joins asked for a member list (2 s to read), and cy leaves (2 s to store).
@@ -942,17 +949,13 @@ mod tests {
     async fn a_slow_join_holds_up_no_one_and_the_joiner_misses_nothing() {
         let slow = Arc::new(SlowStore::new());
         let store: Arc<dyn Store> = slow.clone();
-        let hub = Hub::new(store.clone(), Duration::from_millis(50), Arc::default());
-        let room = RoomName::lobby();
-        let (ann, ann_out) = member("ann");
-        hub.join(&room, &ann, &ann_out, None, true)
-            .await
-            .expect("joins");
+        let (hub, room, ann, ann_out) = lobby_with_ann(&store).await;
         say(&*store, &room, &ann, "one").await;
         assert_eq!(next_text(&ann_out).await, "one");
 
         // bo's join takes 2 s to answer; its snapshot (holding "one") was taken at once.
-        slow.1.store(true, std::sync::atomic::Ordering::Relaxed);
+        slow.slow_joins
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let (bo, bo_out) = member("bo");
         let joining = tokio::spawn({
             let (hub, room, bo, bo_out) = (hub.clone(), room.clone(), bo.clone(), bo_out.clone());
@@ -982,13 +985,8 @@ mod tests {
     async fn a_join_back_before_a_message_its_snapshot_holds_leaves_that_message_to_the_others() {
         let slow = Arc::new(SlowStore::new());
         let store: Arc<dyn Store> = slow.clone();
-        let hub = Hub::new(store.clone(), Duration::from_millis(50), Arc::default());
-        let room = RoomName::lobby();
-        let (ann, ann_out) = member("ann");
-        hub.join(&room, &ann, &ann_out, None, true)
-            .await
-            .expect("joins");
-        *slow.2.lock().expect("not poisoned") = Some("during");
+        let (hub, room, ann, ann_out) = lobby_with_ann(&store).await;
+        *slow.say_in_join.lock().expect("not poisoned") = Some("during");
         let (bo, bo_out) = member("bo");
         hub.join(&room, &bo, &bo_out, None, true)
             .await

@@ -498,6 +498,13 @@ pub async fn scrape(url: &str) -> Vec<prometheus_parse::Sample> {
         .samples
 }
 
+/// `GET url` (a node's `/status.json`) read as JSON; it must answer 200.
+pub async fn status_json(url: &str) -> serde_json::Value {
+    let response = reqwest::get(url).await.expect("GET /status.json");
+    assert_eq!(response.status(), 200, "GET {url}");
+    serde_json::from_str(&response.text().await.expect("a body")).expect("JSON")
+}
+
 /// The value of the sample named `name` (with the label `label = value`, if given); 0 if absent
 /// (a labelled counter appears once it first moves).
 pub fn metric(
