@@ -248,11 +248,11 @@ struct RoomTask {
     ),
     /// Member lists read beside the task come back here, so a slow read never holds up
     /// delivery.
-    lists: (
-        mpsc::UnboundedSender<Result<Vec<String>, StoreError>>,
-        mpsc::UnboundedReceiver<Result<Vec<String>, StoreError>>,
-    ),
+    lists: (mpsc::UnboundedSender<MemberList>, mpsc::UnboundedReceiver<MemberList>),
 }
+
+/// A room's member list as read from the store.
+type MemberList = Result<Vec<String>, StoreError>;
 
 async fn room_task(hub: Arc<Hub>, room: RoomName, mut commands: mpsc::UnboundedReceiver<Command>) {
     let mut sub = match hub

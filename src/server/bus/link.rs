@@ -1,17 +1,24 @@
 //! Where this node's Redis is, and a command connection that follows it.
 //!
-//! Either one address (`redis_url`), or the master that Redis Sentinel names
-//! (`redis_sentinels` + `redis_sentinel_master`). With Sentinel, a watcher asks the sentinels
-//! every [`WATCH_EVERY`] which server is the master (redis-rs's `SentinelClient`: `SENTINEL
-//! MASTERS`, then `ROLE` on the answer, so a demoted server is never taken for the master). When
-//! the answer changes, the command connection is replaced and [`Link::moved`] fires, so the
-//! pub/sub supervisor reconnects to the new master and every room resyncs, as after a Redis
-//! restart. Redis-rs's `ConnectionManager` alone reconnects to the address it was built with,
-//! which after a failover is the old master: dead, or a replica refusing writes.
+//! One address (`redis_url`); the master that Redis Sentinel names (`redis_sentinels` +
+//! `redis_sentinel_master`); or a Redis Cluster (`redis_cluster`). With Sentinel, a watcher asks
+//! the sentinels every [`WATCH_EVERY`] which server is the master (redis-rs's `SentinelClient`:
+//! `SENTINEL MASTERS`, then `ROLE` on the answer, so a demoted server is never taken for the
+//! master). When the answer changes, the command connection is replaced and [`Link::moved`]
+//! fires, so the pub/sub supervisor reconnects to the new master and every room resyncs, as
+//! after a Redis restart. Redis-rs's `ConnectionManager` alone reconnects to the address it was
+//! built with, which after a failover is the old master: dead, or a replica refusing writes.
+//!
+//! With a cluster, commands go through redis-rs's cluster connection, which sends each to the
+//! master of its key's slot and follows `MOVED`/`ASK` and failovers by itself; the pub/sub
+//! supervisor reads the slot map ([`Link::slots`]) to know which master to subscribe on.
 
 use redis::{
-    Client,
-    aio::{ConnectionManager, ConnectionManagerConfig},
+    Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisFuture, Value,
+    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    cluster::ClusterClientBuilder,
+    cluster_async::ClusterConnection,
+    cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
     sentinel::{SentinelClient, SentinelServerType},
 };
 use std::{
@@ -20,6 +27,16 @@ use std::{
 };
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
+
+/// How long connecting to a Redis server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one command may wait for its answer.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a failed command is tried again (a reconnect in between) before its caller hears
+/// of it.
+const RETRIES: u32 = 4;
+/// The longest pause between those tries, in milliseconds.
+const MAX_RETRY_WAIT_MS: u64 = 1_000;
 
 /// How often the sentinels are asked who the master is.
 pub const WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -36,6 +53,53 @@ pub enum Target {
         sentinels: Vec<String>,
         master: String,
     },
+    /// A Redis Cluster, found through any of these nodes (`host:port`, or `redis://` URLs when
+    /// they carry a user and password).
+    Cluster { nodes: Vec<String> },
+}
+
+/// A command connection: to one server (the master), or to a cluster, where each command goes
+/// to the master of its key's slot. Cheap to clone; it reconnects by itself.
+#[derive(Clone)]
+pub enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Slots `start..=end` of a cluster, and the `host:port` of the master that owns them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotRange {
+    pub start: u16,
+    pub end: u16,
+    pub master: String,
 }
 
 /// A handle on the current Redis master: cheap to clone, shared by the store and the bus.
@@ -46,7 +110,6 @@ pub struct Link {
 
 struct Inner {
     current: RwLock<Current>,
-    config: ConnectionManagerConfig,
     /// Whether each master gets a second connection for writes followed by `WAIT`.
     with_waited: bool,
     /// Counts master changes; the bus waits on it.
@@ -57,40 +120,47 @@ struct Inner {
 
 #[derive(Clone)]
 struct Current {
-    client: Client,
-    conn: ConnectionManager,
+    conn: Conn,
     /// A second connection, for writes followed by `WAIT` (only when they are asked for):
     /// `WAIT` holds up every command behind it on its connection, which must not be the
     /// heartbeats' and joins'.
-    waited: Option<ConnectionManager>,
+    waited: Option<Conn>,
+    /// How to reach the master (or, in a cluster, the first node named): address, user,
+    /// password, database. The pub/sub connections are opened with it.
+    info: ConnectionInfo,
     /// The master's address, to tell a move from the same answer again.
     addr: String,
 }
 
 impl Link {
-    /// Connects to the target's current master, with a second connection for writes followed by
-    /// `WAIT` if `with_waited`. With Sentinel, watches for failovers until `stop`.
+    /// Connects to the target's current master (or to the cluster), with a second connection
+    /// for writes followed by `WAIT` if `with_waited`. With Sentinel, watches for failovers
+    /// until `stop`.
     pub async fn connect(
         target: &Target,
-        config: ConnectionManagerConfig,
         with_waited: bool,
         stop: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let (client, sentinel) = match target {
-            Target::Url(url) => (Client::open(url.as_str())?, None),
+        let (current, sentinel) = match target {
+            Target::Url(url) => (
+                Current::single(Client::open(url.as_str())?, with_waited).await?,
+                None,
+            ),
             Target::Sentinel { sentinels, master } => {
                 let urls: Vec<String> = sentinels.iter().map(|s| format!("redis://{s}")).collect();
                 let mut sentinel =
                     SentinelClient::build(urls, master.clone(), None, SentinelServerType::Master)?;
                 let client = ask(&mut sentinel).await?;
-                (client, Some(Mutex::new(sentinel)))
+                (
+                    Current::single(client, with_waited).await?,
+                    Some(Mutex::new(sentinel)),
+                )
             }
+            Target::Cluster { nodes } => (Current::cluster(nodes, with_waited).await?, None),
         };
-        let current = Current::connect(client, &config, with_waited).await?;
         let link = Self {
             inner: Arc::new(Inner {
                 current: RwLock::new(current),
-                config,
                 with_waited,
                 moved: watch::channel(0).0,
                 sentinel,
@@ -111,19 +181,55 @@ impl Link {
             .clone()
     }
 
-    /// The command connection to the current master (it reconnects by itself).
-    pub fn conn(&self) -> ConnectionManager {
+    /// The command connection (it reconnects by itself).
+    pub fn conn(&self) -> Conn {
         self.current().conn
     }
 
     /// The connection for writes that are followed by `WAIT`, if the link has one.
-    pub fn waited_conn(&self) -> Option<ConnectionManager> {
+    pub fn waited_conn(&self) -> Option<Conn> {
         self.current().waited
     }
 
-    /// A client for the current master, to open the pub/sub connection with.
-    pub fn client(&self) -> Client {
-        self.current().client
+    /// Whether this is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.current().conn, Conn::Cluster(_))
+    }
+
+    /// The current master's address (one server or Sentinel).
+    pub fn master(&self) -> String {
+        self.current().addr
+    }
+
+    /// How to open a connection of our own to `addr` (a master named by [`Link::master`] or by
+    /// [`Link::slots`]), with the user, password and database the link was given.
+    pub fn info_for(&self, addr: &str) -> anyhow::Result<ConnectionInfo> {
+        let current = self.current();
+        if addr == current.addr {
+            return Ok(current.info);
+        }
+        let (host, port) = addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| anyhow::anyhow!("not a host:port: {addr}"))?;
+        Ok(ConnectionInfo {
+            addr: ConnectionAddr::Tcp(host, port),
+            redis: current.info.redis,
+        })
+    }
+
+    /// A cluster's slot map (`CLUSTER SLOTS`, asked of any node), sorted by slot.
+    pub async fn slots(&self) -> anyhow::Result<Vec<SlotRange>> {
+        let Conn::Cluster(mut conn) = self.current().conn else {
+            anyhow::bail!("not a cluster");
+        };
+        let cmd = redis::cmd("CLUSTER").arg("SLOTS").to_owned();
+        let reply = conn
+            .route_command(&cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+            .await?;
+        let mut ranges = parse_slots(reply)?;
+        ranges.sort_by_key(|r| r.start);
+        Ok(ranges)
     }
 
     /// Fires on every change of master.
@@ -157,7 +263,7 @@ impl Link {
         if addr == from {
             return Ok(());
         }
-        let current = Current::connect(client, &self.inner.config, self.inner.with_waited).await?;
+        let current = Current::single(client, self.inner.with_waited).await?;
         *self
             .inner
             .current
@@ -170,25 +276,103 @@ impl Link {
 }
 
 impl Current {
-    async fn connect(
-        client: Client,
-        config: &ConnectionManagerConfig,
-        with_waited: bool,
-    ) -> anyhow::Result<Self> {
-        let conn = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
-        let waited = if with_waited {
-            Some(ConnectionManager::new_with_config(client.clone(), config.clone()).await?)
-        } else {
-            None
+    async fn single(client: Client, with_waited: bool) -> anyhow::Result<Self> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(CONNECT_TIMEOUT)
+            .set_response_timeout(RESPONSE_TIMEOUT)
+            .set_number_of_retries(RETRIES as usize)
+            .set_max_delay(MAX_RETRY_WAIT_MS);
+        let open = || ConnectionManager::new_with_config(client.clone(), config.clone());
+        let conn = Conn::Single(open().await?);
+        let waited = match with_waited {
+            true => Some(Conn::Single(open().await?)),
+            false => None,
         };
-        let addr = client.get_connection_info().addr.to_string();
+        let info = client.get_connection_info().clone();
         Ok(Self {
-            client,
             conn,
             waited,
-            addr,
+            addr: info.addr.to_string(),
+            info,
         })
     }
+
+    async fn cluster(nodes: &[String], with_waited: bool) -> anyhow::Result<Self> {
+        let urls: Vec<String> = nodes
+            .iter()
+            .map(|n| match n.contains("://") {
+                true => n.clone(),
+                false => format!("redis://{n}"),
+            })
+            .collect();
+        let Some(first) = urls.first() else {
+            anyhow::bail!("no cluster node named");
+        };
+        let info = first.as_str().into_connection_info()?;
+        let mut builder = ClusterClientBuilder::new(urls.clone())
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .retries(RETRIES)
+            .max_retry_wait(MAX_RETRY_WAIT_MS);
+        if let Some(user) = &info.redis.username {
+            builder = builder.username(user.clone());
+        }
+        if let Some(password) = &info.redis.password {
+            builder = builder.password(password.clone());
+        }
+        let client = builder.build()?;
+        let conn = Conn::Cluster(client.get_async_connection().await?);
+        let waited = match with_waited {
+            true => Some(Conn::Cluster(client.get_async_connection().await?)),
+            false => None,
+        };
+        Ok(Self {
+            conn,
+            waited,
+            addr: info.addr.to_string(),
+            info,
+        })
+    }
+}
+
+/// Reads `CLUSTER SLOTS`: one entry per range, `[start, end, [host, port, id, …], replicas…]`.
+fn parse_slots(reply: Value) -> anyhow::Result<Vec<SlotRange>> {
+    let Value::Array(entries) = reply else {
+        anyhow::bail!("CLUSTER SLOTS answered {reply:?}");
+    };
+    entries
+        .iter()
+        .map(|entry| {
+            slot_range(entry)
+                .ok_or_else(|| anyhow::anyhow!("unreadable CLUSTER SLOTS entry {entry:?}"))
+        })
+        .collect()
+}
+
+fn slot_range(entry: &Value) -> Option<SlotRange> {
+    let number = |v: &Value| match v {
+        Value::Int(n) => u16::try_from(*n).ok(),
+        _ => None,
+    };
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    let Value::Array(fields) = entry else {
+        return None;
+    };
+    let [start, end, Value::Array(master), ..] = fields.as_slice() else {
+        return None;
+    };
+    let [host, port, ..] = master.as_slice() else {
+        return None;
+    };
+    Some(SlotRange {
+        start: number(start)?,
+        end: number(end)?,
+        master: format!("{}:{}", text(host)?, number(port)?),
+    })
 }
 
 /// The current master, as the sentinels name it and as it says of itself.

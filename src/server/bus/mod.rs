@@ -10,7 +10,7 @@ mod memory;
 mod redis;
 
 pub use self::redis::{RedisBus, room_channel};
-pub use link::{Link, Target};
+pub use link::{Conn, Link, SlotRange, Target};
 pub use memory::MemoryBus;
 
 use crate::protocol::ServerMsg;

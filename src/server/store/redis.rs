@@ -27,7 +27,7 @@ use super::{
 };
 use crate::{
     protocol::{ChatMessage, MessageText, NoticeKind, RoomName, ServerMsg, UserName, sort_members},
-    server::bus::{Link, RedisBus, Subscription, Target, room_channel},
+    server::bus::{Conn, Link, RedisBus, Subscription, Target, room_channel},
 };
 use prometheus_client::metrics::counter::Counter;
 use redis::Script;
@@ -105,22 +105,33 @@ struct Scripts {
 }
 
 impl Scripts {
-    fn new() -> Self {
+    /// The scripts; on a cluster their events go out on sharded pub/sub (`SPUBLISH`, heard by
+    /// the nodes subscribed on the master of the room's slot) instead of `PUBLISH`, which a
+    /// cluster would copy to every one of its servers.
+    fn new(sharded: bool) -> Self {
+        let script = |source: &str| match sharded {
+            true => Script::new(&source.replace(PUBLISH, SPUBLISH)),
+            false => Script::new(source),
+        };
         Self {
-            claim: Script::new(include_str!("lua/claim.lua")),
-            resume: Script::new(include_str!("lua/resume.lua")),
-            release: Script::new(include_str!("lua/release.lua")),
-            join: Script::new(include_str!("lua/join.lua")),
-            reassert: Script::new(include_str!("lua/reassert.lua")),
-            leave: Script::new(include_str!("lua/leave.lua")),
-            rename: Script::new(include_str!("lua/rename.lua")),
-            append: Script::new(include_str!("lua/append.lua")),
-            since: Script::new(include_str!("lua/since.lua")),
-            sweep_names: Script::new(include_str!("lua/sweep_names.lua")),
-            reap: Script::new(include_str!("lua/reap.lua")),
+            claim: script(include_str!("lua/claim.lua")),
+            resume: script(include_str!("lua/resume.lua")),
+            release: script(include_str!("lua/release.lua")),
+            join: script(include_str!("lua/join.lua")),
+            reassert: script(include_str!("lua/reassert.lua")),
+            leave: script(include_str!("lua/leave.lua")),
+            rename: script(include_str!("lua/rename.lua")),
+            append: script(include_str!("lua/append.lua")),
+            since: script(include_str!("lua/since.lua")),
+            sweep_names: script(include_str!("lua/sweep_names.lua")),
+            reap: script(include_str!("lua/reap.lua")),
         }
     }
 }
+
+/// How the scripts publish; replaced by [`SPUBLISH`] on a cluster.
+const PUBLISH: &str = "redis.call('PUBLISH',";
+const SPUBLISH: &str = "redis.call('SPUBLISH',";
 
 pub struct RedisStore {
     link: Link,
@@ -171,13 +182,8 @@ impl RedisStore {
         settings: RedisSettings,
         stop: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(Duration::from_secs(2))
-            .set_number_of_retries(4)
-            .set_max_delay(1_000);
         let with_waited = settings.wait_replicas > 0;
-        let link = Link::connect(&settings.target, config, with_waited, stop.clone()).await?;
+        let link = Link::connect(&settings.target, with_waited, stop.clone()).await?;
         let bus = RedisBus::start(
             link.clone(),
             node_rooms_key(&settings.node),
@@ -185,9 +191,9 @@ impl RedisStore {
             stop.clone(),
         );
         let store = Arc::new(Self {
+            scripts: Scripts::new(link.is_cluster()),
             link,
             bus,
-            scripts: Scripts::new(),
             settings,
         });
         tokio::spawn(heartbeat(Arc::downgrade(&store), stop));
@@ -197,7 +203,7 @@ impl RedisStore {
     /// Waits until `wait_replicas` replicas have every write made so far on this connection
     /// (the message just appended among them); a message they did not confirm in time is not
     /// acknowledged: its sender re-sends it, and the dedup window keeps it once.
-    async fn replicated(&self, conn: &mut redis::aio::ConnectionManager) -> Result<(), StoreError> {
+    async fn replicated(&self, conn: &mut Conn) -> Result<(), StoreError> {
         let wanted = self.settings.wait_replicas;
         let acked: u32 = redis::cmd("WAIT")
             .arg(wanted)
