@@ -7,27 +7,9 @@ mod common;
 use chorus::protocol::ServerMsg;
 use common::{
     Client, PATIENCE,
-    cluster::{Node, Redis, Sentinel},
+    cluster::{Node, Redis, Sentinel, ask, wait_until},
 };
 use std::time::{Duration, Instant};
-
-/// Polls `check` every 100 ms until it holds; panics after `within`.
-fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Asks the Redis server (or sentinel) on `port`; None if it does not answer.
-fn ask<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> Option<T> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
-    let mut conn = client
-        .get_connection_with_timeout(Duration::from_millis(500))
-        .ok()?;
-    cmd.query(&mut conn).ok()
-}
 
 fn in_sync(replica: &Redis) -> bool {
     ask::<String>(replica.port, redis::cmd("INFO").arg("replication"))

@@ -41,6 +41,9 @@ pub struct Config {
     /// name (`redis_sentinel_master`) through failovers.
     pub redis_sentinels: Vec<String>,
     pub redis_sentinel_master: String,
+    /// Or a Redis Cluster (Redis 7 or newer): some of its nodes, `host:port` or `redis://` URLs
+    /// (with the user and password, if any); the node finds the others from them.
+    pub redis_cluster: Vec<String>,
     /// Replicas that must hold a message before its sender gets `ack` (Redis `WAIT`); 0 (the
     /// default) acknowledges once the master has it, and a failover may lose the last ones.
     pub redis_wait_replicas: u32,
@@ -148,6 +151,7 @@ impl Default for Config {
             redis_url: None,
             redis_sentinels: Vec::new(),
             redis_sentinel_master: "mymaster".to_owned(),
+            redis_cluster: Vec::new(),
             redis_wait_replicas: 0,
             redis_wait_timeout_ms: 200,
             session_ttl_secs: 30,
@@ -219,6 +223,9 @@ pub struct Layer {
     pub redis_sentinels: Option<Vec<String>>,
     #[arg(long, env = "CHORUS_REDIS_SENTINEL_MASTER")]
     pub redis_sentinel_master: Option<String>,
+    /// Comma-separated on the command line and in the environment.
+    #[arg(long, env = "CHORUS_REDIS_CLUSTER", value_delimiter = ',')]
+    pub redis_cluster: Option<Vec<String>>,
     #[arg(long, env = "CHORUS_REDIS_WAIT_REPLICAS")]
     pub redis_wait_replicas: Option<u32>,
     #[arg(long, env = "CHORUS_REDIS_WAIT_TIMEOUT_MS")]
@@ -338,6 +345,11 @@ impl Config {
 
     /// Where Redis is, if the node uses it.
     pub fn redis_target(&self) -> Option<Target> {
+        if !self.redis_cluster.is_empty() {
+            return Some(Target::Cluster {
+                nodes: self.redis_cluster.clone(),
+            });
+        }
         if !self.redis_sentinels.is_empty() {
             return Some(Target::Sentinel {
                 sentinels: self.redis_sentinels.clone(),
@@ -347,9 +359,9 @@ impl Config {
         self.redis_url.clone().map(Target::Url)
     }
 
-    /// Whether the node uses Redis (directly or through Sentinel).
+    /// Whether the node uses Redis (one server, through Sentinel, or a cluster).
     pub fn uses_redis(&self) -> bool {
-        self.redis_url.is_some() || !self.redis_sentinels.is_empty()
+        self.redis_url.is_some() || !self.redis_sentinels.is_empty() || !self.redis_cluster.is_empty()
     }
 
     /// The separate address for `/metrics`, if one is set.
@@ -393,18 +405,21 @@ impl Config {
         Ok(config)
     }
 
-    /// A copy safe to log: a password in `redis_url` and the JWT secret are masked.
+    /// A copy safe to log: passwords in Redis URLs and the JWT secret are masked.
     pub fn redacted(&self) -> Self {
         let mut copy = self.clone();
         if copy.jwt_secret.is_some() {
             copy.jwt_secret = Some("***".to_owned());
         }
-        if let Some(url) = &mut copy.redis_url
-            && let Some((scheme, rest)) = url.split_once("://")
-            && let Some((_, host)) = rest.rsplit_once('@')
-        {
-            *url = format!("{scheme}://***@{host}");
-        }
+        let mask = |url: &mut String| {
+            if let Some((scheme, rest)) = url.split_once("://")
+                && let Some((_, host)) = rest.rsplit_once('@')
+            {
+                *url = format!("{scheme}://***@{host}");
+            }
+        };
+        copy.redis_url.iter_mut().for_each(mask);
+        copy.redis_cluster.iter_mut().for_each(mask);
         copy
     }
 
@@ -416,6 +431,7 @@ impl Config {
             redis_url,
             redis_sentinels,
             redis_sentinel_master,
+            redis_cluster,
             redis_wait_replicas,
             redis_wait_timeout_ms,
             session_ttl_secs,
@@ -471,6 +487,7 @@ impl Config {
         set_or_clear(&mut self.redis_url, redis_url);
         set(&mut self.redis_sentinels, list(redis_sentinels));
         set(&mut self.redis_sentinel_master, redis_sentinel_master);
+        set(&mut self.redis_cluster, list(redis_cluster));
         set(&mut self.redis_wait_replicas, redis_wait_replicas);
         set(&mut self.redis_wait_timeout_ms, redis_wait_timeout_ms);
         set(&mut self.session_ttl_secs, session_ttl_secs);
@@ -598,6 +615,24 @@ impl Config {
                 "not together with redis_url (Sentinel names the master's address)",
             )?;
         }
+        check(
+            self.redis_cluster.is_empty() || (self.redis_url.is_none() && self.redis_sentinels.is_empty()),
+            "redis_cluster",
+            "not together with redis_url or redis_sentinels (one way to reach Redis)",
+        )?;
+        for node in &self.redis_cluster {
+            let address = node.strip_prefix("redis://").unwrap_or(node);
+            let address = address.rsplit_once('@').map_or(address, |(_, a)| a);
+            let address = address.trim_end_matches('/');
+            check(
+                (node.starts_with("redis://") || !node.contains("://"))
+                    && address
+                        .rsplit_once(':')
+                        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()),
+                "redis_cluster",
+                "host:port (or redis://user:password@host:port) of each node, e.g. 10.0.0.5:7000",
+            )?;
+        }
         for sentinel in &self.redis_sentinels {
             check(
                 sentinel
@@ -620,7 +655,7 @@ impl Config {
         check(
             self.redis_wait_replicas == 0 || self.uses_redis(),
             "redis_wait_replicas",
-            "only with Redis (redis_url or redis_sentinels)",
+            "only with Redis (redis_url, redis_sentinels or redis_cluster)",
         )?;
         check(
             (1..=86_400).contains(&self.session_ttl_secs),
@@ -846,6 +881,52 @@ mod tests {
             ..Config::default()
         };
         assert!(!format!("{:?}", config.redacted()).contains(&"x".repeat(40)));
+    }
+
+    #[test]
+    fn cluster_settings_name_the_target_and_are_checked() {
+        let mut config = Config::default();
+        let file: Layer = toml::from_str(
+            "redis_cluster = [\"10.0.0.5:7000\", \"redis://chat:hunter2@10.0.0.6:7001\"]",
+        )
+        .expect("parses");
+        config.apply(file);
+        config.validate().expect("valid");
+        assert!(config.uses_redis());
+        assert_eq!(
+            config.redis_target(),
+            Some(Target::Cluster {
+                nodes: vec![
+                    "10.0.0.5:7000".into(),
+                    "redis://chat:hunter2@10.0.0.6:7001".into()
+                ],
+            })
+        );
+        assert!(!format!("{:?}", config.redacted()).contains("hunter2"));
+        let invalid = |tweak: fn(&mut Config)| {
+            let mut c = config.clone();
+            tweak(&mut c);
+            match c.validate() {
+                Err(ConfigError::Invalid { key, .. }) => key,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            invalid(|c| c.redis_url = Some("redis://db/".into())),
+            "redis_cluster"
+        );
+        assert_eq!(
+            invalid(|c| c.redis_sentinels = vec!["s:26379".into()]),
+            "redis_cluster"
+        );
+        assert_eq!(
+            invalid(|c| c.redis_cluster = vec!["no-port".into()]),
+            "redis_cluster"
+        );
+        assert_eq!(
+            invalid(|c| c.redis_cluster = vec!["unix:///tmp/redis.sock".into()]),
+            "redis_cluster"
+        );
     }
 
     #[test]

@@ -69,14 +69,19 @@ impl Redis {
     }
 
     fn start_with(extra: Vec<String>) -> Self {
-        let mut redis = Self {
+        let mut redis = Self::new(extra);
+        redis.restart();
+        redis
+    }
+
+    /// A server not started yet.
+    fn new(extra: Vec<String>) -> Self {
+        Self {
             port: free_port(),
             dir: Scratch::new("redis"),
             extra,
             child: None,
-        };
-        redis.restart();
-        redis
+        }
     }
 
     pub fn url(&self) -> String {
@@ -109,6 +114,141 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         stop(&mut self.child);
+    }
+}
+
+/// Where nodes find Redis: the command-line settings that say so.
+pub trait Backing {
+    fn node_args(&self) -> Vec<String>;
+}
+
+impl Backing for Redis {
+    fn node_args(&self) -> Vec<String> {
+        vec!["--redis-url".into(), self.url()]
+    }
+}
+
+/// Asks the Redis server on `port`; None if it does not answer.
+pub fn ask<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> Option<T> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+    let mut conn = client
+        .get_connection_with_timeout(Duration::from_millis(500))
+        .ok()?;
+    cmd.query(&mut conn).ok()
+}
+
+/// Polls `check` every 100 ms until it holds; panics after `within`.
+pub fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A Redis Cluster on loopback: `masters` masters with `replicas` replicas each, joined by
+/// `redis-cli --cluster create`. A node counts as failed after 1 s without an answer, so a
+/// replica takes over from a killed master within a few seconds.
+pub struct RedisCluster {
+    pub servers: Vec<Redis>,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize, replicas: usize) -> Self {
+        let servers: Vec<Redis> = (0..masters * (1 + replicas))
+            .map(|_| {
+                Redis::start_with(
+                    [
+                        "--cluster-enabled yes",
+                        "--cluster-config-file nodes.conf",
+                        "--cluster-node-timeout 1000",
+                        // A replica takes over however long it was cut off from its master.
+                        "--cluster-replica-validity-factor 0",
+                    ]
+                    .iter()
+                    .flat_map(|kv| kv.split(' ').map(str::to_owned))
+                    .collect(),
+                )
+            })
+            .collect();
+        let made = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(servers.iter().map(|s| format!("127.0.0.1:{}", s.port)))
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli runs; scripts/setup.sh installs it");
+        assert!(made.success(), "redis-cli --cluster create failed");
+        let cluster = Self { servers };
+        wait_until("the cluster is up", PATIENCE * 2, || {
+            cluster.servers.iter().all(|s| {
+                ask::<String>(s.port, redis::cmd("CLUSTER").arg("INFO"))
+                    .is_some_and(|info| info.contains("cluster_state:ok"))
+                    && ask::<String>(s.port, redis::cmd("INFO").arg("replication")).is_some_and(
+                        |info| info.contains("role:master") || info.contains("master_link_status:up"),
+                    )
+            })
+        });
+        cluster
+    }
+
+    /// The servers that are masters now, by index.
+    pub fn masters(&self) -> Vec<usize> {
+        (0..self.servers.len())
+            .filter(|&i| {
+                ask::<String>(self.servers[i].port, redis::cmd("INFO").arg("replication"))
+                    .is_some_and(|info| info.contains("role:master"))
+            })
+            .collect()
+    }
+
+    /// The index of the server that is master of `key`'s slot, as a live server sees it.
+    pub fn master_of(&self, key: &str) -> Option<usize> {
+        let live = self
+            .servers
+            .iter()
+            .find(|s| ask::<String>(s.port, &redis::cmd("PING")).is_some())?;
+        let slot: i64 = ask(live.port, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))?;
+        let ranges: Vec<redis::Value> = ask(live.port, redis::cmd("CLUSTER").arg("SLOTS"))?;
+        let port = ranges.iter().find_map(|range| {
+            let redis::Value::Array(fields) = range else {
+                return None;
+            };
+            let (Some(redis::Value::Int(start)), Some(redis::Value::Int(end))) =
+                (fields.first(), fields.get(1))
+            else {
+                return None;
+            };
+            let Some(redis::Value::Array(master)) = fields.get(2) else {
+                return None;
+            };
+            match master.get(1) {
+                Some(redis::Value::Int(port)) if (*start..=*end).contains(&slot) => Some(*port),
+                _ => None,
+            }
+        })?;
+        self.servers.iter().position(|s| i64::from(s.port) == port)
+    }
+
+    /// A room on the master `master` (by index): the first of `lobby-0`, `lobby-1`, … whose
+    /// slot it owns.
+    pub fn room_on(&self, master: usize) -> String {
+        (0..1000)
+            .map(|i| format!("lobby-{i}"))
+            .find(|room| self.master_of(&format!("{{r:{room}}}")) == Some(master))
+            .expect("a room on every master")
+    }
+}
+
+impl Backing for RedisCluster {
+    fn node_args(&self) -> Vec<String> {
+        let seeds: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        vec!["--redis-cluster".into(), seeds.join(",")]
     }
 }
 
@@ -173,13 +313,13 @@ pub struct Node {
 pub const NODE_TTL_MS: u64 = 1000;
 
 impl Node {
-    pub fn start(redis: &Redis, id: &str) -> Self {
+    pub fn start(redis: &impl Backing, id: &str) -> Self {
         Self::start_with(redis, id, &[])
     }
 
     /// Starts a node with extra command-line settings, e.g. `["--drain-ms", "1000"]`.
-    pub fn start_with(redis: &Redis, id: &str, extra: &[&str]) -> Self {
-        Self::start_on(vec!["--redis-url".into(), redis.url()], id, extra)
+    pub fn start_with(redis: &impl Backing, id: &str, extra: &[&str]) -> Self {
+        Self::start_on(redis.node_args(), id, extra)
     }
 
     /// Starts a node that finds Redis through `redis_args`, with extra settings.
@@ -207,7 +347,7 @@ impl Node {
         let mut node = Self {
             id: id.to_owned(),
             port: free_port(),
-            redis_args: vec!["--redis-url".into(), redis.url()],
+            redis_args: redis.node_args(),
             extra: Vec::new(),
             child: None,
         };

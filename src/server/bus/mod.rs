@@ -9,7 +9,7 @@ pub mod link;
 mod memory;
 mod redis;
 
-pub use self::redis::{RedisBus, room_channel};
+pub use self::redis::{RedisBus, room_channel, slot};
 pub use link::{Conn, Link, SlotRange, Target};
 pub use memory::MemoryBus;
 

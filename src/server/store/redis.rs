@@ -27,10 +27,13 @@ use super::{
 };
 use crate::{
     protocol::{ChatMessage, MessageText, NoticeKind, RoomName, ServerMsg, UserName, sort_members},
-    server::bus::{Conn, Link, RedisBus, Subscription, Target, room_channel},
+    server::bus::{Conn, Link, RedisBus, Subscription, Target, room_channel, slot},
 };
 use prometheus_client::metrics::counter::Counter;
-use redis::Script;
+use redis::{
+    Script,
+    cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
+};
 use serde::Serialize;
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
@@ -201,16 +204,26 @@ impl RedisStore {
     }
 
     /// Waits until `wait_replicas` replicas have every write made so far on this connection
-    /// (the message just appended among them); a message they did not confirm in time is not
-    /// acknowledged: its sender re-sends it, and the dedup window keeps it once.
-    async fn replicated(&self, conn: &mut Conn) -> Result<(), StoreError> {
+    /// (the message just appended to `room` among them); a message they did not confirm in time
+    /// is not acknowledged: its sender re-sends it, and the dedup window keeps it once. On a
+    /// cluster, WAIT goes to the master of the room's slot, which took the append.
+    async fn replicated(&self, conn: &mut Conn, room: &RoomName) -> Result<(), StoreError> {
         let wanted = self.settings.wait_replicas;
-        let acked: u32 = redis::cmd("WAIT")
-            .arg(wanted)
-            .arg(self.settings.wait_timeout.as_millis() as u64)
-            .query_async(conn)
-            .await
-            .map_err(unavailable)?;
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(wanted)
+            .arg(self.settings.wait_timeout.as_millis() as u64);
+        let acked: redis::RedisResult<u32> = match conn {
+            Conn::Single(single) => wait.query_async(single).await,
+            Conn::Cluster(cluster) => {
+                let to = Route::new(slot(&room_key(room, "meta")), SlotAddr::Master);
+                let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(to));
+                match cluster.route_command(&wait, to).await {
+                    Ok(value) => redis::from_owned_redis_value(value),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let acked = acked.map_err(unavailable)?;
         if acked < wanted {
             return Err(unavailable(format_args!(
                 "{acked} of {wanted} replicas confirmed a message in time"
@@ -596,7 +609,7 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         if waited.is_some() {
-            self.replicated(&mut conn).await?;
+            self.replicated(&mut conn, room).await?;
         }
         Ok(Stored {
             seq,
