@@ -3,13 +3,16 @@
 //! the room stays idle past nginx's timeout. Each test then counts that every acknowledged
 //! message reached every client exactly once, in `seq` order (`traffic::assert_exactly_once`).
 //!
+//! The socket cut, the node kill and the rolling restart run twice: on one Redis, and on a
+//! Redis Cluster of three masters with a replica each (rooms on sharded pub/sub).
+//!
 //! Real redis-server, real `chorus` processes, real nginx, on loopback; every run is bounded.
 
 mod common;
 
 use common::{
     Client, PATIENCE,
-    cluster::{Nginx, Node, Redis},
+    cluster::{Backing, Nginx, Node, Redis, RedisCluster},
     traffic::{Fault, Participant, Record, assert_exactly_once, settle, wait_joined},
 };
 use std::time::Duration;
@@ -18,7 +21,7 @@ use std::time::Duration;
 const NODE_ARGS: &[&str] = &["--history-size", "1000"];
 const ROOM: &str = "faults";
 
-fn nodes(redis: &Redis, extra: &[&str]) -> (Node, Node) {
+fn nodes(redis: &impl Backing, extra: &[&str]) -> (Node, Node) {
     let args: Vec<&str> = NODE_ARGS.iter().chain(extra).copied().collect();
     (
         Node::start_with(redis, "node-a", &args),
@@ -58,8 +61,16 @@ fn total(records: &[Record], f: impl Fn(&Record) -> usize) -> usize {
 
 #[tokio::test]
 async fn a_socket_cut_mid_traffic_recovers_every_message_after_reconnecting() {
-    let redis = Redis::start();
-    let (a, b) = nodes(&redis, &[]);
+    socket_cut(&Redis::start()).await;
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_a_socket_cut_mid_traffic_recovers_every_message() {
+    socket_cut(&RedisCluster::start(3, 1)).await;
+}
+
+async fn socket_cut(redis: &impl Backing) {
+    let (a, b) = nodes(redis, &[]);
     let all = participants(&a, &b, 40, Duration::from_millis(30));
     wait_joined(&all).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -76,8 +87,16 @@ async fn a_socket_cut_mid_traffic_recovers_every_message_after_reconnecting() {
 
 #[tokio::test]
 async fn a_node_killed_mid_traffic_loses_nothing_its_clients_move_to_the_other() {
-    let redis = Redis::start();
-    let (a, mut b) = nodes(&redis, &[]);
+    node_killed(&Redis::start()).await;
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_a_node_killed_mid_traffic_loses_nothing() {
+    node_killed(&RedisCluster::start(3, 1)).await;
+}
+
+async fn node_killed(redis: &impl Backing) {
+    let (a, mut b) = nodes(redis, &[]);
     let all = participants(&a, &b, 40, Duration::from_millis(30));
     wait_joined(&all).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -119,9 +138,17 @@ async fn a_redis_restart_mid_traffic_loses_nothing() {
 
 #[tokio::test]
 async fn a_rolling_restart_behind_nginx_loses_nothing() {
-    let redis = Redis::start();
+    rolling_restart(&Redis::start()).await;
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_a_rolling_restart_behind_nginx_loses_nothing() {
+    rolling_restart(&RedisCluster::start(3, 1)).await;
+}
+
+async fn rolling_restart(redis: &impl Backing) {
     // Each node spreads its clients' 1012s over a second when it gets SIGTERM.
-    let (mut a, mut b) = nodes(&redis, &["--drain-ms", "1000"]);
+    let (mut a, mut b) = nodes(redis, &["--drain-ms", "1000"]);
     let nginx = Nginx::start(&[&a, &b]);
     let all = behind(&nginx, 60, Duration::from_millis(100), Duration::ZERO);
     wait_joined(&all).await;
