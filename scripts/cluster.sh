@@ -12,9 +12,16 @@
 # target/cluster/urls.env (CLUSTER_URL, REDIS_URL, NODE_A_URL, NODE_A_PID, NODE_B_URL, …, and
 # NODE_URLS / NODE_PIDS with all of them, space-separated); logs are in target/cluster/.
 #
-# SENTINEL=1: Redis with two replicas and three sentinels (master name "mymaster"); the nodes
-# find the master through the sentinels. REDIS_PIDS lists master and replicas: kill the master
-# (the first) and watch the chat go on once a replica is promoted (a few seconds).
+# REDIS picks how Redis runs:
+#   single    (default) one redis-server.
+#   sentinel  Redis with two replicas and three sentinels (master name "mymaster"); the nodes
+#             find the master through the sentinels. REDIS_PIDS lists master and replicas: kill
+#             the master (the first) and watch the chat go on once a replica is promoted (a few
+#             seconds). SENTINEL=1 means the same.
+#   cluster   a Redis Cluster of three masters with a replica each (`redis-cli --cluster
+#             create`); the nodes are given every server as a seed. REDIS_PIDS lists all six:
+#             kill -9 one that `redis-cli -p PORT cluster nodes` calls master, and its replica
+#             takes over its slots within a few seconds (cluster-node-timeout 2000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
@@ -51,6 +58,12 @@ for letter in {a..z}; do
   ((${#names[@]} < count)) && names+=("$letter")
 done
 redis_url="redis://127.0.0.1:$redis_port/"
+mode=${REDIS:-single}
+[[ "${SENTINEL:-}" == 1 ]] && mode=sentinel
+case "$mode" in
+  single | sentinel | cluster) ;;
+  *) echo "REDIS must be single, sentinel or cluster" >&2; exit 2 ;;
+esac
 
 pids=()
 cleanup() {
@@ -61,13 +74,51 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
+# In a Redis Cluster, each server also listens on a bus port (its port + 10000 unless set, out
+# of range for ports above 55535): cluster_args sets a free one each time.
+cluster_args=()
+cluster_bus() {
+  cluster_args=()
+  [[ "$mode" == cluster ]] || return 0
+  local client=$port
+  next_port
+  cluster_args=(--cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000
+    --cluster-port "$port")
+  port=$client
+}
+port=$redis_port
+cluster_bus
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes \
-  --dir "$dir/redis" >"$dir/redis.log" 2>&1 &
+  --dir "$dir/redis" "${cluster_args[@]}" >"$dir/redis.log" 2>&1 &
 redis_pids=$!
-# What stops the cluster when it dies: not a Redis server under Sentinel (killing it is the demo).
+# What stops the cluster when it dies: not a Redis server under Sentinel or in a Redis Cluster
+# (killing one is the demo).
 watched=()
 redis_args=(--redis-url "$redis_url")
-if [[ "${SENTINEL:-}" == 1 ]]; then
+if [[ "$mode" == cluster ]]; then
+  seeds="127.0.0.1:$redis_port"
+  for r in 2 3 4 5 6; do
+    next_port
+    cluster_bus
+    mkdir -p "$dir/redis-$r"
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly yes \
+      --dir "$dir/redis-$r" "${cluster_args[@]}" >"$dir/redis-$r.log" 2>&1 &
+    redis_pids+=" $!"
+    seeds+=",127.0.0.1:$port"
+  done
+  for seed in ${seeds//,/ }; do
+    for _ in $(seq 1 100); do
+      redis-cli -p "${seed##*:}" ping >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+  done
+  redis-cli --cluster create ${seeds//,/ } --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1
+  for _ in $(seq 1 100); do
+    redis-cli -p "$redis_port" cluster info 2>/dev/null | grep -q cluster_state:ok && break
+    sleep 0.1
+  done
+  redis_args=(--redis-cluster "$seeds")
+elif [[ "$mode" == sentinel ]]; then
   for r in 1 2; do
     next_port
     mkdir -p "$dir/replica-$r"
@@ -130,7 +181,8 @@ ${env_lines}NODE_URLS="$urls"
 NODE_PIDS="$node_pids"
 ENV
 log "ready: http://127.0.0.1:$lb_port  (nginx → $urls; redis :$redis_port)"
-[[ "${SENTINEL:-}" == 1 ]] && log "sentinels $sentinels watch redis pids $redis_pids (master first): kill -9 the master to see a failover"
+[[ "$mode" == cluster ]] && log "redis cluster $seeds (pids $redis_pids): kill -9 a master to see a failover"
+[[ "$mode" == sentinel ]] && log "sentinels $sentinels watch redis pids $redis_pids (master first): kill -9 the master to see a failover"
 log "logs in target/cluster/; Ctrl-C stops everything"
 
 # Stop everything as soon as any one of them dies.

@@ -157,6 +157,9 @@ impl RedisCluster {
     pub fn start(masters: usize, replicas: usize) -> Self {
         let servers: Vec<Redis> = (0..masters * (1 + replicas))
             .map(|_| {
+                // The cluster bus port is the client port + 10000 unless set, which is out of
+                // range for half of the ports `free_port` may give.
+                let bus = format!("--cluster-port {}", free_port());
                 Redis::start_with(
                     [
                         "--cluster-enabled yes",
@@ -164,6 +167,7 @@ impl RedisCluster {
                         "--cluster-node-timeout 1000",
                         // A replica takes over however long it was cut off from its master.
                         "--cluster-replica-validity-factor 0",
+                        &bus,
                     ]
                     .iter()
                     .flat_map(|kv| kv.split(' ').map(str::to_owned))
