@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # The standard benchmark set on this machine. Not part of the tests.
-#   scripts/bench.sh            all three sets (about 9 minutes)
+#   scripts/bench.sh            all four sets (about 11 minutes)
 #   scripts/bench.sh single     one node, in-memory bus
 #   scripts/bench.sh cluster    two nodes on one Redis behind nginx (scripts/cluster.sh)
+#   scripts/bench.sh shards     the two-node fan-out and cross-node runs again, on a Redis Cluster
+#                               of three masters with a replica each (REDIS=cluster), to set
+#                               beside the one-Redis numbers of `cluster`
 #   scripts/bench.sh many       100,000 idle connections over six nodes on one Redis, from six
 #                               load processes (each process may hold 20,000 open files at most);
-#                               RAMP sets each process's connects per second (default 400)
+#                               RAMP sets each process's connects per second (default 400);
+#                               REDIS=cluster runs it on the three-master cluster instead
 #   QUICK=1 scripts/bench.sh    smaller numbers, for a smoke run
 # Prints one JSON line per run and keeps them in target/bench/single-node.jsonl,
-# target/bench/two-nodes.jsonl and target/bench/six-nodes.jsonl.
+# target/bench/two-nodes.jsonl, target/bench/two-nodes-cluster.jsonl and
+# target/bench/six-nodes.jsonl (six-nodes-cluster.jsonl with REDIS=cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -27,8 +32,8 @@ export CHORUS_SENDS_PER_SEC=1000000 CHORUS_SEND_BURST=1000000 CHORUS_BYTES_PER_S
   CHORUS_CONNECT_BURST=1000000 CHORUS_MAX_CONNECTIONS_PER_ADDRESS=0 \
   CHORUS_ROOMS_CREATED_PER_MIN=1000000
 
-# Starts redis, $1 release nodes and nginx (scripts/cluster.sh, logging to $2) in the background
-# and loads the URLs and pids it writes.
+# Starts Redis (one server, or with REDIS=cluster a Redis Cluster), $1 release nodes and nginx
+# (scripts/cluster.sh, logging to $2) in the background and loads the URLs and pids it writes.
 start_cluster() {
   rm -f target/cluster/urls.env
   NODES=$1 CHORUS_BIN=target/release/chorus scripts/cluster.sh --no-build >"$2" 2>&1 &
@@ -97,22 +102,33 @@ load churn --pid "$pid" --prefix churn --cycles "$cycles" --rate 2000 --concurre
 stop_node
 fi
 
-if [[ "$which" == all || "$which" == cluster ]]; then
-  out=target/bench/two-nodes.jsonl
-  : >"$out"
-  start_cluster 2 target/bench/cluster.log
+# Two nodes: a 200-member room, half its members on each node, senders on both: every message
+# crosses Redis once and is fanned out by both nodes; then a sender on node A and a receiver on
+# node B, through Redis pub/sub.
+two_nodes() {
   a="ws://${NODE_A_URL#http://}/ws" b="ws://${NODE_B_URL#http://}/ws" lb="ws://${CLUSTER_URL#http://}/ws"
   nodes=(--pid "$NODE_A_PID" --pid "$NODE_B_PID")
   run() { target/release/chorus-load "$@" --max-secs 300 | tee -a "$out"; }
-
-  # A 200-member room, half its members on each node, senders on both: every message crosses
-  # Redis once and is fanned out by both nodes.
   for rate in $rates; do
     run fanout --url "$a" --url "$b" "${nodes[@]}" --prefix "cfan$rate" --members 200 \
       --senders 20 --rate "$rate" --secs 10
   done
-  # Sender on node A, receiver on node B, through Redis pub/sub.
   run crossnode --url "$a" --url "$b" --prefix ccross --rate 100 --secs 10
+}
+
+if [[ "$which" == all || "$which" == shards ]]; then
+  out=target/bench/two-nodes-cluster.jsonl
+  : >"$out"
+  REDIS=cluster start_cluster 2 target/bench/cluster-shards.log
+  two_nodes
+  stop_cluster
+fi
+
+if [[ "$which" == all || "$which" == cluster ]]; then
+  out=target/bench/two-nodes.jsonl
+  : >"$out"
+  REDIS=single start_cluster 2 target/bench/cluster.log
+  two_nodes
   # The floor under it: one Redis pub/sub hop alone (PUBLISH -> subscriber), no Chorus in the path.
   run pubsub --redis "$REDIS_URL" --rate 100 --secs 10
   # Idle connections on both nodes (directly: nginx's 8,192 worker connections would cap it at
@@ -128,7 +144,7 @@ if [[ "$which" == all || "$which" == cluster ]]; then
 fi
 
 if [[ "$which" == all || "$which" == many ]]; then
-  out=target/bench/six-nodes.jsonl
+  if [[ "${REDIS:-single}" == cluster ]]; then out=target/bench/six-nodes-cluster.jsonl; else out=target/bench/six-nodes.jsonl; fi
   : >"$out"
   start_cluster 6 target/bench/cluster-six.log
   read -r -a node_urls <<<"$NODE_URLS"

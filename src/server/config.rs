@@ -361,7 +361,9 @@ impl Config {
 
     /// Whether the node uses Redis (one server, through Sentinel, or a cluster).
     pub fn uses_redis(&self) -> bool {
-        self.redis_url.is_some() || !self.redis_sentinels.is_empty() || !self.redis_cluster.is_empty()
+        self.redis_url.is_some()
+            || !self.redis_sentinels.is_empty()
+            || !self.redis_cluster.is_empty()
     }
 
     /// The separate address for `/metrics`, if one is set.
@@ -616,7 +618,8 @@ impl Config {
             )?;
         }
         check(
-            self.redis_cluster.is_empty() || (self.redis_url.is_none() && self.redis_sentinels.is_empty()),
+            self.redis_cluster.is_empty()
+                || (self.redis_url.is_none() && self.redis_sentinels.is_empty()),
             "redis_cluster",
             "not together with redis_url or redis_sentinels (one way to reach Redis)",
         )?;
@@ -626,9 +629,9 @@ impl Config {
             let address = address.trim_end_matches('/');
             check(
                 (node.starts_with("redis://") || !node.contains("://"))
-                    && address
-                        .rsplit_once(':')
-                        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()),
+                    && address.rsplit_once(':').is_some_and(|(host, port)| {
+                        !host.is_empty() && port.parse::<u16>().is_ok()
+                    }),
                 "redis_cluster",
                 "host:port (or redis://user:password@host:port) of each node, e.g. 10.0.0.5:7000",
             )?;

@@ -248,7 +248,10 @@ struct RoomTask {
     ),
     /// Member lists read beside the task come back here, so a slow read never holds up
     /// delivery.
-    lists: (mpsc::UnboundedSender<MemberList>, mpsc::UnboundedReceiver<MemberList>),
+    lists: (
+        mpsc::UnboundedSender<MemberList>,
+        mpsc::UnboundedReceiver<MemberList>,
+    ),
 }
 
 /// A room's member list as read from the store.
@@ -711,7 +714,9 @@ mod tests {
     use super::*;
     use crate::{
         protocol::MessageText,
-        server::store::{ConnId, Departure, MemoryStore, SessionId, Stored},
+        server::store::{
+            Broker, ConnId, Departure, Health, MemoryStore, Presence, SessionId, Sessions, Stored,
+        },
     };
 
     fn member(id: &str) -> (Member, Outbox) {
@@ -804,7 +809,7 @@ mod tests {
     const SLOW: Duration = Duration::from_secs(2);
 
     #[async_trait::async_trait]
-    impl Store for SlowStore {
+    impl Sessions for SlowStore {
         async fn resume(
             &self,
             session: &SessionId,
@@ -824,6 +829,10 @@ mod tests {
         async fn release(&self, session: &SessionId, conn: &ConnId, how: Departure) {
             self.memory.release(session, conn, how).await
         }
+    }
+
+    #[async_trait::async_trait]
+    impl Presence for SlowStore {
         async fn join(
             &self,
             room: &RoomName,
@@ -854,6 +863,22 @@ mod tests {
         ) -> Result<(), StoreError> {
             self.memory.rename(room, member, old).await
         }
+        async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
+            tokio::time::sleep(SLOW).await;
+            self.memory.members(room).await
+        }
+        async fn reassert(
+            &self,
+            room: &RoomName,
+            members: &[Member],
+            delivered: Option<(&str, u64)>,
+        ) -> Result<(), StoreError> {
+            self.memory.reassert(room, members, delivered).await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Broker for SlowStore {
         async fn append(
             &self,
             room: &RoomName,
@@ -862,10 +887,6 @@ mod tests {
             client_id: Option<String>,
         ) -> Result<Stored, StoreError> {
             self.memory.append(room, from, text, client_id).await
-        }
-        async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
-            tokio::time::sleep(SLOW).await;
-            self.memory.members(room).await
         }
         async fn since(
             &self,
@@ -878,14 +899,10 @@ mod tests {
         async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {
             self.memory.subscribe(room).await
         }
-        async fn reassert(
-            &self,
-            room: &RoomName,
-            members: &[Member],
-            delivered: Option<(&str, u64)>,
-        ) -> Result<(), StoreError> {
-            self.memory.reassert(room, members, delivered).await
-        }
+    }
+
+    #[async_trait::async_trait]
+    impl Health for SlowStore {
         async fn ready(&self) -> bool {
             true
         }

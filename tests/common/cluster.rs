@@ -190,7 +190,9 @@ impl RedisCluster {
                 ask::<String>(s.port, redis::cmd("CLUSTER").arg("INFO"))
                     .is_some_and(|info| info.contains("cluster_state:ok"))
                     && ask::<String>(s.port, redis::cmd("INFO").arg("replication")).is_some_and(
-                        |info| info.contains("role:master") || info.contains("master_link_status:up"),
+                        |info| {
+                            info.contains("role:master") || info.contains("master_link_status:up")
+                        },
                     )
             })
         });

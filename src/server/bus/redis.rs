@@ -32,8 +32,7 @@ use super::{BusEvent, BusItem, Link, SlotRange, Subscription};
 use crate::protocol::RoomName;
 use prometheus_client::metrics::counter::Counter;
 use redis::{
-    AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind,
-    aio::MultiplexedConnection,
+    AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind, aio::MultiplexedConnection,
 };
 use std::{
     collections::HashMap,
@@ -110,7 +109,9 @@ enum Done {
 
 enum ShardState {
     /// Not connected; connect again at this moment.
-    Down { retry_at: Instant },
+    Down {
+        retry_at: Instant,
+    },
     Connecting,
     Up(MultiplexedConnection),
 }
@@ -254,7 +255,10 @@ struct Supervisor {
     lost: Counter,
     done: (mpsc::UnboundedSender<Done>, mpsc::UnboundedReceiver<Done>),
     /// Every connection's pushes (the rooms' messages among them), tagged with the connection.
-    pushes: (mpsc::UnboundedSender<Pushed>, mpsc::UnboundedReceiver<Pushed>),
+    pushes: (
+        mpsc::UnboundedSender<Pushed>,
+        mpsc::UnboundedReceiver<Pushed>,
+    ),
     /// Subscriptions report here when dropped.
     unsubscribed: (
         mpsc::UnboundedSender<RoomName>,
@@ -419,7 +423,10 @@ impl Supervisor {
             return;
         }
         if !self.slots.is_empty() {
-            tracing::warn!(ranges = slots.len(), "redis cluster slots moved: following them");
+            tracing::warn!(
+                ranges = slots.len(),
+                "redis cluster slots moved: following them"
+            );
         }
         let mut masters: Vec<ShardId> = slots.iter().map(|(_, _, m)| m.clone()).collect();
         masters.sort();
@@ -632,7 +639,11 @@ impl Supervisor {
         };
         route.sub = Sub::Subscribing;
         route.via = Some(via.clone());
-        let mut cmd = redis::cmd(if self.cluster { "SSUBSCRIBE" } else { "SUBSCRIBE" });
+        let mut cmd = redis::cmd(if self.cluster {
+            "SSUBSCRIBE"
+        } else {
+            "SUBSCRIBE"
+        });
         cmd.arg(channel);
         let channel = channel.to_owned();
         let work = async move { cmd.exec_async(&mut conn).await };
@@ -691,7 +702,11 @@ impl Supervisor {
                 if let Some(route) = self.routes.get_mut(&channel) {
                     route.sub = Sub::Leaving;
                 }
-                let mut cmd = redis::cmd(if self.cluster { "SUNSUBSCRIBE" } else { "UNSUBSCRIBE" });
+                let mut cmd = redis::cmd(if self.cluster {
+                    "SUNSUBSCRIBE"
+                } else {
+                    "UNSUBSCRIBE"
+                });
                 cmd.arg(&channel);
                 let work = async move { cmd.exec_async(&mut conn).await };
                 beside(&self.done.0, work, move |r| {
@@ -815,7 +830,10 @@ mod tests {
         // Only the hash tag counts, so a room's keys and channel share a slot.
         assert_eq!(slot("{user1000}.following"), slot("user1000"));
         assert_eq!(slot("chorus:{r:lobby}:events"), slot("r:lobby"));
-        assert_eq!(slot("chorus:{r:lobby}:meta"), slot("chorus:{r:lobby}:events"));
+        assert_eq!(
+            slot("chorus:{r:lobby}:meta"),
+            slot("chorus:{r:lobby}:events")
+        );
         // An empty tag is no tag.
         assert_eq!(slot("a{}b"), slot("a{}b"));
         assert_ne!(slot("a{}b"), slot(""));

@@ -4,7 +4,8 @@
 //! `internal` error. Once connected, every call goes straight to the Redis store.
 
 use super::{
-    ConnId, Departure, Member, SessionId, Snapshot, Store, StoreError, Stored,
+    Broker, ConnId, Departure, Health, Member, Presence, SessionId, Sessions, Snapshot, StoreError,
+    Stored,
     redis::{RedisSettings, RedisStore},
 };
 use crate::{
@@ -64,7 +65,7 @@ impl Later {
 }
 
 #[async_trait::async_trait]
-impl Store for Later {
+impl Sessions for Later {
     async fn resume(
         &self,
         session: &SessionId,
@@ -88,7 +89,10 @@ impl Store for Later {
             store.release(session, conn, how).await;
         }
     }
+}
 
+#[async_trait::async_trait]
+impl Presence for Later {
     async fn join(
         &self,
         room: &RoomName,
@@ -111,6 +115,22 @@ impl Store for Later {
         self.store()?.rename(room, member, old).await
     }
 
+    async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
+        self.store()?.members(room).await
+    }
+
+    async fn reassert(
+        &self,
+        room: &RoomName,
+        members: &[Member],
+        delivered: Option<(&str, u64)>,
+    ) -> Result<(), StoreError> {
+        self.store()?.reassert(room, members, delivered).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Broker for Later {
     async fn append(
         &self,
         room: &RoomName,
@@ -119,10 +139,6 @@ impl Store for Later {
         client_id: Option<String>,
     ) -> Result<Stored, StoreError> {
         self.store()?.append(room, from, text, client_id).await
-    }
-
-    async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
-        self.store()?.members(room).await
     }
 
     async fn since(
@@ -137,16 +153,10 @@ impl Store for Later {
     async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {
         self.store()?.subscribe(room).await
     }
+}
 
-    async fn reassert(
-        &self,
-        room: &RoomName,
-        members: &[Member],
-        delivered: Option<(&str, u64)>,
-    ) -> Result<(), StoreError> {
-        self.store()?.reassert(room, members, delivered).await
-    }
-
+#[async_trait::async_trait]
+impl Health for Later {
     async fn share_status(&self, status: String, ttl: Duration) {
         if let Some(store) = self.inner.get() {
             store.share_status(status, ttl).await;

@@ -3,8 +3,8 @@
 //! events go out in the order they happened.
 
 use super::{
-    ConnId, Departure, Member, RecentIds, SessionId, Snapshot, Store, StoreError, Stored,
-    messages_after, new_epoch, now_ms,
+    Broker, ConnId, Departure, Health, Member, Presence, RecentIds, SessionId, Sessions, Snapshot,
+    StoreError, Stored, messages_after, new_epoch, now_ms,
 };
 use crate::{
     protocol::{ChatMessage, MessageText, NoticeKind, RoomName, ServerMsg, UserName, sort_members},
@@ -82,7 +82,7 @@ impl SessionRec {
 }
 
 #[derive(Default)]
-struct Sessions {
+struct SessionTable {
     /// Lower-cased name → the session holding it.
     names: HashMap<String, SessionId>,
     sessions: HashMap<SessionId, SessionRec>,
@@ -90,7 +90,7 @@ struct Sessions {
     expiring: VecDeque<(Instant, SessionId)>,
 }
 
-impl Sessions {
+impl SessionTable {
     fn sweep(&mut self, now: Instant) {
         while let Some((at, _)) = self.expiring.front() {
             if *at > now {
@@ -125,7 +125,7 @@ pub struct MemoryStore {
     swept: Mutex<Instant>,
     session_ttl: Duration,
     /// std Mutex: look-ups only, never across `.await`.
-    sessions: Mutex<Sessions>,
+    sessions: Mutex<SessionTable>,
     /// std Mutex for the map; each room's own async lock is held while its events are published.
     rooms: Mutex<HashMap<RoomName, Arc<tokio::sync::Mutex<Room>>>>,
 }
@@ -145,7 +145,7 @@ impl MemoryStore {
             room_idle: DEFAULT_ROOM_IDLE,
             swept: Mutex::new(Instant::now()),
             session_ttl,
-            sessions: Mutex::new(Sessions::default()),
+            sessions: Mutex::new(SessionTable::default()),
             rooms: Mutex::new(HashMap::new()),
         }
     }
@@ -156,7 +156,7 @@ impl MemoryStore {
         self
     }
 
-    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, SessionTable> {
         let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         s.sweep(Instant::now());
         s
@@ -260,7 +260,7 @@ impl MemoryStore {
 }
 
 #[async_trait::async_trait]
-impl Store for MemoryStore {
+impl Sessions for MemoryStore {
     async fn resume(
         &self,
         session: &SessionId,
@@ -333,7 +333,10 @@ impl Store for MemoryStore {
             }
         }
     }
+}
 
+#[async_trait::async_trait]
+impl Presence for MemoryStore {
     async fn join(
         &self,
         room_name: &RoomName,
@@ -405,6 +408,26 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
+        Ok(match self.existing(room) {
+            Some(room) => room.lock().await.member_names(),
+            None => Vec::new(),
+        })
+    }
+
+    async fn reassert(
+        &self,
+        _room: &RoomName,
+        _members: &[Member],
+        _delivered: Option<(&str, u64)>,
+    ) -> Result<(), StoreError> {
+        // Nothing outside this process can lose them.
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Broker for MemoryStore {
     async fn append(
         &self,
         room_name: &RoomName,
@@ -452,13 +475,6 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
-        Ok(match self.existing(room) {
-            Some(room) => room.lock().await.member_names(),
-            None => Vec::new(),
-        })
-    }
-
     async fn since(
         &self,
         room: &RoomName,
@@ -482,17 +498,10 @@ impl Store for MemoryStore {
     async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {
         Ok(self.bus.subscribe(room))
     }
+}
 
-    async fn reassert(
-        &self,
-        _room: &RoomName,
-        _members: &[Member],
-        _delivered: Option<(&str, u64)>,
-    ) -> Result<(), StoreError> {
-        // Nothing outside this process can lose them.
-        Ok(())
-    }
-
+#[async_trait::async_trait]
+impl Health for MemoryStore {
     async fn ready(&self) -> bool {
         true
     }

@@ -95,8 +95,9 @@ pub enum Departure {
     Dropped,
 }
 
+/// Sessions and the names they hold.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Sessions: Send + Sync + 'static {
     /// Attaches an earlier session to `conn`; its name if it is still alive, `None` if unknown.
     async fn resume(
         &self,
@@ -115,7 +116,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The connection holding the session ended.
     async fn release(&self, session: &SessionId, conn: &ConnId, how: Departure);
+}
 
+/// Who is in which room: joins, leaves and renames, each announced to the room.
+#[async_trait::async_trait]
+pub trait Presence: Send + Sync + 'static {
     /// Adds the member to the room (announcing it if the session was not there yet) and returns
     /// what it should see. Without `create`, a room that has neither members nor stored
     /// messages is not opened: the join is refused (the connection opened too many rooms).
@@ -137,31 +142,8 @@ pub trait Store: Send + Sync + 'static {
         old: &UserName,
     ) -> Result<(), StoreError>;
 
-    /// Stores a message under the room's next `seq` and publishes it, as one step — unless its
-    /// `client_id` is among the room's last `dedup_window` ones: then nothing is stored and the
-    /// original `seq` is returned.
-    async fn append(
-        &self,
-        room: &RoomName,
-        from: &UserName,
-        text: MessageText,
-        client_id: Option<String>,
-    ) -> Result<Stored, StoreError>;
-
     /// The room's member names, sorted as the protocol promises.
     async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError>;
-
-    /// The stored messages after `seq` of `epoch`, in order — `None` when they cannot all be
-    /// had (trimmed from the history, or the epoch is gone).
-    async fn since(
-        &self,
-        room: &RoomName,
-        epoch: &str,
-        seq: u64,
-    ) -> Result<Option<Vec<ChatMessage>>, StoreError>;
-
-    /// Subscribes this node to the room's events.
-    async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError>;
 
     /// Puts this node's members of the room back where the store may have lost them (Redis came
     /// back without its data, or thought this node dead). Announces only those it re-adds.
@@ -174,7 +156,38 @@ pub trait Store: Send + Sync + 'static {
         members: &[Member],
         delivered: Option<(&str, u64)>,
     ) -> Result<(), StoreError>;
+}
 
+/// Each room's messages: stored and published as one step, read back, and heard from.
+#[async_trait::async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// Stores a message under the room's next `seq` and publishes it, as one step — unless its
+    /// `client_id` is among the room's last `dedup_window` ones: then nothing is stored and the
+    /// original `seq` is returned.
+    async fn append(
+        &self,
+        room: &RoomName,
+        from: &UserName,
+        text: MessageText,
+        client_id: Option<String>,
+    ) -> Result<Stored, StoreError>;
+
+    /// The stored messages after `seq` of `epoch`, in order — `None` when they cannot all be
+    /// had (trimmed from the history, or the epoch is gone).
+    async fn since(
+        &self,
+        room: &RoomName,
+        epoch: &str,
+        seq: u64,
+    ) -> Result<Option<Vec<ChatMessage>>, StoreError>;
+
+    /// Subscribes this node to the room's events.
+    async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError>;
+}
+
+/// How the store is doing, and what it tells other nodes about this one.
+#[async_trait::async_trait]
+pub trait Health: Send + Sync + 'static {
     /// Publishes this node's status (JSON) for the other nodes' status pages, kept for `ttl`.
     /// Only stores shared by many nodes keep it.
     async fn share_status(&self, _status: String, _ttl: Duration) {}
@@ -195,6 +208,12 @@ pub trait Store: Send + Sync + 'static {
     /// Called once the server has stopped serving: say goodbye to other nodes.
     async fn close(&self) {}
 }
+
+/// Everything a node needs of its shared state; [`MemoryStore`] and [`RedisStore`] are each all
+/// four parts.
+pub trait Store: Sessions + Presence + Broker + Health {}
+
+impl<T: Sessions + Presence + Broker + Health> Store for T {}
 
 /// Why a store call failed. Storage says what happened; `ws.rs` alone turns it into what the
 /// client is told (`impl From<StoreError> for Invalid`).

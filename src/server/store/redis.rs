@@ -22,8 +22,8 @@
 //! listed, announcing them as `left`, and its sessions stop holding names.
 
 use super::{
-    ConnId, Departure, Member, SessionId, Snapshot, Store, StoreError, Stored, messages_after,
-    new_epoch, now_ms, unavailable,
+    Broker, ConnId, Departure, Health, Member, Presence, SessionId, Sessions, Snapshot, StoreError,
+    Stored, messages_after, new_epoch, now_ms, unavailable,
 };
 use crate::{
     protocol::{ChatMessage, MessageText, NoticeKind, RoomName, ServerMsg, UserName, sort_members},
@@ -436,7 +436,7 @@ async fn heartbeat(store: std::sync::Weak<RedisStore>, stop: CancellationToken) 
 }
 
 #[async_trait::async_trait]
-impl Store for RedisStore {
+impl Sessions for RedisStore {
     async fn resume(
         &self,
         session: &SessionId,
@@ -503,7 +503,10 @@ impl Store for RedisStore {
             tracing::warn!(cause = %e, "session not released");
         }
     }
+}
 
+#[async_trait::async_trait]
+impl Presence for RedisStore {
     async fn join(
         &self,
         room: &RoomName,
@@ -572,6 +575,58 @@ impl Store for RedisStore {
         Ok(())
     }
 
+    async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
+        let mut names: Vec<String> = redis::cmd("HVALS")
+            .arg(room_key(room, "members"))
+            .query_async(&mut self.link.conn())
+            .await
+            .map_err(unavailable)?;
+        sort_members(&mut names);
+        Ok(names)
+    }
+
+    async fn reassert(
+        &self,
+        room: &RoomName,
+        members: &[Member],
+        delivered: Option<(&str, u64)>,
+    ) -> Result<(), StoreError> {
+        // One round trip for the whole room, however many members it has here.
+        let (epoch, seq) = delivered.unwrap_or(("", 0));
+        let mut call = self.scripts.reassert.prepare_invoke();
+        call.key(room_key(room, "members"))
+            .key(room_key(room, "owners"))
+            .key(room_key(room, "meta"))
+            .arg(room_channel(room))
+            .arg(epoch)
+            .arg(seq);
+        for member in members {
+            call.arg(member.session.as_ref())
+                .arg(self.owner(&member.conn))
+                .arg(member.name.as_str())
+                .arg(notice(room, NoticeKind::Joined, &member.name, None));
+        }
+        let raised: i64 = call
+            .invoke_async(&mut self.link.conn())
+            .await
+            .map_err(unavailable)?;
+        if raised == 1 {
+            tracing::warn!(%room, seq, "redis lost messages this node delivered (a failover?): numbering goes on after them");
+        }
+        if !members.is_empty() {
+            let _: () = redis::cmd("SADD")
+                .arg(node_rooms_key(&self.settings.node))
+                .arg(room.as_str())
+                .query_async(&mut self.link.conn())
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Broker for RedisStore {
     async fn append(
         &self,
         room: &RoomName,
@@ -617,16 +672,6 @@ impl Store for RedisStore {
         })
     }
 
-    async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
-        let mut names: Vec<String> = redis::cmd("HVALS")
-            .arg(room_key(room, "members"))
-            .query_async(&mut self.link.conn())
-            .await
-            .map_err(unavailable)?;
-        sort_members(&mut names);
-        Ok(names)
-    }
-
     async fn since(
         &self,
         room: &RoomName,
@@ -654,46 +699,10 @@ impl Store for RedisStore {
     async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {
         self.bus.subscribe(room).await.map_err(unavailable)
     }
+}
 
-    async fn reassert(
-        &self,
-        room: &RoomName,
-        members: &[Member],
-        delivered: Option<(&str, u64)>,
-    ) -> Result<(), StoreError> {
-        // One round trip for the whole room, however many members it has here.
-        let (epoch, seq) = delivered.unwrap_or(("", 0));
-        let mut call = self.scripts.reassert.prepare_invoke();
-        call.key(room_key(room, "members"))
-            .key(room_key(room, "owners"))
-            .key(room_key(room, "meta"))
-            .arg(room_channel(room))
-            .arg(epoch)
-            .arg(seq);
-        for member in members {
-            call.arg(member.session.as_ref())
-                .arg(self.owner(&member.conn))
-                .arg(member.name.as_str())
-                .arg(notice(room, NoticeKind::Joined, &member.name, None));
-        }
-        let raised: i64 = call
-            .invoke_async(&mut self.link.conn())
-            .await
-            .map_err(unavailable)?;
-        if raised == 1 {
-            tracing::warn!(%room, seq, "redis lost messages this node delivered (a failover?): numbering goes on after them");
-        }
-        if !members.is_empty() {
-            let _: () = redis::cmd("SADD")
-                .arg(node_rooms_key(&self.settings.node))
-                .arg(room.as_str())
-                .query_async(&mut self.link.conn())
-                .await
-                .map_err(unavailable)?;
-        }
-        Ok(())
-    }
-
+#[async_trait::async_trait]
+impl Health for RedisStore {
     fn accepting(&self) -> bool {
         self.bus.connected()
     }
