@@ -286,11 +286,7 @@ impl Supervisor {
                 Some((via, push)) = self.pushes.1.recv() => self.pushed(via, push),
                 req = requests.recv() => match req {
                     Some(Request::Subscribe(room, reply)) => self.subscribe(room, reply),
-                    Some(Request::ResyncAll) => {
-                        for route in self.routes.values() {
-                            let _ = route.tx.send(BusItem::Resync);
-                        }
-                    }
+                    Some(Request::ResyncAll) => self.resync_all(),
                     None => return,
                 },
                 Some(done) = self.done.1.recv() => self.finished(done),
@@ -300,6 +296,18 @@ impl Supervisor {
                 _ = topology.tick(), if self.cluster => self.read_topology(),
                 _ = ping.tick() => self.ping_all(),
                 _ = retry.tick() => self.reconnect_due(),
+            }
+        }
+    }
+
+    /// Every subscribed room resyncs now; the others will once subscribed again.
+    fn resync_all(&mut self) {
+        for route in self.routes.values_mut() {
+            match route.sub {
+                Sub::On => {
+                    let _ = route.tx.send(BusItem::Resync);
+                }
+                _ => route.lost = true,
             }
         }
     }
