@@ -36,7 +36,7 @@ export CHORUS_SENDS_PER_SEC=1000000 CHORUS_SEND_BURST=1000000 CHORUS_BYTES_PER_S
 # (scripts/cluster.sh, logging to $2) in the background and loads the URLs and pids it writes.
 start_cluster() {
   rm -f target/cluster/urls.env
-  NODES=$1 CHORUS_BIN=target/release/chorus scripts/cluster.sh --no-build >"$2" 2>&1 &
+  NODES=$1 CHORUS_BIN=${CHORUS_BIN:-target/release/chorus} scripts/cluster.sh --no-build >"$2" 2>&1 &
   cluster=$!
   trap 'kill "$cluster" 2>/dev/null || true' EXIT
   for _ in $(seq 300); do

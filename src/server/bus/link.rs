@@ -25,7 +25,7 @@ use std::{
     sync::{Arc, RwLock},
     time::Duration,
 };
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 /// How long connecting to a Redis server may take.
@@ -60,18 +60,57 @@ pub enum Target {
 
 /// A command connection: to one server (the master), or to a cluster, where each command goes
 /// to the master of its key's slot. Cheap to clone; it reconnects by itself.
+///
+/// The node's traffic shares one, which lets at most [`IN_FLIGHT`] commands wait for Redis at a
+/// time; the rest wait in the node. A command that waits for Redis past its response timeout
+/// fails, but Redis still runs it: without the bound, a connect storm that outruns Redis makes
+/// it run thousands of joins nobody waits for any more, and every call fails. With it, calls
+/// queue and succeed, later.
 #[derive(Clone)]
-pub enum Conn {
+pub struct Conn {
+    kind: Kind,
+    limit: Option<Arc<Semaphore>>,
+}
+
+#[derive(Clone)]
+enum Kind {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
 
+/// Commands of the node's traffic that may wait for Redis at once, per node.
+pub const IN_FLIGHT: usize = 64;
+
+impl Conn {
+    fn new(kind: Kind, limited: bool) -> Self {
+        Self {
+            kind,
+            limit: limited.then(|| Arc::new(Semaphore::new(IN_FLIGHT))),
+        }
+    }
+
+    /// The cluster connection, to route a command by hand; None for one server.
+    pub fn cluster(&mut self) -> Option<&mut ClusterConnection> {
+        match &mut self.kind {
+            Kind::Cluster(c) => Some(c),
+            Kind::Single(_) => None,
+        }
+    }
+}
+
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
-        }
+        Box::pin(async move {
+            // Never closed: a failed acquire would only mean no bound.
+            let _permit = match &self.limit {
+                Some(limit) => limit.clone().acquire_owned().await.ok(),
+                None => None,
+            };
+            match &mut self.kind {
+                Kind::Single(c) => c.req_packed_command(cmd).await,
+                Kind::Cluster(c) => c.req_packed_command(cmd).await,
+            }
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -80,16 +119,22 @@ impl ConnectionLike for Conn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
+        Box::pin(async move {
+            let _permit = match &self.limit {
+                Some(limit) => limit.clone().acquire_owned().await.ok(),
+                None => None,
+            };
+            match &mut self.kind {
+                Kind::Single(c) => c.req_packed_commands(cmd, offset, count).await,
+                Kind::Cluster(c) => c.req_packed_commands(cmd, offset, count).await,
+            }
+        })
     }
 
     fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
+        match &self.kind {
+            Kind::Single(c) => c.get_db(),
+            Kind::Cluster(c) => c.get_db(),
         }
     }
 }
@@ -120,7 +165,11 @@ struct Inner {
 
 #[derive(Clone)]
 struct Current {
+    /// The node's traffic: joins, messages, sessions (bounded: see [`Conn`]).
     conn: Conn,
+    /// The heartbeat's own connection, so that it is never queued behind a storm of joins: a
+    /// node whose beats arrive late is taken for dead by the others.
+    beats: Conn,
     /// A second connection, for writes followed by `WAIT` (only when they are asked for):
     /// `WAIT` holds up every command behind it on its connection, which must not be the
     /// heartbeats' and joins'.
@@ -186,6 +235,11 @@ impl Link {
         self.current().conn
     }
 
+    /// The heartbeat's connection (also for reaping dead nodes and sweeping names).
+    pub fn beats_conn(&self) -> Conn {
+        self.current().beats
+    }
+
     /// The connection for writes that are followed by `WAIT`, if the link has one.
     pub fn waited_conn(&self) -> Option<Conn> {
         self.current().waited
@@ -193,7 +247,7 @@ impl Link {
 
     /// Whether this is a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.current().conn, Conn::Cluster(_))
+        matches!(self.current().conn.kind, Kind::Cluster(_))
     }
 
     /// The current master's address (one server or Sentinel).
@@ -220,7 +274,8 @@ impl Link {
 
     /// A cluster's slot map (`CLUSTER SLOTS`, asked of any node), sorted by slot.
     pub async fn slots(&self) -> anyhow::Result<Vec<SlotRange>> {
-        let Conn::Cluster(mut conn) = self.current().conn else {
+        let mut conn = self.current().conn;
+        let Some(conn) = conn.cluster() else {
             anyhow::bail!("not a cluster");
         };
         let cmd = redis::cmd("CLUSTER").arg("SLOTS").to_owned();
@@ -283,14 +338,16 @@ impl Current {
             .set_number_of_retries(RETRIES as usize)
             .set_max_delay(MAX_RETRY_WAIT_MS);
         let open = || ConnectionManager::new_with_config(client.clone(), config.clone());
-        let conn = Conn::Single(open().await?);
+        let conn = Conn::new(Kind::Single(open().await?), true);
+        let beats = Conn::new(Kind::Single(open().await?), false);
         let waited = match with_waited {
-            true => Some(Conn::Single(open().await?)),
+            true => Some(Conn::new(Kind::Single(open().await?), false)),
             false => None,
         };
         let info = client.get_connection_info().clone();
         Ok(Self {
             conn,
+            beats,
             waited,
             addr: info.addr.to_string(),
             info,
@@ -321,13 +378,18 @@ impl Current {
             builder = builder.password(password.clone());
         }
         let client = builder.build()?;
-        let conn = Conn::Cluster(client.get_async_connection().await?);
+        let conn = Conn::new(Kind::Cluster(client.get_async_connection().await?), true);
+        let beats = Conn::new(Kind::Cluster(client.get_async_connection().await?), false);
         let waited = match with_waited {
-            true => Some(Conn::Cluster(client.get_async_connection().await?)),
+            true => Some(Conn::new(
+                Kind::Cluster(client.get_async_connection().await?),
+                false,
+            )),
             false => None,
         };
         Ok(Self {
             conn,
+            beats,
             waited,
             addr: info.addr.to_string(),
             info,

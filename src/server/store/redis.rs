@@ -212,9 +212,9 @@ impl RedisStore {
         let mut wait = redis::cmd("WAIT");
         wait.arg(wanted)
             .arg(self.settings.wait_timeout.as_millis() as u64);
-        let acked: redis::RedisResult<u32> = match conn {
-            Conn::Single(single) => wait.query_async(single).await,
-            Conn::Cluster(cluster) => {
+        let acked: redis::RedisResult<u32> = match conn.cluster() {
+            None => wait.query_async(conn).await,
+            Some(cluster) => {
                 let to = Route::new(slot(&room_key(room, "meta")), SlotAddr::Master);
                 let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(to));
                 match cluster.route_command(&wait, to).await {
@@ -259,7 +259,7 @@ impl RedisStore {
     /// One beat: refresh this node's key; true if it had expired (others may have removed
     /// this node's members).
     async fn beat(&self, first: bool) -> redis::RedisResult<bool> {
-        let mut conn = self.link.conn();
+        let mut conn = self.link.beats_conn();
         let node = &self.settings.node;
         let prev: Option<String> = redis::cmd("SET")
             .arg(node_key(node))
@@ -279,7 +279,7 @@ impl RedisStore {
 
     /// Removes the members of nodes whose heartbeat expired, announcing them as `left`.
     async fn reap(&self) -> redis::RedisResult<()> {
-        let mut conn = self.link.conn();
+        let mut conn = self.link.beats_conn();
         let nodes: Vec<String> = redis::cmd("SMEMBERS")
             .arg(NODES)
             .query_async(&mut conn)
@@ -348,7 +348,7 @@ impl RedisStore {
     /// Frees the names of sessions that are gone (expired after a dropped link, or held by a
     /// node that died), unless another node swept them lately. Returns how many were freed.
     async fn sweep_names(&self) -> redis::RedisResult<u64> {
-        let mut conn = self.link.conn();
+        let mut conn = self.link.beats_conn();
         let every = u64::try_from(self.sweep_every().as_millis()).unwrap_or(60_000);
         let claimed: Option<String> = redis::cmd("SET")
             .arg(SWEEP_KEY)
