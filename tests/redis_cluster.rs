@@ -7,7 +7,7 @@ mod common;
 use chorus::protocol::ServerMsg;
 use common::{
     Client, PATIENCE,
-    cluster::{Node, RedisCluster, ask, wait_until},
+    cluster::{Node, RedisCluster, ask, assert_stored_once, send_until_acked, wait_until},
 };
 use std::time::{Duration, Instant};
 
@@ -85,32 +85,6 @@ async fn rooms_on_every_shard_reach_the_other_node_once_and_in_order() {
     });
 }
 
-/// Sends `text` to `room` until it is acknowledged, waiting out refusals while the cluster
-/// fails over. Returns how many times it was refused.
-async fn send_until_acked(client: &mut Client, room: &str, text: &str, deadline: Instant) -> u32 {
-    let mut refused = 0;
-    loop {
-        client.say(room, text, text).await;
-        let answer = client
-            .recv_until(|m| matches!(m, ServerMsg::Ack { .. } | ServerMsg::Error { .. }))
-            .await;
-        match answer {
-            ServerMsg::Ack { client_id, .. } if client_id.as_deref() == Some(text) => {
-                return refused;
-            }
-            ServerMsg::Ack { .. } => continue,
-            other => {
-                refused += 1;
-                assert!(
-                    Instant::now() < deadline,
-                    "{text} still refused after the failover: {other:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_master_killed_mid_traffic_is_followed_to_its_replica_and_nothing_is_lost() {
     let mut cluster = RedisCluster::start(3, 1);
@@ -147,19 +121,7 @@ async fn a_master_killed_mid_traffic_is_followed_to_its_replica_and_nothing_is_l
     a.wait_ready_status(200, 2).await;
     b.wait_ready_status(200, 2).await;
     let (mut di, _, history) = Client::in_room(&b, "di", &room).await;
-    let lost: Vec<String> = (0..N)
-        .map(|i| format!("m{i}"))
-        .filter(|text| history.iter().filter(|m| &m.text == text).count() != 1)
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "acknowledged but lost or stored twice: {lost:?}"
-    );
-    let seqs: Vec<u64> = history.iter().map(|m| m.seq).collect();
-    assert!(
-        seqs.windows(2).all(|w| w[1] > w[0]),
-        "no seq given twice: {seqs:?}"
-    );
+    assert_stored_once(&history, N);
     let mut seen = Vec::new();
     while seen.len() < N {
         let m = bo.next_message().await;

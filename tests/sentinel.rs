@@ -4,12 +4,11 @@
 
 mod common;
 
-use chorus::protocol::ServerMsg;
 use common::{
     Client, PATIENCE,
-    cluster::{Node, Redis, Sentinel, ask, wait_until},
+    cluster::{Node, Redis, Sentinel, ask, assert_stored_once, send_until_acked, wait_until},
 };
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn in_sync(replica: &Redis) -> bool {
     ask::<String>(replica.port, redis::cmd("INFO").arg("replication"))
@@ -22,32 +21,6 @@ fn sentinel_lists(sentinel: &Sentinel, what: &str) -> usize {
         redis::cmd("SENTINEL").arg(what).arg("mymaster"),
     )
     .map_or(0, |list| list.len())
-}
-
-/// Sends `text` until it is acknowledged, waiting out refusals while Redis fails over. Returns
-/// how many times it was refused.
-async fn send_until_acked(client: &mut Client, text: &str, deadline: Instant) -> u32 {
-    let mut refused = 0;
-    loop {
-        client.say("lobby", text, text).await;
-        let answer = client
-            .recv_until(|m| matches!(m, ServerMsg::Ack { .. } | ServerMsg::Error { .. }))
-            .await;
-        match answer {
-            ServerMsg::Ack { client_id, .. } if client_id.as_deref() == Some(text) => {
-                return refused;
-            }
-            ServerMsg::Ack { .. } => continue,
-            other => {
-                refused += 1;
-                assert!(
-                    Instant::now() < deadline,
-                    "{text} still refused after the failover: {other:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
 }
 
 #[tokio::test]
@@ -100,7 +73,7 @@ async fn nodes_follow_a_failover_and_no_acknowledged_message_is_lost() {
         if i == N / 3 {
             master.kill();
         }
-        refused += send_until_acked(&mut ann, &format!("m{i}"), deadline).await;
+        refused += send_until_acked(&mut ann, "lobby", &format!("m{i}"), deadline).await;
     }
     assert!(refused > 0, "the failover was noticed by the sender");
     let promoted = ask::<Vec<String>>(
@@ -121,19 +94,7 @@ async fn nodes_follow_a_failover_and_no_acknowledged_message_is_lost() {
     b.wait_ready_status(200, 2).await;
     let (mut di, _, history) = Client::in_room(&b, "di", "lobby").await;
     // The counting check: every acknowledged message is in the new master's history, once.
-    let lost: Vec<String> = (0..N)
-        .map(|i| format!("m{i}"))
-        .filter(|text| history.iter().filter(|m| &m.text == text).count() != 1)
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "acknowledged but lost or stored twice: {lost:?}"
-    );
-    let seqs: Vec<u64> = history.iter().map(|m| m.seq).collect();
-    assert!(
-        seqs.windows(2).all(|w| w[1] > w[0]),
-        "no seq given twice: {seqs:?}"
-    );
+    assert_stored_once(&history, N);
     ann.say("lobby", "after", "after").await;
     assert_eq!(di.next_message().await.text, "after");
 }

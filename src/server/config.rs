@@ -886,6 +886,16 @@ mod tests {
         assert!(!format!("{:?}", config.redacted()).contains(&"x".repeat(40)));
     }
 
+    /// The key `validate` names after `tweak` is applied to a copy of `config`.
+    fn invalid_key(config: &Config, tweak: fn(&mut Config)) -> &'static str {
+        let mut c = config.clone();
+        tweak(&mut c);
+        match c.validate() {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn cluster_settings_name_the_target_and_are_checked() {
         let mut config = Config::default();
@@ -906,14 +916,7 @@ mod tests {
             })
         );
         assert!(!format!("{:?}", config.redacted()).contains("hunter2"));
-        let invalid = |tweak: fn(&mut Config)| {
-            let mut c = config.clone();
-            tweak(&mut c);
-            match c.validate() {
-                Err(ConfigError::Invalid { key, .. }) => key,
-                other => panic!("{other:?}"),
-            }
-        };
+        let invalid = |tweak: fn(&mut Config)| invalid_key(&config, tweak);
         assert_eq!(
             invalid(|c| c.redis_url = Some("redis://db/".into())),
             "redis_cluster"
@@ -948,14 +951,7 @@ mod tests {
                 master: "chat".into(),
             })
         );
-        let invalid = |tweak: fn(&mut Config)| {
-            let mut c = config.clone();
-            tweak(&mut c);
-            match c.validate() {
-                Err(ConfigError::Invalid { key, .. }) => key,
-                other => panic!("{other:?}"),
-            }
-        };
+        let invalid = |tweak: fn(&mut Config)| invalid_key(&config, tweak);
         assert_eq!(
             invalid(|c| c.redis_url = Some("redis://db/".into())),
             "redis_sentinels"

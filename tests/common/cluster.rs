@@ -1,7 +1,8 @@
 //! Many-node harness: a real redis-server, `chorus` node processes and nginx, each on a free
 //! loopback port, each killed when dropped.
 
-use super::{Endpoint, PATIENCE, free_port, wait_listening, wait_ready};
+use super::{Client, Endpoint, PATIENCE, free_port, wait_listening, wait_ready};
+use chorus::protocol::ServerMsg;
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -144,6 +145,55 @@ pub fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool)
         assert!(Instant::now() < deadline, "{what}: not within {within:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Sends `text` to `room` until it is acknowledged, waiting out refusals while the cluster
+/// fails over (Sentinel or a cluster's replica taking over). Returns how many times it was refused.
+pub async fn send_until_acked(
+    client: &mut Client,
+    room: &str,
+    text: &str,
+    deadline: Instant,
+) -> u32 {
+    let mut refused = 0;
+    loop {
+        client.say(room, text, text).await;
+        let answer = client
+            .recv_until(|m| matches!(m, ServerMsg::Ack { .. } | ServerMsg::Error { .. }))
+            .await;
+        match answer {
+            ServerMsg::Ack { client_id, .. } if client_id.as_deref() == Some(text) => {
+                return refused;
+            }
+            ServerMsg::Ack { .. } => continue,
+            other => {
+                refused += 1;
+                assert!(
+                    Instant::now() < deadline,
+                    "{text} still refused after the failover: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// The counting check after a failover: each of the acknowledged messages `m0`…`m{n-1}` is in
+/// the room's `history` exactly once, and no `seq` was given twice.
+pub fn assert_stored_once(history: &[chorus::protocol::ChatMessage], n: usize) {
+    let lost: Vec<String> = (0..n)
+        .map(|i| format!("m{i}"))
+        .filter(|text| history.iter().filter(|m| &m.text == text).count() != 1)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged but lost or stored twice: {lost:?}"
+    );
+    let seqs: Vec<u64> = history.iter().map(|m| m.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] > w[0]),
+        "no seq given twice: {seqs:?}"
+    );
 }
 
 /// A Redis Cluster on loopback: `masters` masters with `replicas` replicas each, joined by

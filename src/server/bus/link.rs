@@ -25,7 +25,7 @@ use std::{
     sync::{Arc, RwLock},
     time::Duration,
 };
-use tokio::sync::{Mutex, Semaphore, watch};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 /// How long connecting to a Redis server may take.
@@ -89,6 +89,15 @@ impl Conn {
         }
     }
 
+    /// Waits for a place among the commands in flight, if this connection is bounded. (Never
+    /// closed: a failed acquire would only mean no bound.)
+    async fn permit(&self) -> Option<OwnedSemaphorePermit> {
+        match &self.limit {
+            Some(limit) => limit.clone().acquire_owned().await.ok(),
+            None => None,
+        }
+    }
+
     /// The cluster connection, to route a command by hand; None for one server.
     pub fn cluster(&mut self) -> Option<&mut ClusterConnection> {
         match &mut self.kind {
@@ -101,11 +110,7 @@ impl Conn {
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            // Never closed: a failed acquire would only mean no bound.
-            let _permit = match &self.limit {
-                Some(limit) => limit.clone().acquire_owned().await.ok(),
-                None => None,
-            };
+            let _permit = self.permit().await;
             match &mut self.kind {
                 Kind::Single(c) => c.req_packed_command(cmd).await,
                 Kind::Cluster(c) => c.req_packed_command(cmd).await,
@@ -120,10 +125,7 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let _permit = match &self.limit {
-                Some(limit) => limit.clone().acquire_owned().await.ok(),
-                None => None,
-            };
+            let _permit = self.permit().await;
             match &mut self.kind {
                 Kind::Single(c) => c.req_packed_commands(cmd, offset, count).await,
                 Kind::Cluster(c) => c.req_packed_commands(cmd, offset, count).await,
@@ -337,21 +339,12 @@ impl Current {
             .set_response_timeout(RESPONSE_TIMEOUT)
             .set_number_of_retries(RETRIES as usize)
             .set_max_delay(MAX_RETRY_WAIT_MS);
-        let open = || ConnectionManager::new_with_config(client.clone(), config.clone());
-        let conn = Conn::new(Kind::Single(open().await?), true);
-        let beats = Conn::new(Kind::Single(open().await?), false);
-        let waited = match with_waited {
-            true => Some(Conn::new(Kind::Single(open().await?), false)),
-            false => None,
-        };
         let info = client.get_connection_info().clone();
-        Ok(Self {
-            conn,
-            beats,
-            waited,
-            addr: info.addr.to_string(),
-            info,
-        })
+        let open = || async {
+            let conn = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
+            Ok(Kind::Single(conn))
+        };
+        Self::open(open, with_waited, info).await
     }
 
     async fn cluster(nodes: &[String], with_waited: bool) -> anyhow::Result<Self> {
@@ -378,13 +371,21 @@ impl Current {
             builder = builder.password(password.clone());
         }
         let client = builder.build()?;
-        let conn = Conn::new(Kind::Cluster(client.get_async_connection().await?), true);
-        let beats = Conn::new(Kind::Cluster(client.get_async_connection().await?), false);
+        let open = || async { Ok(Kind::Cluster(client.get_async_connection().await?)) };
+        Self::open(open, with_waited, info).await
+    }
+
+    /// The link's connections, each made by `open`: the node's traffic (bounded), the
+    /// heartbeat's, and one for writes followed by `WAIT` if asked for.
+    async fn open<F, Fut>(open: F, with_waited: bool, info: ConnectionInfo) -> anyhow::Result<Self>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = redis::RedisResult<Kind>>,
+    {
+        let conn = Conn::new(open().await?, true);
+        let beats = Conn::new(open().await?, false);
         let waited = match with_waited {
-            true => Some(Conn::new(
-                Kind::Cluster(client.get_async_connection().await?),
-                false,
-            )),
+            true => Some(Conn::new(open().await?, false)),
             false => None,
         };
         Ok(Self {
