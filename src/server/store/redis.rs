@@ -820,6 +820,50 @@ mod tests {
         }
     }
 
+    /// Keeps Redis busy for ARGV[1] microseconds (as a heavy join script would).
+    const BUSY: &str = "local t = redis.call('TIME') local t0 = t[1] * 1000000 + t[2] \
+        repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - t0 >= tonumber(ARGV[1]) \
+        return 1";
+
+    #[tokio::test]
+    async fn a_burst_past_redis_s_pace_queues_in_the_node_and_the_heartbeat_goes_first() {
+        let server = Server::start();
+        let url = format!("redis://127.0.0.1:{}/", server.1);
+        let link = Link::connect(&Target::Url(url), false, CancellationToken::new())
+            .await
+            .expect("redis answers");
+        // 300 calls of 10 ms each at once: 3 s of Redis's time, past the 2 s a call may wait
+        // for its answer. Unbounded, the last third would time out (while Redis still ran them).
+        let busy = Script::new(BUSY);
+        let calls: Vec<_> = (0..300)
+            .map(|_| {
+                let (mut conn, busy) = (link.conn(), busy.clone());
+                async move { busy.arg(10_000).invoke_async::<i64>(&mut conn).await }
+            })
+            .collect();
+        let burst = tokio::spawn(futures_util::future::join_all(calls));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The heartbeat's connection is not queued behind the burst.
+        let pong: String = redis::cmd("PING")
+            .query_async(&mut link.beats_conn())
+            .await
+            .expect("the heartbeat's ping is answered");
+        assert_eq!(pong, "PONG");
+        assert!(!burst.is_finished(), "answered while the burst still runs");
+        let failed: Vec<String> = burst
+            .await
+            .expect("the burst ran")
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "{} calls failed: {:?}",
+            failed.len(),
+            failed.first()
+        );
+    }
+
     #[tokio::test]
     async fn what_the_scripts_publish_reads_back_as_protocol_frames() {
         let server = Server::start();
