@@ -820,6 +820,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn on_a_cluster_every_script_publishes_on_sharded_pub_sub() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/server/store/lua");
+        let mut publishing = 0;
+        for entry in std::fs::read_dir(dir).expect("the scripts' directory") {
+            let path = entry.expect("a script").path();
+            let source = std::fs::read_to_string(&path).expect("a readable script");
+            publishing += usize::from(source.contains(PUBLISH));
+            // Any other spelling of PUBLISH would escape the replacement and go to a classic
+            // channel no node listens to on a cluster.
+            let sharded = source.replace(PUBLISH, SPUBLISH);
+            assert!(
+                !sharded
+                    .to_uppercase()
+                    .replace("SPUBLISH", "")
+                    .contains("PUBLISH"),
+                "{}: publishes in a form the cluster's replacement misses",
+                path.display()
+            );
+        }
+        assert_eq!(
+            publishing, 6,
+            "join, leave, rename, append, reassert and reap publish"
+        );
+    }
+
     /// Keeps Redis busy for ARGV[1] microseconds (as a heavy join script would).
     const BUSY: &str = "local t = redis.call('TIME') local t0 = t[1] * 1000000 + t[2] \
         repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - t0 >= tonumber(ARGV[1]) \
