@@ -138,3 +138,47 @@ async fn a_master_killed_mid_traffic_is_followed_to_its_replica_and_nothing_is_l
     ann.say(&calm, "calm", "calm").await;
     assert_eq!(di.next_message().await.text, "calm");
 }
+
+#[tokio::test]
+async fn a_room_whose_master_lost_its_data_starts_a_new_epoch_and_says_so() {
+    let cluster = RedisCluster::start(3, 0);
+    // A room whose master does not also hold the sessions (`{u}`), so that only the room's data
+    // is lost.
+    let sessions = cluster.master_of("{u}");
+    let master = *cluster
+        .masters()
+        .iter()
+        .find(|&&m| Some(m) != sessions)
+        .expect("a master without the sessions");
+    let room = cluster.room_on(master);
+    let a = Node::start(&cluster, "node-a");
+    let b = Node::start(&cluster, "node-b");
+    let (mut ann, _, _) = Client::in_room(&a, "ann", &room).await;
+    ann.say(&room, "before", "c1").await;
+    let before = ann.next_message().await;
+
+    // The room's master loses everything it held (as a restart without its disk would).
+    let flushed: Option<String> = ask(cluster.servers[master].port, &redis::cmd("FLUSHALL"));
+    assert_eq!(flushed.as_deref(), Some("OK"));
+    ann.say(&room, "after", "c2").await;
+    let after = ann.next_message().await;
+    assert_ne!(
+        after.epoch, before.epoch,
+        "numbering starts again in a new epoch"
+    );
+
+    // Someone coming back from where they were is told what they missed is gone.
+    let (mut bo, _, _) = Client::in_room(&b, "bo", "elsewhere").await;
+    let (_, history, recovered) = bo
+        .join_since(
+            &room,
+            Some(chorus::protocol::Position {
+                epoch: before.epoch.clone(),
+                seq: before.seq,
+            }),
+        )
+        .await;
+    assert_eq!(recovered, Some(false));
+    let texts: Vec<&str> = history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["after"]);
+}

@@ -169,8 +169,8 @@ struct Inner {
 struct Current {
     /// The node's traffic: joins, messages, sessions (bounded: see [`Conn`]).
     conn: Conn,
-    /// The heartbeat's own connection, so that it is never queued behind a storm of joins: a
-    /// node whose beats arrive late is taken for dead by the others.
+    /// The heartbeat's own connection (and the cluster slot map's), so that it is never queued
+    /// behind a storm of joins: a node whose beats arrive late is taken for dead by the others.
     beats: Conn,
     /// A second connection, for writes followed by `WAIT` (only when they are asked for):
     /// `WAIT` holds up every command behind it on its connection, which must not be the
@@ -276,7 +276,9 @@ impl Link {
 
     /// A cluster's slot map (`CLUSTER SLOTS`, asked of any node), sorted by slot.
     pub async fn slots(&self) -> anyhow::Result<Vec<SlotRange>> {
-        let mut conn = self.current().conn;
+        // The heartbeat's connection: the slot map must stay fresh while a storm of joins
+        // queues on the traffic's.
+        let mut conn = self.current().beats;
         let Some(conn) = conn.cluster() else {
             anyhow::bail!("not a cluster");
         };
