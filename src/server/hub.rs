@@ -10,7 +10,9 @@
 //! (`presence`) are read from the store at most once per `presence_interval` after a change.
 //!
 //! What the task awaits from the store: gap fills and the resync, whose order matters, and
-//! nothing else. Joins, leaves, renames and member-list reads run beside it and report back, so a
+//! nothing else. A fill the store cannot answer (Redis unreachable or failing over) is tried
+//! again with a backoff while later live messages wait for it; only a gap the store no longer
+//! holds closes the members (1013) to reload. Joins, leaves, renames and member-list reads run beside it and report back, so a
 //! slow store call there never holds up delivery to the room. A join's snapshot and the live
 //! stream still meet without a gap or an overlap: messages the task delivers while a join is in
 //! flight are held, and the joiner gets those after its snapshot's end once the join is back,
@@ -252,6 +254,21 @@ struct RoomTask {
         mpsc::UnboundedSender<MemberList>,
         mpsc::UnboundedReceiver<MemberList>,
     ),
+    /// A gap fill the store could not answer (unreachable, failing over) is tried again then,
+    /// and live messages wait for it; the count says how many tries in a row failed.
+    refill: Option<(Instant, u32)>,
+}
+
+/// The first wait before a failed gap fill is tried again, and the longest.
+const REFILL_FIRST: Duration = Duration::from_millis(100);
+const REFILL_MAX: Duration = Duration::from_secs(2);
+
+/// Sleeps until `at`; never wakes without one.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A room's member list as read from the store.
@@ -281,6 +298,7 @@ async fn room_task(hub: Arc<Hub>, room: RoomName, mut commands: mpsc::UnboundedR
         held: Vec::new(),
         joined: mpsc::unbounded_channel(),
         lists: mpsc::unbounded_channel(),
+        refill: None,
     };
     let open = task.run(&mut sub, &mut commands).await;
     if !open {
@@ -316,6 +334,9 @@ impl RoomTask {
                     self.read_presence();
                 }
                 Some(list) = self.lists.1.recv() => self.send_presence(list),
+                _ = sleep_until_some(self.refill.map(|(at, _)| at)), if self.refill.is_some() => {
+                    self.resync().await;
+                }
             }
             while self.members.is_empty() && self.joins == 0 {
                 match self.hub.retire(&self.room, commands) {
@@ -478,6 +499,8 @@ impl RoomTask {
                 self.delivered = m.seq;
                 self.hold(m, &Message::Text(event.frame.clone()));
             }
+            // A gap fill is due again: this message comes with it, from the history.
+            ServerMsg::Message(_) if self.refill.is_some() => {}
             ServerMsg::Message(m) => {
                 if self.epoch.as_deref() == Some(m.epoch.as_str()) {
                     if m.seq <= self.delivered {
@@ -517,13 +540,17 @@ impl RoomTask {
     }
 
     /// Delivers the stored messages after the last one delivered, up to `upto` (or all).
-    /// Returns false if they could not be had: then every local member is closed (1013) so its
-    /// client reconnects and reloads the room, rather than silently miss messages.
+    /// Returns false if they could not be had. When the store no longer has them every local
+    /// member is closed (1013) so its client reconnects and reloads the room, rather than
+    /// silently miss messages; when the store did not answer, the fill is tried again after a
+    /// backoff ([`REFILL_FIRST`] doubling to [`REFILL_MAX`]) and live messages wait for it, so a
+    /// Redis failover costs the members a delay, not a reconnect.
     async fn fill(&mut self, upto: Option<u64>) -> bool {
         let Some(epoch) = self.epoch.clone() else {
             return true;
         };
         let since = self.hub.store.since(&self.room, &epoch, self.delivered);
+        let tries = self.refill.take().map_or(0, |(_, tries)| tries);
         match self.hub.metrics.timed("since", since).await {
             Ok(Some(missed)) => {
                 if !missed.is_empty() {
@@ -548,8 +575,11 @@ impl RoomTask {
                 false
             }
             Err(e) => {
-                tracing::warn!(cause = %e, room = %self.room, "cannot fetch missed messages: members must reload");
-                self.close_all();
+                let wait = REFILL_FIRST
+                    .saturating_mul(1 << tries.min(8))
+                    .min(REFILL_MAX);
+                tracing::warn!(cause = %e, room = %self.room, retry_in = ?wait, "cannot fetch missed messages yet");
+                self.refill = Some((Instant::now() + wait, tries + 1));
                 false
             }
         }
@@ -718,6 +748,7 @@ mod tests {
             Broker, ConnId, Departure, Health, MemoryStore, Presence, SessionId, Sessions, Stored,
         },
     };
+    use std::sync::atomic::Ordering::Relaxed;
 
     fn member(id: &str) -> (Member, Outbox) {
         let member = Member {
@@ -790,10 +821,16 @@ mod tests {
     /// taken first, the answer comes 2 s later).
     /// With `say_in_join`, a join first stores (and publishes) a message from "ann", so that
     /// its snapshot holds a message the room task has not delivered yet.
+    /// With `lossy`, its bus drops the next `drop_next` chat messages on their way to the room
+    /// (as pub/sub does while a link is down), and `since` fails `failing_since` more times (as
+    /// while Redis fails over).
     struct SlowStore {
         memory: MemoryStore,
         slow_joins: std::sync::atomic::AtomicBool,
         say_in_join: Mutex<Option<&'static str>>,
+        lossy: bool,
+        drop_next: Arc<std::sync::atomic::AtomicU32>,
+        failing_since: std::sync::atomic::AtomicU32,
     }
 
     impl SlowStore {
@@ -802,6 +839,16 @@ mod tests {
                 memory: memory_store(),
                 slow_joins: std::sync::atomic::AtomicBool::new(false),
                 say_in_join: Mutex::new(None),
+                lossy: false,
+                drop_next: Arc::default(),
+                failing_since: Default::default(),
+            }
+        }
+
+        fn lossy() -> Self {
+            Self {
+                lossy: true,
+                ..Self::new()
             }
         }
     }
@@ -894,10 +941,35 @@ mod tests {
             epoch: &str,
             seq: u64,
         ) -> Result<Option<Vec<ChatMessage>>, StoreError> {
+            let failing = &self.failing_since;
+            if failing
+                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(StoreError::Unavailable("failing over".into()));
+            }
             self.memory.since(room, epoch, seq).await
         }
         async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {
-            self.memory.subscribe(room).await
+            let mut inner = self.memory.subscribe(room).await?;
+            if !self.lossy {
+                return Ok(inner);
+            }
+            let (tx, rx) = tokio::sync::broadcast::channel(64);
+            let drop_next = self.drop_next.clone();
+            tokio::spawn(async move {
+                while let Ok(item) = inner.recv().await {
+                    let message = matches!(&item, BusItem::Event(e) if matches!(e.msg, ServerMsg::Message(_)));
+                    let dropped = message
+                        && drop_next
+                            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+                            .is_ok();
+                    if !dropped && tx.send(item).is_err() {
+                        return;
+                    }
+                }
+            });
+            Ok(Subscription::new(rx))
         }
     }
 
@@ -906,6 +978,32 @@ mod tests {
         async fn ready(&self) -> bool {
             true
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_gap_fill_the_store_cannot_answer_yet_is_tried_again_and_nobody_is_closed() {
+        let lossy = Arc::new(SlowStore::lossy());
+        let store: Arc<dyn Store> = lossy.clone();
+        let (_hub, room, ann, ann_out) = lobby_with_ann(&store).await;
+        say(&*store, &room, &ann, "one").await;
+        assert_eq!(next_text(&ann_out).await, "one");
+
+        // "two" is lost on the bus; "three" shows the gap, whose fill fails twice (Redis failing
+        // over); "four" comes meanwhile.
+        lossy.drop_next.store(1, Relaxed);
+        lossy.failing_since.store(2, Relaxed);
+        for text in ["two", "three", "four"] {
+            say(&*store, &room, &ann, text).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(REFILL_FIRST * 4).await;
+        assert_eq!(
+            lossy.failing_since.load(Relaxed),
+            0,
+            "the fill was tried again"
+        );
+        // ann stayed, and got each message once, in order.
+        assert_eq!(seqs(&ann_out).await, [2, 3, 4]);
     }
 
     /// Waits for the next chat message queued for the member; returns its text.
