@@ -546,11 +546,11 @@ impl RoomTask {
     /// backoff ([`REFILL_FIRST`] doubling to [`REFILL_MAX`]) and live messages wait for it, so a
     /// Redis failover costs the members a delay, not a reconnect.
     async fn fill(&mut self, upto: Option<u64>) -> bool {
+        let tries = self.refill.take().map_or(0, |(_, tries)| tries);
         let Some(epoch) = self.epoch.clone() else {
             return true;
         };
         let since = self.hub.store.since(&self.room, &epoch, self.delivered);
-        let tries = self.refill.take().map_or(0, |(_, tries)| tries);
         match self.hub.metrics.timed("since", since).await {
             Ok(Some(missed)) => {
                 if !missed.is_empty() {
