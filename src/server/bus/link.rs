@@ -165,7 +165,6 @@ struct Inner {
     sentinel: Option<Mutex<SentinelClient>>,
 }
 
-#[derive(Clone)]
 struct Current {
     /// The node's traffic: joins, messages, sessions (bounded: see [`Conn`]).
     conn: Conn,
@@ -223,46 +222,44 @@ impl Link {
         Ok(link)
     }
 
-    fn current(&self) -> Current {
+    /// Reads what it needs of the current connections under the lock. Every Redis call starts
+    /// here, so it copies only what it takes, not the whole set.
+    fn current<T>(&self, take: impl FnOnce(&Current) -> T) -> T {
         // Nothing panics while holding the lock; a poisoned one still holds a whole value.
-        self.inner
-            .current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        take(&self.inner.current.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The command connection (it reconnects by itself).
     pub fn conn(&self) -> Conn {
-        self.current().conn
+        self.current(|c| c.conn.clone())
     }
 
     /// The heartbeat's connection (also for reaping dead nodes and sweeping names).
     pub fn beats_conn(&self) -> Conn {
-        self.current().beats
+        self.current(|c| c.beats.clone())
     }
 
     /// The connection for writes that are followed by `WAIT`, if the link has one.
     pub fn waited_conn(&self) -> Option<Conn> {
-        self.current().waited
+        self.current(|c| c.waited.clone())
     }
 
     /// Whether this is a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.current().conn.kind, Kind::Cluster(_))
+        self.current(|c| matches!(c.conn.kind, Kind::Cluster(_)))
     }
 
     /// The current master's address (one server or Sentinel).
     pub fn master(&self) -> String {
-        self.current().addr
+        self.current(|c| c.addr.clone())
     }
 
     /// How to open a connection of our own to `addr` (a master named by [`Link::master`] or by
     /// [`Link::slots`]), with the user, password and database the link was given.
     pub fn info_for(&self, addr: &str) -> anyhow::Result<ConnectionInfo> {
-        let current = self.current();
-        if addr == current.addr {
-            return Ok(current.info);
+        let (current, info) = self.current(|c| (c.addr.clone(), c.info.clone()));
+        if addr == current {
+            return Ok(info);
         }
         let (host, port) = addr
             .rsplit_once(':')
@@ -270,7 +267,7 @@ impl Link {
             .ok_or_else(|| anyhow::anyhow!("not a host:port: {addr}"))?;
         Ok(ConnectionInfo {
             addr: ConnectionAddr::Tcp(host, port),
-            redis: current.info.redis,
+            redis: info.redis,
         })
     }
 
@@ -278,7 +275,7 @@ impl Link {
     pub async fn slots(&self) -> anyhow::Result<Vec<SlotRange>> {
         // The heartbeat's connection: the slot map must stay fresh while a storm of joins
         // queues on the traffic's.
-        let mut conn = self.current().beats;
+        let mut conn = self.beats_conn();
         let Some(conn) = conn.cluster() else {
             anyhow::bail!("not a cluster");
         };
@@ -318,7 +315,7 @@ impl Link {
         };
         let client = ask(&mut *sentinel.lock().await).await?;
         let addr = client.get_connection_info().addr.to_string();
-        let from = self.current().addr;
+        let from = self.master();
         if addr == from {
             return Ok(());
         }
