@@ -628,19 +628,14 @@ impl Config {
             let address = address.rsplit_once('@').map_or(address, |(_, a)| a);
             let address = address.trim_end_matches('/');
             check(
-                (node.starts_with("redis://") || !node.contains("://"))
-                    && address.rsplit_once(':').is_some_and(|(host, port)| {
-                        !host.is_empty() && port.parse::<u16>().is_ok()
-                    }),
+                (node.starts_with("redis://") || !node.contains("://")) && is_host_port(address),
                 "redis_cluster",
                 "host:port (or redis://user:password@host:port) of each node, e.g. 10.0.0.5:7000",
             )?;
         }
         for sentinel in &self.redis_sentinels {
             check(
-                sentinel
-                    .rsplit_once(':')
-                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()),
+                is_host_port(sentinel),
                 "redis_sentinels",
                 "host:port of each sentinel, e.g. 10.0.0.5:26379",
             )?;
@@ -749,13 +744,20 @@ impl Config {
     }
 }
 
-/// For optional text settings: a set value wins, and an empty one unsets the setting (e.g. an
-/// environment variable switching off what the file set).
+/// `host:port` with a host and a port number (the host may be a name or an address).
+fn is_host_port(address: &str) -> bool {
+    address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
 /// An address set beside the main listener (`metrics_listen`, `status_listen`), if any.
 fn side_address(setting: &Option<String>) -> Result<Option<SocketAddr>, std::net::AddrParseError> {
     setting.as_deref().map(str::parse).transpose()
 }
 
+/// For optional text settings: a set value wins, and an empty one unsets the setting (e.g. an
+/// environment variable switching off what the file set).
 fn set_or_clear(slot: &mut Option<String>, value: Option<String>) {
     if let Some(v) = value {
         *slot = (!v.is_empty()).then_some(v);
