@@ -12,8 +12,8 @@
 //! What the task awaits from the store: gap fills and the resync, whose order matters, and
 //! nothing else. A fill the store cannot answer (Redis unreachable or failing over) is tried
 //! again with a backoff while later live messages wait for it; only a gap the store no longer
-//! holds closes the members (1013) to reload. Joins, leaves, renames and member-list reads run beside it and report back, so a
-//! slow store call there never holds up delivery to the room. A join's snapshot and the live
+//! holds closes the members (1013) to reload. Joins, leaves, renames and member-list reads run
+//! beside it and report back, so a slow store call there never holds up delivery to the room. A join's snapshot and the live
 //! stream still meet without a gap or an overlap: messages the task delivers while a join is in
 //! flight are held, and the joiner gets those after its snapshot's end once the join is back,
 //! while live messages its snapshot already holds are skipped for it.
@@ -263,14 +263,6 @@ struct RoomTask {
 const REFILL_FIRST: Duration = Duration::from_millis(100);
 const REFILL_MAX: Duration = Duration::from_secs(2);
 
-/// Sleeps until `at`; never wakes without one.
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// A room's member list as read from the store.
 type MemberList = Result<Vec<String>, StoreError>;
 
@@ -334,7 +326,9 @@ impl RoomTask {
                     self.read_presence();
                 }
                 Some(list) = self.lists.1.recv() => self.send_presence(list),
-                _ = sleep_until_some(self.refill.map(|(at, _)| at)), if self.refill.is_some() => {
+                // (Without a retry due the branch is off and its deadline never looked at.)
+                _ = tokio::time::sleep_until(self.refill.map_or(self.presence.next_at, |(at, _)| at)),
+                    if self.refill.is_some() => {
                     self.resync().await;
                 }
             }
@@ -855,6 +849,12 @@ mod tests {
 
     const SLOW: Duration = Duration::from_secs(2);
 
+    /// Counts `n` down by one; false if it was already 0.
+    fn take_one(n: &std::sync::atomic::AtomicU32) -> bool {
+        n.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
     #[async_trait::async_trait]
     impl Sessions for SlowStore {
         async fn resume(
@@ -941,11 +941,7 @@ mod tests {
             epoch: &str,
             seq: u64,
         ) -> Result<Option<Vec<ChatMessage>>, StoreError> {
-            let failing = &self.failing_since;
-            if failing
-                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
-                .is_ok()
-            {
+            if take_one(&self.failing_since) {
                 return Err(StoreError::Unavailable("failing over".into()));
             }
             self.memory.since(room, epoch, seq).await
@@ -960,10 +956,7 @@ mod tests {
             tokio::spawn(async move {
                 while let Ok(item) = inner.recv().await {
                     let message = matches!(&item, BusItem::Event(e) if matches!(e.msg, ServerMsg::Message(_)));
-                    let dropped = message
-                        && drop_next
-                            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
-                            .is_ok();
+                    let dropped = message && take_one(&drop_next);
                     if !dropped && tx.send(item).is_err() {
                         return;
                     }
