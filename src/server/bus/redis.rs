@@ -223,9 +223,9 @@ fn list_rooms(link: Link) -> mpsc::UnboundedSender<redis::Cmd> {
 }
 
 /// Runs `work` beside the supervisor, within [`REDIS_TIMEOUT`], and reports how it went.
-fn beside<T: Send + 'static>(
+fn beside<T: Send + 'static, E: std::fmt::Display>(
     done: &mpsc::UnboundedSender<Done>,
-    work: impl Future<Output = redis::RedisResult<T>> + Send + 'static,
+    work: impl Future<Output = Result<T, E>> + Send + 'static,
     report: impl FnOnce(Result<T, String>) -> Done + Send + 'static,
 ) {
     let done = done.clone();
@@ -411,15 +411,11 @@ impl Supervisor {
     /// Reads the cluster's slot map, beside.
     fn read_topology(&self) {
         let link = self.link.clone();
-        let done = self.done.0.clone();
-        tokio::spawn(async move {
-            let slots = match tokio::time::timeout(REDIS_TIMEOUT, link.slots()).await {
-                Ok(Ok(slots)) => Ok(slots),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("CLUSTER SLOTS timed out".to_owned()),
-            };
-            let _ = done.send(Done::Topology(slots));
-        });
+        beside(
+            &self.done.0,
+            async move { link.slots().await },
+            Done::Topology,
+        );
     }
 
     fn new_topology(&mut self, ranges: Vec<SlotRange>) {
