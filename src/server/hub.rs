@@ -421,7 +421,8 @@ impl RoomTask {
             // task already got to). With others, it must not: they still need the live messages
             // this snapshot already holds (the joiner skips those itself).
             if self.members.is_empty() {
-                if self.epoch == epoch {
+                // A snapshot without an epoch saw no message: where the stream is stays.
+                if epoch.is_none() || self.epoch == epoch {
                     self.delivered = self.delivered.max(last_seq);
                 } else {
                     self.epoch = epoch.clone();
@@ -438,29 +439,34 @@ impl RoomTask {
             }
             let mut skip_through = last_seq;
             let mut whole = outbox.offer(encode(&joined));
-            for (_, seq, frame) in self
-                .held
-                .iter()
-                .filter(|(e, seq, _)| Some(e) == epoch.as_ref() && *seq > last_seq)
-            {
+            // The joiner's place in the stream: the snapshot's, then each held message's.
+            let mut at = epoch.clone();
+            for (held_epoch, seq, frame) in self.held.iter().filter(|(e, seq, _)| match &epoch {
+                Some(epoch) => e == epoch && *seq > last_seq,
+                // The snapshot was taken before the room's first message: everything held
+                // came after it.
+                None => true,
+            }) {
                 if !whole {
                     break;
                 }
-                // A message this node never got live is missing between them: the joiner
-                // reconnects and recovers it (`join` with `since`), rather than miss it.
-                if *seq != skip_through + 1 {
+                // A message this node never got live is missing between them (or the store
+                // began another epoch meanwhile): the joiner reconnects and recovers it (`join`
+                // with `since`), rather than miss it.
+                if *seq != skip_through + 1 || at.as_ref().is_some_and(|at| at != held_epoch) {
                     whole = false;
                     outbox.close.cancel();
                     break;
                 }
                 whole = outbox.offer(frame.clone());
                 skip_through = *seq;
+                at = Some(held_epoch.clone());
             }
             if whole {
                 self.members.push(LocalMember {
                     member,
                     outbox,
-                    epoch,
+                    epoch: at,
                     skip_through,
                 });
                 // Notices that came while the join ran (its own `joined` among them) went to
@@ -1085,6 +1091,31 @@ mod tests {
         // bo: "one" in its history, "two" (delivered while it joined) right after, then "three"
         // live, each once and in order.
         assert_eq!(seqs(&bo_out).await, [1, 2, 3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_join_to_a_room_without_messages_misses_none_said_while_it_ran() {
+        let slow = Arc::new(SlowStore::new());
+        let store: Arc<dyn Store> = slow.clone();
+        let (hub, room, ann, ann_out) = lobby_with_ann(&store).await;
+        // bo's snapshot is taken before the room's first message (it has no epoch yet); its
+        // join answers 2 s later, after the first two.
+        slow.slow_joins
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let (bo, bo_out) = member("bo");
+        let joining = tokio::spawn({
+            let (hub, room, bo, bo_out) = (hub.clone(), room.clone(), bo.clone(), bo_out.clone());
+            async move { hub.join(&room, &bo, &bo_out, None, true).await }
+        });
+        tokio::task::yield_now().await;
+        for text in ["one", "two"] {
+            say(&*store, &room, &ann, text).await;
+            assert_eq!(next_text(&ann_out).await, text);
+        }
+        joining.await.expect("ends").expect("joins");
+        say(&*store, &room, &ann, "three").await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(seqs(&bo_out).await, [1, 2, 3], "each once, in order");
     }
 
     // One thread, and the task takes finished joins before live events: the joiner is added
