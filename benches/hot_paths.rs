@@ -4,7 +4,7 @@
 
 use chorus::{
     protocol::{ChatMessage, ServerMsg, decode_client},
-    server::hub::{Outbox, encode},
+    server::{frame::encode, hub::Outbox},
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::FutureExt;

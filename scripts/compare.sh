@@ -7,9 +7,10 @@
 #                                   400k deliveries/s, 2 rounds
 #   ROUNDS=4 scripts/compare.sh REV more rounds
 #   RUNS=idle scripts/compare.sh REV only the idle-memory run (or RUNS=fan400k)
-#   RUNS="storm cfan" scripts/compare.sh REV
+#   RUNS="storm cfan cross" scripts/compare.sh REV
 #                                   two nodes on one Redis: a join storm (8,000 connections
-#                                   at 4,000/s, rooms of 100) and fan-out at 400k deliveries/s
+#                                   at 4,000/s, rooms of 100), fan-out at 400k deliveries/s
+#                                   and cross-node latency at 100 messages/s
 #
 # REV is built in its own worktree and target directory (target/compare/), so its binaries
 # never overwrite this checkout's. The same (new) load generator drives both. Prints one line a
@@ -90,6 +91,9 @@ for _ in $(seq "${ROUNDS:-2}"); do
     if [[ $runs == *" cfan "* ]]; then
       run2 "$side cfan" "$work/$side-chorus" fanout --prefix cfan --members 200 --senders 20 \
         --rate 2000 --secs 10
+    fi
+    if [[ $runs == *" cross "* ]]; then
+      run2 "$side cross" "$work/$side-chorus" crossnode --prefix ccross --rate 100 --secs 10
     fi
   done
 done

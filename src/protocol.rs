@@ -63,6 +63,18 @@ impl ClientMsg {
     pub const TYPES: &'static [&'static str] =
         &["set_name", "resume", "join", "leave", "send", "ping"];
 
+    /// The frame's `type`, as on the wire: what metrics and logs call it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::SetName { .. } => "set_name",
+            Self::Resume { .. } => "resume",
+            Self::Join { .. } => "join",
+            Self::Leave { .. } => "leave",
+            Self::Send { .. } => "send",
+            Self::Ping => "ping",
+        }
+    }
+
     /// `join` without a position: the room's recent history.
     pub fn join(room: impl Into<String>) -> Self {
         Self::Join {
@@ -566,6 +578,12 @@ mod tests {
             ),
             (r#"{"type":"ping"}"#, ClientMsg::Ping),
             (
+                r#"{"type":"resume","session":"s"}"#,
+                ClientMsg::Resume {
+                    session: "s".into(),
+                },
+            ),
+            (
                 r#"{"type":"leave","room":"lobby"}"#,
                 ClientMsg::Leave {
                     room: "lobby".into(),
@@ -580,11 +598,21 @@ mod tests {
                 },
             ),
         ];
+        let mut kinds = Vec::new();
         for (json, msg) in cases {
             assert_eq!(decode_client(json).as_ref(), Ok(&msg), "{json}");
             let back = serde_json::to_string(&msg).expect("serializes");
+            // `kind` is the wire's `type`, and a type `decode_client` knows.
+            let value: serde_json::Value = serde_json::from_str(&back).expect("json");
+            assert_eq!(value["type"], msg.kind(), "{json}");
+            kinds.push(msg.kind());
             assert_eq!(decode_client(&back), Ok(msg));
         }
+        kinds.sort_unstable();
+        kinds.dedup();
+        let mut types = ClientMsg::TYPES.to_vec();
+        types.sort_unstable();
+        assert_eq!(kinds, types, "every type has a case here");
     }
 
     #[test]

@@ -667,14 +667,14 @@ impl Config {
         )?;
         for origin in &self.allowed_origins {
             check(
-                origin == "*" || super::guard::parse_origin(origin).is_some(),
+                origin == "*" || super::net::parse_origin(origin).is_some(),
                 "allowed_origins",
                 "\"*\" or origins like https://chat.example.com (scheme, host, optional port)",
             )?;
         }
         for proxy in &self.trusted_proxies {
             check(
-                super::guard::parse_network(proxy).is_some(),
+                super::net::parse_network(proxy).is_some(),
                 "trusted_proxies",
                 "addresses or networks, like 10.0.0.7 or 10.0.0.0/8",
             )?;

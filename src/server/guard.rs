@@ -8,7 +8,10 @@
 //! [`crate::rate`]'s, 8 bytes each with the quota kept once in the configuration, and the same
 //! arithmetic the browser paces itself by.
 
-use super::config::Config;
+use super::{
+    config::Config,
+    net::{parse_network, parse_origin, split_host_port},
+};
 use crate::{protocol::Invalid, rate::Bucket};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use governor::{
@@ -45,46 +48,6 @@ const FD_RESERVE_MIN: usize = 64;
 fn bucket_quota(per_sec: u32, burst: u32) -> Option<Quota> {
     let rate = NonZeroU32::new(per_sec)?;
     Some(Quota::per_second(rate).allow_burst(NonZeroU32::new(burst).unwrap_or(rate)))
-}
-
-/// `scheme://host[:port]` of an `Origin` header or an `allowed_origins` entry, with the host in
-/// lower case and the scheme's default port filled in.
-pub fn parse_origin(origin: &str) -> Option<(String, String, u16)> {
-    let (scheme, rest) = origin.split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    let default = match scheme.as_str() {
-        "http" => 80,
-        "https" => 443,
-        _ => return None,
-    };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let (host, port) = split_host_port(rest, default)?;
-    Some((scheme, host, port))
-}
-
-/// `host[:port]` (the host may be a bracketed IPv6 address), lower-cased, with `default` for a
-/// missing port. None for anything else (paths, user info, empty hosts).
-fn split_host_port(authority: &str, default: u16) -> Option<(String, u16)> {
-    let (host, port) = match authority.rsplit_once(':') {
-        // A bare IPv6 address has colons but no brackets: not a valid authority.
-        Some((host, port)) if !port.contains(']') => (host, Some(port.parse::<u16>().ok()?)),
-        _ => (authority, None),
-    };
-    let valid = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
-        && (host.starts_with('[') == host.ends_with(']'))
-        && (host.starts_with('[') || !host.contains(':'));
-    valid.then(|| (host.to_ascii_lowercase(), port.unwrap_or(default)))
-}
-
-/// An address (`10.0.0.7`, `::1`) or a network (`10.0.0.0/8`).
-pub fn parse_network(s: &str) -> Option<IpNet> {
-    let s = s.trim();
-    s.parse::<IpNet>()
-        .ok()
-        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 /// The key an address is counted under: IPv4 as it is, IPv6 by its /64 (one subscriber usually

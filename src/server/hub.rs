@@ -21,6 +21,7 @@
 pub use super::outbox::Outbox;
 use super::{
     bus::{BusEvent, BusItem, RecvError, Subscription},
+    frame::encode,
     metrics::Metrics,
     store::{Member, Snapshot, Store, StoreError, messages_after},
 };
@@ -34,25 +35,7 @@ use tokio::{
     sync::{mpsc, oneshot},
     time::Instant,
 };
-use tungstenite::{Message, Utf8Bytes, protocol::CloseFrame};
-
-/// Close code for a connection the server drops so that its client reconnects and resyncs:
-/// 1013 "try again later".
-pub const CLOSE_TRY_AGAIN: u16 = 1013;
-
-pub fn encode(msg: &ServerMsg) -> Message {
-    match serde_json::to_string(msg) {
-        Ok(json) => Message::Text(Utf8Bytes::from(json)),
-        // ServerMsg holds only strings, numbers and lists: serialization cannot fail.
-        Err(e) => {
-            tracing::error!(cause = %e, "cannot encode a server frame");
-            Message::Close(Some(CloseFrame {
-                code: 1011.into(),
-                reason: Utf8Bytes::from_static("internal error"),
-            }))
-        }
-    }
-}
+use tungstenite::Message;
 
 enum Command {
     Join {

@@ -1,17 +1,37 @@
 //! Everything that runs only on the server: configuration, HTTP routes, the WebSocket protocol,
 //! room state and the message bus.
+//!
+//! # Layout
+//! - this file: the node's shared state ([`AppState`]), its routes ([`router`]) and its life
+//!   ([`run`], or [`Node`] to hand it a store): serve, drain, stop.
+//! - [`config`]: the settings, from `Leptos.toml`, the environment and the flags.
+//! - [`conn`]: one WebSocket connection: the upgrade, the socket's reader and writer, and the
+//!   protocol's commands (one handler per client frame type).
+//! - [`frame`]: every server frame's encoding, and the close codes.
+//! - [`guard`]: who may connect and how fast: origins, client addresses, caps, rate limits.
+//! - [`auth`]: signed identity (JWT).
+//! - [`net`]: origins, `host:port`s and networks as settings and requests spell them.
+//! - [`hub`]: each room's task on this node: fan-out to its members here, gap fills from history.
+//! - `outbox`: a connection's bounded outbound queue, fed by the hub and the connection.
+//! - [`store`]: shared state (sessions, names, members, history): in memory or in Redis.
+//! - [`bus`]: how a room's events reach every node: in memory, or Redis pub/sub (`bus::link`
+//!   finds the Redis master, through Sentinel or a Redis Cluster's slot map).
+//! - [`metrics`], [`status`]: `/metrics` and the status page's data.
+//! - `tls`: serving HTTPS and WSS directly.
 
 pub mod auth;
 pub mod bus;
 pub mod config;
+pub mod conn;
+pub mod frame;
 pub mod guard;
 pub mod hub;
 pub mod metrics;
+pub mod net;
 mod outbox;
 pub mod status;
 pub mod store;
 mod tls;
-pub mod ws;
 
 use crate::app::{App, shell};
 use axum::{Router, extract::FromRef, routing::get, serve::ListenerExt};
@@ -52,10 +72,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the node: the in-memory store, or the Redis store when `redis_url` is set. If Redis
-    /// is unreachable, the node starts anyway, not ready, and connects as soon as Redis answers.
-    /// `stop` ends the store's background tasks.
-    pub async fn new(config: Config, stop: CancellationToken) -> anyhow::Result<Self> {
+    /// Builds the node on `store`, or on the store `config` names: the in-memory store, or the
+    /// Redis store when `redis_url` is set. If Redis is unreachable, the node starts anyway, not
+    /// ready, and connects as soon as Redis answers. `stop` ends the store's background tasks.
+    pub async fn new(
+        config: Config,
+        store: Option<Arc<dyn Store>>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let node_id: Arc<str> = match &config.node_id {
             Some(id) => id.as_str().into(),
             None => format!("node-{:08x}", rand::random::<u32>()).into(),
@@ -63,8 +87,9 @@ impl AppState {
         let session_ttl = Duration::from_secs(config.session_ttl_secs);
         let room_idle = Duration::from_secs(config.room_idle_secs);
         let metrics = Arc::new(metrics::Metrics::new());
-        let store: Arc<dyn Store> = match config.redis_target() {
-            None => Arc::new(
+        let store: Arc<dyn Store> = match (store, config.redis_target()) {
+            (Some(store), _) => store,
+            (None, None) => Arc::new(
                 MemoryStore::new(
                     config.history_size,
                     config.dedup_window,
@@ -73,7 +98,7 @@ impl AppState {
                 )
                 .with_room_idle(room_idle),
             ),
-            Some(target) => {
+            (None, Some(target)) => {
                 let settings = RedisSettings {
                     target,
                     wait_replicas: config.redis_wait_replicas,
@@ -275,7 +300,7 @@ fn status_router(app: AppState) -> Router {
 pub fn router(app: AppState) -> Router {
     let site = site(&app, app.config.status_on_main());
     let routes = Router::new()
-        .route("/ws", get(ws::upgrade))
+        .route("/ws", get(conn::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
     let routes = if app.config.metrics_listen.is_none() {
@@ -326,18 +351,61 @@ fn set_nodelay(tcp: &mut tokio::net::TcpStream) {
     }
 }
 
-/// Serves until `shutdown` resolves, then drains: `/readyz` and new WebSockets answer 503 at once,
-/// open connections are told to reconnect elsewhere (1012) each at a random moment within
-/// `drain_ms`, and once they are gone (or after `shutdown_grace_secs` more) the server stops.
+/// Serves one node with `config` until `shutdown` resolves: `Server::new(config).run(…)`.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    Server::new(config).run(listener, shutdown).await
+}
+
+/// A node to serve: its settings, and the shared state it uses when that is not the one its
+/// settings name.
+pub struct Server {
+    config: Config,
+    store: Option<Arc<dyn Store>>,
+}
+
+impl Server {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            store: None,
+        }
+    }
+
+    /// Serves on `store` (its bus included) instead of the store `redis_url` and the other Redis
+    /// settings name. Several nodes in one process on one [`MemoryStore`] share sessions, rooms,
+    /// history and events as nodes on one Redis do: how tests run many nodes without Redis.
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Serves until `shutdown` resolves, then drains: `/readyz` and new WebSockets answer 503 at
+    /// once, open connections are told to reconnect elsewhere (1012) each at a random moment
+    /// within `drain_ms`, and once they are gone (or after `shutdown_grace_secs` more) the server
+    /// stops.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        serve(listener, self.config, self.store, shutdown).await
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    config: Config,
+    store: Option<Arc<dyn Store>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     // Stops the store's background tasks however this function ends.
     let _stop_guard = stop.clone().drop_guard();
-    let app = AppState::new(config, stop.clone()).await?;
+    let app = AppState::new(config, store, stop.clone()).await?;
     let store = app.store.clone();
     let drain = Duration::from_millis(app.config.drain_ms);
     let grace = Duration::from_secs(app.config.shutdown_grace_secs);

@@ -29,10 +29,7 @@ pub struct BusEvent {
 impl BusEvent {
     /// Encodes `msg` once, for every node and member.
     pub fn new(msg: ServerMsg) -> Arc<Self> {
-        let frame = serde_json::to_string(&msg)
-            .map(Utf8Bytes::from)
-            // ServerMsg holds only strings, numbers and lists: serialization cannot fail.
-            .unwrap_or_else(|_| Utf8Bytes::from_static("{}"));
+        let frame = crate::server::frame::json(&msg);
         Arc::new(Self { msg, frame })
     }
 

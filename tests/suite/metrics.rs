@@ -1,7 +1,7 @@
 //! `GET /metrics` on a real server: Prometheus text whose counters move as a scripted session
 //! does known things. And the status page's data, `GET /status.json`, where it is served.
 
-mod common;
+use crate::common;
 
 use chorus::protocol::ServerMsg;
 use common::{Client, TestServer, free_port, metric, scrape, status_json, wait_for_metric};

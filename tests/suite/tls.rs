@@ -1,6 +1,6 @@
 //! HTTPS and WSS served by the node itself, with a self-signed certificate made here.
 
-mod common;
+use crate::common;
 
 use chorus::protocol::{ClientMsg, ServerMsg};
 use common::{PATIENCE, TestServer};

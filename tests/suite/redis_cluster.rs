@@ -2,7 +2,7 @@
 //! create` on loopback. Rooms live on different shards; each node subscribes to a room's events
 //! on the master of the room's slot (sharded pub/sub), and follows a failover by itself.
 
-mod common;
+use crate::common;
 
 use chorus::protocol::ServerMsg;
 use common::{

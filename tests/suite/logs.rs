@@ -1,6 +1,6 @@
 //! The `chorus` binary's JSON logs: one object a line, with the connection's span.
 
-mod common;
+use crate::common;
 
 use common::{Client, Endpoint, PATIENCE, free_port, terminate, wait_ready};
 use std::process::{Command, Stdio};

@@ -8,7 +8,7 @@
 //!
 //! Real redis-server, real `chorus` processes, real nginx, on loopback; every run is bounded.
 
-mod common;
+use crate::common;
 
 use common::{
     Client, PATIENCE,

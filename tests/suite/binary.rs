@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-mod common;
+use crate::common;
 
 use common::{free_port, terminate, wait_listening};
 

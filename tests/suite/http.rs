@@ -1,6 +1,6 @@
 //! What the browser is given over plain HTTP: security headers on pages, compressed files.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use std::path::PathBuf;

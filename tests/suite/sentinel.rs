@@ -2,7 +2,7 @@
 //! loopback; the master is killed while a client sends, and the nodes follow the promoted
 //! replica by themselves.
 
-mod common;
+use crate::common;
 
 use common::{
     Client, PATIENCE,

@@ -2,7 +2,7 @@
 //! one address, look-alike names. Each attack must be refused or bounded, and the people around it
 //! must not notice.
 
-mod common;
+use crate::common;
 
 use chorus::{
     protocol::{ClientMsg, ErrorCode, ServerMsg},

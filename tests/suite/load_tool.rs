@@ -1,6 +1,6 @@
 //! `chorus-load` against a real server: small, bounded runs whose counts must add up.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use serde_json::Value;

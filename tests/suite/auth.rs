@@ -1,6 +1,6 @@
 //! Signed identity (`auth = "jwt"`): a host application's token names the user.
 
-mod common;
+use crate::common;
 
 use chorus::protocol::{ClientMsg, ServerMsg};
 use common::{Client, Endpoint, PATIENCE, TestServer};

@@ -1,6 +1,6 @@
 //! Many nodes on one Redis: real redis-server, real `chorus` processes, real WebSocket clients.
 
-mod common;
+use crate::common;
 
 use chorus::protocol::ServerMsg;
 use common::{

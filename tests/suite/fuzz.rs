@@ -6,7 +6,7 @@
 //! Bounded: `FUZZ_CASES` (default 256) cases per property and connections for the frame path.
 //! Run longer by hand, e.g. `FUZZ_CASES=100000 cargo test --features ssr --test fuzz`.
 
-mod common;
+use crate::common;
 
 use chorus::protocol::{ClientMsg, MessageText, RoomName, UserName, decode_client};
 use common::{Client, TestServer};

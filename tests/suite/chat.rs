@@ -1,6 +1,6 @@
 //! The chat room on one node, as its users see it: real server, real WebSocket clients.
 
-mod common;
+use crate::common;
 
 use chorus::protocol::{ClientMsg, NoticeKind, Position, ServerMsg};
 use common::{Client, Ended, PATIENCE, TestServer};

@@ -3,10 +3,14 @@
 
 use chorus::{
     protocol::{ChatMessage, ClientMsg, ErrorCode, NoticeKind, Position, ServerMsg},
-    server::{self, config::Config},
+    server::{
+        Server,
+        config::Config,
+        store::{MemoryStore, Store},
+    },
 };
 use futures_util::{SinkExt, StreamExt};
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream, connect_async_with_config,
@@ -42,6 +46,25 @@ impl TestServer {
     }
 
     pub async fn with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::serve(None, tweak).await
+    }
+
+    /// A node on `store`: nodes started on one store share it (and its bus) as nodes share
+    /// Redis, all in this process.
+    pub async fn on_store(
+        store: Arc<dyn Store>,
+        node_id: &str,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
+        let node_id = node_id.to_owned();
+        Self::serve(Some(store), |config| {
+            config.node_id = Some(node_id);
+            tweak(config);
+        })
+        .await
+    }
+
+    async fn serve(store: Option<Arc<dyn Store>>, tweak: impl FnOnce(&mut Config)) -> Self {
         init_logs();
         let mut config = Config {
             node_id: Some("test-node".into()),
@@ -56,7 +79,11 @@ impl TestServer {
             .expect("bind a loopback port");
         let addr = listener.local_addr().expect("bound address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::run(listener, config, async {
+        let server = match store {
+            Some(store) => Server::new(config).with_store(store),
+            None => Server::new(config),
+        };
+        let task = tokio::spawn(server.run(listener, async {
             let _ = stopped.await;
         }));
         Self {
@@ -100,6 +127,17 @@ impl TestServer {
             .expect("server stops within the grace period")
             .expect("server task did not panic")
     }
+}
+
+/// An in-memory store as a node with `config`'s settings would make it, for nodes started with
+/// [`TestServer::on_store`].
+pub fn memory_store(config: &Config) -> Arc<dyn Store> {
+    Arc::new(MemoryStore::new(
+        config.history_size,
+        config.dedup_window,
+        config.max_rooms,
+        Duration::from_secs(config.session_ttl_secs),
+    ))
 }
 
 /// Lifts the per-connection rate limits, for tests whose senders are load generators rather

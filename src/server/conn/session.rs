@@ -1,0 +1,459 @@
+//! The protocol a connection speaks once it is open: one handler per client frame type
+//! (`set_name`, `resume`, `join`, `leave`, `send`, `ping`), each charged to the connection's rate
+//! limits first; and the one place where what the store answers becomes what the client is told
+//! (`impl From<StoreError> for Invalid`).
+//!
+//! A new client frame type needs its variant in `protocol.rs` and a handler here.
+
+use super::socket::{Close, Heartbeat, Peer};
+use crate::protocol::{
+    ClientMsg, ErrorCode, Invalid, Limits, MAX_NAME_CHARS, MessageText, PROTOCOL_VERSION, Position,
+    RoomName, ServerMsg, UserName, decode_client, parse_client_id,
+};
+use crate::server::{
+    AppState,
+    auth::Identity,
+    config::Config,
+    frame::{self, CLOSE_POLICY},
+    guard::{FrameKind, FrameLimits, Ticket, Verdict},
+    hub::{Hub, Outbox},
+    metrics::Metrics,
+    store::{ConnId, Departure, Member, SessionId, Store, StoreError},
+};
+use std::{sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
+use tungstenite::Message;
+
+/// What a client is told when the store could not do what it asked: the one place where storage
+/// outcomes become wire error codes and sentences. An unavailable store is logged at debug level
+/// only (one line per refused request would flood the log during an outage, which the bus and the
+/// readiness check already report once); `chorus_errors_sent_total{code="internal"}` counts them.
+impl From<StoreError> for Invalid {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(cause) => {
+                tracing::debug!(%cause, "store unavailable: request refused");
+                Invalid::new(
+                    ErrorCode::Internal,
+                    "the chat store is unreachable; try again shortly",
+                )
+            }
+            StoreError::NameTaken(name) => Invalid::new(
+                ErrorCode::NameTaken,
+                format!("the name {name} is taken; pick another"),
+            ),
+            StoreError::CreationLimited => Invalid::new(
+                ErrorCode::TooManyRooms,
+                "you opened many new rooms just now; join an existing one or wait a minute",
+            ),
+            StoreError::RoomsFull => Invalid::new(
+                ErrorCode::TooManyRooms,
+                "the server holds as many rooms as it may; join an existing one",
+            ),
+            StoreError::NotInRoom => Invalid::new(ErrorCode::NotInRoom, "join the room first"),
+        }
+    }
+}
+
+/// 128 random bits in hex: session and connection ids. A session id is a bearer secret (it
+/// resumes a name), so it must not be guessable.
+pub(super) fn random_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// A session id as `resume` may name it: what `random_id` makes.
+fn parse_session(raw: &str) -> Result<SessionId, Invalid> {
+    if raw.len() == 32 && raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(raw.to_ascii_lowercase().into())
+    } else {
+        Err(Invalid::new(
+            ErrorCode::UnknownSession,
+            "no such session; carry on with the one in welcome",
+        ))
+    }
+}
+
+/// What a connection needs of its node: a few shared handles rather than the whole `AppState`,
+/// which every idle connection would hold a copy of.
+pub(super) struct Node {
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    /// Cancelled when the node begins to drain.
+    shutdown: CancellationToken,
+}
+
+pub(super) struct Connection {
+    node: Node,
+    /// The user's session: this connection's own, or an earlier one taken over by `resume`.
+    session: SessionId,
+    conn: ConnId,
+    name: Option<UserName>,
+    /// With signed identity: the only name this connection may take.
+    bound: Option<UserName>,
+    /// Rooms joined, in join order; a handful at most, so a Vec beats a set.
+    rooms: Vec<RoomName>,
+    outbox: Outbox,
+    limits: FrameLimits,
+    /// This connection's place on the node, given back when it ends.
+    _ticket: Ticket,
+}
+
+impl Connection {
+    /// A new connection of `app`'s node, queueing to `outbox`; with signed identity, `identity`
+    /// is the checked token's.
+    pub(super) fn new(
+        app: &AppState,
+        conn: ConnId,
+        identity: Option<Identity>,
+        outbox: Outbox,
+        ticket: Ticket,
+    ) -> Self {
+        Self {
+            // A signed-in user's connections share one session, on every node.
+            session: identity
+                .as_ref()
+                .map_or_else(random_id, |id| id.session())
+                .into(),
+            conn,
+            name: None,
+            bound: identity.map(|id| id.name),
+            rooms: Vec::new(),
+            outbox,
+            limits: FrameLimits::default(),
+            _ticket: ticket,
+            node: Node {
+                config: app.config.clone(),
+                metrics: app.metrics.clone(),
+                store: app.store.clone(),
+                hub: app.hub.clone(),
+                shutdown: app.shutdown.clone(),
+            },
+        }
+    }
+
+    /// Greets the client: its session, this node, the protocol and the limits it must keep to.
+    /// The queue is empty yet: offering cannot fail or wait.
+    pub(super) fn welcome(&self, node_id: &str) {
+        let config = &self.node.config;
+        self.outbox.offer(frame::encode(&ServerMsg::Welcome {
+            session: self.session.to_string(),
+            node: node_id.to_owned(),
+            protocol: PROTOCOL_VERSION,
+            limits: Limits {
+                max_name_chars: MAX_NAME_CHARS,
+                max_text_chars: config.max_text_chars,
+                max_frame_bytes: config.max_frame_bytes,
+                max_rooms_per_connection: config.max_rooms_per_connection,
+                sends: config.send_rate(),
+                bytes: config.byte_rate(),
+            },
+            ping_interval_ms: config.ping_interval_ms,
+            name: self.bound.as_ref().map(|n| n.to_string()),
+        }));
+    }
+}
+
+impl Peer for Connection {
+    fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    fn draining(&self) -> &CancellationToken {
+        &self.node.shutdown
+    }
+
+    fn heartbeat(&self) -> Heartbeat {
+        let config = &self.node.config;
+        Heartbeat {
+            ping: Duration::from_millis(config.ping_interval_ms),
+            idle: Duration::from_millis(config.idle_timeout_ms),
+            drain: Duration::from_millis(config.drain_ms),
+        }
+    }
+
+    async fn on_message(&mut self, message: Message) -> Option<Close> {
+        self.on_frame(message).await
+    }
+
+    fn ended(&self, why: &'static str) {
+        self.node.metrics.closed(why);
+    }
+
+    async fn finish(&mut self, how: Departure) {
+        Connection::finish(self, how).await
+    }
+}
+
+impl Connection {
+    /// Queues a reply to this client, waiting if its queue is full: a client that does not read
+    /// its answers stops being read from.
+    async fn reply(&self, msg: ServerMsg) {
+        let _ = self.outbox.send(frame::encode(&msg)).await;
+    }
+
+    async fn error(&self, e: Invalid) {
+        tracing::debug!(code = %e.code, detail = %e.message, "request refused");
+        self.node.metrics.error(e.code);
+        self.reply(e.into()).await;
+    }
+
+    fn name(&self) -> Result<&UserName, Invalid> {
+        self.name
+            .as_ref()
+            .ok_or_else(|| Invalid::new(ErrorCode::NameRequired, "set a name first (set_name)"))
+    }
+
+    /// This connection as a member of rooms.
+    fn member(&self) -> Result<Member, Invalid> {
+        Ok(Member {
+            session: self.session.clone(),
+            conn: self.conn.clone(),
+            name: self.name()?.clone(),
+        })
+    }
+
+    fn joined_room(&self, raw: &str) -> Result<RoomName, Invalid> {
+        let room = RoomName::parse(raw)?;
+        if self.rooms.contains(&room) {
+            Ok(room)
+        } else {
+            Err(Invalid::new(
+                ErrorCode::NotInRoom,
+                format!("not in room {room}; join it first"),
+            ))
+        }
+    }
+
+    /// A text or binary frame from the client, charged to the rate limits and then acted on.
+    /// Returns the close to send when the connection must end.
+    async fn on_frame(&mut self, message: Message) -> Option<Close> {
+        let (kind, len, request) = match message {
+            Message::Text(text) => {
+                let decoded = decode_client(&text);
+                self.node
+                    .metrics
+                    .frame(decoded.as_ref().map_or("invalid", ClientMsg::kind));
+                let kind = match &decoded {
+                    Ok(ClientMsg::Send { .. }) => FrameKind::Send,
+                    _ => FrameKind::Control,
+                };
+                (kind, text.len(), decoded)
+            }
+            other => {
+                self.node.metrics.frame("binary");
+                let refused = Invalid::new(
+                    ErrorCode::BinaryNotSupported,
+                    "frames are JSON text; binary frames are not part of the protocol",
+                );
+                (FrameKind::Control, other.len(), Err(refused))
+            }
+        };
+        // Every frame is charged, refused ones too: a flood of bad frames is a flood.
+        match self.limits.check(&self.node.config, kind, len) {
+            Verdict::Take => match request {
+                Ok(msg) => self.handle(msg).await,
+                Err(e) => self.error(e).await,
+            },
+            Verdict::Refuse(e) => self.error(e).await,
+            Verdict::Close => {
+                tracing::info!("closing a connection that kept on past its rate limit");
+                return Some((CLOSE_POLICY, "rate limit exceeded"));
+            }
+        }
+        None
+    }
+
+    /// One handler per client frame type.
+    async fn handle(&mut self, msg: ClientMsg) {
+        let result = match msg {
+            ClientMsg::SetName { name } => self.set_name(&name).await,
+            ClientMsg::Resume { session } => self.resume(&session).await,
+            ClientMsg::Join { room, since } => self.join(&room, since).await,
+            ClientMsg::Leave { room } => self.leave(&room).await,
+            ClientMsg::Send {
+                room,
+                text,
+                client_id,
+            } => self.send(&room, text, client_id).await,
+            ClientMsg::Ping => {
+                self.reply(ServerMsg::Pong).await;
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            self.error(e).await;
+        }
+    }
+
+    async fn set_name(&mut self, raw: &str) -> Result<(), Invalid> {
+        let name = UserName::parse(raw)?;
+        if let Some(bound) = &self.bound
+            && name.key() != bound.key()
+        {
+            return Err(Invalid::new(
+                ErrorCode::NameBound,
+                format!("your name comes from your sign-in: {bound}"),
+            ));
+        }
+        // The token's spelling, whatever look-alike was sent.
+        let name = self.bound.clone().unwrap_or(name);
+        if self.name.as_ref() == Some(&name) {
+            self.reply(ServerMsg::NameSet {
+                name: name.to_string(),
+            })
+            .await;
+            return Ok(());
+        }
+        let claim =
+            (self.node.store).claim_name(&self.session, &self.conn, &name, self.name.as_ref());
+        self.node.metrics.timed("claim_name", claim).await?;
+        tracing::Span::current().record("user", name.as_str());
+        let old = self.name.replace(name.clone());
+        self.reply(ServerMsg::NameSet {
+            name: name.to_string(),
+        })
+        .await;
+        if let Some(old) = old {
+            let member = self.member()?;
+            for room in &self.rooms {
+                if let Err(e) = self.node.hub.rename(room, &member, &old).await {
+                    tracing::warn!(cause = %e, %room, "rename was not announced");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes over an earlier session (and the name it holds) before this connection has done
+    /// anything else.
+    async fn resume(&mut self, raw: &str) -> Result<(), Invalid> {
+        if self.name.is_some() || !self.rooms.is_empty() {
+            return Err(Invalid::new(
+                ErrorCode::InvalidField,
+                "resume must come before set_name and join",
+            ));
+        }
+        let session = parse_session(raw)?;
+        if self.bound.is_some() && session != self.session {
+            return Err(Invalid::new(
+                ErrorCode::InvalidField,
+                "with a token, the session follows the token; no other can be resumed",
+            ));
+        }
+        let m = &self.node.metrics;
+        match m
+            .timed("resume", self.node.store.resume(&session, &self.conn))
+            .await?
+        {
+            Some(name) => {
+                // Not the session itself: it is a bearer secret.
+                tracing::debug!("session resumed");
+                self.session = session;
+                self.reply(ServerMsg::Resumed {
+                    session: self.session.to_string(),
+                    name: Some(name.to_string()),
+                })
+                .await;
+                Ok(())
+            }
+            None => Err(Invalid::new(
+                ErrorCode::UnknownSession,
+                "that session has ended; carry on with the one in welcome",
+            )),
+        }
+    }
+
+    async fn join(&mut self, raw: &str, since: Option<Position>) -> Result<(), Invalid> {
+        let name = self.name()?.clone();
+        let room = RoomName::parse(raw)?;
+        let already = self.rooms.contains(&room);
+        if !already && self.rooms.len() >= self.node.config.max_rooms_per_connection {
+            return Err(Invalid::new(
+                ErrorCode::TooManyRooms,
+                format!(
+                    "a connection may be in at most {} rooms; leave one first",
+                    self.node.config.max_rooms_per_connection
+                ),
+            ));
+        }
+        let member = Member {
+            session: self.session.clone(),
+            conn: self.conn.clone(),
+            name,
+        };
+        let may_open = self.limits.may_open_room(&self.node.config);
+        let opened = self
+            .node
+            .hub
+            .join(&room, &member, &self.outbox, since, may_open)
+            .await?;
+        if opened {
+            self.limits.opened_room();
+        }
+        if !already {
+            self.rooms.push(room);
+        }
+        Ok(())
+    }
+
+    async fn leave(&mut self, raw: &str) -> Result<(), Invalid> {
+        let room = self.joined_room(raw)?;
+        let member = self.member()?;
+        self.rooms.retain(|r| r != &room);
+        self.node.hub.leave(&room, &member).await;
+        self.reply(ServerMsg::Left {
+            room: room.to_string(),
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn send(
+        &mut self,
+        raw_room: &str,
+        text: String,
+        client_id: Option<String>,
+    ) -> Result<(), Invalid> {
+        let name = self.name()?;
+        let room = self.joined_room(raw_room)?;
+        let text = MessageText::parse(text, self.node.config.max_text_chars)?;
+        let client_id = parse_client_id(client_id)?;
+        let node = &self.node;
+        let stored = node
+            .metrics
+            .timed(
+                "append",
+                node.store.append(&room, name, text, client_id.clone()),
+            )
+            .await?;
+        if stored.duplicate {
+            tracing::debug!(%room, seq = stored.seq, "re-sent message acknowledged again");
+            self.node.metrics.messages_deduplicated.inc();
+        } else {
+            self.node.metrics.messages_stored.inc();
+        }
+        self.reply(ServerMsg::Ack {
+            room: room.to_string(),
+            client_id,
+            seq: stored.seq,
+        })
+        .await;
+        Ok(())
+    }
+
+    /// Leaves every room (announcing it) and frees the name — or, when the link merely dropped,
+    /// keeps it for the session's owner to resume.
+    async fn finish(&mut self, how: Departure) {
+        if let Ok(member) = self.member() {
+            for room in std::mem::take(&mut self.rooms) {
+                self.node.hub.leave(&room, &member).await;
+            }
+        }
+        // Also when no name was set: a resumed session is held by this connection all the same.
+        let node = &self.node;
+        let release = node.store.release(&self.session, &self.conn, how);
+        node.metrics.timed("release", release).await;
+    }
+}

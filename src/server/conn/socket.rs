@@ -1,0 +1,651 @@
+//! A connection's two loops over its WebSocket: the reader, which hears frames, keeps the
+//! connection's timers (pings, idle timeout, the drain) and hands text and binary frames to the
+//! protocol ([`Peer`]); and the writer, which drains the connection's bounded queue
+//! ([`Outbox`]), batching and fragmenting, one flush per batch.
+//!
+//! Both are generic over the frames' `Stream` and `Sink`, so they know nothing of sockets,
+//! sessions or rooms, and are unit-tested over in-memory channels below.
+
+use crate::server::{
+    frame::{self, CLOSE_GOING_AWAY, CLOSE_PROTOCOL_ERROR, CLOSE_SERVICE_RESTART, CLOSE_TOO_BIG},
+    metrics::close_reason,
+    outbox::Outbox,
+    store::Departure,
+};
+use bytes::Bytes;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use rand::Rng;
+use std::{collections::VecDeque, future::Future, time::Duration};
+use tokio::{task::JoinHandle, time::Instant};
+use tokio_util::sync::CancellationToken;
+use tungstenite::{
+    Message,
+    protocol::frame::{
+        Frame,
+        coding::{Data, OpCode},
+    },
+};
+
+/// Text messages longer than this are sent as fragments of this size, so that tungstenite's
+/// write buffer, which never shrinks, holds at most its threshold plus one fragment.
+pub(super) const FRAGMENT: usize = 1024;
+/// How long a closing connection may take to get its close frame out.
+pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A close this side sends: code and reason.
+pub(super) type Close = (u16, &'static str);
+
+/// What the reader asks of the protocol it runs.
+pub(super) trait Peer: Send {
+    /// The connection's outbound queue.
+    fn outbox(&self) -> &Outbox;
+    /// Cancelled when the node begins to drain.
+    fn draining(&self) -> &CancellationToken;
+    /// The connection's timers' settings.
+    fn heartbeat(&self) -> Heartbeat;
+    /// Acts on a text or binary frame. Returns the close to send when the connection must end.
+    fn on_message(&mut self, message: Message) -> impl Future<Output = Option<Close>> + Send;
+    /// The connection ends; `why` names the reason (`metrics::close_reason`'s labels).
+    fn ended(&self, why: &'static str);
+    /// After the close frame (if any) is queued: let go of everything the connection held.
+    fn finish(&mut self, how: Departure) -> impl Future<Output = ()> + Send;
+}
+
+/// A connection's timers: a WebSocket ping every `ping`, a close when nothing at all was heard
+/// for `idle` (a live peer answers every ping with a pong), and, while the node drains, a move
+/// elsewhere at a random moment within `drain`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Heartbeat {
+    pub ping: Duration,
+    pub idle: Duration,
+    pub drain: Duration,
+}
+
+/// The connection's reader: runs the protocol until the connection ends, then lets the peer
+/// finish and waits for the writer.
+// Not an `async fn` on purpose (see below), whatever clippy prefers.
+#[allow(clippy::manual_async_fn)]
+pub(super) fn read_loop<S, P>(
+    mut stream: S,
+    mut peer: P,
+    writer: JoinHandle<()>,
+) -> impl Future<Output = ()> + Send
+where
+    S: Stream<Item = Result<Message, tungstenite::Error>> + Unpin + Send,
+    P: Peer,
+{
+    // A plain fn around an `async move` block: the block uses what it captured in place, where
+    // an `async fn` would keep its arguments and their moved copies side by side.
+    async move {
+        let close = peer.outbox().close.clone();
+        let draining = peer.draining().clone();
+        let mut timers = Timers::new(peer.heartbeat());
+        // One timer for the connection's whole life, moved only when it fires or the node starts
+        // to drain: a frame from the peer merely notes the time.
+        let timer = tokio::time::sleep_until(timers.wake_at());
+        tokio::pin!(timer);
+        // Only a close from the client frees the name at once; anything else may be resumed.
+        let mut departure = Departure::Dropped;
+        // The close frame this side sends, if it is the one ending the connection.
+        let mut close_with = None;
+        // Everything awaited only now and then (refusals, the close, the teardown) is boxed: its
+        // state then takes memory only while it runs, not for the connection's whole, mostly
+        // idle, life.
+        loop {
+            let frame = tokio::select! {
+                biased;
+                // Closed from outside (slow reader, failed write): the writer is already closing.
+                _ = close.cancelled() => break,
+                _ = draining.cancelled(), if timers.leave_at.is_none() => {
+                    timers.leave_at = Some(timers.drain_moment());
+                    timer.as_mut().reset(timers.wake_at());
+                    continue;
+                }
+                _ = &mut timer => {
+                    match timers.due() {
+                        Due::Leave => {
+                            close_with =
+                                Some((CLOSE_SERVICE_RESTART, "server restarting; reconnect"));
+                            break;
+                        }
+                        Due::IdleTimeout => {
+                            tracing::debug!("peer silent past the idle timeout: closing");
+                            close_with = Some((CLOSE_GOING_AWAY, "idle timeout"));
+                            break;
+                        }
+                        Due::Ping => {
+                            // Never waits: a reader so far behind that even a ping does not fit is
+                            // closed.
+                            peer.outbox().offer(Message::Ping(Default::default()));
+                        }
+                        // The peer was heard since the deadline was set: nothing is due yet.
+                        Due::Nothing => {}
+                    }
+                    timer.as_mut().reset(timers.wake_at());
+                    continue;
+                }
+                frame = stream.next() => frame,
+            };
+            timers.heard();
+            let message = match frame {
+                Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => message,
+                // Frames are reassembled by tungstenite: a raw one never arrives.
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Ok(Message::Close(_))) => {
+                    departure = Departure::Closed;
+                    break;
+                }
+                None => break,
+                Some(Err(e)) => {
+                    close_with = Some(read_error_close(e));
+                    break;
+                }
+            };
+            // The message moves into the boxed handler: across the await the connection's
+            // future holds one pointer, not the frame.
+            if let Some(close) = Box::pin(peer.on_message(message)).await {
+                close_with = Some(close);
+                break;
+            }
+        }
+        Box::pin(async move {
+            let why = match (&close_with, &departure) {
+                (Some((code, _)), _) => close_reason(*code),
+                (None, Departure::Closed) => "client_close",
+                (None, _) if peer.outbox().overflowed() => "slow_reader",
+                (None, _) => "dropped",
+            };
+            peer.ended(why);
+            if let Some((code, reason)) = close_with {
+                closing(peer.outbox(), code, reason).await;
+            }
+            peer.finish(departure).await;
+            // Every room has let go of the connection: the writer sends what is queued, then
+            // closes.
+            peer.outbox().end();
+            drop(peer);
+            if tokio::time::timeout(CLOSE_TIMEOUT, writer).await.is_err() {
+                tracing::debug!("writer did not finish in time");
+            }
+        })
+        .await;
+    }
+}
+
+/// Queues a close frame behind what is already queued. If the client does not make room in
+/// time, it is closed at once instead (1013).
+async fn closing(outbox: &Outbox, code: u16, reason: &'static str) {
+    let queued = outbox.send(frame::close(code, reason));
+    if !matches!(
+        tokio::time::timeout(CLOSE_TIMEOUT, queued).await,
+        Ok(Ok(()))
+    ) {
+        outbox.close.cancel();
+    }
+}
+
+/// What a connection's timer may be due for.
+enum Due {
+    /// The node drains and this connection's moment to go elsewhere came.
+    Leave,
+    /// Nothing at all was heard from the peer for the idle timeout.
+    IdleTimeout,
+    /// Time for the next WebSocket ping.
+    Ping,
+    Nothing,
+}
+
+/// A connection's deadlines (see [`Heartbeat`]).
+struct Timers {
+    every: Duration,
+    patience: Duration,
+    drain: Duration,
+    next_ping: Instant,
+    last_heard: Instant,
+    leave_at: Option<Instant>,
+}
+
+impl Timers {
+    fn new(heartbeat: Heartbeat) -> Self {
+        let now = Instant::now();
+        Self {
+            every: heartbeat.ping,
+            patience: heartbeat.idle,
+            drain: heartbeat.drain,
+            next_ping: now + heartbeat.ping,
+            last_heard: now,
+            leave_at: None,
+        }
+    }
+
+    /// The earliest deadline. Hearing from the peer only moves deadlines later, so waking at
+    /// an outdated one is harmless: `due` then says `Nothing`.
+    fn wake_at(&self) -> Instant {
+        let heartbeat = self.next_ping.min(self.last_heard + self.patience);
+        self.leave_at.map_or(heartbeat, |at| at.min(heartbeat))
+    }
+
+    /// What is due now; a ping that is due is counted as sent.
+    fn due(&mut self) -> Due {
+        let now = Instant::now();
+        if self.leave_at.is_some_and(|at| at <= now) {
+            Due::Leave
+        } else if now - self.last_heard >= self.patience {
+            Due::IdleTimeout
+        } else if self.next_ping <= now {
+            self.next_ping = now + self.every;
+            Due::Ping
+        } else {
+            Due::Nothing
+        }
+    }
+
+    fn heard(&mut self) {
+        self.last_heard = Instant::now();
+    }
+
+    /// When a draining node closes this connection: a random moment within the drain window, so
+    /// that thousands of clients do not all reconnect to the other nodes at the same instant.
+    fn drain_moment(&self) -> Instant {
+        let window = self.drain.as_millis() as u64;
+        let delay = if window == 0 {
+            0
+        } else {
+            rand::thread_rng().gen_range(0..window)
+        };
+        Instant::now() + Duration::from_millis(delay)
+    }
+}
+
+/// Maps a read failure to the close the peer should get.
+fn read_error_close(e: tungstenite::Error) -> Close {
+    match e {
+        tungstenite::Error::Capacity(_) => (CLOSE_TOO_BIG, "frame too large"),
+        tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_) => {
+            (CLOSE_PROTOCOL_ERROR, "protocol error")
+        }
+        other => {
+            tracing::debug!(cause = %other, "read failed");
+            (CLOSE_PROTOCOL_ERROR, "read failed")
+        }
+    }
+}
+
+/// The connection's writer: sends what is queued, batch by batch, until the queue ends (then
+/// closes the socket) or the connection is closed from outside (then says 1013, reconnect).
+pub(super) async fn write_loop<K>(mut sink: K, outbox: &Outbox)
+where
+    K: Sink<Message, Error = tungstenite::Error> + Unpin,
+{
+    let close = &outbox.close;
+    // As in the reader, what is awaited only while writing or closing is boxed, so the waiting
+    // writer of an idle connection is small.
+    loop {
+        // Everything queued, taken at once; dropped after writing, so that an idle connection
+        // keeps no queue storage.
+        let taken = tokio::select! {
+            biased;
+            _ = close.cancelled() => break,
+            taken = outbox.take() => taken,
+        };
+        let Some(mut batch) = taken else {
+            // The connection ended normally and everything queued was written.
+            let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, sink.close())).await;
+            return;
+        };
+        // Abandoning a pending write here is safe: tungstenite buffers whole frames, and the
+        // close below flushes what is buffered first.
+        let written = tokio::select! {
+            biased;
+            _ = close.cancelled() => break,
+            r = Box::pin(write_batch(&mut sink, &mut batch)) => r,
+        };
+        match written {
+            Ok(true) => {}
+            // A close frame went out: nothing more may follow it.
+            Ok(false) => return,
+            Err(e) => {
+                tracing::debug!(cause = %e, "write failed: closing");
+                close.cancel();
+                return;
+            }
+        }
+    }
+    // Closed from outside (slow reader): tell the client to reconnect, if it reads in time.
+    let bye = sink.send(frame::close(frame::CLOSE_TRY_AGAIN, "reconnect"));
+    let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, bye)).await;
+}
+
+/// Writes a batch with one flush. Returns false after a close frame.
+async fn write_batch<K>(sink: &mut K, batch: &mut VecDeque<Message>) -> Result<bool, K::Error>
+where
+    K: Sink<Message> + Unpin,
+{
+    let mut open = true;
+    for frame in batch.drain(..) {
+        match frame {
+            Message::Text(text) if text.len() > FRAGMENT => {
+                for fragment in fragments(text.into()) {
+                    sink.feed(fragment).await?;
+                }
+            }
+            Message::Close(_) => {
+                sink.feed(frame).await?;
+                open = false;
+                break;
+            }
+            frame => sink.feed(frame).await?,
+        }
+    }
+    sink.flush().await?;
+    Ok(open)
+}
+
+/// A text message as fragments of at most [`FRAGMENT`] bytes (RFC 6455 §5.4), sharing the
+/// message's bytes. A fragment may end inside a UTF-8 sequence: only the whole message must be
+/// valid UTF-8.
+fn fragments(text: Bytes) -> impl Iterator<Item = Message> {
+    let len = text.len();
+    (0..len).step_by(FRAGMENT).map(move |start| {
+        let end = (start + FRAGMENT).min(len);
+        let opcode = if start == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        Message::Frame(Frame::message(text.slice(start..end), opcode, end == len))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tokio::sync::mpsc;
+
+    fn frames(text: &str) -> Vec<Frame> {
+        fragments(Bytes::copy_from_slice(text.as_bytes()))
+            .map(|m| match m {
+                Message::Frame(f) => f,
+                other => panic!("not a frame: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_long_text_goes_out_as_one_text_fragment_then_continuations_ending_in_fin() {
+        // Three-byte characters, so fragment boundaries fall inside them.
+        let text = "語".repeat(1000);
+        let frames = frames(&text);
+        assert_eq!(frames.len(), 3000usize.div_ceil(FRAGMENT));
+        assert_eq!(frames[0].header().opcode, OpCode::Data(Data::Text));
+        assert!(
+            frames[1..]
+                .iter()
+                .all(|f| f.header().opcode == OpCode::Data(Data::Continue))
+        );
+        let fins: Vec<bool> = frames.iter().map(|f| f.header().is_final).collect();
+        assert_eq!(fins, [false, false, true]);
+        assert!(frames.iter().all(|f| f.payload().len() <= FRAGMENT));
+        let joined: Vec<u8> = frames.iter().flat_map(|f| f.payload().to_vec()).collect();
+        assert_eq!(joined, text.as_bytes());
+    }
+
+    /// What an in-memory sink was sent, and how many times it was flushed.
+    #[derive(Default)]
+    struct Wire {
+        sent: Vec<Message>,
+        flushes: usize,
+        closed: bool,
+    }
+
+    /// A sink that records into `wire`.
+    fn sink(wire: Arc<Mutex<Wire>>) -> impl Sink<Message, Error = tungstenite::Error> + Unpin {
+        struct Recorder(Arc<Mutex<Wire>>);
+        impl Sink<Message> for Recorder {
+            type Error = tungstenite::Error;
+            fn poll_ready(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), Self::Error>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+            fn start_send(
+                self: std::pin::Pin<&mut Self>,
+                item: Message,
+            ) -> Result<(), Self::Error> {
+                self.0.lock().expect("wire").sent.push(item);
+                Ok(())
+            }
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), Self::Error>> {
+                self.0.lock().expect("wire").flushes += 1;
+                std::task::Poll::Ready(Ok(()))
+            }
+            fn poll_close(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), Self::Error>> {
+                self.0.lock().expect("wire").closed = true;
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+        Recorder(wire)
+    }
+
+    fn text(s: &str) -> Message {
+        Message::Text(s.into())
+    }
+
+    #[tokio::test]
+    async fn the_writer_sends_a_batch_with_one_flush_and_closes_once_the_queue_ends() {
+        let wire = Arc::new(Mutex::new(Wire::default()));
+        let outbox = Outbox::new(16, None);
+        for s in ["a", "b", "c"] {
+            assert!(outbox.offer(text(s)));
+        }
+        outbox.offer(text(&"x".repeat(FRAGMENT * 2 + 1)));
+        outbox.end();
+        write_loop(sink(wire.clone()), &outbox).await;
+        let wire = wire.lock().expect("wire");
+        assert_eq!(wire.flushes, 1, "one batch, one flush");
+        assert_eq!(
+            wire.sent.len(),
+            3 + 3,
+            "three texts, then a long one in three fragments"
+        );
+        assert_eq!(wire.sent[0], text("a"));
+        assert!(wire.closed);
+    }
+
+    #[tokio::test]
+    async fn nothing_follows_a_close_frame_and_a_closed_outbox_says_reconnect() {
+        let wire = Arc::new(Mutex::new(Wire::default()));
+        let outbox = Outbox::new(16, None);
+        outbox.offer(text("bye"));
+        outbox.offer(frame::close(CLOSE_GOING_AWAY, "idle timeout"));
+        outbox.offer(text("never"));
+        write_loop(sink(wire.clone()), &outbox).await;
+        assert_eq!(wire.lock().expect("wire").sent.len(), 2);
+
+        let wire = Arc::new(Mutex::new(Wire::default()));
+        let outbox = Outbox::new(16, None);
+        outbox.close.cancel();
+        write_loop(sink(wire.clone()), &outbox).await;
+        let sent = &wire.lock().expect("wire").sent;
+        assert!(
+            matches!(&sent[..], [Message::Close(Some(c))] if u16::from(c.code) == frame::CLOSE_TRY_AGAIN),
+            "{sent:?}"
+        );
+    }
+
+    /// A peer that records what the reader hands it.
+    struct Recording {
+        outbox: Outbox,
+        draining: CancellationToken,
+        heard: Arc<Mutex<Vec<Message>>>,
+        ended: Arc<Mutex<Option<(&'static str, Departure)>>>,
+        why: Mutex<&'static str>,
+        /// Closes the connection on a text frame saying this.
+        close_on: &'static str,
+    }
+
+    impl Peer for Recording {
+        fn outbox(&self) -> &Outbox {
+            &self.outbox
+        }
+        fn draining(&self) -> &CancellationToken {
+            &self.draining
+        }
+        fn heartbeat(&self) -> Heartbeat {
+            Heartbeat {
+                ping: Duration::from_secs(1),
+                idle: Duration::from_millis(2500),
+                drain: Duration::from_secs(3),
+            }
+        }
+        async fn on_message(&mut self, message: Message) -> Option<Close> {
+            let close = (message == text(self.close_on)).then_some((1008, "enough"));
+            self.heard.lock().expect("heard").push(message);
+            close
+        }
+        fn ended(&self, why: &'static str) {
+            *self.why.lock().expect("why") = why;
+        }
+        async fn finish(&mut self, how: Departure) {
+            *self.ended.lock().expect("ended") = Some((*self.why.lock().expect("why"), how));
+        }
+    }
+
+    /// A reader over an in-memory stream, its writer recording into a wire. Returns the stream's
+    /// sender, the peer's records, the wire and the reader's task.
+    #[allow(clippy::type_complexity)]
+    fn connection(
+        draining: CancellationToken,
+    ) -> (
+        mpsc::UnboundedSender<Result<Message, tungstenite::Error>>,
+        Arc<Mutex<Vec<Message>>>,
+        Arc<Mutex<Option<(&'static str, Departure)>>>,
+        Arc<Mutex<Wire>>,
+        JoinHandle<()>,
+    ) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let outbox = Outbox::new(16, None);
+        let wire = Arc::new(Mutex::new(Wire::default()));
+        let writer = {
+            let (outbox, wire) = (outbox.clone(), wire.clone());
+            tokio::spawn(async move { write_loop(sink(wire), &outbox).await })
+        };
+        let peer = Recording {
+            outbox,
+            draining,
+            heard: Arc::default(),
+            ended: Arc::default(),
+            why: Mutex::new("?"),
+            close_on: "stop",
+        };
+        let (heard, ended) = (peer.heard.clone(), peer.ended.clone());
+        let reader = tokio::spawn(read_loop(stream, peer, writer));
+        (tx, heard, ended, wire, reader)
+    }
+
+    fn closes(wire: &Mutex<Wire>) -> Vec<u16> {
+        (wire.lock().expect("wire").sent.iter())
+            .filter_map(|m| match m {
+                Message::Close(Some(c)) => Some(u16::from(c.code)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn pings(wire: &Mutex<Wire>) -> usize {
+        (wire.lock().expect("wire").sent.iter())
+            .filter(|m| matches!(m, Message::Ping(_)))
+            .count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frames_reach_the_peer_and_a_client_close_is_a_clean_departure() {
+        let (tx, heard, ended, wire, reader) = connection(CancellationToken::new());
+        tx.send(Ok(text("hello"))).expect("open");
+        tx.send(Ok(Message::Pong(Default::default())))
+            .expect("open");
+        tx.send(Ok(Message::Binary(vec![1, 2].into())))
+            .expect("open");
+        tx.send(Ok(Message::Close(None))).expect("open");
+        reader.await.expect("the reader ends");
+        assert_eq!(
+            heard.lock().expect("heard").len(),
+            2,
+            "text and binary, not pong"
+        );
+        assert_eq!(
+            *ended.lock().expect("ended"),
+            Some(("client_close", Departure::Closed))
+        );
+        assert!(
+            closes(&wire).is_empty(),
+            "nothing to say to a client that closed"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_asks_to_close_gets_its_close_frame_and_is_dropped() {
+        let (tx, _, ended, wire, reader) = connection(CancellationToken::new());
+        tx.send(Ok(text("stop"))).expect("open");
+        reader.await.expect("the reader ends");
+        assert_eq!(closes(&wire), [1008]);
+        assert_eq!(
+            *ended.lock().expect("ended"),
+            Some(("policy", Departure::Dropped))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pings_go_out_while_the_peer_answers_and_silence_closes_with_1001() {
+        let (tx, _, _, wire, reader) = connection(CancellationToken::new());
+        // Heard every 900 ms for 5 s: pinged about once a second, never timed out.
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(900)).await;
+            tx.send(Ok(Message::Pong(Default::default())))
+                .expect("open");
+        }
+        assert!(!reader.is_finished());
+        assert!((3..=5).contains(&pings(&wire)), "{} pings", pings(&wire));
+        // Then silence: closed 2.5 s after the last frame heard.
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        assert!(reader.is_finished());
+        assert_eq!(closes(&wire), [CLOSE_GOING_AWAY]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_draining_node_closes_with_1012_within_the_drain_window() {
+        let draining = CancellationToken::new();
+        let (tx, _, _, wire, reader) = connection(draining.clone());
+        draining.cancel();
+        // Kept talking, so only the drain can end it; the window is 3 s.
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            let _ = tx.send(Ok(Message::Pong(Default::default())));
+        }
+        assert!(reader.is_finished());
+        assert_eq!(closes(&wire), [CLOSE_SERVICE_RESTART]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_oversized_frame_closes_with_1009() {
+        let (tx, _, _, wire, reader) = connection(CancellationToken::new());
+        tx.send(Err(tungstenite::Error::Capacity(
+            tungstenite::error::CapacityError::MessageTooLong {
+                size: 2,
+                max_size: 1,
+            },
+        )))
+        .expect("open");
+        reader.await.expect("the reader ends");
+        assert_eq!(closes(&wire), [CLOSE_TOO_BIG]);
+    }
+}

@@ -1,0 +1,24 @@
+//! Every integration test, as one test binary: each file beside this one is a module, and
+//! `common` is their shared harness (a real server on a loopback port, real WebSocket clients,
+//! and real redis-server, node processes and nginx for the multi-node tests). One binary links
+//! the harness and the crate once, where one binary per file linked them fourteen times.
+//!
+//! `cargo test --features ssr --test suite chat::` runs one module's tests.
+
+mod common;
+
+mod auth;
+mod binary;
+mod chat;
+mod cluster;
+mod faults;
+mod fuzz;
+mod hostile;
+mod http;
+mod load_tool;
+mod logs;
+mod metrics;
+mod nodes;
+mod redis_cluster;
+mod sentinel;
+mod tls;
