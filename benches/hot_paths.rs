@@ -1,10 +1,15 @@
 //! Micro-benchmarks of the per-message hot paths:
-//! decoding a client's `send`, encoding a `message`, and one broadcast to a 200-member room
-//! (encode once, then one bounded-queue offer per member, as a room task does).
+//! decoding a client's `send`, encoding a `message`, reading a message a Redis script published
+//! into its frame (once per node per message), and one broadcast to a 200-member room (encode
+//! once, then one bounded-queue offer per member, as a room task does).
 
 use chorus::{
     protocol::{ChatMessage, ServerMsg, decode_client},
-    server::{frame::encode, hub::Outbox},
+    server::{
+        bus::{BusEvent, payload},
+        frame::encode,
+        hub::Outbox,
+    },
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::FutureExt;
@@ -35,6 +40,19 @@ fn protocol(c: &mut Criterion) {
         });
     }
     group.finish();
+    // As append.lua publishes it: the seq and epoch it assigned, then the body Rust wrote.
+    let body = payload::message_body(
+        "lobby",
+        "Ann",
+        &"x".repeat(32),
+        1_795_330_001_234,
+        Some("k3j9-1"),
+    );
+    let published = format!("m123456 e04606e979136862 {body}");
+    let room = chorus::protocol::RoomName::lobby();
+    c.bench_function("bus/decode_message_32", |b| {
+        b.iter(|| BusEvent::decode(&room, black_box(&published)))
+    });
 }
 
 fn broadcast(c: &mut Criterion) {

@@ -7,6 +7,7 @@
 
 pub mod link;
 mod memory;
+pub mod payload;
 mod redis;
 
 pub use self::redis::{RedisBus, room_channel, slot};
@@ -33,15 +34,13 @@ impl BusEvent {
         Arc::new(Self { msg, frame })
     }
 
-    /// Reads an event published by another node; `None` (logged) for anything unreadable.
-    pub fn decode(json: String) -> Option<Arc<Self>> {
-        match serde_json::from_str::<ServerMsg>(&json) {
-            Ok(msg) => Some(Arc::new(Self {
-                msg,
-                frame: Utf8Bytes::from(json),
-            })),
+    /// Reads an event a Redis script published on `room`'s channel (see [`payload`]); `None`
+    /// (logged) for anything unreadable. The frame is encoded here, once per node.
+    pub fn decode(room: &crate::protocol::RoomName, payload: &str) -> Option<Arc<Self>> {
+        match payload::decode(room.as_str(), payload) {
+            Ok(msg) => Some(Self::new(msg)),
             Err(e) => {
-                tracing::error!(cause = %e, "unreadable event on the bus; dropped");
+                tracing::error!(cause = %e, %room, "unreadable event on the bus; dropped");
                 None
             }
         }

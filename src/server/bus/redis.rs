@@ -816,7 +816,7 @@ impl Supervisor {
         let Some(route) = self.routes.get(&channel) else {
             return;
         };
-        if let Some(event) = BusEvent::decode(payload) {
+        if let Some(event) = BusEvent::decode(&route.room, &payload) {
             let _ = route.tx.send(BusItem::Event(event));
         }
     }

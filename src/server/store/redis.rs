@@ -27,14 +27,14 @@ use super::{
 };
 use crate::{
     protocol::{ChatMessage, MessageText, NoticeKind, RoomName, ServerMsg, UserName, sort_members},
-    server::bus::{Conn, Link, RedisBus, Subscription, Target, room_channel, slot},
+    server::bus::{Conn, Link, RedisBus, Subscription, Target, payload, room_channel, slot},
 };
 use prometheus_client::metrics::counter::Counter;
 use redis::{
     Script,
     cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
 };
-use serde::Serialize;
+
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
@@ -143,32 +143,21 @@ pub struct RedisStore {
     settings: RedisSettings,
 }
 
-/// A message frame without `type`, `seq` and `epoch`, which the append script puts in front.
-#[derive(Serialize)]
-struct MessageBody<'a> {
-    room: &'a str,
-    from: &'a str,
-    text: &'a str,
-    ts: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_id: Option<&'a str>,
-}
-
+/// A notice as the scripts publish it.
 fn notice(room: &RoomName, kind: NoticeKind, name: &UserName, old: Option<&UserName>) -> String {
-    serde_json::to_string(&ServerMsg::Notice {
+    payload::frame(&ServerMsg::Notice {
         room: room.to_string(),
         kind,
         name: name.to_string(),
         old_name: old.map(|n| n.to_string()),
     })
-    .unwrap_or_default()
 }
 
-/// Reads stored message frames, skipping (and logging) any that do not parse.
+/// Reads stored messages, skipping (and logging) any that do not parse.
 fn decode_history(frames: Vec<String>) -> Vec<ChatMessage> {
     frames
         .into_iter()
-        .filter_map(|f| match serde_json::from_str::<ChatMessage>(&f) {
+        .filter_map(|f| match payload::decode_stored(&f) {
             Ok(m) => Some(m),
             Err(e) => {
                 tracing::error!(cause = %e, "unreadable message in a room's history; skipped");
@@ -316,7 +305,6 @@ impl RedisStore {
                     .key(room_key(&room, "owners"))
                     .arg(format!("{dead} "))
                     .arg(room_channel(&room))
-                    .arg(room.as_str())
                     .invoke_async(&mut conn)
                     .await?;
                 removed += n;
@@ -527,7 +515,6 @@ impl Presence for RedisStore {
                 .arg(member.name.as_str())
                 .arg(room_channel(room))
                 .arg(notice(room, NoticeKind::Joined, &member.name, None))
-                .arg(room.as_str())
                 .arg(if create { "1" } else { "0" })
                 .arg(self.room_ttl_ms())
                 .invoke_async(&mut self.link.conn())
@@ -634,15 +621,13 @@ impl Broker for RedisStore {
         text: MessageText,
         client_id: Option<String>,
     ) -> Result<Stored, StoreError> {
-        let ts = now_ms();
-        let body = serde_json::to_string(&MessageBody {
-            room: room.as_str(),
-            from: from.as_str(),
-            text: text.as_str(),
-            ts,
-            client_id: client_id.as_deref(),
-        })
-        .map_err(unavailable)?;
+        let body = payload::message_body(
+            room.as_str(),
+            from.as_str(),
+            text.as_str(),
+            now_ms(),
+            client_id.as_deref(),
+        );
         // With `wait_replicas`, the link has a connection of its own for appends and their WAIT.
         let waited = self.link.waited_conn();
         let mut conn = waited.clone().unwrap_or_else(|| self.link.conn());
@@ -655,7 +640,7 @@ impl Broker for RedisStore {
             .key(room_key(room, "id_order"))
             .arg(room_channel(room))
             .arg(new_epoch())
-            .arg(body.get(1..).unwrap_or_default())
+            .arg(body)
             .arg(self.settings.history_size)
             .arg(client_id.as_deref().unwrap_or_default())
             .arg(self.settings.dedup_window)
@@ -927,7 +912,7 @@ mod tests {
                 .expect("an event in time")
                 .expect("pub/sub open");
             let payload: String = msg.get_payload().expect("text");
-            serde_json::from_str(&payload)
+            payload::decode("lobby", &payload)
                 .unwrap_or_else(|e| panic!("{payload} is not a server frame: {e}"))
         };
 
@@ -987,7 +972,6 @@ mod tests {
             .key(room_key(&room, "owners"))
             .arg("n1 ")
             .arg(room_channel(&room))
-            .arg(room.as_str())
             .invoke_async(&mut store.link.conn())
             .await
             .expect("reaps");

@@ -1,6 +1,7 @@
 -- KEYS: meta, history, ids (hash client_id → seq), id order (list). ARGV: channel,
--- epoch if new, the frame after its first '{' (everything but type, seq and epoch),
--- history size, client_id or "", dedup window, room ttl ms. Returns {seq,
+-- epoch if new, the message's body (opaque: Rust wrote it; see bus/payload.rs), history
+-- size, client_id or "", dedup window, room ttl ms. Stores and announces
+-- 'm<seq> <epoch> <body>'. Returns {seq,
 -- duplicate (1/0)}. The room's data expires after the ttl without a message or join;
 -- it then starts again in a new epoch.
 if ARGV[5] ~= '' then
@@ -13,7 +14,7 @@ if not epoch then
   redis.call('HSET', KEYS[1], 'epoch', epoch)
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local frame = '{"type":"message","seq":' .. seq .. ',"epoch":"' .. epoch .. '",' .. ARGV[3]
+local frame = 'm' .. seq .. ' ' .. epoch .. ' ' .. ARGV[3]
 local keep = tonumber(ARGV[4])
 if keep > 0 then
   redis.call('RPUSH', KEYS[2], frame)

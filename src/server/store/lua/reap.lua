@@ -1,4 +1,5 @@
--- KEYS: members, owners. ARGV: owner prefix of the dead node, channel, room.
+-- KEYS: members, owners. ARGV: owner prefix of the dead node, channel. Announces
+-- 'l<name>' for each member removed (see bus/payload.rs).
 local owners = redis.call('HGETALL', KEYS[2])
 local n = 0
 for i = 1, #owners, 2 do
@@ -8,7 +9,7 @@ for i = 1, #owners, 2 do
     redis.call('HDEL', KEYS[1], sid)
     redis.call('HDEL', KEYS[2], sid)
     if name then
-      redis.call('PUBLISH', ARGV[2], cjson.encode({type = 'notice', room = ARGV[3], kind = 'left', name = name}))
+      redis.call('PUBLISH', ARGV[2], 'l' .. name)
     end
     n = n + 1
   end
