@@ -36,7 +36,7 @@ pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| anyhow::anyhow!("tls_cert and tls_key do not make a usable pair: {e}"))?;
-    // WebSockets upgrade over HTTP/1.1 only (see ws.rs).
+    // WebSockets upgrade over HTTP/1.1 only (see conn/upgrade.rs).
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

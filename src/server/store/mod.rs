@@ -215,7 +215,7 @@ pub trait Store: Sessions + Presence + Broker + Health {}
 
 impl<T: Sessions + Presence + Broker + Health> Store for T {}
 
-/// Why a store call failed. Storage says what happened; `ws.rs` alone turns it into what the
+/// Why a store call failed. Storage says what happened; `conn/session.rs` alone turns it into what the
 /// client is told (`impl From<StoreError> for Invalid`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
