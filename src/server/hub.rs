@@ -1042,6 +1042,24 @@ mod tests {
             .expect("stored");
     }
 
+    /// Starts bo's join of `room`, which `slow` answers 2 s after taking its snapshot (at once).
+    /// Returns bo's queue and the join.
+    async fn join_slowly(
+        slow: &SlowStore,
+        hub: &Arc<Hub>,
+        room: &RoomName,
+    ) -> (Outbox, tokio::task::JoinHandle<Result<bool, StoreError>>) {
+        slow.slow_joins
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let (bo, bo_out) = member("bo");
+        let joining = tokio::spawn({
+            let (hub, room, bo_out) = (hub.clone(), room.clone(), bo_out.clone());
+            async move { hub.join(&room, &bo, &bo_out, None, true).await }
+        });
+        tokio::task::yield_now().await;
+        (bo_out, joining)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_slow_join_holds_up_no_one_and_the_joiner_misses_nothing() {
         let slow = Arc::new(SlowStore::new());
@@ -1051,14 +1069,7 @@ mod tests {
         assert_eq!(next_text(&ann_out).await, "one");
 
         // bo's join takes 2 s to answer; its snapshot (holding "one") was taken at once.
-        slow.slow_joins
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        let (bo, bo_out) = member("bo");
-        let joining = tokio::spawn({
-            let (hub, room, bo, bo_out) = (hub.clone(), room.clone(), bo.clone(), bo_out.clone());
-            async move { hub.join(&room, &bo, &bo_out, None, true).await }
-        });
-        tokio::task::yield_now().await;
+        let (bo_out, joining) = join_slowly(&slow, &hub, &room).await;
         let sent = tokio::time::Instant::now();
         say(&*store, &room, &ann, "two").await;
         assert_eq!(next_text(&ann_out).await, "two");
@@ -1083,14 +1094,7 @@ mod tests {
         let (hub, room, ann, ann_out) = lobby_with_ann(&store).await;
         // bo's snapshot is taken before the room's first message (it has no epoch yet); its
         // join answers 2 s later, after the first two.
-        slow.slow_joins
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        let (bo, bo_out) = member("bo");
-        let joining = tokio::spawn({
-            let (hub, room, bo, bo_out) = (hub.clone(), room.clone(), bo.clone(), bo_out.clone());
-            async move { hub.join(&room, &bo, &bo_out, None, true).await }
-        });
-        tokio::task::yield_now().await;
+        let (bo_out, joining) = join_slowly(&slow, &hub, &room).await;
         for text in ["one", "two"] {
             say(&*store, &room, &ann, text).await;
             assert_eq!(next_text(&ann_out).await, text);

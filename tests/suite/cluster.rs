@@ -27,24 +27,8 @@ async fn a_message_sent_on_one_node_reaches_the_other_in_order_exactly_once() {
     for i in 0..N {
         ann.say("lobby", &format!("m{i}"), &format!("c{i}")).await;
     }
-    let mut got = Vec::new();
-    while got.len() < N {
-        got.push(bo.next_message().await);
-    }
-    let texts: Vec<String> = got.iter().map(|m| m.text.clone()).collect();
     let expected: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
-    assert_eq!(texts, expected, "in the order sent");
-    let seqs: Vec<u64> = got.iter().map(|m| m.seq).collect();
-    assert!(
-        seqs.windows(2).all(|w| w[1] == w[0] + 1),
-        "consecutive seqs: {seqs:?}"
-    );
-    // Exactly once: nothing more is on its way.
-    let extra = bo.drain().await;
-    assert!(
-        !extra.iter().any(|m| matches!(m, ServerMsg::Message(_))),
-        "a message came twice: {extra:?}"
-    );
+    common::assert_in_order_once(&mut bo, &expected).await;
 }
 
 #[tokio::test]

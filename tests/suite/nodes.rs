@@ -34,19 +34,7 @@ async fn a_message_sent_on_one_node_reaches_every_other_in_order_exactly_once() 
     }
     let expected: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
     for reader in [&mut bo, &mut cy] {
-        let mut got = Vec::new();
-        while got.len() < N {
-            got.push(reader.next_message().await);
-        }
-        let texts: Vec<String> = got.iter().map(|m| m.text.clone()).collect();
-        assert_eq!(texts, expected, "in the order sent");
-        let seqs: Vec<u64> = got.iter().map(|m| m.seq).collect();
-        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
-        let extra = reader.drain().await;
-        assert!(
-            !extra.iter().any(|m| matches!(m, ServerMsg::Message(_))),
-            "a message came twice: {extra:?}"
-        );
+        common::assert_in_order_once(reader, &expected).await;
     }
 }
 

@@ -460,6 +460,28 @@ impl Client {
     }
 }
 
+/// Reads `expected.len()` chat messages from `reader` and checks they are `expected`, in that
+/// order, with consecutive seqs, and that none comes twice.
+pub async fn assert_in_order_once(reader: &mut Client, expected: &[String]) {
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        got.push(reader.next_message().await);
+    }
+    let texts: Vec<String> = got.iter().map(|m| m.text.clone()).collect();
+    assert_eq!(texts, expected, "in the order sent");
+    let seqs: Vec<u64> = got.iter().map(|m| m.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "consecutive seqs: {seqs:?}"
+    );
+    // Exactly once: nothing more is on its way.
+    let extra = reader.drain().await;
+    assert!(
+        !extra.iter().any(|m| matches!(m, ServerMsg::Message(_))),
+        "a message came twice: {extra:?}"
+    );
+}
+
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// An upgrade request to `endpoint` with extra headers (an `Origin`, an `X-Forwarded-For`).
