@@ -1,0 +1,215 @@
+use super::*;
+
+#[test]
+fn later_layers_win_key_by_key() {
+    let mut config = Config::default();
+    let file: Layer = toml::from_str("history_size = 5\nmax_text_chars = 100").expect("parses");
+    config.apply(file);
+    config.apply(Layer {
+        history_size: Some(7),
+        ..Layer::default()
+    });
+    assert_eq!(config.history_size, 7);
+    assert_eq!(config.max_text_chars, 100);
+    assert_eq!(config.outbound_queue, Config::default().outbound_queue);
+}
+
+#[test]
+fn the_shipped_leptos_toml_parses_and_is_valid() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_FILE);
+    let mut config = Config::default();
+    config.apply(read_layer(&path).expect("Leptos.toml parses"));
+    config.validate().expect("Leptos.toml is valid");
+}
+
+#[test]
+fn the_logged_config_hides_the_redis_password() {
+    let config = Config {
+        redis_url: Some("redis://user:s3cret@db:6379/0".into()),
+        ..Config::default()
+    };
+    let shown = format!("{:?}", config.redacted());
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("db:6379/0"), "{shown}");
+}
+
+#[test]
+fn an_idle_timeout_shorter_than_the_ping_interval_is_refused() {
+    let config = Config {
+        ping_interval_ms: 30_000,
+        idle_timeout_ms: 20_000,
+        ..Config::default()
+    };
+    assert!(matches!(
+        config.validate(),
+        Err(ConfigError::Invalid {
+            key: "idle_timeout_ms",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_misspelt_key_is_an_error_not_a_silent_default() {
+    assert!(toml::from_str::<Layer>("histroy_size = 5").is_err());
+}
+
+#[test]
+fn a_frame_limit_too_small_for_the_text_limit_is_refused() {
+    let config = Config {
+        max_frame_bytes: 1000,
+        ..Config::default()
+    };
+    assert!(matches!(
+        config.validate(),
+        Err(ConfigError::Invalid {
+            key: "max_frame_bytes",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn signed_identity_needs_a_strong_secret_or_a_public_key() {
+    let jwt = |tweak: fn(&mut Config)| {
+        let mut config = Config {
+            auth: "jwt".into(),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        config.validate().map_err(|e| match e {
+            ConfigError::Invalid { key, .. } => key,
+            other => panic!("{other}"),
+        })
+    };
+    assert_eq!(jwt(|_| {}), Err("jwt_secret"));
+    assert_eq!(
+        jwt(|c| c.jwt_secret = Some("short".into())),
+        Err("jwt_secret")
+    );
+    assert_eq!(jwt(|c| c.jwt_secret = Some("x".repeat(32))), Ok(()));
+    assert_eq!(
+        jwt(|c| c.jwt_algorithm = "EdDSA".into()),
+        Err("jwt_public_key")
+    );
+    assert_eq!(
+        jwt(|c| c.jwt_algorithm = "none".into()),
+        Err("jwt_algorithm")
+    );
+    let config = Config {
+        jwt_secret: Some("x".repeat(40)),
+        ..Config::default()
+    };
+    assert!(!format!("{:?}", config.redacted()).contains(&"x".repeat(40)));
+}
+
+/// The key `validate` names after `tweak` is applied to a copy of `config`.
+fn invalid_key(config: &Config, tweak: fn(&mut Config)) -> &'static str {
+    let mut c = config.clone();
+    tweak(&mut c);
+    match c.validate() {
+        Err(ConfigError::Invalid { key, .. }) => key,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn cluster_settings_name_the_target_and_are_checked() {
+    let mut config = Config::default();
+    let file: Layer = toml::from_str(
+        "redis_cluster = [\"10.0.0.5:7000\", \"redis://chat:hunter2@10.0.0.6:7001\"]",
+    )
+    .expect("parses");
+    config.apply(file);
+    config.validate().expect("valid");
+    assert!(config.uses_redis());
+    assert_eq!(
+        config.redis_target(),
+        Some(Target::Cluster {
+            nodes: vec![
+                "10.0.0.5:7000".into(),
+                "redis://chat:hunter2@10.0.0.6:7001".into()
+            ],
+        })
+    );
+    assert!(!format!("{:?}", config.redacted()).contains("hunter2"));
+    let invalid = |tweak: fn(&mut Config)| invalid_key(&config, tweak);
+    assert_eq!(
+        invalid(|c| c.redis_url = Some("redis://db/".into())),
+        "redis_cluster"
+    );
+    assert_eq!(
+        invalid(|c| c.redis_sentinels = vec!["s:26379".into()]),
+        "redis_cluster"
+    );
+    assert_eq!(
+        invalid(|c| c.redis_cluster = vec!["no-port".into()]),
+        "redis_cluster"
+    );
+    assert_eq!(
+        invalid(|c| c.redis_cluster = vec!["unix:///tmp/redis.sock".into()]),
+        "redis_cluster"
+    );
+}
+
+#[test]
+fn sentinel_settings_name_the_target_and_are_checked() {
+    let mut config = Config::default();
+    let file: Layer = toml::from_str(
+        "redis_sentinels = [\"10.0.0.5:26379\", \"sentinel-b:26379\"]\nredis_sentinel_master = \"chat\"",
+    )
+    .expect("parses");
+    config.apply(file);
+    config.validate().expect("valid");
+    assert_eq!(
+        config.redis_target(),
+        Some(Target::Sentinel {
+            sentinels: vec!["10.0.0.5:26379".into(), "sentinel-b:26379".into()],
+            master: "chat".into(),
+        })
+    );
+    let invalid = |tweak: fn(&mut Config)| invalid_key(&config, tweak);
+    assert_eq!(
+        invalid(|c| c.redis_url = Some("redis://db/".into())),
+        "redis_sentinels"
+    );
+    assert_eq!(
+        invalid(|c| c.redis_sentinels = vec!["no-port".into()]),
+        "redis_sentinels"
+    );
+    assert_eq!(
+        invalid(|c| c.redis_wait_timeout_ms = 0),
+        "redis_wait_timeout_ms"
+    );
+    // WAIT needs Redis; an empty list switches Sentinel off again.
+    config.apply(Layer {
+        redis_sentinels: Some(vec![String::new()]),
+        redis_wait_replicas: Some(1),
+        ..Layer::default()
+    });
+    assert_eq!(config.redis_target(), None);
+    assert!(matches!(
+        config.validate(),
+        Err(ConfigError::Invalid {
+            key: "redis_wait_replicas",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn an_empty_value_unsets_an_optional_text_setting() {
+    let mut config = Config::default();
+    config.apply(Layer {
+        redis_url: Some("redis://db/".into()),
+        tls_cert: Some("cert.pem".into()),
+        ..Layer::default()
+    });
+    assert_eq!(config.tls_cert.as_deref(), Some("cert.pem"));
+    config.apply(Layer {
+        redis_url: Some(String::new()),
+        tls_cert: Some(String::new()),
+        ..Layer::default()
+    });
+    assert_eq!((config.redis_url, config.tls_cert), (None, None));
+}

@@ -1,0 +1,194 @@
+//! Local fan-out: one task per room with members on this node.
+//!
+//! The room task is the only owner of the room's local member list. It subscribes to the room on
+//! the bus and hands each event's bytes (encoded once, by whoever published it) to every member's
+//! bounded queue.
+//!
+//! The task also keeps the room's stream whole on this node: it remembers the last `(epoch, seq)`
+//! it delivered, drops repeats, and when a `seq` jumps or the bus says events may be lost
+//! (reconnect, lag) it fetches the missing messages from the store before going on. Member lists
+//! (`presence`) are read from the store at most once per `presence_interval` after a change.
+//!
+//! What the task awaits from the store: gap fills and the resync, whose order matters, and
+//! nothing else. A fill the store cannot answer (Redis unreachable or failing over) is tried
+//! again with a backoff while later live messages wait for it; only a gap the store no longer
+//! holds closes the members (1013) to reload. Joins, leaves, renames and member-list reads run
+//! beside it and report back, so a slow store call there never holds up delivery to the room. A join's snapshot and the live
+//! stream still meet without a gap or an overlap: messages the task delivers while a join is in
+//! flight are held, and the joiner gets those after its snapshot's end once the join is back,
+//! while live messages its snapshot already holds are skipped for it.
+//!
+//! This file is the node's side (`Hub`: the rooms' tasks and their command queues); `room.rs`
+//! is one room's task.
+
+pub use super::outbox::Outbox;
+use super::{
+    metrics::Metrics,
+    store::{Member, Store, StoreError},
+};
+use crate::protocol::{Position, RoomName, UserName};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::sync::{mpsc, oneshot};
+
+mod room;
+#[cfg(test)]
+mod tests;
+
+use room::room_task;
+
+enum Command {
+    Join {
+        member: Member,
+        outbox: Outbox,
+        since: Option<Position>,
+        /// Whether the join may open a room that does not exist yet.
+        create: bool,
+        /// Whether it did.
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    Leave {
+        member: Member,
+        reply: oneshot::Sender<()>,
+    },
+    /// The member (by connection) now goes by `member.name`, formerly `old`.
+    Rename {
+        member: Member,
+        old: UserName,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+pub struct Hub {
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    /// Least time between two `presence` frames of one room from this node.
+    presence_interval: Duration,
+    /// Room → its task's command queue. The queue is unbounded, yet bounded in practice: each
+    /// connection waits for the answer to its command before sending another.
+    rooms: Mutex<HashMap<RoomName, mpsc::UnboundedSender<Command>>>,
+}
+
+impl Hub {
+    pub fn new(
+        store: Arc<dyn Store>,
+        presence_interval: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            metrics,
+            presence_interval,
+            rooms: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Sends a command to the room's task, starting the task if the room has none.
+    fn command(self: &Arc<Self>, room: &RoomName, cmd: Command) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let cmd = match rooms.get(room) {
+            Some(tx) => match tx.send(cmd) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(cmd)) => cmd,
+            },
+            None => cmd,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        // Cannot fail: `rx` is alive.
+        let _ = tx.send(cmd);
+        rooms.insert(room.clone(), tx);
+        tokio::spawn(room_task(self.clone(), room.clone(), rx));
+    }
+
+    /// Joins the member to the room on this node: on success its `joined` frame is queued
+    /// (with the messages after `since`, when given and still stored), followed by the room's
+    /// live events. Without `create`, a room that does not exist is not opened (see
+    /// `Store::join`). Returns whether the join opened the room.
+    pub async fn join(
+        self: &Arc<Self>,
+        room: &RoomName,
+        member: &Member,
+        outbox: &Outbox,
+        since: Option<Position>,
+        create: bool,
+    ) -> Result<bool, StoreError> {
+        self.ask(room, |reply| Command::Join {
+            member: member.clone(),
+            outbox: outbox.clone(),
+            since,
+            create,
+            reply,
+        })
+        .await
+    }
+
+    /// Stops delivering the room to the member's connection and tells the others it left.
+    pub async fn leave(self: &Arc<Self>, room: &RoomName, member: &Member) {
+        let (reply, answer) = oneshot::channel();
+        self.command(
+            room,
+            Command::Leave {
+                member: member.clone(),
+                reply,
+            },
+        );
+        let _ = answer.await;
+    }
+
+    /// Tells the room the member's connection goes by a new name: the room task keeps it (so
+    /// what it re-asserts after a resync is the name now, not the one joined with), then the
+    /// store records it and announces it. Does nothing if the connection is not in the room here.
+    pub async fn rename(
+        self: &Arc<Self>,
+        room: &RoomName,
+        member: &Member,
+        old: &UserName,
+    ) -> Result<(), StoreError> {
+        self.ask(room, |reply| Command::Rename {
+            member: member.clone(),
+            old: old.clone(),
+            reply,
+        })
+        .await
+    }
+
+    /// Sends the room the command `make` builds around a reply channel and waits for its
+    /// answer; a room task that stopped first answers `internal`.
+    async fn ask<T>(
+        self: &Arc<Self>,
+        room: &RoomName,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.command(room, make(reply));
+        answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the room's task stopped".into())))
+    }
+
+    /// Rooms with a task (members) on this node.
+    pub fn room_count(&self) -> usize {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Called by a room task with no members: removes the room unless a command is waiting, which
+    /// is returned to be handled instead. Both happen under the map's lock, so no command can be
+    /// sent to a task that is about to end.
+    fn retire(
+        &self,
+        room: &RoomName,
+        rx: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> Option<Command> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        match rx.try_recv() {
+            Ok(cmd) => Some(cmd),
+            Err(_) => {
+                rooms.remove(room);
+                None
+            }
+        }
+    }
+}

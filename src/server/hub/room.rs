@@ -1,0 +1,552 @@
+//! One room's task on this node: its local members, its place in the room's stream, joins
+//! merged with the live stream, gap fills and throttled member lists (see the module above).
+
+use super::{Command, Hub, Outbox};
+use crate::protocol::{ChatMessage, Position, RoomName, ServerMsg};
+use crate::server::{
+    bus::{BusEvent, BusItem, RecvError, Subscription},
+    frame::encode,
+    store::{Member, Snapshot, StoreError, messages_after},
+};
+use std::{sync::Arc, time::Duration};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
+use tungstenite::Message;
+
+/// A join whose store call finished beside the room task.
+struct JoinDone {
+    member: Member,
+    outbox: Outbox,
+    since: Option<Position>,
+    reply: oneshot::Sender<Result<bool, StoreError>>,
+    snapshot: Result<Snapshot, StoreError>,
+}
+
+struct LocalMember {
+    member: Member,
+    outbox: Outbox,
+    /// Live messages of this epoch up to `skip_through` were in the member's join snapshot.
+    epoch: Option<String>,
+    skip_through: u64,
+}
+
+impl LocalMember {
+    fn has(&self, m: &ChatMessage) -> bool {
+        m.seq <= self.skip_through && self.epoch.as_deref() == Some(m.epoch.as_str())
+    }
+}
+
+/// One room on this node.
+struct RoomTask {
+    hub: Arc<Hub>,
+    room: RoomName,
+    members: Vec<LocalMember>,
+    presence: PresenceThrottle,
+    /// The last message this node delivered (or knew of from a snapshot): `(epoch, seq)`.
+    epoch: Option<String>,
+    delivered: u64,
+    /// Joins whose store call is running beside the task, and the messages delivered meanwhile
+    /// (epoch, seq, frame): a joiner whose snapshot ends before them gets them after it.
+    joins: usize,
+    held: Vec<(String, u64, Message)>,
+    /// Join results come back here.
+    joined: (
+        mpsc::UnboundedSender<JoinDone>,
+        mpsc::UnboundedReceiver<JoinDone>,
+    ),
+    /// Member lists read beside the task come back here, so a slow read never holds up
+    /// delivery.
+    lists: (
+        mpsc::UnboundedSender<MemberList>,
+        mpsc::UnboundedReceiver<MemberList>,
+    ),
+    /// A gap fill the store could not answer (unreachable, failing over) is tried again then,
+    /// and live messages wait for it; the count says how many tries in a row failed.
+    refill: Option<(Instant, u32)>,
+}
+
+/// The first wait before a failed gap fill is tried again, and the longest.
+pub(super) const REFILL_FIRST: Duration = Duration::from_millis(100);
+const REFILL_MAX: Duration = Duration::from_secs(2);
+
+/// A room's member list as read from the store.
+type MemberList = Result<Vec<String>, StoreError>;
+
+pub(super) async fn room_task(
+    hub: Arc<Hub>,
+    room: RoomName,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let mut sub = match hub
+        .metrics
+        .timed("subscribe", hub.store.subscribe(&room))
+        .await
+    {
+        Ok(sub) => sub,
+        Err(e) => {
+            tracing::warn!(cause = %e, %room, "cannot subscribe to room");
+            refuse_all(&hub, &room, &mut commands);
+            return;
+        }
+    };
+    let mut task = RoomTask {
+        presence: PresenceThrottle::new(hub.presence_interval),
+        hub,
+        room,
+        members: Vec::new(),
+        epoch: None,
+        delivered: 0,
+        joins: 0,
+        held: Vec::new(),
+        joined: mpsc::unbounded_channel(),
+        lists: mpsc::unbounded_channel(),
+        refill: None,
+    };
+    let open = task.run(&mut sub, &mut commands).await;
+    if !open {
+        // The bus closed: close every local member so its client reconnects and resyncs.
+        task.close_all();
+    }
+    refuse_all(&task.hub, &task.room, &mut commands);
+}
+
+impl RoomTask {
+    /// Serves until the room has no members here (true) or the bus closed (false).
+    async fn run(
+        &mut self,
+        sub: &mut Subscription,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> bool {
+        loop {
+            tokio::select! {
+                biased;
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd).await,
+                    None => return true,
+                },
+                Some(done) = self.joined.1.recv() => self.add_member(done),
+                item = sub.recv() => match item {
+                    Ok(BusItem::Event(event)) => self.deliver(&event).await,
+                    // Events may be gone (bus reconnected, or this task fell behind).
+                    Ok(BusItem::Resync) | Err(RecvError::Lagged(_)) => self.resync().await,
+                    Err(RecvError::Closed) => return false,
+                },
+                _ = tokio::time::sleep_until(self.presence.next_at),
+                    if self.presence.pending && !self.presence.reading => {
+                    self.read_presence();
+                }
+                Some(list) = self.lists.1.recv() => self.send_presence(list),
+                // (Without a retry due the branch is off and its deadline never looked at.)
+                _ = tokio::time::sleep_until(self.refill.map_or(self.presence.next_at, |(at, _)| at)),
+                    if self.refill.is_some() => {
+                    self.resync().await;
+                }
+            }
+            while self.members.is_empty() && self.joins == 0 {
+                match self.hub.retire(&self.room, commands) {
+                    Some(cmd) => self.handle(cmd).await,
+                    None => return true,
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Join {
+                member,
+                outbox,
+                since,
+                create,
+                reply,
+            } => {
+                // Stored beside the task, which goes on delivering; the result comes back as a
+                // `JoinDone` and the joiner is added then (`add_member`).
+                self.joins += 1;
+                let (hub, room, done) =
+                    (self.hub.clone(), self.room.clone(), self.joined.0.clone());
+                tokio::spawn(async move {
+                    let join = hub.store.join(&room, &member, create);
+                    let snapshot = hub.metrics.timed("join", join).await;
+                    let _ = done.send(JoinDone {
+                        member,
+                        outbox,
+                        since,
+                        reply,
+                        snapshot,
+                    });
+                });
+            }
+            Command::Leave { member, reply } => {
+                self.members.retain(|m| m.member.conn != member.conn);
+                // Stored beside the task; the connection hears back once it is.
+                let (hub, room) = (self.hub.clone(), self.room.clone());
+                tokio::spawn(async move {
+                    let leave = hub.store.leave(&room, &member);
+                    if let Err(e) = hub.metrics.timed("leave", leave).await {
+                        tracing::warn!(cause = %e, %room, "leave was not announced");
+                    }
+                    let _ = reply.send(());
+                });
+            }
+            Command::Rename { member, old, reply } => {
+                let Some(local) = self
+                    .members
+                    .iter_mut()
+                    .find(|m| m.member.conn == member.conn)
+                else {
+                    let _ = reply.send(Ok(()));
+                    return;
+                };
+                local.member.name = member.name.clone();
+                let (hub, room) = (self.hub.clone(), self.room.clone());
+                tokio::spawn(async move {
+                    let rename = hub.store.rename(&room, &member, &old);
+                    let _ = reply.send(hub.metrics.timed("rename", rename).await);
+                });
+            }
+        }
+    }
+
+    /// Adds a joiner whose store call is done: its `joined` frame, then the messages this task
+    /// delivered after the snapshot was taken, then the live stream. The snapshot and the stream
+    /// meet without a gap or an overlap: what the snapshot holds and is still to come live is
+    /// skipped for the joiner (`skip_through`), and what came live before the snapshot ended is
+    /// in it.
+    fn add_member(&mut self, done: JoinDone) {
+        let JoinDone {
+            member,
+            outbox,
+            since,
+            reply,
+            snapshot,
+        } = done;
+        self.joins -= 1;
+        let result = snapshot.map(|snapshot| {
+            let created = snapshot.created;
+            // A repeated join replaces the connection's entry and resends the room.
+            self.members.retain(|m| m.member.conn != member.conn);
+            let (epoch, last_seq) = (snapshot.epoch.clone(), snapshot.last_seq);
+            // With nobody else here, the stream starts where the snapshot ends (or where this
+            // task already got to). With others, it must not: they still need the live messages
+            // this snapshot already holds (the joiner skips those itself).
+            if self.members.is_empty() {
+                // A snapshot without an epoch saw no message: where the stream is stays.
+                if epoch.is_none() || self.epoch == epoch {
+                    self.delivered = self.delivered.max(last_seq);
+                } else {
+                    self.epoch = epoch.clone();
+                    self.delivered = last_seq;
+                }
+            }
+            let joined = joined_frame(&self.room, snapshot, since);
+            if let ServerMsg::Joined {
+                recovered: Some(complete),
+                ..
+            } = &joined
+            {
+                self.hub.metrics.recovery(*complete);
+            }
+            let mut skip_through = last_seq;
+            let mut whole = outbox.offer(encode(&joined));
+            // The joiner's place in the stream: the snapshot's, then each held message's.
+            let mut at = epoch.clone();
+            for (held_epoch, seq, frame) in self.held.iter().filter(|(e, seq, _)| match &epoch {
+                Some(epoch) => e == epoch && *seq > last_seq,
+                // The snapshot was taken before the room's first message: everything held
+                // came after it.
+                None => true,
+            }) {
+                if !whole {
+                    break;
+                }
+                // A message this node never got live is missing between them (or the store
+                // began another epoch meanwhile): the joiner reconnects and recovers it (`join`
+                // with `since`), rather than miss it.
+                if *seq != skip_through + 1 || at.as_ref().is_some_and(|at| at != held_epoch) {
+                    whole = false;
+                    outbox.close.cancel();
+                    break;
+                }
+                whole = outbox.offer(frame.clone());
+                skip_through = *seq;
+                at = Some(held_epoch.clone());
+            }
+            if whole {
+                self.members.push(LocalMember {
+                    member,
+                    outbox,
+                    epoch: at,
+                    skip_through,
+                });
+                // Notices that came while the join ran (its own `joined` among them) went to
+                // the others only: a fresh member list follows for everyone.
+                self.presence.pending = true;
+            }
+            created
+        });
+        if self.joins == 0 {
+            self.held = Vec::new();
+        }
+        let _ = reply.send(result);
+    }
+
+    /// Keeps a delivered message for the joins in flight.
+    fn hold(&mut self, m: &ChatMessage, frame: &Message) {
+        if self.joins > 0 {
+            self.held.push((m.epoch.clone(), m.seq, frame.clone()));
+        }
+    }
+
+    async fn deliver(&mut self, event: &BusEvent) {
+        match &event.msg {
+            ServerMsg::Message(m) if self.members.is_empty() => {
+                // Only joiners are waiting: nobody to fill a gap for; note where the stream is.
+                if self.epoch.as_deref() == Some(m.epoch.as_str()) && m.seq <= self.delivered {
+                    return;
+                }
+                self.epoch = Some(m.epoch.clone());
+                self.delivered = m.seq;
+                self.hold(m, &Message::Text(event.frame.clone()));
+            }
+            // A gap fill is due again: this message comes with it, from the history.
+            ServerMsg::Message(_) if self.refill.is_some() => {}
+            ServerMsg::Message(m) => {
+                if self.epoch.as_deref() == Some(m.epoch.as_str()) {
+                    if m.seq <= self.delivered {
+                        return; // already delivered (e.g. by a gap fill)
+                    }
+                    if m.seq > self.delivered + 1 && !self.fill(Some(m.seq - 1)).await {
+                        return;
+                    }
+                } else {
+                    // The first message of this room here, or the store started a new epoch
+                    // (its data was lost): numbering starts afresh, and whatever of the new
+                    // epoch came before this message is fetched first.
+                    self.epoch = Some(m.epoch.clone());
+                    self.delivered = 0;
+                    if m.seq > 1 && !self.fill(Some(m.seq - 1)).await {
+                        return;
+                    }
+                }
+                self.delivered = m.seq;
+                let frame = Message::Text(event.frame.clone());
+                let n = fan_out(&mut self.members, &frame, |lm| lm.has(m));
+                self.hub.metrics.deliveries.inc_by(n);
+                self.hold(m, &frame);
+            }
+            ServerMsg::Notice { .. } => {
+                self.presence.pending = true;
+                self.fan_out(&Message::Text(event.frame.clone()));
+            }
+            _ => self.fan_out(&Message::Text(event.frame.clone())),
+        }
+    }
+
+    /// Queues `frame` for every local member.
+    fn fan_out(&mut self, frame: &Message) {
+        let n = fan_out(&mut self.members, frame, |_| false);
+        self.hub.metrics.deliveries.inc_by(n);
+    }
+
+    /// Delivers the stored messages after the last one delivered, up to `upto` (or all).
+    /// Returns false if they could not be had. When the store no longer has them every local
+    /// member is closed (1013) so its client reconnects and reloads the room, rather than
+    /// silently miss messages; when the store did not answer, the fill is tried again after a
+    /// backoff ([`REFILL_FIRST`] doubling to [`REFILL_MAX`]) and live messages wait for it, so a
+    /// Redis failover costs the members a delay, not a reconnect.
+    async fn fill(&mut self, upto: Option<u64>) -> bool {
+        let tries = self.refill.take().map_or(0, |(_, tries)| tries);
+        let Some(epoch) = self.epoch.clone() else {
+            return true;
+        };
+        let since = self.hub.store.since(&self.room, &epoch, self.delivered);
+        match self.hub.metrics.timed("since", since).await {
+            Ok(Some(missed)) => {
+                if !missed.is_empty() {
+                    self.hub.metrics.gap_fills.inc();
+                }
+                for m in missed
+                    .into_iter()
+                    .filter(|m| upto.is_none_or(|u| m.seq <= u))
+                {
+                    let seq = m.seq;
+                    let frame = encode(&ServerMsg::Message(m.clone()));
+                    let n = fan_out(&mut self.members, &frame, |lm| lm.has(&m));
+                    self.hub.metrics.deliveries.inc_by(n);
+                    self.hold(&m, &frame);
+                    self.delivered = seq;
+                }
+                true
+            }
+            Ok(None) => {
+                tracing::warn!(room = %self.room, after = self.delivered, "missed messages are no longer stored: members must reload");
+                self.close_all();
+                false
+            }
+            Err(e) => {
+                let wait = REFILL_FIRST
+                    .saturating_mul(1 << tries.min(8))
+                    .min(REFILL_MAX);
+                tracing::warn!(cause = %e, room = %self.room, retry_in = ?wait, "cannot fetch missed messages yet");
+                self.refill = Some((Instant::now() + wait, tries + 1));
+                false
+            }
+        }
+    }
+
+    async fn resync(&mut self) {
+        self.hub.metrics.resyncs.inc();
+        // First what is true here (members, and how far the room's numbering got), so that a
+        // store that lost it (a failover) neither misses members nor numbers a message twice.
+        let members: Vec<Member> = self.members.iter().map(|m| m.member.clone()).collect();
+        let delivered = self.epoch.as_deref().map(|e| (e, self.delivered));
+        let reassert = self.hub.store.reassert(&self.room, &members, delivered);
+        if let Err(e) = self.hub.metrics.timed("reassert", reassert).await {
+            tracing::warn!(cause = %e, room = %self.room, "cannot re-register members");
+        }
+        if !self.fill(None).await {
+            return;
+        }
+        self.presence.pending = true;
+    }
+
+    /// Starts reading the member list beside the task; it comes back through `lists`.
+    fn read_presence(&mut self) {
+        self.presence.sent();
+        self.presence.reading = true;
+        let (hub, room, done) = (self.hub.clone(), self.room.clone(), self.lists.0.clone());
+        tokio::spawn(async move {
+            let list = hub.metrics.timed("members", hub.store.members(&room)).await;
+            let _ = done.send(list);
+        });
+    }
+
+    fn send_presence(&mut self, list: Result<Vec<String>, StoreError>) {
+        self.presence.reading = false;
+        match list {
+            Ok(members) => {
+                let frame = encode(&ServerMsg::Presence {
+                    room: self.room.to_string(),
+                    members,
+                });
+                self.fan_out(&frame);
+            }
+            Err(e) => tracing::warn!(cause = %e, room = %self.room, "no member list"),
+        }
+    }
+
+    fn close_all(&mut self) {
+        for m in self.members.drain(..) {
+            m.outbox.close.cancel();
+        }
+    }
+}
+
+/// The `joined` frame for a snapshot: the recent history, or — for a client that names the last
+/// message it has — exactly the messages after it, if the store still has them all.
+fn joined_frame(room: &RoomName, snapshot: Snapshot, since: Option<Position>) -> ServerMsg {
+    let Snapshot {
+        members,
+        history,
+        epoch,
+        last_seq,
+        ..
+    } = snapshot;
+    let (history, recovered) = match since {
+        None => (history, None),
+        Some(since) if epoch.as_deref() == Some(since.epoch.as_str()) => {
+            // `history` is shared by the fallback, so only its messages after `since` are cloned.
+            match messages_after(
+                history.iter().filter(|m| m.seq > since.seq).cloned(),
+                last_seq,
+                since.seq,
+            ) {
+                Some(missed) => (missed, Some(true)),
+                None => (history, Some(false)),
+            }
+        }
+        // The room's numbering restarted (its stored data was lost) or it has none yet.
+        Some(_) => (history, Some(false)),
+    };
+    ServerMsg::Joined {
+        room: room.to_string(),
+        members,
+        history,
+        recovered,
+    }
+}
+
+/// Answers every queued command with an error and forgets the room, so the next join starts a
+/// fresh task.
+fn refuse_all(hub: &Hub, room: &RoomName, commands: &mut mpsc::UnboundedReceiver<Command>) {
+    loop {
+        match hub.retire(room, commands) {
+            Some(Command::Join { reply, .. }) => {
+                let _ = reply.send(Err(StoreError::Unavailable(
+                    "the room's task could not subscribe".into(),
+                )));
+            }
+            Some(Command::Leave { reply, .. }) => {
+                let _ = reply.send(());
+            }
+            // The room has no members here any more: nobody to rename.
+            Some(Command::Rename { reply, .. }) => {
+                let _ = reply.send(Ok(()));
+            }
+            None => return,
+        }
+    }
+}
+
+/// Sends `presence` frames of one room at most once per interval.
+///
+/// Every join or leave changes the whole list; sent to every member each time, a reconnect storm
+/// of n users would cost O(n²) bytes. Notices stay immediate; the list is read from the store
+/// and sent once the interval allows, so the first change after a quiet spell goes out at once.
+struct PresenceThrottle {
+    interval: Duration,
+    next_at: Instant,
+    /// A change happened since the last list went out.
+    pending: bool,
+    /// A list is being read.
+    reading: bool,
+}
+
+impl PresenceThrottle {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            next_at: Instant::now(),
+            pending: false,
+            reading: false,
+        }
+    }
+
+    fn sent(&mut self) {
+        self.pending = false;
+        self.next_at = Instant::now() + self.interval;
+    }
+}
+
+/// Queues `frame` for every local member but those `skip` says already have it. A member whose
+/// queue is full is closed by `offer` and dropped here; its connection then leaves the room
+/// properly. Returns how many were queued.
+fn fan_out(
+    members: &mut Vec<LocalMember>,
+    frame: &Message,
+    skip: impl Fn(&LocalMember) -> bool,
+) -> u64 {
+    let mut queued = 0;
+    members.retain(|m| {
+        if skip(m) {
+            return true;
+        }
+        let ok = m.outbox.offer(frame.clone());
+        queued += u64::from(ok);
+        ok
+    });
+    queued
+}

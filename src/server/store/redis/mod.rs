@@ -1,0 +1,440 @@
+//! The many-node store: state in Redis, events on Redis pub/sub.
+//!
+//! Key layout (the part in braces is the Redis Cluster hash tag, so that everything one script
+//! touches lives in one slot):
+//! - per room, tag `{r:<room>}`: `chorus:{r:<room>}:meta` (hash: `epoch`, `seq`),
+//!   `:history` (list of message frames, newest last, trimmed to `history_size`), `:ids` (hash:
+//!   client_id → seq) and `:id_order` (list of those ids, oldest first, trimmed to `dedup_window`),
+//!   `:members` (hash: session → name), `:owners` (hash: session → "<node> <conn>"), and the
+//!   channel `:events`;
+//! - users, tag `{u}`: `chorus:{u}:names` (hash: lower-cased name → session),
+//!   `chorus:{u}:s:<session>` (hash: `name`, `key`, `conn`, `node`; expires once detached),
+//!   `chorus:{u}:node:<node>` (a live node's heartbeat, with a TTL), `chorus:{u}:nodes` (set of
+//!   nodes), `chorus:{u}:nr:<node>` (set of rooms where the node has members),
+//!   `chorus:{u}:status:<node>` (its status page report, JSON, with a TTL).
+//!
+//! Every change that others hear about is one Lua script (in `lua/`, each headed by its KEYS and
+//! ARGV) that changes the keys *and* publishes, so the order of events on the channel is the
+//! order of changes in Redis, from every node.
+//!
+//! Liveness: each node refreshes its heartbeat key every `node_ttl / 4`. A node whose key expired
+//! is dead: the first live node to claim it (SET NX) removes its members from every room it
+//! listed, announcing them as `left`, and its sessions stop holding names.
+
+use super::{
+    Broker, ConnId, Departure, Health, Member, Presence, SessionId, Sessions, Snapshot, StoreError,
+    Stored, messages_after, new_epoch, now_ms, unavailable,
+};
+use crate::{
+    protocol::{ChatMessage, MessageText, NoticeKind, RoomName, ServerMsg, UserName, sort_members},
+    server::bus::{Conn, Link, RedisBus, Subscription, Target, payload, room_channel, slot},
+};
+use prometheus_client::metrics::counter::Counter;
+use redis::{
+    Script,
+    cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
+};
+
+use std::{sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
+
+mod keys;
+mod node;
+#[cfg(test)]
+mod tests;
+
+use keys::*;
+use node::heartbeat;
+
+/// Settings of the Redis store.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub target: Target,
+    /// Replicas that must have a message before it is acknowledged (`WAIT`); 0: none.
+    pub wait_replicas: u32,
+    /// How long to wait for them; past it the sender gets a retryable error.
+    pub wait_timeout: Duration,
+    pub node: Arc<str>,
+    pub history_size: usize,
+    pub dedup_window: usize,
+    pub session_ttl: Duration,
+    pub node_ttl: Duration,
+    /// A room's messages, sequence and dedup ids expire after this long without a message or
+    /// a join.
+    pub room_ttl: Duration,
+    /// Counts the pub/sub link's losses (the node's metrics).
+    pub pubsub_lost: Counter,
+}
+
+pub struct RedisStore {
+    link: Link,
+    bus: RedisBus,
+    scripts: Scripts,
+    settings: RedisSettings,
+}
+
+/// A notice as the scripts publish it.
+fn notice(room: &RoomName, kind: NoticeKind, name: &UserName, old: Option<&UserName>) -> String {
+    payload::frame(&ServerMsg::Notice {
+        room: room.to_string(),
+        kind,
+        name: name.to_string(),
+        old_name: old.map(|n| n.to_string()),
+    })
+}
+
+/// Reads stored messages, skipping (and logging) any that do not parse.
+fn decode_history(frames: Vec<String>) -> Vec<ChatMessage> {
+    frames
+        .into_iter()
+        .filter_map(|f| match payload::decode_stored(&f) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::error!(cause = %e, "unreadable message in a room's history; skipped");
+                None
+            }
+        })
+        .collect()
+}
+
+impl RedisStore {
+    /// Connects (retrying for a few seconds), then starts the pub/sub supervisor and this node's
+    /// heartbeat. Everything stops with `stop`.
+    pub async fn connect(
+        settings: RedisSettings,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Arc<Self>> {
+        let with_waited = settings.wait_replicas > 0;
+        let link = Link::connect(&settings.target, with_waited, stop.clone()).await?;
+        let bus = RedisBus::start(
+            link.clone(),
+            node_rooms_key(&settings.node),
+            settings.pubsub_lost.clone(),
+            stop.clone(),
+        );
+        let store = Arc::new(Self {
+            scripts: Scripts::new(link.is_cluster()),
+            link,
+            bus,
+            settings,
+        });
+        tokio::spawn(heartbeat(Arc::downgrade(&store), stop));
+        Ok(store)
+    }
+
+    /// Waits until `wait_replicas` replicas have every write made so far on this connection
+    /// (the message just appended to `room` among them); a message they did not confirm in time
+    /// is not acknowledged: its sender re-sends it, and the dedup window keeps it once. On a
+    /// cluster, WAIT goes to the master of the room's slot, which took the append.
+    async fn replicated(&self, conn: &mut Conn, room: &RoomName) -> Result<(), StoreError> {
+        let wanted = self.settings.wait_replicas;
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(wanted)
+            .arg(self.settings.wait_timeout.as_millis() as u64);
+        let acked: redis::RedisResult<u32> = match conn.cluster() {
+            None => wait.query_async(conn).await,
+            Some(cluster) => {
+                let to = Route::new(slot(&room_key(room, "meta")), SlotAddr::Master);
+                let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(to));
+                match cluster.route_command(&wait, to).await {
+                    Ok(value) => redis::from_owned_redis_value(value),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let acked = acked.map_err(unavailable)?;
+        if acked < wanted {
+            return Err(unavailable(format_args!(
+                "{acked} of {wanted} replicas confirmed a message in time"
+            )));
+        }
+        Ok(())
+    }
+
+    fn room_ttl_ms(&self) -> u64 {
+        u64::try_from(self.settings.room_ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn owner(&self, conn: &ConnId) -> String {
+        format!("{} {conn}", self.settings.node)
+    }
+
+    /// Starts a call of one of the scripts that change a member of a room: KEYS members, owners;
+    /// ARGV session, owner, then whatever the caller adds.
+    fn member_call<'a>(
+        &self,
+        script: &'a Script,
+        room: &RoomName,
+        member: &Member,
+    ) -> redis::ScriptInvocation<'a> {
+        let mut call = script.prepare_invoke();
+        call.key(room_key(room, "members"))
+            .key(room_key(room, "owners"))
+            .arg(member.session.as_ref())
+            .arg(self.owner(&member.conn));
+        call
+    }
+}
+
+#[async_trait::async_trait]
+impl Sessions for RedisStore {
+    async fn resume(
+        &self,
+        session: &SessionId,
+        conn: &ConnId,
+    ) -> Result<Option<UserName>, StoreError> {
+        let name: Option<String> = self
+            .scripts
+            .resume
+            .key(session_key(session))
+            .key(NAMES)
+            .arg(conn.as_ref())
+            .arg(self.settings.node.as_ref())
+            .arg(session.as_ref())
+            .invoke_async(&mut self.link.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(name.and_then(|n| UserName::parse(&n).ok()))
+    }
+
+    async fn claim_name(
+        &self,
+        session: &SessionId,
+        conn: &ConnId,
+        name: &UserName,
+        old: Option<&UserName>,
+    ) -> Result<(), StoreError> {
+        let claimed: i64 = self
+            .scripts
+            .claim
+            .key(NAMES)
+            .key(session_key(session))
+            .arg(name.key())
+            .arg(session.as_ref())
+            .arg(conn.as_ref())
+            .arg(self.settings.node.as_ref())
+            .arg(name.as_str())
+            .arg(old.map(|o| o.key()).unwrap_or_default())
+            .arg(NODE_PREFIX)
+            .arg(SESSION_PREFIX)
+            .invoke_async(&mut self.link.conn())
+            .await
+            .map_err(unavailable)?;
+        if claimed == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NameTaken(name.clone()))
+        }
+    }
+
+    async fn release(&self, session: &SessionId, conn: &ConnId, how: Departure) {
+        let result: redis::RedisResult<i64> = self
+            .scripts
+            .release
+            .key(session_key(session))
+            .key(NAMES)
+            .arg(conn.as_ref())
+            .arg(if how == Departure::Dropped { "1" } else { "0" })
+            .arg(self.settings.session_ttl.as_millis() as u64)
+            .arg(session.as_ref())
+            .invoke_async(&mut self.link.conn())
+            .await;
+        if let Err(e) = result {
+            // The session expires with its node's heartbeat instead.
+            tracing::warn!(cause = %e, "session not released");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Presence for RedisStore {
+    async fn join(
+        &self,
+        room: &RoomName,
+        member: &Member,
+        create: bool,
+    ) -> Result<Snapshot, StoreError> {
+        let (names, history, epoch, seq, opened): (Vec<String>, Vec<String>, String, String, i64) =
+            self.scripts
+                .join
+                .key(room_key(room, "meta"))
+                .key(room_key(room, "history"))
+                .key(room_key(room, "members"))
+                .key(room_key(room, "owners"))
+                .key(room_key(room, "ids"))
+                .key(room_key(room, "id_order"))
+                .arg(member.session.as_ref())
+                .arg(self.owner(&member.conn))
+                .arg(member.name.as_str())
+                .arg(room_channel(room))
+                .arg(notice(room, NoticeKind::Joined, &member.name, None))
+                .arg(if create { "1" } else { "0" })
+                .arg(self.room_ttl_ms())
+                .invoke_async(&mut self.link.conn())
+                .await
+                .map_err(unavailable)?;
+        if opened < 0 {
+            return Err(StoreError::CreationLimited);
+        }
+        let mut members = names;
+        sort_members(&mut members);
+        Ok(Snapshot {
+            members,
+            history: decode_history(history),
+            epoch: (!epoch.is_empty()).then_some(epoch),
+            last_seq: seq.parse().unwrap_or(0),
+            created: opened == 1,
+        })
+    }
+
+    async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), StoreError> {
+        let _: i64 = self
+            .member_call(&self.scripts.leave, room, member)
+            .arg(room_channel(room))
+            .arg(notice(room, NoticeKind::Left, &member.name, None))
+            .invoke_async(&mut self.link.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn rename(
+        &self,
+        room: &RoomName,
+        member: &Member,
+        old: &UserName,
+    ) -> Result<(), StoreError> {
+        let _: i64 = self
+            .member_call(&self.scripts.rename, room, member)
+            .arg(member.name.as_str())
+            .arg(room_channel(room))
+            .arg(notice(room, NoticeKind::Renamed, &member.name, Some(old)))
+            .invoke_async(&mut self.link.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
+        let mut names: Vec<String> = redis::cmd("HVALS")
+            .arg(room_key(room, "members"))
+            .query_async(&mut self.link.conn())
+            .await
+            .map_err(unavailable)?;
+        sort_members(&mut names);
+        Ok(names)
+    }
+
+    async fn reassert(
+        &self,
+        room: &RoomName,
+        members: &[Member],
+        delivered: Option<(&str, u64)>,
+    ) -> Result<(), StoreError> {
+        // One round trip for the whole room, however many members it has here.
+        let (epoch, seq) = delivered.unwrap_or(("", 0));
+        let mut call = self.scripts.reassert.prepare_invoke();
+        call.key(room_key(room, "members"))
+            .key(room_key(room, "owners"))
+            .key(room_key(room, "meta"))
+            .arg(room_channel(room))
+            .arg(epoch)
+            .arg(seq);
+        for member in members {
+            call.arg(member.session.as_ref())
+                .arg(self.owner(&member.conn))
+                .arg(member.name.as_str())
+                .arg(notice(room, NoticeKind::Joined, &member.name, None));
+        }
+        let raised: i64 = call
+            .invoke_async(&mut self.link.conn())
+            .await
+            .map_err(unavailable)?;
+        if raised == 1 {
+            tracing::warn!(%room, seq, "redis lost messages this node delivered (a failover?): numbering goes on after them");
+        }
+        if !members.is_empty() {
+            let _: () = redis::cmd("SADD")
+                .arg(node_rooms_key(&self.settings.node))
+                .arg(room.as_str())
+                .query_async(&mut self.link.conn())
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Broker for RedisStore {
+    async fn append(
+        &self,
+        room: &RoomName,
+        from: &UserName,
+        text: MessageText,
+        client_id: Option<String>,
+    ) -> Result<Stored, StoreError> {
+        let body = payload::message_body(
+            room.as_str(),
+            from.as_str(),
+            text.as_str(),
+            now_ms(),
+            client_id.as_deref(),
+        );
+        // With `wait_replicas`, the link has a connection of its own for appends and their WAIT.
+        let waited = self.link.waited_conn();
+        let mut conn = waited.clone().unwrap_or_else(|| self.link.conn());
+        let (seq, duplicate): (u64, u8) = self
+            .scripts
+            .append
+            .key(room_key(room, "meta"))
+            .key(room_key(room, "history"))
+            .key(room_key(room, "ids"))
+            .key(room_key(room, "id_order"))
+            .arg(room_channel(room))
+            .arg(new_epoch())
+            .arg(body)
+            .arg(self.settings.history_size)
+            .arg(client_id.as_deref().unwrap_or_default())
+            .arg(self.settings.dedup_window)
+            .arg(self.room_ttl_ms())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if waited.is_some() {
+            self.replicated(&mut conn, room).await?;
+        }
+        Ok(Stored {
+            seq,
+            duplicate: duplicate == 1,
+        })
+    }
+
+    async fn since(
+        &self,
+        room: &RoomName,
+        epoch: &str,
+        seq: u64,
+    ) -> Result<Option<Vec<ChatMessage>>, StoreError> {
+        let (history, stored_epoch, last): (Vec<String>, String, String) = self
+            .scripts
+            .since
+            .key(room_key(room, "meta"))
+            .key(room_key(room, "history"))
+            .invoke_async(&mut self.link.conn())
+            .await
+            .map_err(unavailable)?;
+        if stored_epoch != epoch {
+            return Ok(None);
+        }
+        Ok(messages_after(
+            decode_history(history),
+            last.parse().unwrap_or(0),
+            seq,
+        ))
+    }
+
+    async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {
+        self.bus.subscribe(room).await.map_err(unavailable)
+    }
+}

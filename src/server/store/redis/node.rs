@@ -1,0 +1,254 @@
+//! This node among the others: its heartbeat, the reaping of dead nodes' members, the sweep of
+//! ended sessions' names, and its status for the other nodes' pages.
+
+use super::*;
+
+impl RedisStore {
+    /// One beat: refresh this node's key; true if it had expired (others may have removed
+    /// this node's members).
+    async fn beat(&self, first: bool) -> redis::RedisResult<bool> {
+        let mut conn = self.link.beats_conn();
+        let node = &self.settings.node;
+        let prev: Option<String> = redis::cmd("SET")
+            .arg(node_key(node))
+            .arg(now_ms())
+            .arg("PX")
+            .arg(self.settings.node_ttl.as_millis() as u64)
+            .arg("GET")
+            .query_async(&mut conn)
+            .await?;
+        redis::cmd("SADD")
+            .arg(NODES)
+            .arg(node.as_ref())
+            .exec_async(&mut conn)
+            .await?;
+        Ok(prev.is_none() && !first)
+    }
+
+    /// Removes the members of nodes whose heartbeat expired, announcing them as `left`.
+    async fn reap(&self) -> redis::RedisResult<()> {
+        let mut conn = self.link.beats_conn();
+        let nodes: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(NODES)
+            .query_async(&mut conn)
+            .await?;
+        for dead in nodes.iter().filter(|n| n.as_str() != &*self.settings.node) {
+            let alive: bool = redis::cmd("EXISTS")
+                .arg(node_key(dead))
+                .query_async(&mut conn)
+                .await?;
+            if alive {
+                continue;
+            }
+            let claimed: Option<String> = redis::cmd("SET")
+                .arg(reap_key(dead))
+                .arg(self.settings.node.as_ref())
+                .arg("NX")
+                .arg("PX")
+                .arg(REAP_CLAIM_MS)
+                .query_async(&mut conn)
+                .await?;
+            if claimed.is_none() {
+                continue;
+            }
+            let rooms: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(node_rooms_key(dead))
+                .query_async(&mut conn)
+                .await?;
+            let mut removed = 0u64;
+            for room in rooms.iter().filter_map(|r| RoomName::parse(r).ok()) {
+                let n: u64 = self
+                    .scripts
+                    .reap
+                    .key(room_key(&room, "members"))
+                    .key(room_key(&room, "owners"))
+                    .arg(format!("{dead} "))
+                    .arg(room_channel(&room))
+                    .invoke_async(&mut conn)
+                    .await?;
+                removed += n;
+            }
+            redis::cmd("DEL")
+                .arg(node_rooms_key(dead))
+                .exec_async(&mut conn)
+                .await?;
+            redis::cmd("SREM")
+                .arg(NODES)
+                .arg(dead)
+                .exec_async(&mut conn)
+                .await?;
+            tracing::info!(node = %dead, rooms = rooms.len(), removed, "removed a dead node's members");
+        }
+        Ok(())
+    }
+}
+
+impl RedisStore {
+    /// How often the names are swept: as often as a detached session may hold its name, between
+    /// one second and a minute.
+    fn sweep_every(&self) -> Duration {
+        self.settings
+            .session_ttl
+            .clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
+
+    /// Frees the names of sessions that are gone (expired after a dropped link, or held by a
+    /// node that died), unless another node swept them lately. Returns how many were freed.
+    async fn sweep_names(&self) -> redis::RedisResult<u64> {
+        let mut conn = self.link.beats_conn();
+        let every = u64::try_from(self.sweep_every().as_millis()).unwrap_or(60_000);
+        let claimed: Option<String> = redis::cmd("SET")
+            .arg(SWEEP_KEY)
+            .arg(self.settings.node.as_ref())
+            .arg("NX")
+            .arg("PX")
+            .arg(every.saturating_sub(every / 10).max(1))
+            .query_async(&mut conn)
+            .await?;
+        if claimed.is_none() {
+            return Ok(0);
+        }
+        let ttl = u64::try_from(self.settings.session_ttl.as_millis()).unwrap_or(u64::MAX);
+        let (mut cursor, mut freed) = (String::from("0"), 0);
+        loop {
+            let (next, n): (String, u64) = self
+                .scripts
+                .sweep_names
+                .key(NAMES)
+                .arg(&cursor)
+                .arg(SWEEP_BATCH)
+                .arg(SESSION_PREFIX)
+                .arg(NODE_PREFIX)
+                .arg(ttl)
+                .invoke_async(&mut conn)
+                .await?;
+            freed += n;
+            if next == "0" {
+                return Ok(freed);
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// Keeps this node's heartbeat fresh and removes dead nodes' members, until `stop`.
+pub(super) async fn heartbeat(store: std::sync::Weak<RedisStore>, stop: CancellationToken) {
+    let every = match store.upgrade() {
+        Some(s) => s.settings.node_ttl / 4,
+        None => return,
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first = true;
+    // Since when this node's beats have been getting through. After Redis was unreachable,
+    // every node's key may have expired meanwhile; reaping waits one TTL so that live nodes can
+    // beat again before anyone is declared dead.
+    let mut beating_since: Option<tokio::time::Instant> = None;
+    let mut last_sweep = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(store) = store.upgrade() else { return };
+        match store.beat(first).await {
+            Ok(lapsed) => {
+                first = false;
+                beating_since.get_or_insert_with(tokio::time::Instant::now);
+                if lapsed {
+                    tracing::warn!("this node's heartbeat had lapsed: re-registering its members");
+                    store.bus.resync_all();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(cause = %e, "heartbeat failed");
+                beating_since = None;
+                continue;
+            }
+        }
+        if beating_since.is_some_and(|t| t.elapsed() >= store.settings.node_ttl)
+            && let Err(e) = store.reap().await
+        {
+            tracing::warn!(cause = %e, "removing dead nodes' members failed");
+        }
+        if last_sweep.elapsed() >= store.sweep_every() {
+            last_sweep = tokio::time::Instant::now();
+            match store.sweep_names().await {
+                Ok(0) => {}
+                Ok(freed) => tracing::debug!(freed, "names of ended sessions freed"),
+                Err(e) => tracing::warn!(cause = %e, "sweeping the names failed"),
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Health for RedisStore {
+    fn accepting(&self) -> bool {
+        self.bus.connected()
+    }
+
+    async fn share_status(&self, status: String, ttl: Duration) {
+        let set = redis::cmd("SET")
+            .arg(status_key(&self.settings.node))
+            .arg(status)
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .exec_async(&mut self.link.conn())
+            .await;
+        if let Err(e) = set {
+            tracing::debug!(cause = %e, "cannot share this node's status");
+        }
+    }
+
+    async fn node_statuses(&self) -> Vec<String> {
+        let mut conn = self.link.conn();
+        let nodes: Vec<String> = match redis::cmd("SMEMBERS")
+            .arg(NODES)
+            .query_async(&mut conn)
+            .await
+        {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                tracing::debug!(cause = %e, "cannot list the nodes");
+                return Vec::new();
+            }
+        };
+        if nodes.is_empty() {
+            return Vec::new();
+        }
+        let keys: Vec<String> = nodes.iter().map(|n| status_key(n)).collect();
+        match redis::cmd("MGET")
+            .arg(keys)
+            .query_async::<Vec<Option<String>>>(&mut conn)
+            .await
+        {
+            Ok(statuses) => statuses.into_iter().flatten().collect(),
+            Err(e) => {
+                tracing::debug!(cause = %e, "cannot read the nodes' statuses");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn ready(&self) -> bool {
+        if !self.bus.connected() {
+            return false;
+        }
+        let mut conn = self.link.conn();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        matches!(tokio::time::timeout(READY_TIMEOUT, ping).await, Ok(Ok(_)))
+    }
+
+    async fn close(&self) {
+        let node = &self.settings.node;
+        let mut pipe = redis::pipe();
+        pipe.del(node_key(node))
+            .del(node_rooms_key(node))
+            .srem(NODES, node.as_ref());
+        if let Err(e) = pipe.exec_async(&mut self.link.conn()).await {
+            tracing::warn!(cause = %e, "could not deregister this node");
+        }
+    }
+}

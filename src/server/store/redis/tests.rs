@@ -1,0 +1,228 @@
+//! What the Lua scripts build, read back as the protocol's Rust types: a real redis-server
+//! runs them (the frames are made in Redis, so only Redis can say what they are).
+use super::*;
+use futures_util::StreamExt;
+use std::process::{Child, Command, Stdio};
+
+/// A throwaway redis-server on a free loopback port, killed on drop.
+struct Server(Child, u16);
+
+impl Server {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts (scripts/setup.sh installs it)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server listens");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self(child, port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn member(session: &str, name: &str) -> Member {
+    Member {
+        session: session.into(),
+        conn: format!("c-{session}").into(),
+        name: UserName::parse(name).expect("valid name"),
+    }
+}
+
+#[test]
+fn on_a_cluster_every_script_publishes_on_sharded_pub_sub() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/server/store/lua");
+    let mut publishing = 0;
+    for entry in std::fs::read_dir(dir).expect("the scripts' directory") {
+        let path = entry.expect("a script").path();
+        let source = std::fs::read_to_string(&path).expect("a readable script");
+        publishing += usize::from(source.contains(PUBLISH));
+        // Any other spelling of PUBLISH would escape the replacement and go to a classic
+        // channel no node listens to on a cluster.
+        let sharded = source.replace(PUBLISH, SPUBLISH);
+        assert!(
+            !sharded
+                .to_uppercase()
+                .replace("SPUBLISH", "")
+                .contains("PUBLISH"),
+            "{}: publishes in a form the cluster's replacement misses",
+            path.display()
+        );
+    }
+    assert_eq!(
+        publishing, 6,
+        "join, leave, rename, append, reassert and reap publish"
+    );
+}
+
+/// Keeps Redis busy for ARGV[1] microseconds (as a heavy join script would).
+const BUSY: &str = "local t = redis.call('TIME') local t0 = t[1] * 1000000 + t[2] \
+    repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - t0 >= tonumber(ARGV[1]) \
+    return 1";
+
+#[tokio::test]
+async fn a_burst_past_redis_s_pace_queues_in_the_node_and_the_heartbeat_goes_first() {
+    let server = Server::start();
+    let url = format!("redis://127.0.0.1:{}/", server.1);
+    let link = Link::connect(&Target::Url(url), false, CancellationToken::new())
+        .await
+        .expect("redis answers");
+    // 300 calls of 10 ms each at once: 3 s of Redis's time, past the 2 s a call may wait
+    // for its answer. Unbounded, the last third would time out (while Redis still ran them).
+    let busy = Script::new(BUSY);
+    let calls: Vec<_> = (0..300)
+        .map(|_| {
+            let (mut conn, busy) = (link.conn(), busy.clone());
+            async move { busy.arg(10_000).invoke_async::<i64>(&mut conn).await }
+        })
+        .collect();
+    let burst = tokio::spawn(futures_util::future::join_all(calls));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The heartbeat's connection is not queued behind the burst.
+    let pong: String = redis::cmd("PING")
+        .query_async(&mut link.beats_conn())
+        .await
+        .expect("the heartbeat's ping is answered");
+    assert_eq!(pong, "PONG");
+    assert!(!burst.is_finished(), "answered while the burst still runs");
+    let failed: Vec<String> = burst
+        .await
+        .expect("the burst ran")
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| e.to_string()))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} calls failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+}
+
+#[tokio::test]
+async fn what_the_scripts_publish_reads_back_as_protocol_frames() {
+    let server = Server::start();
+    let url = format!("redis://127.0.0.1:{}/", server.1);
+    let stop = CancellationToken::new();
+    let settings = RedisSettings {
+        target: Target::Url(url.clone()),
+        wait_replicas: 0,
+        wait_timeout: Duration::from_millis(200),
+        node: "n1".into(),
+        history_size: 10,
+        dedup_window: 10,
+        session_ttl: Duration::from_secs(30),
+        node_ttl: Duration::from_secs(5),
+        room_ttl: Duration::from_secs(60),
+        pubsub_lost: Counter::default(),
+    };
+    let store = RedisStore::connect(settings, stop.clone())
+        .await
+        .expect("connects");
+    let room = RoomName::lobby();
+    let mut events = redis::Client::open(url.as_str())
+        .expect("url")
+        .get_async_pubsub()
+        .await
+        .expect("pub/sub");
+    events
+        .subscribe(room_channel(&room))
+        .await
+        .expect("subscribed");
+    let mut events = events.into_on_message();
+    let mut next = async || -> ServerMsg {
+        let msg = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .expect("an event in time")
+            .expect("pub/sub open");
+        let payload: String = msg.get_payload().expect("text");
+        payload::decode("lobby", &payload)
+            .unwrap_or_else(|e| panic!("{payload} is not a server frame: {e}"))
+    };
+
+    store
+        .join(&room, &member("s1", "ann"), true)
+        .await
+        .expect("joins");
+    assert!(matches!(
+        next().await,
+        ServerMsg::Notice {
+            kind: NoticeKind::Joined,
+            ..
+        }
+    ));
+    // The same session joining under another name: the script itself announces it.
+    store
+        .join(&room, &member("s1", "anna"), true)
+        .await
+        .expect("joins");
+    assert_eq!(
+        next().await,
+        ServerMsg::Notice {
+            room: room.to_string(),
+            kind: NoticeKind::Renamed,
+            name: "anna".into(),
+            old_name: Some("ann".into()),
+        }
+    );
+
+    let text = MessageText::parse("hé \"quoted\" \\ {json}".into(), 100).expect("valid");
+    let from = UserName::parse("anna").expect("valid name");
+    let stored = store
+        .append(&room, &from, text, Some("c1".into()))
+        .await
+        .expect("stored");
+    let ServerMsg::Message(m) = next().await else {
+        panic!("a message frame");
+    };
+    assert_eq!(
+        (m.seq, m.room.as_str(), m.from.as_str(), m.text.as_str()),
+        (stored.seq, "lobby", "anna", "hé \"quoted\" \\ {json}")
+    );
+    assert_eq!(m.client_id.as_deref(), Some("c1"));
+    assert!(!m.epoch.is_empty());
+    let history = store.since(&room, &m.epoch, 0).await.expect("read");
+    assert_eq!(
+        history,
+        Some(vec![m]),
+        "the stored frame is the published one"
+    );
+
+    // The node's members removed as a dead node's are: each announced as left.
+    let reaped: i64 = store
+        .scripts
+        .reap
+        .key(room_key(&room, "members"))
+        .key(room_key(&room, "owners"))
+        .arg("n1 ")
+        .arg(room_channel(&room))
+        .invoke_async(&mut store.link.conn())
+        .await
+        .expect("reaps");
+    assert_eq!(reaped, 1);
+    assert_eq!(
+        next().await,
+        ServerMsg::Notice {
+            room: room.to_string(),
+            kind: NoticeKind::Left,
+            name: "anna".into(),
+            old_name: None,
+        }
+    );
+    stop.cancel();
+}
