@@ -496,6 +496,11 @@ async fn serve(
             }
         },
     };
-    store.close().await;
+    // Saying goodbye to the other nodes needs the store: with Redis out of reach it would wait
+    // behind every leave and release still queued for it, for minutes. The node's heartbeat
+    // expires without it (its members are then removed as a dead node's).
+    if tokio::time::timeout(grace, store.close()).await.is_err() {
+        tracing::warn!("the store did not answer in time; stopping without deregistering");
+    }
     result.map_err(Into::into)
 }

@@ -293,3 +293,21 @@ async fn behind_nginx_the_chat_page_opens_sockets_and_other_sites_do_not() {
     let other = common::upgrade_status(&nginx, &[("origin", "http://evil.example")]).await;
     assert_eq!(other.0, 403);
 }
+
+#[tokio::test]
+async fn a_node_told_to_stop_while_redis_is_down_still_stops() {
+    let mut redis = Redis::start();
+    let mut a = Node::start(&redis, "node-a");
+    // Members whose leaves and releases the node cannot tell Redis when it stops.
+    let mut members = Vec::new();
+    for i in 0..300 {
+        let mut client = Client::named(&a, &format!("m{i}")).await;
+        client.join("lobby").await;
+        members.push(client);
+    }
+    redis.kill();
+    // Bounded (20 s): a node that waits on Redis to stop fails here ("did not exit"). It
+    // stopped after 4 s (drain 0, grace 2 s, then 2 s to deregister), and never without the
+    // bound on deregistering.
+    a.terminate();
+}
