@@ -2,7 +2,7 @@
 
 use chorus::server::{
     self,
-    config::{Cli, Config},
+    config::{Cli, Config, LogFormat},
 };
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -24,7 +24,7 @@ async fn main() -> std::process::ExitCode {
         .or_else(|_| EnvFilter::try_new(&config.log))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
-    if config.log_format == "json" {
+    if config.log_format == LogFormat::Json {
         // One object a line: the event's fields, and the span it happened in (a connection's
         // node, id and user name; an HTTP request's method and path).
         logs.json()

@@ -5,7 +5,7 @@
 //!
 //! Anonymous mode (the default) has none of this: names are first come, first served.
 
-use super::config::Config;
+use super::config::{Auth, Config, JwtAlgorithm};
 use crate::protocol::{ErrorCode, Invalid, UserName};
 use axum::http::{HeaderMap, Uri, header};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
@@ -43,14 +43,13 @@ pub struct Verifier {
 impl Verifier {
     /// None in anonymous mode. Fails (naming the setting) when the key cannot be read.
     pub fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
-        if config.auth != "jwt" {
+        if config.auth != Auth::Jwt {
             return Ok(None);
         }
-        let algorithm = match config.jwt_algorithm.as_str() {
-            "HS256" => Algorithm::HS256,
-            "RS256" => Algorithm::RS256,
-            "EdDSA" => Algorithm::EdDSA,
-            other => anyhow::bail!("jwt_algorithm {other} is not one of HS256, RS256, EdDSA"),
+        let algorithm = match config.jwt_algorithm {
+            JwtAlgorithm::Hs256 => Algorithm::HS256,
+            JwtAlgorithm::Rs256 => Algorithm::RS256,
+            JwtAlgorithm::EdDsa => Algorithm::EdDSA,
         };
         let key = match algorithm {
             Algorithm::HS256 => {

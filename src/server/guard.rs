@@ -9,8 +9,8 @@
 //! arithmetic the browser paces itself by.
 
 use super::{
-    config::Config,
-    net::{parse_network, parse_origin, split_host_port},
+    config::{AllowedOrigin, Config},
+    net::{parse_origin, split_host_port},
 };
 use crate::{protocol::Invalid, rate::Bucket};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -134,24 +134,22 @@ impl Drop for Ticket {
 }
 
 impl Gate {
-    /// Settings are validated by `Config::validate`; an entry that does not parse is skipped.
     pub fn new(config: &Config) -> Arc<Self> {
         let max_connections = match config.max_connections {
             0 => connections_below_file_limit(),
             n => n,
         };
         Arc::new(Self {
-            any_origin: config.allowed_origins.iter().any(|o| o == "*"),
-            origins: config
-                .allowed_origins
-                .iter()
-                .filter_map(|o| parse_origin(o))
+            any_origin: config.allowed_origins.contains(&AllowedOrigin::Any),
+            origins: (config.allowed_origins.iter())
+                .filter_map(|o| match o {
+                    AllowedOrigin::Origin { scheme, host, port } => {
+                        Some((scheme.clone(), host.clone(), *port))
+                    }
+                    AllowedOrigin::Any => None,
+                })
                 .collect(),
-            trusted: config
-                .trusted_proxies
-                .iter()
-                .filter_map(|p| parse_network(p))
-                .collect(),
+            trusted: config.trusted_proxies.clone(),
             max_connections,
             max_per_address: config.max_connections_per_address,
             open: AtomicUsize::new(0),
@@ -377,6 +375,14 @@ mod tests {
         map
     }
 
+    fn origin(s: &str) -> AllowedOrigin {
+        AllowedOrigin::parse(s).expect("an origin")
+    }
+
+    fn proxy(s: &str) -> IpNet {
+        crate::server::config::parse_proxy(s).expect("a network")
+    }
+
     fn gate(tweak: impl FnOnce(&mut Config)) -> Arc<Gate> {
         let mut config = Config::default();
         tweak(&mut config);
@@ -411,7 +417,7 @@ mod tests {
             let h = headers(&[("host", "chat.example.com"), ("origin", bad)]);
             assert!(!g.origin_allowed(&h), "{bad}");
         }
-        let listed = gate(|c| c.allowed_origins = vec!["https://app.example.com".into()]);
+        let listed = gate(|c| c.allowed_origins = vec![origin("https://app.example.com")]);
         let h = headers(&[
             ("host", "chat.example.com"),
             ("origin", "https://APP.example.com/"),
@@ -425,7 +431,7 @@ mod tests {
             !listed.origin_allowed(&h),
             "another scheme is another origin"
         );
-        let any = gate(|c| c.allowed_origins = vec!["*".into()]);
+        let any = gate(|c| c.allowed_origins = vec![AllowedOrigin::Any]);
         assert!(any.origin_allowed(&headers(&[
             ("host", "a"),
             ("origin", "http://evil.example")
@@ -434,7 +440,7 @@ mod tests {
 
     #[test]
     fn forwarded_addresses_count_only_from_trusted_proxies() {
-        let g = gate(|c| c.trusted_proxies = vec!["10.0.0.0/8".into()]);
+        let g = gate(|c| c.trusted_proxies = vec![proxy("10.0.0.0/8")]);
         let xff = headers(&[("x-forwarded-for", "203.0.113.9, 10.0.0.2")]);
         let proxy: IpAddr = "10.0.0.1".parse().expect("ip");
         let stranger: IpAddr = "198.51.100.4".parse().expect("ip");

@@ -416,11 +416,11 @@ async fn serve(
         (Some(cert), Some(key)) => Some(tls::acceptor(cert.as_ref(), key.as_ref())?),
         _ => None,
     };
-    if let Some(addr) = app.config.metrics_address()? {
+    if let Some(addr) = app.config.metrics_listen {
         serve_beside("metrics_listen", addr, metrics_router(app.clone()), &stop).await?;
     }
     if app.config.status_page
-        && let Some(addr) = app.config.status_address()?
+        && let Some(addr) = app.config.status_listen
     {
         serve_beside("status_listen", addr, status_router(app.clone()), &stop).await?;
     }

@@ -2,7 +2,10 @@
 
 use crate::common;
 
-use chorus::protocol::{ClientMsg, ServerMsg};
+use chorus::{
+    protocol::{ClientMsg, ServerMsg},
+    server::config::{Auth, JwtAlgorithm},
+};
 use common::{Client, Endpoint, PATIENCE, TestServer};
 use futures_util::StreamExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -48,7 +51,7 @@ impl Endpoint for WithToken<'_> {
 
 async fn jwt_server() -> TestServer {
     TestServer::with(|c| {
-        c.auth = "jwt".into();
+        c.auth = Auth::Jwt;
         c.jwt_secret = Some(SECRET.into());
     })
     .await
@@ -130,8 +133,8 @@ async fn an_eddsa_public_key_verifies_tokens_signed_with_its_private_key() {
     std::fs::write(&public, pair.public_key_pem()).expect("write the public key");
     let path = public.to_string_lossy().into_owned();
     let server = TestServer::with(|c| {
-        c.auth = "jwt".into();
-        c.jwt_algorithm = "EdDSA".into();
+        c.auth = Auth::Jwt;
+        c.jwt_algorithm = JwtAlgorithm::EdDsa;
         c.jwt_public_key = Some(path);
     })
     .await;
@@ -170,8 +173,8 @@ async fn an_rs256_public_key_verifies_tokens_signed_with_its_private_key() {
     let public = fixtures.join("rs256-test-public.pem");
     let path = public.to_string_lossy().into_owned();
     let server = TestServer::with(|c| {
-        c.auth = "jwt".into();
-        c.jwt_algorithm = "RS256".into();
+        c.auth = Auth::Jwt;
+        c.jwt_algorithm = JwtAlgorithm::Rs256;
         c.jwt_public_key = Some(path);
     })
     .await;

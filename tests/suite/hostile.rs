@@ -7,6 +7,7 @@ use crate::common;
 use chorus::{
     protocol::{ClientMsg, ErrorCode, ServerMsg},
     rate::Bucket,
+    server::config::{AllowedOrigin, parse_proxy},
 };
 use common::{Client, Ended, PATIENCE, TestServer, upgrade_status};
 use std::time::{Duration, Instant};
@@ -39,7 +40,10 @@ async fn a_page_of_another_site_cannot_open_a_chat_connection() {
     );
     server.shutdown().await.expect("clean shutdown");
 
-    let listed = TestServer::with(|c| c.allowed_origins = vec!["http://app.example".into()]).await;
+    let listed = TestServer::with(|c| {
+        c.allowed_origins = vec![AllowedOrigin::parse("http://app.example").expect("an origin")]
+    })
+    .await;
     let app = [("origin", "http://app.example")];
     assert_eq!(upgrade_status(&listed, &app).await.0, 101);
     assert_eq!(upgrade_status(&listed, &evil).await.0, 403);
@@ -204,7 +208,7 @@ async fn a_forged_forwarded_address_does_not_count_from_an_untrusted_peer() {
     let server = TestServer::with(|c| {
         c.max_connections_per_address = 2;
         c.connects_per_sec = 0;
-        c.trusted_proxies = vec!["10.0.0.0/8".into()];
+        c.trusted_proxies = vec![parse_proxy("10.0.0.0/8").expect("a network")];
     })
     .await;
     let _a = open(&server, &[("x-forwarded-for", "203.0.113.1")]).await;

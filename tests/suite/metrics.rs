@@ -84,7 +84,7 @@ async fn counters_follow_what_a_session_does() {
 #[tokio::test]
 async fn metrics_can_be_served_on_their_own_address_only() {
     let port = free_port();
-    let server = TestServer::with(|c| c.metrics_listen = Some(format!("127.0.0.1:{port}"))).await;
+    let server = TestServer::with(|c| c.metrics_listen = Some(([127, 0, 0, 1], port).into())).await;
     let public = reqwest::get(server.http_url("/metrics"))
         .await
         .expect("GET /metrics");
@@ -124,7 +124,7 @@ async fn the_status_page_can_be_off_or_on_its_own_address_only() {
     off.shutdown().await.expect("clean shutdown");
 
     let port = free_port();
-    let apart = TestServer::with(|c| c.status_listen = Some(format!("127.0.0.1:{port}"))).await;
+    let apart = TestServer::with(|c| c.status_listen = Some(([127, 0, 0, 1], port).into())).await;
     let public = reqwest::get(apart.http_url("/status.json"))
         .await
         .expect("GET");

@@ -1,7 +1,10 @@
 //! One layer of settings (the file's, or the command line's with the environment) and how it is
 //! laid over the settings below it.
 
-use super::{Config, ConfigError};
+use super::{
+    AllowedOrigin, Auth, Config, ConfigError, JwtAlgorithm, LogFormat, parse_proxy,
+    values::{Wanted, parse_address},
+};
 use clap::Parser;
 use serde::Deserialize;
 use std::{net::SocketAddr, path::PathBuf};
@@ -125,8 +128,10 @@ pub struct Cli {
 }
 
 impl Config {
-    /// Lays one layer over this config: every key the layer sets wins.
-    pub fn apply(&mut self, layer: Layer) {
+    /// Lays one layer over this config: every key the layer sets wins. Values that are not
+    /// plain numbers or text are parsed here, once; one that does not parse is refused, naming
+    /// its key.
+    pub fn apply(&mut self, layer: Layer) -> Result<(), ConfigError> {
         let Layer {
             listen,
             node_id,
@@ -210,9 +215,22 @@ impl Config {
         set(&mut self.shutdown_grace_secs, shutdown_grace_secs);
         set(&mut self.site_root, site_root);
         set(&mut self.log, log);
-        set(&mut self.log_format, log_format);
-        set(&mut self.allowed_origins, list(allowed_origins));
-        set(&mut self.trusted_proxies, list(trusted_proxies));
+        set(
+            &mut self.log_format,
+            parse_one("log_format", log_format, LogFormat::parse)?,
+        );
+        set(
+            &mut self.allowed_origins,
+            parse_each(
+                "allowed_origins",
+                list(allowed_origins),
+                AllowedOrigin::parse,
+            )?,
+        );
+        set(
+            &mut self.trusted_proxies,
+            parse_each("trusted_proxies", list(trusted_proxies), parse_proxy)?,
+        );
         set(&mut self.max_connections, max_connections);
         set(
             &mut self.max_connections_per_address,
@@ -228,13 +246,30 @@ impl Config {
         set(&mut self.rate_limit_strikes, rate_limit_strikes);
         set_or_clear(&mut self.tls_cert, tls_cert);
         set_or_clear(&mut self.tls_key, tls_key);
-        set_or_clear(&mut self.metrics_listen, metrics_listen);
+        let example = "an address and port, e.g. 127.0.0.1:9100";
+        // An empty value unsets these (parsed as `None`).
+        set(
+            &mut self.metrics_listen,
+            parse_one("metrics_listen", metrics_listen, |s| {
+                nonempty(s, |s| parse_address(s, example))
+            })?,
+        );
         set(&mut self.status_page, status_page);
-        set_or_clear(&mut self.status_listen, status_listen);
-        set(&mut self.auth, auth);
-        set(&mut self.jwt_algorithm, jwt_algorithm);
+        let example = "an address and port, e.g. 127.0.0.1:9101";
+        set(
+            &mut self.status_listen,
+            parse_one("status_listen", status_listen, |s| {
+                nonempty(s, |s| parse_address(s, example))
+            })?,
+        );
+        set(&mut self.auth, parse_one("auth", auth, Auth::parse)?);
+        set(
+            &mut self.jwt_algorithm,
+            parse_one("jwt_algorithm", jwt_algorithm, JwtAlgorithm::parse)?,
+        );
         set_or_clear(&mut self.jwt_secret, jwt_secret);
         set_or_clear(&mut self.jwt_public_key, jwt_public_key);
+        Ok(())
     }
 }
 
@@ -243,6 +278,48 @@ impl Config {
 fn set_or_clear(slot: &mut Option<String>, value: Option<String>) {
     if let Some(v) = value {
         *slot = (!v.is_empty()).then_some(v);
+    }
+}
+
+/// Empty text as `None` (unset), anything else parsed.
+fn nonempty<T>(s: &str, parse: impl Fn(&str) -> Result<T, Wanted>) -> Result<Option<T>, Wanted> {
+    if s.is_empty() {
+        Ok(None)
+    } else {
+        parse(s).map(Some)
+    }
+}
+
+/// The layer's value of `key`, if set, parsed.
+fn parse_one<T>(
+    key: &'static str,
+    value: Option<String>,
+    parse: impl Fn(&str) -> Result<T, Wanted>,
+) -> Result<Option<T>, ConfigError> {
+    value
+        .map(|v| parse(&v).map_err(|why| invalid(key, why)))
+        .transpose()
+}
+
+/// The layer's list for `key`, if set, each entry parsed.
+fn parse_each<T>(
+    key: &'static str,
+    values: Option<Vec<String>>,
+    parse: impl Fn(&str) -> Result<T, Wanted>,
+) -> Result<Option<Vec<T>>, ConfigError> {
+    values
+        .map(|v| {
+            v.iter()
+                .map(|s| parse(s).map_err(|why| invalid(key, why)))
+                .collect()
+        })
+        .transpose()
+}
+
+fn invalid(key: &'static str, why: Wanted) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        why: why.to_owned(),
     }
 }
 

@@ -10,9 +10,12 @@ mod layer;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod values;
 
+use ipnet::IpNet;
 use layer::read_layer;
 pub use layer::{Cli, Layer};
+pub use values::{AllowedOrigin, Auth, JwtAlgorithm, LogFormat, parse_proxy};
 
 /// The file read when none is named; a missing default file is not an error.
 pub const DEFAULT_CONFIG_FILE: &str = "Leptos.toml";
@@ -100,14 +103,14 @@ pub struct Config {
     /// `tracing` filter, e.g. `info` or `chorus=debug,info`; `RUST_LOG` wins when set.
     pub log: String,
     /// `text` (for people) or `json` (one object a line, for log collectors).
-    pub log_format: String,
+    pub log_format: LogFormat,
     /// Origins (`scheme://host[:port]`) whose pages may open a WebSocket here, besides pages of
     /// the host the request names itself (its `Host` header). `["*"]` allows every origin. A
     /// browser always sends `Origin`; a request without one (a native client) is not checked.
-    pub allowed_origins: Vec<String>,
+    pub allowed_origins: Vec<AllowedOrigin>,
     /// Peers (addresses or networks, e.g. `10.0.0.0/8`) whose `X-Forwarded-For` names the client;
     /// for any other peer the socket's address is the client's.
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<IpNet>,
     /// WebSocket connections this node holds at once; 0 = the open-file limit less a reserve.
     /// Past it, upgrades get 503 (a balancer then tries another node).
     pub max_connections: usize,
@@ -135,16 +138,16 @@ pub struct Config {
     pub tls_key: Option<String>,
     /// Where `GET /metrics` is served: unset, on the main listener; an address (e.g.
     /// `127.0.0.1:9100`), there only, so it need not be public.
-    pub metrics_listen: Option<String>,
+    pub metrics_listen: Option<SocketAddr>,
     /// Whether `/status` (the live status page) and `/status.json` are served.
     pub status_page: bool,
     /// Serve them (and the site they need) on this address only, instead of the main listener.
-    pub status_listen: Option<String>,
+    pub status_listen: Option<SocketAddr>,
     /// `anonymous` (names first come, first served) or `jwt` (a host application's signed token
     /// names the user; see `server::auth`).
-    pub auth: String,
+    pub auth: Auth,
     /// `HS256` (with `jwt_secret`), `RS256` or `EdDSA` (with `jwt_public_key`, a PEM file).
-    pub jwt_algorithm: String,
+    pub jwt_algorithm: JwtAlgorithm,
     pub jwt_secret: Option<String>,
     pub jwt_public_key: Option<String>,
 }
@@ -178,8 +181,9 @@ impl Default for Config {
             shutdown_grace_secs: 10,
             site_root: "target/site".to_owned(),
             log: "info".to_owned(),
-            log_format: "text".to_owned(),
+            log_format: LogFormat::Text,
             allowed_origins: Vec::new(),
+            // Each parses (a unit test checks that none is dropped).
             trusted_proxies: [
                 "127.0.0.0/8",
                 "::1/128",
@@ -188,8 +192,9 @@ impl Default for Config {
                 "192.168.0.0/16",
                 "fc00::/7",
             ]
-            .map(str::to_owned)
-            .to_vec(),
+            .iter()
+            .filter_map(|net| net.parse().ok())
+            .collect(),
             max_connections: 0,
             max_connections_per_address: 1000,
             connects_per_sec: 50,
@@ -205,8 +210,8 @@ impl Default for Config {
             status_page: true,
             status_listen: None,
             tls_key: None,
-            auth: "anonymous".to_owned(),
-            jwt_algorithm: "HS256".to_owned(),
+            auth: Auth::Anonymous,
+            jwt_algorithm: JwtAlgorithm::Hs256,
             jwt_secret: None,
             jwt_public_key: None,
         }
@@ -254,16 +259,6 @@ impl Config {
             || !self.redis_cluster.is_empty()
     }
 
-    /// The separate address for `/metrics`, if one is set.
-    pub fn metrics_address(&self) -> Result<Option<SocketAddr>, std::net::AddrParseError> {
-        side_address(&self.metrics_listen)
-    }
-
-    /// The separate address for the status page, if one is set.
-    pub fn status_address(&self) -> Result<Option<SocketAddr>, std::net::AddrParseError> {
-        side_address(&self.status_listen)
-    }
-
     /// Whether the main listener serves the status page.
     pub fn status_on_main(&self) -> bool {
         self.status_page && self.status_listen.is_none()
@@ -288,9 +283,9 @@ impl Config {
         };
         let mut config = Config::default();
         if let Some(file) = file {
-            config.apply(file);
+            config.apply(file)?;
         }
-        config.apply(cli.overrides);
+        config.apply(cli.overrides)?;
         config.validate()?;
         Ok(config)
     }
@@ -312,9 +307,4 @@ impl Config {
         copy.redis_cluster.iter_mut().for_each(mask);
         copy
     }
-}
-
-/// An address set beside the main listener (`metrics_listen`, `status_listen`), if any.
-fn side_address(setting: &Option<String>) -> Result<Option<SocketAddr>, std::net::AddrParseError> {
-    setting.as_deref().map(str::parse).transpose()
 }

@@ -4,11 +4,13 @@ use super::*;
 fn later_layers_win_key_by_key() {
     let mut config = Config::default();
     let file: Layer = toml::from_str("history_size = 5\nmax_text_chars = 100").expect("parses");
-    config.apply(file);
-    config.apply(Layer {
-        history_size: Some(7),
-        ..Layer::default()
-    });
+    config.apply(file).expect("applies");
+    config
+        .apply(Layer {
+            history_size: Some(7),
+            ..Layer::default()
+        })
+        .expect("applies");
     assert_eq!(config.history_size, 7);
     assert_eq!(config.max_text_chars, 100);
     assert_eq!(config.outbound_queue, Config::default().outbound_queue);
@@ -18,7 +20,9 @@ fn later_layers_win_key_by_key() {
 fn the_shipped_leptos_toml_parses_and_is_valid() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_FILE);
     let mut config = Config::default();
-    config.apply(read_layer(&path).expect("Leptos.toml parses"));
+    config
+        .apply(read_layer(&path).expect("Leptos.toml parses"))
+        .expect("applies");
     config.validate().expect("Leptos.toml is valid");
 }
 
@@ -73,7 +77,7 @@ fn a_frame_limit_too_small_for_the_text_limit_is_refused() {
 fn signed_identity_needs_a_strong_secret_or_a_public_key() {
     let jwt = |tweak: fn(&mut Config)| {
         let mut config = Config {
-            auth: "jwt".into(),
+            auth: Auth::Jwt,
             ..Config::default()
         };
         tweak(&mut config);
@@ -89,13 +93,21 @@ fn signed_identity_needs_a_strong_secret_or_a_public_key() {
     );
     assert_eq!(jwt(|c| c.jwt_secret = Some("x".repeat(32))), Ok(()));
     assert_eq!(
-        jwt(|c| c.jwt_algorithm = "EdDSA".into()),
+        jwt(|c| c.jwt_algorithm = JwtAlgorithm::EdDsa),
         Err("jwt_public_key")
     );
-    assert_eq!(
-        jwt(|c| c.jwt_algorithm = "none".into()),
-        Err("jwt_algorithm")
-    );
+    // An unknown algorithm does not even parse: refused where its layer is applied.
+    let unknown = Config::default().apply(Layer {
+        jwt_algorithm: Some("none".into()),
+        ..Layer::default()
+    });
+    assert!(matches!(
+        unknown,
+        Err(ConfigError::Invalid {
+            key: "jwt_algorithm",
+            ..
+        })
+    ));
     let config = Config {
         jwt_secret: Some("x".repeat(40)),
         ..Config::default()
@@ -120,7 +132,7 @@ fn cluster_settings_name_the_target_and_are_checked() {
         "redis_cluster = [\"10.0.0.5:7000\", \"redis://chat:hunter2@10.0.0.6:7001\"]",
     )
     .expect("parses");
-    config.apply(file);
+    config.apply(file).expect("applies");
     config.validate().expect("valid");
     assert!(config.uses_redis());
     assert_eq!(
@@ -159,7 +171,7 @@ fn sentinel_settings_name_the_target_and_are_checked() {
         "redis_sentinels = [\"10.0.0.5:26379\", \"sentinel-b:26379\"]\nredis_sentinel_master = \"chat\"",
     )
     .expect("parses");
-    config.apply(file);
+    config.apply(file).expect("applies");
     config.validate().expect("valid");
     assert_eq!(
         config.redis_target(),
@@ -182,11 +194,13 @@ fn sentinel_settings_name_the_target_and_are_checked() {
         "redis_wait_timeout_ms"
     );
     // WAIT needs Redis; an empty list switches Sentinel off again.
-    config.apply(Layer {
-        redis_sentinels: Some(vec![String::new()]),
-        redis_wait_replicas: Some(1),
-        ..Layer::default()
-    });
+    config
+        .apply(Layer {
+            redis_sentinels: Some(vec![String::new()]),
+            redis_wait_replicas: Some(1),
+            ..Layer::default()
+        })
+        .expect("applies");
     assert_eq!(config.redis_target(), None);
     assert!(matches!(
         config.validate(),
@@ -200,16 +214,97 @@ fn sentinel_settings_name_the_target_and_are_checked() {
 #[test]
 fn an_empty_value_unsets_an_optional_text_setting() {
     let mut config = Config::default();
-    config.apply(Layer {
-        redis_url: Some("redis://db/".into()),
-        tls_cert: Some("cert.pem".into()),
-        ..Layer::default()
-    });
+    config
+        .apply(Layer {
+            redis_url: Some("redis://db/".into()),
+            tls_cert: Some("cert.pem".into()),
+            ..Layer::default()
+        })
+        .expect("applies");
     assert_eq!(config.tls_cert.as_deref(), Some("cert.pem"));
-    config.apply(Layer {
-        redis_url: Some(String::new()),
-        tls_cert: Some(String::new()),
-        ..Layer::default()
-    });
+    config
+        .apply(Layer {
+            redis_url: Some(String::new()),
+            tls_cert: Some(String::new()),
+            ..Layer::default()
+        })
+        .expect("applies");
     assert_eq!((config.redis_url, config.tls_cert), (None, None));
+}
+
+#[test]
+fn values_are_parsed_where_their_layer_is_applied_and_refused_naming_the_key() {
+    let refused = |layer: Layer| match Config::default().apply(layer) {
+        Err(ConfigError::Invalid { key, .. }) => key,
+        other => panic!("{other:?}"),
+    };
+    let strings = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect());
+    assert_eq!(
+        refused(Layer {
+            log_format: Some("xml".into()),
+            ..Layer::default()
+        }),
+        "log_format"
+    );
+    assert_eq!(
+        refused(Layer {
+            auth: Some("ldap".into()),
+            ..Layer::default()
+        }),
+        "auth"
+    );
+    assert_eq!(
+        refused(Layer {
+            allowed_origins: strings(&["https://ok.example", "ftp://no.example"]),
+            ..Layer::default()
+        }),
+        "allowed_origins"
+    );
+    assert_eq!(
+        refused(Layer {
+            trusted_proxies: strings(&["10.0.0.0/8", "not-a-network"]),
+            ..Layer::default()
+        }),
+        "trusted_proxies"
+    );
+    assert_eq!(
+        refused(Layer {
+            metrics_listen: Some("9100".into()),
+            ..Layer::default()
+        }),
+        "metrics_listen"
+    );
+    assert_eq!(
+        refused(Layer {
+            status_listen: Some("localhost".into()),
+            ..Layer::default()
+        }),
+        "status_listen"
+    );
+
+    let mut config = Config::default();
+    assert_eq!(
+        config.trusted_proxies.len(),
+        6,
+        "every default network parses"
+    );
+    config
+        .apply(Layer {
+            metrics_listen: Some("127.0.0.1:9100".into()),
+            allowed_origins: strings(&["*"]),
+            log_format: Some("json".into()),
+            ..Layer::default()
+        })
+        .expect("applies");
+    assert_eq!(config.metrics_listen, Some(([127, 0, 0, 1], 9100).into()));
+    assert_eq!(config.allowed_origins, [AllowedOrigin::Any]);
+    assert_eq!(config.log_format, LogFormat::Json);
+    // An empty value unsets an address again.
+    config
+        .apply(Layer {
+            metrics_listen: Some(String::new()),
+            ..Layer::default()
+        })
+        .expect("applies");
+    assert_eq!(config.metrics_listen, None);
 }
