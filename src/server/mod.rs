@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - this file: the node's shared state ([`AppState`]), its routes ([`router`]) and its life
-//!   ([`run`], or [`Node`] to hand it a store): serve, drain, stop.
+//!   ([`run`], or [`Server`] to hand it a store): serve, drain, stop.
 //! - [`config`]: the settings, from `Leptos.toml`, the environment and the flags.
 //! - [`conn`]: one WebSocket connection: the upgrade, the socket's reader and writer, and the
 //!   protocol's commands (one handler per client frame type).
@@ -499,7 +499,8 @@ async fn serve(
     // Saying goodbye to the other nodes needs the store: with Redis out of reach it would wait
     // behind every leave and release still queued for it, for minutes. The node's heartbeat
     // expires without it (its members are then removed as a dead node's).
-    if tokio::time::timeout(grace, store.close()).await.is_err() {
+    let patience = grace.max(Duration::from_secs(2));
+    if tokio::time::timeout(patience, store.close()).await.is_err() {
         tracing::warn!("the store did not answer in time; stopping without deregistering");
     }
     result.map_err(Into::into)

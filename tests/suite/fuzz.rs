@@ -4,7 +4,7 @@
 //! later runs try first), and random and mutated WebSocket frames thrown at a real server.
 //!
 //! Bounded: `FUZZ_CASES` (default 256) cases per property and connections for the frame path.
-//! Run longer by hand, e.g. `FUZZ_CASES=100000 cargo test --features ssr --test fuzz`.
+//! Run longer by hand, e.g. `FUZZ_CASES=100000 cargo test --features ssr --test suite fuzz::`.
 
 use crate::common;
 

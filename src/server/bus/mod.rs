@@ -19,8 +19,8 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
 use tungstenite::Utf8Bytes;
 
-/// An event as it travels between nodes: the typed frame, and its JSON encoded once, as every
-/// member of the room receives it.
+/// An event as a node's room task gets it: the typed frame, and its JSON, encoded once on this
+/// node, as every member of the room here receives it.
 #[derive(Debug)]
 pub struct BusEvent {
     pub msg: ServerMsg,
@@ -28,7 +28,7 @@ pub struct BusEvent {
 }
 
 impl BusEvent {
-    /// Encodes `msg` once, for every node and member.
+    /// Encodes `msg` once, for every member.
     pub fn new(msg: ServerMsg) -> Arc<Self> {
         let frame = crate::server::frame::json(&msg);
         Arc::new(Self { msg, frame })

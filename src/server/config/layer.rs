@@ -127,6 +127,26 @@ pub struct Cli {
     pub overrides: Layer,
 }
 
+impl Layer {
+    /// Hands the values `Config::apply` parses to `later`, unless `later` sets them itself, so
+    /// that only the value that wins is parsed.
+    pub(super) fn defer_parsed(&mut self, later: &mut Layer) {
+        fn defer<T>(earlier: &mut Option<T>, later: &mut Option<T>) {
+            let value = earlier.take();
+            if later.is_none() {
+                *later = value;
+            }
+        }
+        defer(&mut self.log_format, &mut later.log_format);
+        defer(&mut self.allowed_origins, &mut later.allowed_origins);
+        defer(&mut self.trusted_proxies, &mut later.trusted_proxies);
+        defer(&mut self.metrics_listen, &mut later.metrics_listen);
+        defer(&mut self.status_listen, &mut later.status_listen);
+        defer(&mut self.auth, &mut later.auth);
+        defer(&mut self.jwt_algorithm, &mut later.jwt_algorithm);
+    }
+}
+
 impl Config {
     /// Lays one layer over this config: every key the layer sets wins. Values that are not
     /// plain numbers or text are parsed here, once; one that does not parse is refused, naming
@@ -263,10 +283,12 @@ impl Config {
             })?,
         );
         set(&mut self.auth, parse_one("auth", auth, Auth::parse)?);
-        set(
-            &mut self.jwt_algorithm,
-            parse_one("jwt_algorithm", jwt_algorithm, JwtAlgorithm::parse)?,
-        );
+        match parse_one("jwt_algorithm", jwt_algorithm, JwtAlgorithm::parse) {
+            Ok(algorithm) => set(&mut self.jwt_algorithm, algorithm),
+            // Not used without signed identity, and never checked there.
+            Err(_) if self.auth == Auth::Anonymous => {}
+            Err(e) => return Err(e),
+        }
         set_or_clear(&mut self.jwt_secret, jwt_secret);
         set_or_clear(&mut self.jwt_public_key, jwt_public_key);
         Ok(())

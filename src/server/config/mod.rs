@@ -282,10 +282,14 @@ impl Config {
             }
         };
         let mut config = Config::default();
-        if let Some(file) = file {
+        let mut overrides = cli.overrides;
+        if let Some(mut file) = file {
+            // Values that are parsed are parsed once every layer is in, as `validate` checks
+            // only what the layers leave: a bad value that a later layer replaces is no error.
+            file.defer_parsed(&mut overrides);
             config.apply(file)?;
         }
-        config.apply(cli.overrides)?;
+        config.apply(overrides)?;
         config.validate()?;
         Ok(config)
     }

@@ -98,6 +98,7 @@ fn signed_identity_needs_a_strong_secret_or_a_public_key() {
     );
     // An unknown algorithm does not even parse: refused where its layer is applied.
     let unknown = Config::default().apply(Layer {
+        auth: Some("jwt".into()),
         jwt_algorithm: Some("none".into()),
         ..Layer::default()
     });
@@ -307,4 +308,46 @@ fn values_are_parsed_where_their_layer_is_applied_and_refused_naming_the_key() {
         })
         .expect("applies");
     assert_eq!(config.metrics_listen, None);
+}
+
+#[test]
+fn only_the_value_that_wins_is_parsed_and_an_unused_algorithm_is_not_checked() {
+    let path = std::env::temp_dir().join(format!("chorus-config-{}.toml", std::process::id()));
+    std::fs::write(&path, "log_format = \"pretty\"\njwt_algorithm = \"none\"\n").expect("written");
+    let load = |overrides: Layer| {
+        Config::load(Cli {
+            config: Some(path.clone()),
+            overrides,
+        })
+    };
+    // The file's log_format is replaced before it is parsed; jwt_algorithm is unused without
+    // signed identity.
+    let config = load(Layer {
+        log_format: Some("json".into()),
+        ..Layer::default()
+    })
+    .expect("loads");
+    assert_eq!(config.log_format, LogFormat::Json);
+    // Left to win, the file's value is refused.
+    assert!(matches!(
+        load(Layer::default()),
+        Err(ConfigError::Invalid {
+            key: "log_format",
+            ..
+        })
+    ));
+    // With signed identity the algorithm is checked.
+    let signed = load(Layer {
+        log_format: Some("json".into()),
+        auth: Some("jwt".into()),
+        ..Layer::default()
+    });
+    assert!(matches!(
+        signed,
+        Err(ConfigError::Invalid {
+            key: "jwt_algorithm",
+            ..
+        })
+    ));
+    let _ = std::fs::remove_file(&path);
 }

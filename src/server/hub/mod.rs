@@ -1,8 +1,9 @@
 //! Local fan-out: one task per room with members on this node.
 //!
 //! The room task is the only owner of the room's local member list. It subscribes to the room on
-//! the bus and hands each event's bytes (encoded once, by whoever published it) to every member's
-//! bounded queue.
+//! the bus and hands each event's bytes (encoded once per node: by the node that published it on
+//! the in-memory bus, by each node's bus as it reads a Redis payload) to every member's bounded
+//! queue.
 //!
 //! The task also keeps the room's stream whole on this node: it remembers the last `(epoch, seq)`
 //! it delivered, drops repeats, and when a `seq` jumps or the bus says events may be lost

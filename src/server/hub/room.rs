@@ -254,7 +254,9 @@ impl RoomTask {
             // The joiner's place in the stream: the snapshot's, then each held message's.
             let mut at = epoch.clone();
             for (held_epoch, seq, frame) in self.held.iter().filter(|(e, seq, _)| match &epoch {
-                Some(epoch) => e == epoch && *seq > last_seq,
+                // What the snapshot holds is skipped; a message of another epoch is kept, and
+                // stops the joiner below.
+                Some(epoch) => e != epoch || *seq > last_seq,
                 // The snapshot was taken before the room's first message: everything held
                 // came after it.
                 None => true,
@@ -262,9 +264,9 @@ impl RoomTask {
                 if !whole {
                     break;
                 }
-                // A message this node never got live is missing between them (or the store
-                // began another epoch meanwhile): the joiner reconnects and recovers it (`join`
-                // with `since`), rather than miss it.
+                // A message this node never got live is missing between them, or the store
+                // began another epoch meanwhile: the joiner reconnects and recovers (`join`
+                // with `since`), rather than miss anything.
                 if *seq != skip_through + 1 || at.as_ref().is_some_and(|at| at != held_epoch) {
                     whole = false;
                     outbox.close.cancel();

@@ -384,6 +384,26 @@ async fn a_slow_join_to_a_room_without_messages_misses_none_said_while_it_ran() 
     assert_eq!(seqs(&bo_out).await, [1, 2, 3], "each once, in order");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_slow_join_with_no_other_member_here_misses_none_said_while_it_ran() {
+    let slow = Arc::new(SlowStore::new());
+    let store: Arc<dyn Store> = slow.clone();
+    let hub = Hub::new(store.clone(), Duration::from_millis(50), Arc::default());
+    let room = RoomName::lobby();
+    // ann is in the room through another node: the store has her, this hub does not.
+    let (ann, _) = member("ann");
+    store.join(&room, &ann, true).await.expect("joins");
+    // bo's snapshot is taken at once, before any message; the task has nobody else to serve.
+    let (bo_out, joining) = join_slowly(&slow, &hub, &room).await;
+    for text in ["one", "two"] {
+        say(&*store, &room, &ann, text).await;
+    }
+    joining.await.expect("ends").expect("joins");
+    say(&*store, &room, &ann, "three").await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(seqs(&bo_out).await, [1, 2, 3], "each once, in order");
+}
+
 // One thread, and the task takes finished joins before live events: the joiner is added
 // while a message its snapshot holds still waits to be delivered live.
 #[tokio::test(flavor = "current_thread")]

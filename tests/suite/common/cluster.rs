@@ -427,7 +427,7 @@ impl Node {
             // Flags in `extra` win over these defaults.
             .env("CHORUS_DRAIN_MS", "0")
             // The traffic here comes from test participants sending as fast as they can, not
-            // from people: per-connection rate limits are tested in tests/hostile.rs.
+            // from people: per-connection rate limits are tested in hostile.rs.
             .env("CHORUS_SENDS_PER_SEC", "0")
             .env("CHORUS_BYTES_PER_SEC", "0")
             .env("CHORUS_CONTROLS_PER_SEC", "0")

@@ -141,7 +141,7 @@ pub fn memory_store(config: &Config) -> Arc<dyn Store> {
 }
 
 /// Lifts the per-connection rate limits, for tests whose senders are load generators rather
-/// than people (tests/hostile.rs tests the limits themselves).
+/// than people (hostile.rs tests the limits themselves).
 pub fn unlimited(config: &mut Config) {
     config.sends_per_sec = 0;
     config.bytes_per_sec = 0;

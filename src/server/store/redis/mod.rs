@@ -3,7 +3,7 @@
 //! Key layout (the part in braces is the Redis Cluster hash tag, so that everything one script
 //! touches lives in one slot):
 //! - per room, tag `{r:<room>}`: `chorus:{r:<room>}:meta` (hash: `epoch`, `seq`),
-//!   `:history` (list of message frames, newest last, trimmed to `history_size`), `:ids` (hash:
+//!   `:history` (list of message payloads, see `bus::payload`, newest last, trimmed to `history_size`), `:ids` (hash:
 //!   client_id → seq) and `:id_order` (list of those ids, oldest first, trimmed to `dedup_window`),
 //!   `:members` (hash: session → name), `:owners` (hash: session → "<node> <conn>"), and the
 //!   channel `:events`;
