@@ -53,6 +53,12 @@ fn protocol(c: &mut Criterion) {
     c.bench_function("bus/decode_message_32", |b| {
         b.iter(|| BusEvent::decode(&room, black_box(&published)))
     });
+    // What a node did with the same message before the scripts published payloads: parse the
+    // whole frame the script had glued together, and keep its bytes.
+    let frame = String::from(chorus::server::frame::json(&message(32)).as_str());
+    c.bench_function("bus/decode_message_32_before", |b| {
+        b.iter(|| serde_json::from_str::<ServerMsg>(black_box(&frame)))
+    });
 }
 
 fn broadcast(c: &mut Criterion) {
