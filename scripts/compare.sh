@@ -68,8 +68,11 @@ run2() {
   wait_ok "http://127.0.0.1:$b/readyz"
   out=$(target/release/chorus-load "$@" --url "ws://127.0.0.1:$a/ws" \
     --url "ws://127.0.0.1:$b/ws" --max-secs 120 | tail -n 1) || out='{"failed":true}'
-  kill "${pids[@]}"
-  wait "${pids[@]}" 2>/dev/null || true
+  # The nodes first, while Redis still answers their goodbyes, then Redis.
+  kill "${pids[@]:1}"
+  wait "${pids[@]:1}" 2>/dev/null || true
+  kill "${pids[0]}"
+  wait "${pids[0]}" 2>/dev/null || true
   echo "$label $out"
 }
 sources=(--source 127.0.0.1 --source 127.0.0.2 --source 127.0.0.3 --source 127.0.0.4)
