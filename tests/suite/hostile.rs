@@ -51,6 +51,32 @@ async fn a_page_of_another_site_cannot_open_a_chat_connection() {
 }
 
 #[tokio::test]
+async fn a_client_that_writes_a_burst_without_reading_still_learns_why_it_was_closed() {
+    // The default limits; the client writes 400 sends before it reads anything.
+    let server = TestServer::start().await;
+    let (mut flooder, _, _) = Client::in_room(&server, "burst", "lobby").await;
+    for i in 0..400 {
+        flooder.say("lobby", "spam", &format!("f{i}")).await;
+    }
+    let mut refused = 0;
+    let ended = loop {
+        match tokio::time::timeout(PATIENCE, flooder.recv_or_end()).await {
+            Ok(Ok(ServerMsg::Error {
+                code: ErrorCode::RateLimited,
+                ..
+            })) => refused += 1,
+            Ok(Ok(_)) => continue,
+            Ok(Err(ended)) => break ended,
+            Err(_) => panic!("the flooder was neither refused nor closed"),
+        }
+    };
+    // What was sent before the close arrives: the refusals, then the close frame itself (not
+    // a reset that discards them).
+    assert!(refused > 0, "no rate_limited frame arrived");
+    assert_eq!(ended, Ended::Closed(Some(1008)));
+}
+
+#[tokio::test]
 async fn a_flood_is_slowed_then_closed_while_the_room_goes_on() {
     let server = TestServer::with(|c| {
         c.sends_per_sec = 5;

@@ -148,6 +148,8 @@ where
                 break;
             }
         }
+        // This side ended the connection: the client may still be writing.
+        let linger = close_with.is_some() || close.is_cancelled();
         Box::pin(async move {
             let why = match (&close_with, &departure) {
                 (Some((code, _)), _) => close_reason(*code),
@@ -164,6 +166,19 @@ where
             // closes.
             peer.outbox().end();
             drop(peer);
+            if linger {
+                // Frames the client sent are read (and no longer acted on) until its own close,
+                // for at most CLOSE_TIMEOUT: a socket closed with unread data is reset, and the
+                // reset would discard what was sent before our close, the close frame included.
+                let drained = async {
+                    while let Some(Ok(frame)) = stream.next().await {
+                        if matches!(frame, Message::Close(_)) {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, drained).await;
+            }
             if tokio::time::timeout(CLOSE_TIMEOUT, writer).await.is_err() {
                 tracing::debug!("writer did not finish in time");
             }
@@ -605,6 +620,36 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn after_its_close_the_server_reads_without_acting_until_the_client_closes_too() {
+        let (tx, heard, _, wire, reader) = connection(CancellationToken::new());
+        tx.send(Ok(text("stop"))).expect("open");
+        tx.send(Ok(text("ignored"))).expect("open");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(closes(&wire), [1008], "the close went out");
+        assert!(!reader.is_finished(), "still reading the client's frames");
+        tx.send(Ok(text("ignored too"))).expect("open");
+        tx.send(Ok(Message::Close(None))).expect("open");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(reader.is_finished(), "done at the client's close");
+        assert_eq!(
+            *heard.lock().expect("heard"),
+            [text("stop")],
+            "nothing acted on after"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_closes_is_let_go_after_the_close_timeout() {
+        let (tx, _, _, wire, reader) = connection(CancellationToken::new());
+        tx.send(Ok(text("stop"))).expect("open");
+        tokio::time::sleep(CLOSE_TIMEOUT - Duration::from_millis(100)).await;
+        assert!(!reader.is_finished());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(reader.is_finished());
+        assert_eq!(closes(&wire), [1008]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn pings_go_out_while_the_peer_answers_and_silence_closes_with_1001() {
         let (tx, _, _, wire, reader) = connection(CancellationToken::new());
         // Heard every 900 ms for 5 s: pinged about once a second, never timed out.
@@ -615,10 +660,12 @@ mod tests {
         }
         assert!(!reader.is_finished());
         assert!((3..=5).contains(&pings(&wire)), "{} pings", pings(&wire));
-        // Then silence: closed 2.5 s after the last frame heard.
+        // Then silence: closed 2.5 s after the last frame heard (the reader then waits for the
+        // client's close, at most CLOSE_TIMEOUT).
         tokio::time::sleep(Duration::from_millis(2600)).await;
-        assert!(reader.is_finished());
         assert_eq!(closes(&wire), [CLOSE_GOING_AWAY]);
+        tokio::time::sleep(CLOSE_TIMEOUT).await;
+        assert!(reader.is_finished());
     }
 
     #[tokio::test(start_paused = true)]
@@ -631,8 +678,9 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(800)).await;
             let _ = tx.send(Ok(Message::Pong(Default::default())));
         }
-        assert!(reader.is_finished());
         assert_eq!(closes(&wire), [CLOSE_SERVICE_RESTART]);
+        tokio::time::sleep(CLOSE_TIMEOUT).await;
+        assert!(reader.is_finished());
     }
 
     #[tokio::test(start_paused = true)]
