@@ -89,15 +89,7 @@ impl AppState {
         let metrics = Arc::new(metrics::Metrics::new());
         let store: Arc<dyn Store> = match (store, config.redis_target()) {
             (Some(store), _) => store,
-            (None, None) => Arc::new(
-                MemoryStore::new(
-                    config.history_size,
-                    config.dedup_window,
-                    config.max_rooms,
-                    session_ttl,
-                )
-                .with_room_idle(room_idle),
-            ),
+            (None, None) => Arc::new(MemoryStore::from_config(&config)),
             (None, Some(target)) => {
                 let settings = RedisSettings {
                     target,
@@ -392,116 +384,108 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        serve(listener, self.config, self.store, shutdown).await
-    }
-}
-
-async fn serve(
-    listener: TcpListener,
-    config: Config,
-    store: Option<Arc<dyn Store>>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let stop = CancellationToken::new();
-    // Stops the store's background tasks however this function ends.
-    let _stop_guard = stop.clone().drop_guard();
-    let app = AppState::new(config, store, stop.clone()).await?;
-    let store = app.store.clone();
-    let drain = Duration::from_millis(app.config.drain_ms);
-    let grace = Duration::from_secs(app.config.shutdown_grace_secs);
-    let draining = app.shutdown.clone();
-    let connections = app.connections.clone();
-    let addr = listener.local_addr()?;
-    let tls = match (&app.config.tls_cert, &app.config.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::acceptor(cert.as_ref(), key.as_ref())?),
-        _ => None,
-    };
-    if let Some(addr) = app.config.metrics_listen {
-        serve_beside("metrics_listen", addr, metrics_router(app.clone()), &stop).await?;
-    }
-    if app.config.status_page
-        && let Some(addr) = app.config.status_listen
-    {
-        serve_beside("status_listen", addr, status_router(app.clone()), &stop).await?;
-    }
-    if app.config.status_page {
-        status::spawn(app.clone(), stop.clone());
-    }
-    tracing::info!(
-        %addr,
-        node = %app.node_id,
-        redis = app.config.uses_redis(),
-        tls = tls.is_some(),
-        max_connections = app.gate.max_connections(),
-        "chorus listening"
-    );
-    tokio::spawn({
-        let draining = draining.clone();
-        async move {
-            shutdown.await;
-            tracing::info!(
-                drain_ms = drain.as_millis() as u64,
-                "draining: connections are moved elsewhere"
-            );
-            draining.cancel();
+        let Server { config, store } = self;
+        let stop = CancellationToken::new();
+        // Stops the store's background tasks however this function ends.
+        let _stop_guard = stop.clone().drop_guard();
+        let app = AppState::new(config, store, stop.clone()).await?;
+        let store = app.store.clone();
+        let drain = Duration::from_millis(app.config.drain_ms);
+        let grace = Duration::from_secs(app.config.shutdown_grace_secs);
+        let draining = app.shutdown.clone();
+        let connections = app.connections.clone();
+        let addr = listener.local_addr()?;
+        let tls = match (&app.config.tls_cert, &app.config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert.as_ref(), key.as_ref())?),
+            _ => None,
+        };
+        if let Some(addr) = app.config.metrics_listen {
+            serve_beside("metrics_listen", addr, metrics_router(app.clone()), &stop).await?;
         }
-    });
-    // The listener stays open while draining, so balancers see the 503s and move on.
-    let graceful = {
-        let draining = draining.clone();
-        async move {
-            draining.cancelled().await;
-            connections.close();
-            if tokio::time::timeout(drain + grace, connections.wait())
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    open = connections.len(),
-                    "connections still open after the drain and grace period; exiting"
+        if app.config.status_page
+            && let Some(addr) = app.config.status_listen
+        {
+            serve_beside("status_listen", addr, status_router(app.clone()), &stop).await?;
+        }
+        if app.config.status_page {
+            status::spawn(app.clone(), stop.clone());
+        }
+        tracing::info!(
+            %addr,
+            node = %app.node_id,
+            redis = app.config.uses_redis(),
+            tls = tls.is_some(),
+            max_connections = app.gate.max_connections(),
+            "chorus listening"
+        );
+        tokio::spawn({
+            let draining = draining.clone();
+            async move {
+                shutdown.await;
+                tracing::info!(
+                    drain_ms = drain.as_millis() as u64,
+                    "draining: connections are moved elsewhere"
                 );
-            } else {
-                tracing::info!("drained: stopping");
+                draining.cancel();
             }
-        }
-    };
-    // Each request knows its peer's address: the client's, or a trusted proxy's (see `guard`).
-    let service = router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let serve: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
-        // Frames are batched and flushed by the writer, so Nagle's algorithm only adds delay.
-        None => Box::pin(
-            axum::serve(listener.tap_io(set_nodelay), service)
+        });
+        // The listener stays open while draining, so balancers see the 503s and move on.
+        let graceful = {
+            let draining = draining.clone();
+            async move {
+                draining.cancelled().await;
+                connections.close();
+                if tokio::time::timeout(drain + grace, connections.wait())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        open = connections.len(),
+                        "connections still open after the drain and grace period; exiting"
+                    );
+                } else {
+                    tracing::info!("drained: stopping");
+                }
+            }
+        };
+        // Each request knows its peer's address: the client's, or a trusted proxy's (see `guard`).
+        let service = router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let serve: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
+            // Frames are batched and flushed by the writer, so Nagle's algorithm only adds delay.
+            None => Box::pin(
+                axum::serve(listener.tap_io(set_nodelay), service)
+                    .with_graceful_shutdown(graceful)
+                    .into_future(),
+            ),
+            // The TLS listener sets TCP_NODELAY itself; `tap_io` is what lends it connect info.
+            Some(acceptor) => Box::pin(
+                axum::serve(
+                    tls::TlsListener::new(listener, acceptor)?.tap_io(|_| {}),
+                    service,
+                )
                 .with_graceful_shutdown(graceful)
                 .into_future(),
-        ),
-        // The TLS listener sets TCP_NODELAY itself; `tap_io` is what lends it connect info.
-        Some(acceptor) => Box::pin(
-            axum::serve(
-                tls::TlsListener::new(listener, acceptor)?.tap_io(|_| {}),
-                service,
-            )
-            .with_graceful_shutdown(graceful)
-            .into_future(),
-        ),
-    };
-    tokio::pin!(serve);
-    let result = tokio::select! {
-        result = &mut serve => result,
-        // Plain HTTP requests still in flight get the grace period once the drain is over.
-        _ = draining.cancelled() => match tokio::time::timeout(drain + grace * 2, serve).await {
-            Ok(result) => result,
-            Err(_) => {
-                tracing::warn!("requests still open after the grace period; exiting");
-                Ok(())
-            }
-        },
-    };
-    // Saying goodbye to the other nodes needs the store: with Redis out of reach it would wait
-    // behind every leave and release still queued for it, for minutes. The node's heartbeat
-    // expires without it (its members are then removed as a dead node's).
-    let patience = grace.max(Duration::from_secs(2));
-    if tokio::time::timeout(patience, store.close()).await.is_err() {
-        tracing::warn!("the store did not answer in time; stopping without deregistering");
+            ),
+        };
+        tokio::pin!(serve);
+        let result = tokio::select! {
+            result = &mut serve => result,
+            // Plain HTTP requests still in flight get the grace period once the drain is over.
+            _ = draining.cancelled() => match tokio::time::timeout(drain + grace * 2, serve).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!("requests still open after the grace period; exiting");
+                    Ok(())
+                }
+            },
+        };
+        // Saying goodbye to the other nodes needs the store: with Redis out of reach it would wait
+        // behind every leave and release still queued for it, for minutes. The node's heartbeat
+        // expires without it (its members are then removed as a dead node's).
+        let patience = grace.max(Duration::from_secs(2));
+        if tokio::time::timeout(patience, store.close()).await.is_err() {
+            tracing::warn!("the store did not answer in time; stopping without deregistering");
+        }
+        result.map_err(Into::into)
     }
-    result.map_err(Into::into)
 }

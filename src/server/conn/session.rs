@@ -173,16 +173,61 @@ impl Peer for Connection {
         }
     }
 
+    /// A text or binary frame from the client, charged to the rate limits and then acted on.
+    /// Returns the close to send when the connection must end.
     async fn on_message(&mut self, message: Message) -> Option<Close> {
-        self.on_frame(message).await
+        let (kind, len, request) = match message {
+            Message::Text(text) => {
+                let decoded = decode_client(&text);
+                self.node
+                    .metrics
+                    .frame(decoded.as_ref().map_or("invalid", ClientMsg::kind));
+                let kind = match &decoded {
+                    Ok(ClientMsg::Send { .. }) => FrameKind::Send,
+                    _ => FrameKind::Control,
+                };
+                (kind, text.len(), decoded)
+            }
+            other => {
+                self.node.metrics.frame("binary");
+                let refused = Invalid::new(
+                    ErrorCode::BinaryNotSupported,
+                    "frames are JSON text; binary frames are not part of the protocol",
+                );
+                (FrameKind::Control, other.len(), Err(refused))
+            }
+        };
+        // Every frame is charged, refused ones too: a flood of bad frames is a flood.
+        match self.limits.check(&self.node.config, kind, len) {
+            Verdict::Take => match request {
+                Ok(msg) => self.handle(msg).await,
+                Err(e) => self.error(e).await,
+            },
+            Verdict::Refuse(e) => self.error(e).await,
+            Verdict::Close => {
+                tracing::info!("closing a connection that kept on past its rate limit");
+                return Some((CLOSE_POLICY, "rate limit exceeded"));
+            }
+        }
+        None
     }
 
     fn ended(&self, why: &'static str) {
         self.node.metrics.closed(why);
     }
 
+    /// Leaves every room (announcing it) and frees the name — or, when the link merely dropped,
+    /// keeps it for the session's owner to resume.
     async fn finish(&mut self, how: Departure) {
-        Connection::finish(self, how).await
+        if let Ok(member) = self.member() {
+            for room in std::mem::take(&mut self.rooms) {
+                self.node.hub.leave(&room, &member).await;
+            }
+        }
+        // Also when no name was set: a resumed session is held by this connection all the same.
+        let node = &self.node;
+        let release = node.store.release(&self.session, &self.conn, how);
+        node.metrics.timed("release", release).await;
     }
 }
 
@@ -224,45 +269,6 @@ impl Connection {
                 format!("not in room {room}; join it first"),
             ))
         }
-    }
-
-    /// A text or binary frame from the client, charged to the rate limits and then acted on.
-    /// Returns the close to send when the connection must end.
-    async fn on_frame(&mut self, message: Message) -> Option<Close> {
-        let (kind, len, request) = match message {
-            Message::Text(text) => {
-                let decoded = decode_client(&text);
-                self.node
-                    .metrics
-                    .frame(decoded.as_ref().map_or("invalid", ClientMsg::kind));
-                let kind = match &decoded {
-                    Ok(ClientMsg::Send { .. }) => FrameKind::Send,
-                    _ => FrameKind::Control,
-                };
-                (kind, text.len(), decoded)
-            }
-            other => {
-                self.node.metrics.frame("binary");
-                let refused = Invalid::new(
-                    ErrorCode::BinaryNotSupported,
-                    "frames are JSON text; binary frames are not part of the protocol",
-                );
-                (FrameKind::Control, other.len(), Err(refused))
-            }
-        };
-        // Every frame is charged, refused ones too: a flood of bad frames is a flood.
-        match self.limits.check(&self.node.config, kind, len) {
-            Verdict::Take => match request {
-                Ok(msg) => self.handle(msg).await,
-                Err(e) => self.error(e).await,
-            },
-            Verdict::Refuse(e) => self.error(e).await,
-            Verdict::Close => {
-                tracing::info!("closing a connection that kept on past its rate limit");
-                return Some((CLOSE_POLICY, "rate limit exceeded"));
-            }
-        }
-        None
     }
 
     /// One handler per client frame type.
@@ -441,19 +447,5 @@ impl Connection {
         })
         .await;
         Ok(())
-    }
-
-    /// Leaves every room (announcing it) and frees the name — or, when the link merely dropped,
-    /// keeps it for the session's owner to resume.
-    async fn finish(&mut self, how: Departure) {
-        if let Ok(member) = self.member() {
-            for room in std::mem::take(&mut self.rooms) {
-                self.node.hub.leave(&room, &member).await;
-            }
-        }
-        // Also when no name was set: a resumed session is held by this connection all the same.
-        let node = &self.node;
-        let release = node.store.release(&self.session, &self.conn, how);
-        node.metrics.timed("release", release).await;
     }
 }

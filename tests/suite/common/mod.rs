@@ -132,12 +132,7 @@ impl TestServer {
 /// An in-memory store as a node with `config`'s settings would make it, for nodes started with
 /// [`TestServer::on_store`].
 pub fn memory_store(config: &Config) -> Arc<dyn Store> {
-    Arc::new(MemoryStore::new(
-        config.history_size,
-        config.dedup_window,
-        config.max_rooms,
-        Duration::from_secs(config.session_ttl_secs),
-    ))
+    Arc::new(MemoryStore::from_config(config))
 }
 
 /// Lifts the per-connection rate limits, for tests whose senders are load generators rather
