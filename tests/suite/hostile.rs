@@ -50,6 +50,24 @@ async fn a_page_of_another_site_cannot_open_a_chat_connection() {
     listed.shutdown().await.expect("clean shutdown");
 }
 
+/// Reads `flooder`'s frames until its connection ends: the `retry_after_ms` of each
+/// `rate_limited` refusal, in order, and how it ended.
+async fn refused_until_closed(flooder: &mut Client) -> (Vec<Option<u64>>, Ended) {
+    let mut refusals = Vec::new();
+    loop {
+        match tokio::time::timeout(PATIENCE, flooder.recv_or_end()).await {
+            Ok(Ok(ServerMsg::Error {
+                code: ErrorCode::RateLimited,
+                retry_after_ms,
+                ..
+            })) => refusals.push(retry_after_ms),
+            Ok(Ok(_)) => continue,
+            Ok(Err(ended)) => return (refusals, ended),
+            Err(_) => panic!("the flooder was neither refused nor closed"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_client_that_writes_a_burst_without_reading_still_learns_why_it_was_closed() {
     // The default limits; the client writes 400 sends before it reads anything.
@@ -58,21 +76,10 @@ async fn a_client_that_writes_a_burst_without_reading_still_learns_why_it_was_cl
     for i in 0..400 {
         flooder.say("lobby", "spam", &format!("f{i}")).await;
     }
-    let mut refused = 0;
-    let ended = loop {
-        match tokio::time::timeout(PATIENCE, flooder.recv_or_end()).await {
-            Ok(Ok(ServerMsg::Error {
-                code: ErrorCode::RateLimited,
-                ..
-            })) => refused += 1,
-            Ok(Ok(_)) => continue,
-            Ok(Err(ended)) => break ended,
-            Err(_) => panic!("the flooder was neither refused nor closed"),
-        }
-    };
+    let (refusals, ended) = refused_until_closed(&mut flooder).await;
     // What was sent before the close arrives: the refusals, then the close frame itself (not
     // a reset that discards them).
-    assert!(refused > 0, "no rate_limited frame arrived");
+    assert!(!refusals.is_empty(), "no rate_limited frame arrived");
     assert_eq!(ended, Ended::Closed(Some(1008)));
 }
 
@@ -91,19 +98,8 @@ async fn a_flood_is_slowed_then_closed_while_the_room_goes_on() {
         flooder.say("lobby", "spam", &format!("f{i}")).await;
     }
     // Told to slow down, with a wait, before being closed for policy (1008).
-    let mut told = None;
-    let ended = loop {
-        match tokio::time::timeout(PATIENCE, flooder.recv_or_end()).await {
-            Ok(Ok(ServerMsg::Error {
-                code: ErrorCode::RateLimited,
-                retry_after_ms,
-                ..
-            })) => told = told.or(retry_after_ms),
-            Ok(Ok(_)) => continue,
-            Ok(Err(ended)) => break ended,
-            Err(_) => panic!("the flooder was neither refused nor closed"),
-        }
-    };
+    let (refusals, ended) = refused_until_closed(&mut flooder).await;
+    let told = refusals.into_iter().flatten().next();
     let wait = told.expect("rate_limited came with retry_after_ms");
     assert!((1..=1000).contains(&wait), "retry_after_ms = {wait}");
     assert_eq!(ended, Ended::Closed(Some(1008)));
