@@ -13,16 +13,21 @@
 
 use crate::protocol::{ChatMessage, NoticeKind, ServerMsg};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
-/// A message without the `seq` and epoch the append script puts in front of it.
+/// A message without the `seq` and epoch the append script puts in front of it. Borrowed while
+/// it is written, so appending copies no text.
 #[derive(Serialize, Deserialize)]
-struct Body {
-    room: String,
-    from: String,
-    text: String,
+struct Body<'a> {
+    #[serde(borrow)]
+    room: Cow<'a, str>,
+    #[serde(borrow)]
+    from: Cow<'a, str>,
+    #[serde(borrow)]
+    text: Cow<'a, str>,
     ts: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    client_id: Option<String>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    client_id: Option<Cow<'a, str>>,
 }
 
 /// What the append script is given: the message's body.
@@ -34,11 +39,11 @@ pub fn message_body(
     client_id: Option<&str>,
 ) -> String {
     let body = Body {
-        room: room.to_owned(),
-        from: from.to_owned(),
-        text: text.to_owned(),
+        room: room.into(),
+        from: from.into(),
+        text: text.into(),
         ts,
-        client_id: client_id.map(str::to_owned),
+        client_id: client_id.map(Cow::from),
     };
     // Strings and numbers only: this cannot fail.
     serde_json::to_string(&body).unwrap_or_default()
@@ -96,13 +101,13 @@ fn decode_message(rest: &str) -> Result<ChatMessage, Unreadable> {
     let seq = seq.parse().map_err(|_| Unreadable::Prefix)?;
     let body: Body = serde_json::from_str(body)?;
     Ok(ChatMessage {
-        room: body.room,
+        room: body.room.into_owned(),
         seq,
         epoch: epoch.to_owned(),
-        from: body.from,
-        text: body.text,
+        from: body.from.into_owned(),
+        text: body.text.into_owned(),
         ts: body.ts,
-        client_id: body.client_id,
+        client_id: body.client_id.map(Cow::into_owned),
     })
 }
 
