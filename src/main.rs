@@ -21,10 +21,10 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log))
+        .or_else(|_| EnvFilter::try_new(&config.observe.log))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
-    if config.log_format == LogFormat::Json {
+    if config.observe.log_format == LogFormat::Json {
         // One object a line: the event's fields, and the span it happened in (a connection's
         // node, id and user name; an HTTP request's method and path).
         logs.json()
@@ -36,10 +36,10 @@ async fn main() -> std::process::ExitCode {
     }
     tracing::info!(config = ?config.redacted(), "configuration");
 
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+    let listener = match tokio::net::TcpListener::bind(config.node.listen).await {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!(addr = %config.listen, cause = %e, "cannot listen");
+            tracing::error!(addr = %config.node.listen, cause = %e, "cannot listen");
             return std::process::ExitCode::FAILURE;
         }
     };

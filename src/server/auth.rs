@@ -43,21 +43,25 @@ pub struct Verifier {
 impl Verifier {
     /// None in anonymous mode. Fails (naming the setting) when the key cannot be read.
     pub fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
-        if config.auth != Auth::Jwt {
+        if config.identity.auth != Auth::Jwt {
             return Ok(None);
         }
-        let algorithm = match config.jwt_algorithm {
+        let algorithm = match config.identity.jwt_algorithm {
             JwtAlgorithm::Hs256 => Algorithm::HS256,
             JwtAlgorithm::Rs256 => Algorithm::RS256,
             JwtAlgorithm::EdDsa => Algorithm::EdDSA,
         };
         let key = match algorithm {
             Algorithm::HS256 => {
-                let secret = config.jwt_secret.as_deref().unwrap_or_default();
+                let secret = config.identity.jwt_secret.as_deref().unwrap_or_default();
                 DecodingKey::from_secret(secret.as_bytes())
             }
             _ => {
-                let path = config.jwt_public_key.as_deref().unwrap_or_default();
+                let path = config
+                    .identity
+                    .jwt_public_key
+                    .as_deref()
+                    .unwrap_or_default();
                 let pem = std::fs::read(path)
                     .map_err(|e| anyhow::anyhow!("cannot read jwt_public_key {path}: {e}"))?;
                 let key = if algorithm == Algorithm::RS256 {

@@ -135,13 +135,13 @@ impl Drop for Ticket {
 
 impl Gate {
     pub fn new(config: &Config) -> Arc<Self> {
-        let max_connections = match config.max_connections {
+        let max_connections = match config.limits.max_connections {
             0 => connections_below_file_limit(),
             n => n,
         };
         Arc::new(Self {
-            any_origin: config.allowed_origins.contains(&AllowedOrigin::Any),
-            origins: (config.allowed_origins.iter())
+            any_origin: config.limits.allowed_origins.contains(&AllowedOrigin::Any),
+            origins: (config.limits.allowed_origins.iter())
                 .filter_map(|o| match o {
                     AllowedOrigin::Origin { scheme, host, port } => {
                         Some((scheme.clone(), host.clone(), *port))
@@ -149,12 +149,12 @@ impl Gate {
                     AllowedOrigin::Any => None,
                 })
                 .collect(),
-            trusted: config.trusted_proxies.clone(),
+            trusted: config.limits.trusted_proxies.clone(),
             max_connections,
-            max_per_address: config.max_connections_per_address,
+            max_per_address: config.limits.max_connections_per_address,
             open: AtomicUsize::new(0),
             per_address: Mutex::new(HashMap::new()),
-            connects: bucket_quota(config.connects_per_sec, config.connect_burst)
+            connects: bucket_quota(config.limits.connects_per_sec, config.limits.connect_burst)
                 .map(|q| RateLimiter::dashmap_with_clock(q, MonotonicClock)),
             since_sweep: AtomicUsize::new(0),
         })
@@ -326,7 +326,7 @@ impl FrameLimits {
         let now = std::time::Instant::now();
         self.opened
             .retain(|at| now.duration_since(*at) < Duration::from_secs(60));
-        self.opened.len() < config.rooms_created_per_min as usize
+        self.opened.len() < config.limits.rooms_created_per_min as usize
     }
 
     /// This connection opened a room.
@@ -341,8 +341,11 @@ impl FrameLimits {
 
     fn check_at(&mut self, config: &Config, kind: FrameKind, len: usize, now: u64) -> Verdict {
         let frames = match kind {
-            FrameKind::Send => config.send_rate().map(|r| (r, &mut self.sends)),
-            FrameKind::Control => config.control_rate().map(|r| (r, &mut self.controls)),
+            FrameKind::Send => config.limits.send_rate().map(|r| (r, &mut self.sends)),
+            FrameKind::Control => config
+                .limits
+                .control_rate()
+                .map(|r| (r, &mut self.controls)),
         };
         let mut wait = frames.and_then(|(rate, bucket)| bucket.take(rate, now, 1).err());
         if wait.is_none()
@@ -353,7 +356,14 @@ impl FrameLimits {
         }
         match wait {
             None => Verdict::Take,
-            Some(_) if self.strikes.take(config.strike_rate(), now, 1).is_err() => Verdict::Close,
+            Some(_)
+                if self
+                    .strikes
+                    .take(config.limits.strike_rate(), now, 1)
+                    .is_err() =>
+            {
+                Verdict::Close
+            }
             Some(ns) => {
                 // Rounded up, so a client that waits exactly this long gets through.
                 Verdict::Refuse(Invalid::rate_limited(ns.div_ceil(1_000_000).max(1)))
@@ -417,7 +427,7 @@ mod tests {
             let h = headers(&[("host", "chat.example.com"), ("origin", bad)]);
             assert!(!g.origin_allowed(&h), "{bad}");
         }
-        let listed = gate(|c| c.allowed_origins = vec![origin("https://app.example.com")]);
+        let listed = gate(|c| c.limits.allowed_origins = vec![origin("https://app.example.com")]);
         let h = headers(&[
             ("host", "chat.example.com"),
             ("origin", "https://APP.example.com/"),
@@ -431,7 +441,7 @@ mod tests {
             !listed.origin_allowed(&h),
             "another scheme is another origin"
         );
-        let any = gate(|c| c.allowed_origins = vec![AllowedOrigin::Any]);
+        let any = gate(|c| c.limits.allowed_origins = vec![AllowedOrigin::Any]);
         assert!(any.origin_allowed(&headers(&[
             ("host", "a"),
             ("origin", "http://evil.example")
@@ -440,7 +450,7 @@ mod tests {
 
     #[test]
     fn forwarded_addresses_count_only_from_trusted_proxies() {
-        let g = gate(|c| c.trusted_proxies = vec![proxy("10.0.0.0/8")]);
+        let g = gate(|c| c.limits.trusted_proxies = vec![proxy("10.0.0.0/8")]);
         let xff = headers(&[("x-forwarded-for", "203.0.113.9, 10.0.0.2")]);
         let proxy: IpAddr = "10.0.0.1".parse().expect("ip");
         let stranger: IpAddr = "198.51.100.4".parse().expect("ip");
@@ -462,9 +472,9 @@ mod tests {
     #[test]
     fn caps_per_node_and_per_address_give_places_back_when_connections_end() {
         let g = gate(|c| {
-            c.max_connections = 3;
-            c.max_connections_per_address = 2;
-            c.connects_per_sec = 0;
+            c.limits.max_connections = 3;
+            c.limits.max_connections_per_address = 2;
+            c.limits.connects_per_sec = 0;
         });
         let a: IpAddr = "203.0.113.1".parse().expect("ip");
         let b: IpAddr = "203.0.113.2".parse().expect("ip");
@@ -480,8 +490,8 @@ mod tests {
     #[test]
     fn an_ipv6_subscriber_is_one_address_across_its_64() {
         let g = gate(|c| {
-            c.max_connections_per_address = 1;
-            c.connects_per_sec = 0;
+            c.limits.max_connections_per_address = 1;
+            c.limits.connects_per_sec = 0;
         });
         let _one = g
             .admit("2001:db8:1:2::1".parse().expect("ip"))
@@ -496,8 +506,8 @@ mod tests {
     #[test]
     fn connects_past_the_burst_are_refused_with_a_wait() {
         let g = gate(|c| {
-            c.connects_per_sec = 1;
-            c.connect_burst = 2;
+            c.limits.connects_per_sec = 1;
+            c.limits.connect_burst = 2;
         });
         let a: IpAddr = "203.0.113.1".parse().expect("ip");
         let _t1 = g.admit(a).expect("burst");
@@ -515,12 +525,10 @@ mod tests {
 
     #[test]
     fn a_flood_is_refused_with_a_wait_and_then_closed() {
-        let config = Config {
-            sends_per_sec: 1,
-            send_burst: 3,
-            rate_limit_strikes: 2,
-            ..Config::default()
-        };
+        let mut config = Config::default();
+        config.limits.sends_per_sec = 1;
+        config.limits.send_burst = 3;
+        config.limits.rate_limit_strikes = 2;
         let mut limits = FrameLimits::default();
         let now = 7_000_000_000;
         let mut check = |kind| limits.check_at(&config, kind, 10, now);
@@ -545,15 +553,13 @@ mod tests {
 
     #[test]
     fn bytes_are_limited_and_a_largest_frame_always_fits_a_full_bucket() {
-        let config = Config {
-            bytes_per_sec: 100,
-            sends_per_sec: 0,
-            ..Config::default()
-        };
+        let mut config = Config::default();
+        config.limits.bytes_per_sec = 100;
+        config.limits.sends_per_sec = 0;
         let mut limits = FrameLimits::default();
         let now = 7_000_000_000;
         assert_eq!(
-            limits.check_at(&config, FrameKind::Send, config.max_frame_bytes, now),
+            limits.check_at(&config, FrameKind::Send, config.conn.max_frame_bytes, now),
             Verdict::Take
         );
         assert!(matches!(
@@ -564,10 +570,8 @@ mod tests {
 
     #[test]
     fn a_connection_opens_only_so_many_rooms_a_minute() {
-        let config = Config {
-            rooms_created_per_min: 2,
-            ..Config::default()
-        };
+        let mut config = Config::default();
+        config.limits.rooms_created_per_min = 2;
         let mut limits = FrameLimits::default();
         for _ in 0..2 {
             assert!(limits.may_open_room(&config));

@@ -80,26 +80,26 @@ impl AppState {
         store: Option<Arc<dyn Store>>,
         stop: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let node_id: Arc<str> = match &config.node_id {
+        let node_id: Arc<str> = match &config.node.node_id {
             Some(id) => id.as_str().into(),
             None => format!("node-{:08x}", rand::random::<u32>()).into(),
         };
-        let session_ttl = Duration::from_secs(config.session_ttl_secs);
-        let room_idle = Duration::from_secs(config.room_idle_secs);
+        let session_ttl = Duration::from_secs(config.rooms.session_ttl_secs);
+        let room_idle = Duration::from_secs(config.rooms.room_idle_secs);
         let metrics = Arc::new(metrics::Metrics::new());
-        let store: Arc<dyn Store> = match (store, config.redis_target()) {
+        let store: Arc<dyn Store> = match (store, config.redis.target()) {
             (Some(store), _) => store,
             (None, None) => Arc::new(MemoryStore::from_config(&config)),
             (None, Some(target)) => {
                 let settings = RedisSettings {
                     target,
-                    wait_replicas: config.redis_wait_replicas,
-                    wait_timeout: Duration::from_millis(config.redis_wait_timeout_ms),
+                    wait_replicas: config.redis.redis_wait_replicas,
+                    wait_timeout: Duration::from_millis(config.redis.redis_wait_timeout_ms),
                     node: node_id.clone(),
-                    history_size: config.history_size,
-                    dedup_window: config.dedup_window,
+                    history_size: config.rooms.history_size,
+                    dedup_window: config.rooms.dedup_window,
                     session_ttl,
-                    node_ttl: Duration::from_millis(config.node_ttl_ms),
+                    node_ttl: Duration::from_millis(config.redis.node_ttl_ms),
                     room_ttl: room_idle,
                     pubsub_lost: metrics.pubsub_lost.clone(),
                 };
@@ -115,7 +115,7 @@ impl AppState {
         };
         let hub = Hub::new(
             store.clone(),
-            Duration::from_millis(config.presence_interval_ms),
+            Duration::from_millis(config.rooms.presence_interval_ms),
             metrics.clone(),
         );
         let gate = guard::Gate::new(&config);
@@ -150,9 +150,9 @@ fn leptos_options(config: &Config) -> LeptosOptions {
         .unwrap_or(false);
     LeptosOptions::builder()
         .output_name(env("LEPTOS_OUTPUT_NAME", "chorus"))
-        .site_root(config.site_root.as_str())
+        .site_root(config.node.site_root.as_str())
         .site_pkg_dir(env("LEPTOS_SITE_PKG_DIR", "pkg"))
-        .site_addr(config.listen)
+        .site_addr(config.node.listen)
         .reload_port(
             env("LEPTOS_RELOAD_PORT", "3001")
                 .parse::<u32>()
@@ -290,12 +290,12 @@ fn status_router(app: AppState) -> Router {
 }
 
 pub fn router(app: AppState) -> Router {
-    let site = site(&app, app.config.status_on_main());
+    let site = site(&app, app.config.observe.status_on_main());
     let routes = Router::new()
         .route("/ws", get(conn::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
-    let routes = if app.config.metrics_listen.is_none() {
+    let routes = if app.config.observe.metrics_listen.is_none() {
         routes.route("/metrics", get(metrics))
     } else {
         routes
@@ -390,30 +390,30 @@ impl Server {
         let _stop_guard = stop.clone().drop_guard();
         let app = AppState::new(config, store, stop.clone()).await?;
         let store = app.store.clone();
-        let drain = Duration::from_millis(app.config.drain_ms);
-        let grace = Duration::from_secs(app.config.shutdown_grace_secs);
+        let drain = Duration::from_millis(app.config.node.drain_ms);
+        let grace = Duration::from_secs(app.config.node.shutdown_grace_secs);
         let draining = app.shutdown.clone();
         let connections = app.connections.clone();
         let addr = listener.local_addr()?;
-        let tls = match (&app.config.tls_cert, &app.config.tls_key) {
+        let tls = match (&app.config.node.tls_cert, &app.config.node.tls_key) {
             (Some(cert), Some(key)) => Some(tls::acceptor(cert.as_ref(), key.as_ref())?),
             _ => None,
         };
-        if let Some(addr) = app.config.metrics_listen {
+        if let Some(addr) = app.config.observe.metrics_listen {
             serve_beside("metrics_listen", addr, metrics_router(app.clone()), &stop).await?;
         }
-        if app.config.status_page
-            && let Some(addr) = app.config.status_listen
+        if app.config.observe.status_page
+            && let Some(addr) = app.config.observe.status_listen
         {
             serve_beside("status_listen", addr, status_router(app.clone()), &stop).await?;
         }
-        if app.config.status_page {
+        if app.config.observe.status_page {
             status::spawn(app.clone(), stop.clone());
         }
         tracing::info!(
             %addr,
             node = %app.node_id,
-            redis = app.config.uses_redis(),
+            redis = app.config.redis.in_use(),
             tls = tls.is_some(),
             max_connections = app.gate.max_connections(),
             "chorus listening"

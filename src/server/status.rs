@@ -95,7 +95,7 @@ impl Sampler {
 
 /// This node now: counts read live, series from the samples.
 pub async fn this_node(app: &AppState) -> NodeStatus {
-    let redis = if app.config.uses_redis() {
+    let redis = if app.config.redis.in_use() {
         Some(app.store.ready().await)
     } else {
         None
@@ -151,7 +151,7 @@ pub fn spawn(app: AppState, stop: CancellationToken) {
                 app.status.sample(&app, now);
                 last_sample = Some(now);
             }
-            if app.config.uses_redis() {
+            if app.config.redis.in_use() {
                 match serde_json::to_string(&this_node(&app).await) {
                     Ok(json) => app.store.share_status(json, SHARED_FOR).await,
                     Err(e) => tracing::error!(cause = %e, "cannot encode this node's status"),

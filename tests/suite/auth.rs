@@ -51,8 +51,8 @@ impl Endpoint for WithToken<'_> {
 
 async fn jwt_server() -> TestServer {
     TestServer::with(|c| {
-        c.auth = Auth::Jwt;
-        c.jwt_secret = Some(SECRET.into());
+        c.identity.auth = Auth::Jwt;
+        c.identity.jwt_secret = Some(SECRET.into());
     })
     .await
 }
@@ -133,9 +133,9 @@ async fn an_eddsa_public_key_verifies_tokens_signed_with_its_private_key() {
     std::fs::write(&public, pair.public_key_pem()).expect("write the public key");
     let path = public.to_string_lossy().into_owned();
     let server = TestServer::with(|c| {
-        c.auth = Auth::Jwt;
-        c.jwt_algorithm = JwtAlgorithm::EdDsa;
-        c.jwt_public_key = Some(path);
+        c.identity.auth = Auth::Jwt;
+        c.identity.jwt_algorithm = JwtAlgorithm::EdDsa;
+        c.identity.jwt_public_key = Some(path);
     })
     .await;
     let signing = EncodingKey::from_ed_pem(pair.serialize_pem().as_bytes()).expect("private key");
@@ -173,9 +173,9 @@ async fn an_rs256_public_key_verifies_tokens_signed_with_its_private_key() {
     let public = fixtures.join("rs256-test-public.pem");
     let path = public.to_string_lossy().into_owned();
     let server = TestServer::with(|c| {
-        c.auth = Auth::Jwt;
-        c.jwt_algorithm = JwtAlgorithm::Rs256;
-        c.jwt_public_key = Some(path);
+        c.identity.auth = Auth::Jwt;
+        c.identity.jwt_algorithm = JwtAlgorithm::Rs256;
+        c.identity.jwt_public_key = Some(path);
     })
     .await;
     let private = std::fs::read(fixtures.join("rs256-test-private.pem")).expect("the test key");

@@ -105,7 +105,7 @@ async fn invalid_names_are_refused_with_their_own_code() {
 
 #[tokio::test]
 async fn a_text_over_the_limit_is_refused_whole_and_not_broadcast() {
-    let server = TestServer::with(|c| c.max_text_chars = 10).await;
+    let server = TestServer::with(|c| c.conn.max_text_chars = 10).await;
     let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
     let (mut bo, _, _) = Client::in_room(&server, "bo", "lobby").await;
     ann.drain().await;
@@ -162,8 +162,8 @@ async fn malformed_frames_each_get_their_own_error_and_the_connection_stays_usab
 #[tokio::test]
 async fn an_oversized_frame_closes_only_that_connection_with_1009() {
     let server = TestServer::with(|c| {
-        c.max_text_chars = 100;
-        c.max_frame_bytes = 2048;
+        c.conn.max_text_chars = 100;
+        c.conn.max_frame_bytes = 2048;
     })
     .await;
     let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
@@ -242,7 +242,7 @@ async fn joins_leaves_renames_and_disconnects_are_announced_with_presence() {
 
 #[tokio::test]
 async fn a_late_joiner_receives_the_recent_history_in_order() {
-    let server = TestServer::with(|c| c.history_size = 5).await;
+    let server = TestServer::with(|c| c.rooms.history_size = 5).await;
     let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
     for i in 1..=8 {
         ann.say("lobby", &format!("m{i}"), &format!("c{i}")).await;
@@ -316,7 +316,7 @@ async fn seq_strictly_increases_in_a_room_with_concurrent_senders() {
 
 #[tokio::test]
 async fn a_connection_may_be_in_a_bounded_number_of_rooms() {
-    let server = TestServer::with(|c| c.max_rooms_per_connection = 2).await;
+    let server = TestServer::with(|c| c.conn.max_rooms_per_connection = 2).await;
     let mut ann = Client::named(&server, "ann").await;
     ann.join("a").await;
     ann.join("b").await;
@@ -330,7 +330,7 @@ async fn a_connection_may_be_in_a_bounded_number_of_rooms() {
 async fn a_reader_too_slow_for_the_room_is_closed_with_1013_and_the_room_goes_on() {
     let server = TestServer::with(|c| {
         common::unlimited(c);
-        c.outbound_queue = 8;
+        c.conn.outbound_queue = 8;
     })
     .await;
     let (mut slow, _, _) = Client::in_room(&server, "slow", "lobby").await;
@@ -387,7 +387,7 @@ async fn health_and_the_server_rendered_page_answer_over_http() {
 #[tokio::test]
 async fn shutdown_drains_connections_with_1012_spread_over_the_window_then_stops() {
     let drain = Duration::from_millis(1500);
-    let server = TestServer::with(|c| c.drain_ms = drain.as_millis() as u64).await;
+    let server = TestServer::with(|c| c.node.drain_ms = drain.as_millis() as u64).await;
     let readyz = server.http_url("/readyz");
     let ws_url = server.ws_url();
     let mut clients = Vec::new();
@@ -439,7 +439,7 @@ async fn shutdown_drains_connections_with_1012_spread_over_the_window_then_stops
 
 #[tokio::test]
 async fn a_rejoin_since_a_position_gets_exactly_the_missed_messages_or_says_it_cannot() {
-    let server = TestServer::with(|c| c.history_size = 4).await;
+    let server = TestServer::with(|c| c.rooms.history_size = 4).await;
     let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
     for i in 1..=3 {
         ann.say("lobby", &format!("m{i}"), &format!("c{i}")).await;
@@ -541,8 +541,8 @@ async fn a_message_sent_again_with_its_client_id_is_acknowledged_again_and_store
 #[tokio::test]
 async fn the_server_pings_and_closes_a_peer_that_stays_silent() {
     let server = TestServer::with(|c| {
-        c.ping_interval_ms = 100;
-        c.idle_timeout_ms = 500;
+        c.conn.ping_interval_ms = 100;
+        c.conn.idle_timeout_ms = 500;
     })
     .await;
     let mut live = Client::connect(&server).await;
@@ -563,7 +563,7 @@ async fn the_server_pings_and_closes_a_peer_that_stays_silent() {
 
 #[tokio::test]
 async fn a_burst_of_joins_announces_each_but_folds_the_member_lists() {
-    let server = TestServer::with(|c| c.presence_interval_ms = 1000).await;
+    let server = TestServer::with(|c| c.rooms.presence_interval_ms = 1000).await;
     let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
     // All at once, as after a node restart.
     let names: Vec<String> = (0..20).map(|i| format!("u{i:02}")).collect();
@@ -594,7 +594,7 @@ async fn a_burst_of_joins_announces_each_but_folds_the_member_lists() {
 async fn joining_mid_conversation_gives_history_and_live_messages_without_gap_or_repeat() {
     let server = TestServer::with(|c| {
         common::unlimited(c);
-        c.history_size = 1000;
+        c.rooms.history_size = 1000;
     })
     .await;
     let (mut talker, _, _) = Client::in_room(&server, "talker", "lobby").await;

@@ -231,9 +231,9 @@ async fn the_websocket_frame_path_survives_random_and_mutated_frames() {
         })
     });
     let server = TestServer::with(|c| {
-        c.max_frame_bytes = 64 * 1024;
+        c.conn.max_frame_bytes = 64 * 1024;
         // Every fuzz connection comes from one address.
-        c.connects_per_sec = 0;
+        c.limits.connects_per_sec = 0;
     })
     .await;
     let seed = std::env::var("FUZZ_SEED")

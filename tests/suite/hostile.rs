@@ -41,7 +41,8 @@ async fn a_page_of_another_site_cannot_open_a_chat_connection() {
     server.shutdown().await.expect("clean shutdown");
 
     let listed = TestServer::with(|c| {
-        c.allowed_origins = vec![AllowedOrigin::parse("http://app.example").expect("an origin")]
+        c.limits.allowed_origins =
+            vec![AllowedOrigin::parse("http://app.example").expect("an origin")]
     })
     .await;
     let app = [("origin", "http://app.example")];
@@ -86,9 +87,9 @@ async fn a_client_that_writes_a_burst_without_reading_still_learns_why_it_was_cl
 #[tokio::test]
 async fn a_flood_is_slowed_then_closed_while_the_room_goes_on() {
     let server = TestServer::with(|c| {
-        c.sends_per_sec = 5;
-        c.send_burst = 5;
-        c.rate_limit_strikes = 3;
+        c.limits.sends_per_sec = 5;
+        c.limits.send_burst = 5;
+        c.limits.rate_limit_strikes = 3;
     })
     .await;
     let (mut flooder, _, _) = Client::in_room(&server, "flood", "lobby").await;
@@ -132,9 +133,9 @@ async fn a_flood_is_slowed_then_closed_while_the_room_goes_on() {
 #[tokio::test]
 async fn a_client_keeping_to_the_limits_told_in_welcome_is_never_refused() {
     let server = TestServer::with(|c| {
-        c.sends_per_sec = 20;
-        c.send_burst = 10;
-        c.rate_limit_strikes = 1;
+        c.limits.sends_per_sec = 20;
+        c.limits.send_burst = 10;
+        c.limits.rate_limit_strikes = 1;
     })
     .await;
     let (mut fast, _, _) = Client::in_room(&server, "fast", "lobby").await;
@@ -166,9 +167,9 @@ async fn a_client_keeping_to_the_limits_told_in_welcome_is_never_refused() {
 #[tokio::test]
 async fn control_frames_are_limited_too() {
     let server = TestServer::with(|c| {
-        c.controls_per_sec = 1;
-        c.control_burst = 3;
-        c.rate_limit_strikes = 100;
+        c.limits.controls_per_sec = 1;
+        c.limits.control_burst = 3;
+        c.limits.rate_limit_strikes = 100;
     })
     .await;
     let mut client = Client::connect(&server).await;
@@ -200,8 +201,8 @@ async fn control_frames_are_limited_too() {
 #[tokio::test]
 async fn one_address_can_hold_only_so_many_connections() {
     let server = TestServer::with(|c| {
-        c.max_connections_per_address = 2;
-        c.connects_per_sec = 0;
+        c.limits.max_connections_per_address = 2;
+        c.limits.connects_per_sec = 0;
     })
     .await;
     let first = open(&server, &[]).await;
@@ -228,9 +229,9 @@ async fn one_address_can_hold_only_so_many_connections() {
 #[tokio::test]
 async fn a_forged_forwarded_address_does_not_count_from_an_untrusted_peer() {
     let server = TestServer::with(|c| {
-        c.max_connections_per_address = 2;
-        c.connects_per_sec = 0;
-        c.trusted_proxies = vec![parse_proxy("10.0.0.0/8").expect("a network")];
+        c.limits.max_connections_per_address = 2;
+        c.limits.connects_per_sec = 0;
+        c.limits.trusted_proxies = vec![parse_proxy("10.0.0.0/8").expect("a network")];
     })
     .await;
     let _a = open(&server, &[("x-forwarded-for", "203.0.113.1")]).await;
@@ -243,8 +244,8 @@ async fn a_forged_forwarded_address_does_not_count_from_an_untrusted_peer() {
 #[tokio::test]
 async fn a_node_holds_at_most_max_connections() {
     let server = TestServer::with(|c| {
-        c.max_connections = 2;
-        c.connects_per_sec = 0;
+        c.limits.max_connections = 2;
+        c.limits.connects_per_sec = 0;
     })
     .await;
     let _a = open(&server, &[("x-forwarded-for", "203.0.113.1")]).await;
@@ -257,8 +258,8 @@ async fn a_node_holds_at_most_max_connections() {
 #[tokio::test]
 async fn an_address_opening_connections_too_fast_is_told_to_wait() {
     let server = TestServer::with(|c| {
-        c.connects_per_sec = 1;
-        c.connect_burst = 3;
+        c.limits.connects_per_sec = 1;
+        c.limits.connect_burst = 3;
     })
     .await;
     for _ in 0..3 {
@@ -322,8 +323,8 @@ async fn leave_a_message_in(client: &mut Client, room: &str) {
 #[tokio::test]
 async fn a_room_flood_in_memory_evicts_idle_rooms_and_new_rooms_still_open() {
     let server = TestServer::with(|c| {
-        c.max_rooms = 5;
-        c.rooms_created_per_min = 1000;
+        c.rooms.max_rooms = 5;
+        c.limits.rooms_created_per_min = 1000;
         common::unlimited(c);
     })
     .await;
@@ -346,7 +347,7 @@ async fn a_room_flood_in_memory_evicts_idle_rooms_and_new_rooms_still_open() {
 
 #[tokio::test]
 async fn a_connection_opens_only_so_many_new_rooms_a_minute_but_joins_existing_ones() {
-    let server = TestServer::with(|c| c.rooms_created_per_min = 3).await;
+    let server = TestServer::with(|c| c.limits.rooms_created_per_min = 3).await;
     let (_bo, _, _) = Client::in_room(&server, "bo", "existing").await;
     let mut ann = Client::named(&server, "ann").await;
     for room in ["n1", "n2", "n3"] {
@@ -364,9 +365,9 @@ async fn a_room_flood_in_redis_expires_and_a_reopened_room_starts_a_new_epoch() 
     let redis = common::cluster::Redis::start();
     let url = redis.url();
     let server = TestServer::with(|c| {
-        c.redis_url = Some(url.clone());
-        c.room_idle_secs = 1;
-        c.rooms_created_per_min = 1000;
+        c.redis.redis_url = Some(url.clone());
+        c.rooms.room_idle_secs = 1;
+        c.limits.rooms_created_per_min = 1000;
         common::unlimited(c);
     })
     .await
@@ -432,8 +433,8 @@ async fn names_of_sessions_that_ended_are_freed_in_redis() {
     let redis = common::cluster::Redis::start();
     let url = redis.url();
     let server = TestServer::with(|c| {
-        c.redis_url = Some(url.clone());
-        c.session_ttl_secs = 1;
+        c.redis.redis_url = Some(url.clone());
+        c.rooms.session_ttl_secs = 1;
     })
     .await
     .ready()

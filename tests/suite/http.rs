@@ -74,7 +74,7 @@ async fn pages_forbid_framing_sniffing_and_scripts_without_this_pages_nonce() {
 async fn the_wasm_is_compressed_when_the_browser_asks() {
     let site = site_root();
     let root = site.to_string_lossy().into_owned();
-    let server = TestServer::with(|c| c.site_root = root).await;
+    let server = TestServer::with(|c| c.node.site_root = root).await;
     let url = server.http_url("/pkg/chorus_wasm.wasm");
     let http = reqwest::Client::new();
     let plain = http.get(&url).send().await.expect("GET the wasm");

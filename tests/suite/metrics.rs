@@ -84,7 +84,8 @@ async fn counters_follow_what_a_session_does() {
 #[tokio::test]
 async fn metrics_can_be_served_on_their_own_address_only() {
     let port = free_port();
-    let server = TestServer::with(|c| c.metrics_listen = Some(([127, 0, 0, 1], port).into())).await;
+    let server =
+        TestServer::with(|c| c.observe.metrics_listen = Some(([127, 0, 0, 1], port).into())).await;
     let public = reqwest::get(server.http_url("/metrics"))
         .await
         .expect("GET /metrics");
@@ -116,7 +117,7 @@ async fn the_status_data_counts_this_nodes_connections_and_rooms() {
 
 #[tokio::test]
 async fn the_status_page_can_be_off_or_on_its_own_address_only() {
-    let off = TestServer::with(|c| c.status_page = false).await;
+    let off = TestServer::with(|c| c.observe.status_page = false).await;
     for path in ["/status", "/status.json"] {
         let response = reqwest::get(off.http_url(path)).await.expect("GET");
         assert_eq!(response.status(), 404, "{path} is off");
@@ -124,7 +125,8 @@ async fn the_status_page_can_be_off_or_on_its_own_address_only() {
     off.shutdown().await.expect("clean shutdown");
 
     let port = free_port();
-    let apart = TestServer::with(|c| c.status_listen = Some(([127, 0, 0, 1], port).into())).await;
+    let apart =
+        TestServer::with(|c| c.observe.status_listen = Some(([127, 0, 0, 1], port).into())).await;
     let public = reqwest::get(apart.http_url("/status.json"))
         .await
         .expect("GET");

@@ -75,8 +75,8 @@ async fn tls_stream(
 async fn a_node_with_a_certificate_serves_https_and_wss() {
     let cert = Certificate::make();
     let server = TestServer::with(|c| {
-        c.tls_cert = Some(cert.path("cert.pem"));
-        c.tls_key = Some(cert.path("key.pem"));
+        c.node.tls_cert = Some(cert.path("cert.pem"));
+        c.node.tls_key = Some(cert.path("key.pem"));
     })
     .await;
 
@@ -158,11 +158,9 @@ async fn a_missing_certificate_stops_the_node_at_start_with_a_reason() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let config = chorus::server::config::Config {
-        tls_cert: Some("/nonexistent/cert.pem".into()),
-        tls_key: Some("/nonexistent/key.pem".into()),
-        ..Default::default()
-    };
+    let mut config = chorus::server::config::Config::default();
+    config.node.tls_cert = Some("/nonexistent/cert.pem".into());
+    config.node.tls_key = Some("/nonexistent/key.pem".into());
     let result = chorus::server::run(listener, config, std::future::pending()).await;
     let why = result.expect_err("refuses to start").to_string();
     assert!(why.contains("tls_cert"), "{why}");

@@ -1,20 +1,27 @@
-//! Run-time configuration: one typed struct, loaded in layers — built-in defaults, then
-//! `Leptos.toml` (or the file named by `--config` / `CHORUS_CONFIG`), then `CHORUS_*` environment
-//! variables, then command-line flags.
+//! Run-time configuration: one typed struct of groups, loaded in layers — built-in defaults,
+//! then `Leptos.toml` (or the file named by `--config` / `CHORUS_CONFIG`), then `CHORUS_*`
+//! environment variables, then command-line flags.
+//!
+//! Every key is declared once, in the `settings!` table below: its doc (also its `--help`), the
+//! type a layer reads, the type it is parsed into, its default and its variable. Adding a key is
+//! one entry there (and a check in `validate.rs` if it has limits, a row in README's table).
 
 use super::bus::Target;
 use crate::rate::Rate;
 use std::{net::SocketAddr, path::PathBuf};
 
 mod layer;
+mod settings;
 #[cfg(test)]
 mod tests;
 mod validate;
 mod values;
 
 use ipnet::IpNet;
+pub use layer::Cli;
 use layer::read_layer;
-pub use layer::{Cli, Layer};
+use settings::{Setting, settings};
+use values::Wanted;
 pub use values::{AllowedOrigin, Auth, JwtAlgorithm, LogFormat, parse_proxy};
 
 /// The file read when none is named; a missing default file is not an error.
@@ -36,199 +43,190 @@ pub enum ConfigError {
     Invalid { key: &'static str, why: String },
 }
 
-/// The server's settings after all layers are applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// Address the HTTP and WebSocket listener binds.
-    pub listen: SocketAddr,
-    /// This node's id, sent in `welcome`; generated when not set.
-    pub node_id: Option<String>,
-    /// Redis to share state and events with other nodes (`redis://host:port/db`); without it the
-    /// node keeps everything in memory and stands alone.
-    pub redis_url: Option<String>,
-    /// Or Redis through Sentinel: the sentinels' `host:port`s; the node follows the master they
-    /// name (`redis_sentinel_master`) through failovers.
-    pub redis_sentinels: Vec<String>,
-    pub redis_sentinel_master: String,
-    /// Or a Redis Cluster (Redis 7 or newer): some of its nodes, `host:port` or `redis://` URLs
-    /// (with the user and password, if any); the node finds the others from them.
-    pub redis_cluster: Vec<String>,
-    /// Replicas that must hold a message before its sender gets `ack` (Redis `WAIT`); 0 (the
-    /// default) acknowledges once the master has it, and a failover may lose the last ones.
-    pub redis_wait_replicas: u32,
-    /// Milliseconds to wait for those replicas; past it the sender gets a retryable error.
-    pub redis_wait_timeout_ms: u64,
-    /// Seconds a session whose connection dropped keeps its name for a `resume`.
-    pub session_ttl_secs: u64,
-    /// Milliseconds without a heartbeat after which a node counts as dead and its members are
-    /// removed from every room (heartbeats go out four times per period). Redis only.
-    pub node_ttl_ms: u64,
-    /// Messages kept per room and sent to a joiner; also how far back a reconnecting client can
-    /// recover what it missed (`join` with `since`).
-    pub history_size: usize,
-    /// How many of a room's latest `client_id`s are remembered, so that a re-sent message is
-    /// acknowledged again instead of stored twice.
-    pub dedup_window: usize,
-    /// Milliseconds between two WebSocket pings to each connection; keep it well below the idle
-    /// timeout of any balancer in front (nginx's `proxy_read_timeout`, a cloud balancer's 60 s).
-    pub ping_interval_ms: u64,
-    /// Milliseconds a connection may stay silent (no frame, not even a pong) before it is closed.
-    pub idle_timeout_ms: u64,
-    /// On SIGTERM, milliseconds over which open connections are told to reconnect elsewhere
-    /// (1012), each at a random moment, so they do not all arrive at other nodes at once.
-    pub drain_ms: u64,
-    /// Longest message text, in characters.
-    pub max_text_chars: usize,
-    /// Largest WebSocket frame (and message) a client may send, in bytes; larger closes with 1009.
-    pub max_frame_bytes: usize,
-    /// Frames queued for one connection before it counts as a slow reader and is closed (1013).
-    pub outbound_queue: usize,
-    /// Rooms one connection may be in at once.
-    pub max_rooms_per_connection: usize,
-    /// Least milliseconds between two `presence` frames of one room (the newest list wins).
-    pub presence_interval_ms: u64,
-    /// Rooms the node keeps (with their history) at once. Past it, the room without members idle
-    /// longest is forgotten to make space; only when every room has members is a new one refused.
-    pub max_rooms: usize,
-    /// Seconds a room may go without a message or a join before it is forgotten (in memory:
-    /// once it has no members; in Redis: its messages, sequence and dedup ids expire). A room
-    /// opened again starts a new epoch, so `seq` is never reused.
-    pub room_idle_secs: u64,
-    /// New rooms one connection may open per minute (joining rooms that exist is not counted).
-    pub rooms_created_per_min: u32,
-    /// Seconds to wait, after the drain, for connections to close before exiting anyway.
-    pub shutdown_grace_secs: u64,
-    /// Where cargo-leptos put the site (JS, WASM, CSS, assets).
-    pub site_root: String,
-    /// `tracing` filter, e.g. `info` or `chorus=debug,info`; `RUST_LOG` wins when set.
-    pub log: String,
-    /// `text` (for people) or `json` (one object a line, for log collectors).
-    pub log_format: LogFormat,
-    /// Origins (`scheme://host[:port]`) whose pages may open a WebSocket here, besides pages of
-    /// the host the request names itself (its `Host` header). `["*"]` allows every origin. A
-    /// browser always sends `Origin`; a request without one (a native client) is not checked.
-    pub allowed_origins: Vec<AllowedOrigin>,
-    /// Peers (addresses or networks, e.g. `10.0.0.0/8`) whose `X-Forwarded-For` names the client;
-    /// for any other peer the socket's address is the client's.
-    pub trusted_proxies: Vec<IpNet>,
-    /// WebSocket connections this node holds at once; 0 = the open-file limit less a reserve.
-    /// Past it, upgrades get 503 (a balancer then tries another node).
-    pub max_connections: usize,
-    /// WebSocket connections one client address (an IPv6 /64) may hold on this node; 0 = no cap.
-    pub max_connections_per_address: usize,
-    /// New WebSocket connections per second from one client address, and the burst allowed
-    /// above it; past them, upgrades get 429. 0 = no limit.
-    pub connects_per_sec: u32,
-    pub connect_burst: u32,
-    /// `send` frames per second per connection, and the burst; 0 = no limit.
-    pub sends_per_sec: u32,
-    pub send_burst: u32,
-    /// Bytes of frames per second per connection (the burst is `max_frame_bytes`); 0 = no limit.
-    pub bytes_per_sec: u32,
-    /// Other frames (`set_name`, `join`, `leave`, `resume`, `ping`, malformed ones) per second
-    /// per connection, and the burst; 0 = no limit.
-    pub controls_per_sec: u32,
-    pub control_burst: u32,
-    /// Refusals for speed a connection may collect (one is forgiven per second) before it is
-    /// closed with 1008.
-    pub rate_limit_strikes: u32,
-    /// PEM certificate chain and private key: with both, the node serves HTTPS and WSS itself
-    /// (for setups without a balancer that ends TLS).
-    pub tls_cert: Option<String>,
-    pub tls_key: Option<String>,
-    /// Where `GET /metrics` is served: unset, on the main listener; an address (e.g.
-    /// `127.0.0.1:9100`), there only, so it need not be public.
-    pub metrics_listen: Option<SocketAddr>,
-    /// Whether `/status` (the live status page) and `/status.json` are served.
-    pub status_page: bool,
-    /// Serve them (and the site they need) on this address only, instead of the main listener.
-    pub status_listen: Option<SocketAddr>,
-    /// `anonymous` (names first come, first served) or `jwt` (a host application's signed token
-    /// names the user; see `server::auth`).
-    pub auth: Auth,
-    /// `HS256` (with `jwt_secret`), `RS256` or `EdDSA` (with `jwt_public_key`, a PEM file).
-    pub jwt_algorithm: JwtAlgorithm,
-    pub jwt_secret: Option<String>,
-    pub jwt_public_key: Option<String>,
-}
+settings! {
+    /// Where the node listens, who it is, and how it starts and stops.
+    node: Node {
+        /// Address the HTTP and WebSocket listener binds.
+        listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 3000)), env "CHORUS_LISTEN";
+        /// This node's id, sent in `welcome`; generated when not set.
+        node_id: String => Option<String> = None, env "CHORUS_NODE_ID";
+        /// Where cargo-leptos put the site (JS, WASM, CSS, assets).
+        site_root: String = "target/site".to_owned(), env "LEPTOS_SITE_ROOT";
+        /// A PEM certificate chain: with it and `tls_key`, the node serves HTTPS and WSS itself
+        /// (for setups without a balancer that ends TLS).
+        tls_cert: String => Option<String> = None, env "CHORUS_TLS_CERT";
+        /// The private key (PEM) of `tls_cert`.
+        tls_key: String => Option<String> = None, env "CHORUS_TLS_KEY";
+        /// On SIGTERM, milliseconds over which open connections are told to reconnect elsewhere
+        /// (1012), each at a random moment, so they do not all arrive at other nodes at once.
+        drain_ms: u64 = 10_000, env "CHORUS_DRAIN_MS";
+        /// Seconds to wait, after the drain, for connections to close before exiting anyway.
+        shutdown_grace_secs: u64 = 10, env "CHORUS_SHUTDOWN_GRACE_SECS";
+    }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
-            node_id: None,
-            redis_url: None,
-            redis_sentinels: Vec::new(),
-            redis_sentinel_master: "mymaster".to_owned(),
-            redis_cluster: Vec::new(),
-            redis_wait_replicas: 0,
-            redis_wait_timeout_ms: 200,
-            session_ttl_secs: 30,
-            node_ttl_ms: 5_000,
-            history_size: 100,
-            dedup_window: 1000,
-            ping_interval_ms: 25_000,
-            idle_timeout_ms: 60_000,
-            drain_ms: 10_000,
-            max_text_chars: 4000,
-            max_frame_bytes: 64 * 1024,
-            outbound_queue: 256,
-            max_rooms_per_connection: 16,
-            presence_interval_ms: 250,
-            max_rooms: 10_000,
-            room_idle_secs: 7 * 24 * 3600,
-            rooms_created_per_min: 10,
-            shutdown_grace_secs: 10,
-            site_root: "target/site".to_owned(),
-            log: "info".to_owned(),
-            log_format: LogFormat::Text,
-            allowed_origins: Vec::new(),
-            // Each parses (a unit test checks that none is dropped).
-            trusted_proxies: [
-                "127.0.0.0/8",
-                "::1/128",
-                "10.0.0.0/8",
-                "172.16.0.0/12",
-                "192.168.0.0/16",
-                "fc00::/7",
-            ]
-            .iter()
-            .filter_map(|net| net.parse().ok())
-            .collect(),
-            max_connections: 0,
-            max_connections_per_address: 1000,
-            connects_per_sec: 50,
-            connect_burst: 500,
-            sends_per_sec: 10,
-            send_burst: 30,
-            bytes_per_sec: 64 * 1024,
-            controls_per_sec: 5,
-            control_burst: 30,
-            rate_limit_strikes: 10,
-            tls_cert: None,
-            metrics_listen: None,
-            status_page: true,
-            status_listen: None,
-            tls_key: None,
-            auth: Auth::Anonymous,
-            jwt_algorithm: JwtAlgorithm::Hs256,
-            jwt_secret: None,
-            jwt_public_key: None,
-        }
+    /// Redis, shared by the nodes; without it the node keeps everything in memory and stands
+    /// alone.
+    redis: Redis {
+        /// One Redis server (`redis://host:port/db`); an empty value switches Redis off again.
+        redis_url: String => Option<String> = None, env "CHORUS_REDIS_URL";
+        /// Or Redis through Sentinel: the sentinels' `host:port`s (comma-separated here); the
+        /// node follows the master they name (`redis_sentinel_master`) through failovers.
+        #[arg(value_delimiter = ',')]
+        redis_sentinels: Vec<String> = Vec::new(), env "CHORUS_REDIS_SENTINELS";
+        /// The master's name in the sentinels' configuration.
+        redis_sentinel_master: String = "mymaster".to_owned(), env "CHORUS_REDIS_SENTINEL_MASTER";
+        /// Or a Redis Cluster (Redis 7 or newer): some of its nodes, `host:port` or `redis://`
+        /// URLs with the user and password, if any (comma-separated here); the node finds the
+        /// others from them.
+        #[arg(value_delimiter = ',')]
+        redis_cluster: Vec<String> = Vec::new(), env "CHORUS_REDIS_CLUSTER";
+        /// Replicas that must hold a message before its sender gets `ack` (Redis `WAIT`); 0
+        /// acknowledges once the master has it, and a failover may lose the last ones.
+        redis_wait_replicas: u32 = 0, env "CHORUS_REDIS_WAIT_REPLICAS";
+        /// Milliseconds to wait for those replicas; past it the sender gets a retryable error.
+        redis_wait_timeout_ms: u64 = 200, env "CHORUS_REDIS_WAIT_TIMEOUT_MS";
+        /// Milliseconds without a heartbeat after which a node counts as dead and its members
+        /// are removed from every room (heartbeats go out four times per period).
+        node_ttl_ms: u64 = 5_000, env "CHORUS_NODE_TTL_MS";
+    }
+
+    /// Rooms, their history and the sessions in them.
+    rooms: Rooms {
+        /// Messages kept per room and sent to a joiner; also how far back a reconnecting client
+        /// can recover what it missed (`join` with `since`).
+        history_size: usize = 100, env "CHORUS_HISTORY_SIZE";
+        /// How many of a room's latest `client_id`s are remembered, so that a re-sent message is
+        /// acknowledged again instead of stored twice.
+        dedup_window: usize = 1000, env "CHORUS_DEDUP_WINDOW";
+        /// Seconds a session whose connection dropped keeps its name for a `resume`.
+        session_ttl_secs: u64 = 30, env "CHORUS_SESSION_TTL_SECS";
+        /// Least milliseconds between two `presence` frames of one room (the newest list wins).
+        presence_interval_ms: u64 = 250, env "CHORUS_PRESENCE_INTERVAL_MS";
+        /// Rooms the node keeps (with their history) at once. Past it, the room without members
+        /// idle longest is forgotten to make space; only when every room has members is a new
+        /// one refused.
+        max_rooms: usize = 10_000, env "CHORUS_MAX_ROOMS";
+        /// Seconds a room may go without a message or a join before it is forgotten (in memory:
+        /// once it has no members; in Redis: its messages, sequence and dedup ids expire). A
+        /// room opened again starts a new epoch, so `seq` is never reused.
+        room_idle_secs: u64 = 7 * 24 * 3600, env "CHORUS_ROOM_IDLE_SECS";
+    }
+
+    /// One connection: its heartbeat, its frames and its queue.
+    conn: Connections {
+        /// Milliseconds between two WebSocket pings to each connection; keep it well below the
+        /// idle timeout of any balancer in front (nginx's `proxy_read_timeout`, a cloud
+        /// balancer's 60 s).
+        ping_interval_ms: u64 = 25_000, env "CHORUS_PING_INTERVAL_MS";
+        /// Milliseconds a connection may stay silent (no frame, not even a pong) before it is
+        /// closed.
+        idle_timeout_ms: u64 = 60_000, env "CHORUS_IDLE_TIMEOUT_MS";
+        /// Longest message text, in characters.
+        max_text_chars: usize = 4000, env "CHORUS_MAX_TEXT_CHARS";
+        /// Largest WebSocket frame (and message) a client may send, in bytes; larger closes
+        /// with 1009.
+        max_frame_bytes: usize = 64 * 1024, env "CHORUS_MAX_FRAME_BYTES";
+        /// Frames queued for one connection before it counts as a slow reader and is closed
+        /// (1013).
+        outbound_queue: usize = 256, env "CHORUS_OUTBOUND_QUEUE";
+        /// Rooms one connection may be in at once.
+        max_rooms_per_connection: usize = 16, env "CHORUS_MAX_ROOMS_PER_CONNECTION";
+    }
+
+    /// What a client may do, facing the open internet (see SECURITY.md).
+    limits: Limits {
+        /// Origins (`scheme://host[:port]`) whose pages may open a WebSocket here, besides pages
+        /// of the host the request names itself (its `Host` header). `*` allows every origin. A
+        /// browser always sends `Origin`; a request without one (a native client) is not
+        /// checked. Comma-separated here.
+        #[arg(value_delimiter = ',')]
+        allowed_origins: Vec<String> => Vec<AllowedOrigin> = Vec::new(), env "CHORUS_ALLOWED_ORIGINS";
+        /// Peers (addresses or networks, e.g. `10.0.0.0/8`) whose `X-Forwarded-For` names the
+        /// client; for any other peer the socket's address is the client's. Comma-separated here.
+        #[arg(value_delimiter = ',')]
+        trusted_proxies: Vec<String> => Vec<IpNet> = default_trusted_proxies(), env "CHORUS_TRUSTED_PROXIES";
+        /// WebSocket connections this node holds at once; 0 = the open-file limit less a
+        /// reserve. Past it, upgrades get 503 (a balancer then tries another node).
+        max_connections: usize = 0, env "CHORUS_MAX_CONNECTIONS";
+        /// WebSocket connections one client address (an IPv6 /64) may hold on this node; 0 = no
+        /// cap.
+        max_connections_per_address: usize = 1000, env "CHORUS_MAX_CONNECTIONS_PER_ADDRESS";
+        /// New WebSocket connections per second from one client address, and the burst allowed
+        /// above it; past them, upgrades get 429. 0 = no limit.
+        connects_per_sec: u32 = 50, env "CHORUS_CONNECTS_PER_SEC";
+        /// Connections from one address allowed at once above `connects_per_sec`.
+        connect_burst: u32 = 500, env "CHORUS_CONNECT_BURST";
+        /// `send` frames per second per connection, and the burst; 0 = no limit.
+        sends_per_sec: u32 = 10, env "CHORUS_SENDS_PER_SEC";
+        /// `send` frames allowed at once above `sends_per_sec`.
+        send_burst: u32 = 30, env "CHORUS_SEND_BURST";
+        /// Bytes of frames per second per connection (the burst is `max_frame_bytes`); 0 = no
+        /// limit.
+        bytes_per_sec: u32 = 64 * 1024, env "CHORUS_BYTES_PER_SEC";
+        /// Other frames (`set_name`, `join`, `leave`, `resume`, `ping`, malformed ones) per
+        /// second per connection, and the burst; 0 = no limit.
+        controls_per_sec: u32 = 5, env "CHORUS_CONTROLS_PER_SEC";
+        /// Other frames allowed at once above `controls_per_sec`.
+        control_burst: u32 = 30, env "CHORUS_CONTROL_BURST";
+        /// Refusals for speed a connection may collect (one is forgiven per second) before it
+        /// is closed with 1008.
+        rate_limit_strikes: u32 = 10, env "CHORUS_RATE_LIMIT_STRIKES";
+        /// New rooms one connection may open per minute (joining rooms that exist is not
+        /// counted).
+        rooms_created_per_min: u32 = 10, env "CHORUS_ROOMS_CREATED_PER_MIN";
+    }
+
+    /// Who users are.
+    identity: Identity {
+        /// `anonymous` (names first come, first served) or `jwt` (a host application's signed
+        /// token names the user; see `server::auth`).
+        auth: String => Auth = Auth::Anonymous, env "CHORUS_AUTH";
+        /// `HS256` (with `jwt_secret`), `RS256` or `EdDSA` (with `jwt_public_key`, a PEM file).
+        jwt_algorithm: String => JwtAlgorithm = JwtAlgorithm::Hs256, env "CHORUS_JWT_ALGORITHM";
+        /// The shared secret for `HS256`, at least 32 bytes. Prefer the environment variable to
+        /// the flag: a flag shows in the process list.
+        jwt_secret: String => Option<String> = None, env "CHORUS_JWT_SECRET";
+        /// The public key (a PEM file) for `RS256` and `EdDSA`.
+        jwt_public_key: String => Option<String> = None, env "CHORUS_JWT_PUBLIC_KEY";
+    }
+
+    /// Logs, metrics and the status page.
+    observe: Observe {
+        /// `tracing` filter, e.g. `info` or `chorus=debug,info`; `RUST_LOG` wins when set.
+        log: String = "info".to_owned(), env "CHORUS_LOG";
+        /// `text` (for people) or `json` (one object a line, for log collectors).
+        log_format: String => LogFormat = LogFormat::Text, env "CHORUS_LOG_FORMAT";
+        /// Where `GET /metrics` is served: unset, on the main listener; an address (e.g.
+        /// `127.0.0.1:9100`), there only, so it need not be public.
+        metrics_listen: String => Option<SocketAddr> = None, env "CHORUS_METRICS_LISTEN";
+        /// Whether `/status` (the live status page) and `/status.json` are served.
+        status_page: bool = true, env "CHORUS_STATUS_PAGE";
+        /// Serve them (and the site they need) on this address only, instead of the main
+        /// listener.
+        status_listen: String => Option<SocketAddr> = None, env "CHORUS_STATUS_LISTEN";
     }
 }
 
-impl Config {
+/// Loopback and the private networks, where balancers live. (A unit test checks that each
+/// parses, so that none is dropped.)
+fn default_trusted_proxies() -> Vec<IpNet> {
+    [
+        "127.0.0.0/8",
+        "::1/128",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "fc00::/7",
+    ]
+    .iter()
+    .filter_map(|net| net.parse().ok())
+    .collect()
+}
+
+impl Limits {
     /// `send` frames per connection; none when off.
     pub fn send_rate(&self) -> Option<Rate> {
         Rate::new(self.sends_per_sec, self.send_burst)
-    }
-
-    /// Bytes of frames per connection; none when off. Any frame the size limit lets through fits
-    /// a full bucket.
-    pub fn byte_rate(&self) -> Option<Rate> {
-        let frame = u32::try_from(self.max_frame_bytes).unwrap_or(u32::MAX);
-        Rate::new(self.bytes_per_sec, frame.max(self.bytes_per_sec))
     }
 
     /// Frames other than `send` per connection; none when off.
@@ -236,8 +234,18 @@ impl Config {
         Rate::new(self.controls_per_sec, self.control_burst)
     }
 
+    /// Refusals for speed: one forgiven a second, `rate_limit_strikes` at most.
+    pub fn strike_rate(&self) -> Rate {
+        Rate {
+            per_sec: 1,
+            burst: self.rate_limit_strikes.max(1),
+        }
+    }
+}
+
+impl Redis {
     /// Where Redis is, if the node uses it.
-    pub fn redis_target(&self) -> Option<Target> {
+    pub fn target(&self) -> Option<Target> {
         if !self.redis_cluster.is_empty() {
             return Some(Target::Cluster {
                 nodes: self.redis_cluster.clone(),
@@ -253,26 +261,32 @@ impl Config {
     }
 
     /// Whether the node uses Redis (one server, through Sentinel, or a cluster).
-    pub fn uses_redis(&self) -> bool {
+    pub fn in_use(&self) -> bool {
         self.redis_url.is_some()
             || !self.redis_sentinels.is_empty()
             || !self.redis_cluster.is_empty()
     }
+}
 
+impl Observe {
     /// Whether the main listener serves the status page.
     pub fn status_on_main(&self) -> bool {
         self.status_page && self.status_listen.is_none()
     }
+}
 
-    /// Refusals for speed: one forgiven a second, `rate_limit_strikes` at most.
-    pub fn strike_rate(&self) -> Rate {
-        Rate {
-            per_sec: 1,
-            burst: self.rate_limit_strikes.max(1),
-        }
+impl Config {
+    /// Bytes of frames per connection; none when off. Any frame the size limit lets through fits
+    /// a full bucket.
+    pub fn byte_rate(&self) -> Option<Rate> {
+        let frame = u32::try_from(self.conn.max_frame_bytes).unwrap_or(u32::MAX);
+        let per_sec = self.limits.bytes_per_sec;
+        Rate::new(per_sec, frame.max(per_sec))
     }
 
-    /// Applies the file (if any) and then the command line's layer on top of the defaults.
+    /// Lays the file (if any) and then the command line's layer over the defaults. Layers are
+    /// merged key by key first, so only the value that wins is parsed (a bad value that a later
+    /// layer replaces is no error).
     pub fn load(cli: Cli) -> Result<Self, ConfigError> {
         let file = match &cli.config {
             Some(path) => Some(read_layer(path)?),
@@ -281,15 +295,12 @@ impl Config {
                 path.exists().then(|| read_layer(&path)).transpose()?
             }
         };
+        let layer = match file {
+            Some(file) => cli.overrides.over(file),
+            None => cli.overrides,
+        };
         let mut config = Config::default();
-        let mut overrides = cli.overrides;
-        if let Some(mut file) = file {
-            // Values that are parsed are parsed once every layer is in, as `validate` checks
-            // only what the layers leave: a bad value that a later layer replaces is no error.
-            file.defer_parsed(&mut overrides);
-            config.apply(file)?;
-        }
-        config.apply(overrides)?;
+        config.apply(layer)?;
         config.validate()?;
         Ok(config)
     }
@@ -297,8 +308,8 @@ impl Config {
     /// A copy safe to log: passwords in Redis URLs and the JWT secret are masked.
     pub fn redacted(&self) -> Self {
         let mut copy = self.clone();
-        if copy.jwt_secret.is_some() {
-            copy.jwt_secret = Some("***".to_owned());
+        if copy.identity.jwt_secret.is_some() {
+            copy.identity.jwt_secret = Some("***".to_owned());
         }
         let mask = |url: &mut String| {
             if let Some((scheme, rest)) = url.split_once("://")
@@ -307,8 +318,8 @@ impl Config {
                 *url = format!("{scheme}://***@{host}");
             }
         };
-        copy.redis_url.iter_mut().for_each(mask);
-        copy.redis_cluster.iter_mut().for_each(mask);
+        copy.redis.redis_url.iter_mut().for_each(mask);
+        copy.redis.redis_cluster.iter_mut().for_each(mask);
         copy
     }
 }

@@ -11,9 +11,12 @@ fn later_layers_win_key_by_key() {
             ..Layer::default()
         })
         .expect("applies");
-    assert_eq!(config.history_size, 7);
-    assert_eq!(config.max_text_chars, 100);
-    assert_eq!(config.outbound_queue, Config::default().outbound_queue);
+    assert_eq!(config.rooms.history_size, 7);
+    assert_eq!(config.conn.max_text_chars, 100);
+    assert_eq!(
+        config.conn.outbound_queue,
+        Config::default().conn.outbound_queue
+    );
 }
 
 #[test]
@@ -28,10 +31,8 @@ fn the_shipped_leptos_toml_parses_and_is_valid() {
 
 #[test]
 fn the_logged_config_hides_the_redis_password() {
-    let config = Config {
-        redis_url: Some("redis://user:s3cret@db:6379/0".into()),
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.redis.redis_url = Some("redis://user:s3cret@db:6379/0".into());
     let shown = format!("{:?}", config.redacted());
     assert!(!shown.contains("s3cret"), "{shown}");
     assert!(shown.contains("db:6379/0"), "{shown}");
@@ -39,11 +40,9 @@ fn the_logged_config_hides_the_redis_password() {
 
 #[test]
 fn an_idle_timeout_shorter_than_the_ping_interval_is_refused() {
-    let config = Config {
-        ping_interval_ms: 30_000,
-        idle_timeout_ms: 20_000,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.conn.ping_interval_ms = 30_000;
+    config.conn.idle_timeout_ms = 20_000;
     assert!(matches!(
         config.validate(),
         Err(ConfigError::Invalid {
@@ -60,10 +59,8 @@ fn a_misspelt_key_is_an_error_not_a_silent_default() {
 
 #[test]
 fn a_frame_limit_too_small_for_the_text_limit_is_refused() {
-    let config = Config {
-        max_frame_bytes: 1000,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.conn.max_frame_bytes = 1000;
     assert!(matches!(
         config.validate(),
         Err(ConfigError::Invalid {
@@ -76,10 +73,8 @@ fn a_frame_limit_too_small_for_the_text_limit_is_refused() {
 #[test]
 fn signed_identity_needs_a_strong_secret_or_a_public_key() {
     let jwt = |tweak: fn(&mut Config)| {
-        let mut config = Config {
-            auth: Auth::Jwt,
-            ..Config::default()
-        };
+        let mut config = Config::default();
+        config.identity.auth = Auth::Jwt;
         tweak(&mut config);
         config.validate().map_err(|e| match e {
             ConfigError::Invalid { key, .. } => key,
@@ -88,12 +83,15 @@ fn signed_identity_needs_a_strong_secret_or_a_public_key() {
     };
     assert_eq!(jwt(|_| {}), Err("jwt_secret"));
     assert_eq!(
-        jwt(|c| c.jwt_secret = Some("short".into())),
+        jwt(|c| c.identity.jwt_secret = Some("short".into())),
         Err("jwt_secret")
     );
-    assert_eq!(jwt(|c| c.jwt_secret = Some("x".repeat(32))), Ok(()));
     assert_eq!(
-        jwt(|c| c.jwt_algorithm = JwtAlgorithm::EdDsa),
+        jwt(|c| c.identity.jwt_secret = Some("x".repeat(32))),
+        Ok(())
+    );
+    assert_eq!(
+        jwt(|c| c.identity.jwt_algorithm = JwtAlgorithm::EdDsa),
         Err("jwt_public_key")
     );
     // An unknown algorithm does not even parse: refused where its layer is applied.
@@ -109,10 +107,8 @@ fn signed_identity_needs_a_strong_secret_or_a_public_key() {
             ..
         })
     ));
-    let config = Config {
-        jwt_secret: Some("x".repeat(40)),
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.identity.jwt_secret = Some("x".repeat(40));
     assert!(!format!("{:?}", config.redacted()).contains(&"x".repeat(40)));
 }
 
@@ -135,9 +131,9 @@ fn cluster_settings_name_the_target_and_are_checked() {
     .expect("parses");
     config.apply(file).expect("applies");
     config.validate().expect("valid");
-    assert!(config.uses_redis());
+    assert!(config.redis.in_use());
     assert_eq!(
-        config.redis_target(),
+        config.redis.target(),
         Some(Target::Cluster {
             nodes: vec![
                 "10.0.0.5:7000".into(),
@@ -148,19 +144,19 @@ fn cluster_settings_name_the_target_and_are_checked() {
     assert!(!format!("{:?}", config.redacted()).contains("hunter2"));
     let invalid = |tweak: fn(&mut Config)| invalid_key(&config, tweak);
     assert_eq!(
-        invalid(|c| c.redis_url = Some("redis://db/".into())),
+        invalid(|c| c.redis.redis_url = Some("redis://db/".into())),
         "redis_cluster"
     );
     assert_eq!(
-        invalid(|c| c.redis_sentinels = vec!["s:26379".into()]),
+        invalid(|c| c.redis.redis_sentinels = vec!["s:26379".into()]),
         "redis_cluster"
     );
     assert_eq!(
-        invalid(|c| c.redis_cluster = vec!["no-port".into()]),
+        invalid(|c| c.redis.redis_cluster = vec!["no-port".into()]),
         "redis_cluster"
     );
     assert_eq!(
-        invalid(|c| c.redis_cluster = vec!["unix:///tmp/redis.sock".into()]),
+        invalid(|c| c.redis.redis_cluster = vec!["unix:///tmp/redis.sock".into()]),
         "redis_cluster"
     );
 }
@@ -175,7 +171,7 @@ fn sentinel_settings_name_the_target_and_are_checked() {
     config.apply(file).expect("applies");
     config.validate().expect("valid");
     assert_eq!(
-        config.redis_target(),
+        config.redis.target(),
         Some(Target::Sentinel {
             sentinels: vec!["10.0.0.5:26379".into(), "sentinel-b:26379".into()],
             master: "chat".into(),
@@ -183,15 +179,15 @@ fn sentinel_settings_name_the_target_and_are_checked() {
     );
     let invalid = |tweak: fn(&mut Config)| invalid_key(&config, tweak);
     assert_eq!(
-        invalid(|c| c.redis_url = Some("redis://db/".into())),
+        invalid(|c| c.redis.redis_url = Some("redis://db/".into())),
         "redis_sentinels"
     );
     assert_eq!(
-        invalid(|c| c.redis_sentinels = vec!["no-port".into()]),
+        invalid(|c| c.redis.redis_sentinels = vec!["no-port".into()]),
         "redis_sentinels"
     );
     assert_eq!(
-        invalid(|c| c.redis_wait_timeout_ms = 0),
+        invalid(|c| c.redis.redis_wait_timeout_ms = 0),
         "redis_wait_timeout_ms"
     );
     // WAIT needs Redis; an empty list switches Sentinel off again.
@@ -202,7 +198,7 @@ fn sentinel_settings_name_the_target_and_are_checked() {
             ..Layer::default()
         })
         .expect("applies");
-    assert_eq!(config.redis_target(), None);
+    assert_eq!(config.redis.target(), None);
     assert!(matches!(
         config.validate(),
         Err(ConfigError::Invalid {
@@ -222,7 +218,7 @@ fn an_empty_value_unsets_an_optional_text_setting() {
             ..Layer::default()
         })
         .expect("applies");
-    assert_eq!(config.tls_cert.as_deref(), Some("cert.pem"));
+    assert_eq!(config.node.tls_cert.as_deref(), Some("cert.pem"));
     config
         .apply(Layer {
             redis_url: Some(String::new()),
@@ -230,7 +226,7 @@ fn an_empty_value_unsets_an_optional_text_setting() {
             ..Layer::default()
         })
         .expect("applies");
-    assert_eq!((config.redis_url, config.tls_cert), (None, None));
+    assert_eq!((config.redis.redis_url, config.node.tls_cert), (None, None));
 }
 
 #[test]
@@ -285,7 +281,7 @@ fn values_are_parsed_where_their_layer_is_applied_and_refused_naming_the_key() {
 
     let mut config = Config::default();
     assert_eq!(
-        config.trusted_proxies.len(),
+        config.limits.trusted_proxies.len(),
         6,
         "every default network parses"
     );
@@ -297,9 +293,12 @@ fn values_are_parsed_where_their_layer_is_applied_and_refused_naming_the_key() {
             ..Layer::default()
         })
         .expect("applies");
-    assert_eq!(config.metrics_listen, Some(([127, 0, 0, 1], 9100).into()));
-    assert_eq!(config.allowed_origins, [AllowedOrigin::Any]);
-    assert_eq!(config.log_format, LogFormat::Json);
+    assert_eq!(
+        config.observe.metrics_listen,
+        Some(([127, 0, 0, 1], 9100).into())
+    );
+    assert_eq!(config.limits.allowed_origins, [AllowedOrigin::Any]);
+    assert_eq!(config.observe.log_format, LogFormat::Json);
     // An empty value unsets an address again.
     config
         .apply(Layer {
@@ -307,11 +306,11 @@ fn values_are_parsed_where_their_layer_is_applied_and_refused_naming_the_key() {
             ..Layer::default()
         })
         .expect("applies");
-    assert_eq!(config.metrics_listen, None);
+    assert_eq!(config.observe.metrics_listen, None);
 }
 
 #[test]
-fn only_the_value_that_wins_is_parsed_and_an_unused_algorithm_is_not_checked() {
+fn only_the_value_that_wins_is_parsed_and_every_value_that_wins_is() {
     let path = std::env::temp_dir().join(format!("chorus-config-{}.toml", std::process::id()));
     std::fs::write(&path, "log_format = \"pretty\"\njwt_algorithm = \"none\"\n").expect("written");
     let load = |overrides: Layer| {
@@ -320,34 +319,104 @@ fn only_the_value_that_wins_is_parsed_and_an_unused_algorithm_is_not_checked() {
             overrides,
         })
     };
-    // The file's log_format is replaced before it is parsed; jwt_algorithm is unused without
-    // signed identity.
+    // The file's values are replaced before they are parsed.
     let config = load(Layer {
         log_format: Some("json".into()),
+        jwt_algorithm: Some("EdDSA".into()),
         ..Layer::default()
     })
     .expect("loads");
-    assert_eq!(config.log_format, LogFormat::Json);
-    // Left to win, the file's value is refused.
-    assert!(matches!(
-        load(Layer::default()),
-        Err(ConfigError::Invalid {
-            key: "log_format",
-            ..
-        })
-    ));
-    // With signed identity the algorithm is checked.
-    let signed = load(Layer {
-        log_format: Some("json".into()),
-        auth: Some("jwt".into()),
-        ..Layer::default()
-    });
-    assert!(matches!(
-        signed,
-        Err(ConfigError::Invalid {
-            key: "jwt_algorithm",
-            ..
-        })
-    ));
+    assert_eq!(config.observe.log_format, LogFormat::Json);
+    assert_eq!(config.identity.jwt_algorithm, JwtAlgorithm::EdDsa);
+    // Left to win, each of the file's values is refused, naming its key; the algorithm too,
+    // though it is unused without signed identity (a typo there is still a typo).
+    let refused = |overrides: Layer| match load(overrides) {
+        Err(ConfigError::Invalid { key, .. }) => key,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        refused(Layer {
+            jwt_algorithm: Some("HS256".into()),
+            ..Layer::default()
+        }),
+        "log_format"
+    );
+    assert_eq!(
+        refused(Layer {
+            log_format: Some("json".into()),
+            ..Layer::default()
+        }),
+        "jwt_algorithm"
+    );
     let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn every_key_has_its_flag_and_variable_and_the_readme_table_names_them() {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    command.clone().debug_assert();
+    let readme = include_str!("../../../README.md");
+    let rows: Vec<Vec<&str>> = readme
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| l.split(" | ").collect())
+        .collect();
+    // A column names a key, variable or flag exactly, or by a shared prefix ending in `…`.
+    let names = |column: &str, name: &str| {
+        column.split(", ").any(|c| {
+            let c = c.trim_matches(|c| c == '`' || c == '|' || c == ' ');
+            c == name || c.strip_suffix("…").is_some_and(|p| name.starts_with(p))
+        })
+    };
+    let mut keys = 0;
+    for arg in command.get_arguments() {
+        let (Some(flag), Some(env)) = (arg.get_long(), arg.get_env()) else {
+            panic!("{:?} has no flag or no variable", arg.get_id());
+        };
+        let env = env.to_str().expect("ASCII");
+        if flag == "config" {
+            continue;
+        }
+        keys += 1;
+        let key = flag.replace('-', "_");
+        assert!(env == format!("CHORUS_{}", key.to_uppercase()) || key == "site_root");
+        let row = rows
+            .iter()
+            .find(|row| names(row[0], &key))
+            .unwrap_or_else(|| panic!("README's table lacks {key}"));
+        assert!(
+            names(row[1], env),
+            "README names another variable for {key}"
+        );
+        assert!(
+            names(row[2], &format!("--{flag}")),
+            "README names another flag for {key}"
+        );
+    }
+    assert_eq!(keys, 48);
+}
+
+#[test]
+fn flags_fill_a_layer_and_lists_are_comma_separated() {
+    use clap::Parser;
+    let cli = Cli::try_parse_from([
+        "chorus",
+        "--history-size",
+        "7",
+        "--allowed-origins",
+        "https://a.example,https://b.example",
+        "--metrics-listen",
+        "127.0.0.1:9100",
+    ])
+    .expect("parses");
+    let mut config = Config::default();
+    config.apply(cli.overrides).expect("applies");
+    assert_eq!(config.rooms.history_size, 7);
+    assert_eq!(config.limits.allowed_origins.len(), 2);
+    assert_eq!(
+        config.observe.metrics_listen,
+        Some(([127, 0, 0, 1], 9100).into())
+    );
+    assert!(Cli::try_parse_from(["chorus", "--histroy-size", "7"]).is_err());
 }

@@ -16,52 +16,61 @@ impl Config {
                 })
             }
         };
-        check(self.history_size <= 10_000, "history_size", "at most 10000")?;
         check(
-            self.dedup_window <= 100_000,
+            self.rooms.history_size <= 10_000,
+            "history_size",
+            "at most 10000",
+        )?;
+        check(
+            self.rooms.dedup_window <= 100_000,
             "dedup_window",
             "at most 100000",
         )?;
         check(
-            (100..=600_000).contains(&self.ping_interval_ms),
+            (100..=600_000).contains(&self.conn.ping_interval_ms),
             "ping_interval_ms",
             "between 100 and 600000",
         )?;
         check(
-            self.idle_timeout_ms > self.ping_interval_ms && self.idle_timeout_ms <= 3_600_000,
+            self.conn.idle_timeout_ms > self.conn.ping_interval_ms
+                && self.conn.idle_timeout_ms <= 3_600_000,
             "idle_timeout_ms",
             "more than ping_interval_ms (a live peer answers each ping) and at most 3600000",
         )?;
-        check(self.drain_ms <= 600_000, "drain_ms", "at most 600000")?;
+        check(self.node.drain_ms <= 600_000, "drain_ms", "at most 600000")?;
         check(
-            (1..=100_000).contains(&self.max_text_chars),
+            (1..=100_000).contains(&self.conn.max_text_chars),
             "max_text_chars",
             "between 1 and 100000",
         )?;
         // A frame must fit the longest text, even if every character takes 4 bytes of UTF-8.
         check(
-            self.max_frame_bytes >= self.max_text_chars * 4 + 1024,
+            self.conn.max_frame_bytes >= self.conn.max_text_chars * 4 + 1024,
             "max_frame_bytes",
             "at least 4 * max_text_chars + 1024, so the longest text fits",
         )?;
-        check(self.outbound_queue >= 8, "outbound_queue", "at least 8")?;
         check(
-            self.max_rooms_per_connection >= 1,
+            self.conn.outbound_queue >= 8,
+            "outbound_queue",
+            "at least 8",
+        )?;
+        check(
+            self.conn.max_rooms_per_connection >= 1,
             "max_rooms_per_connection",
             "at least 1",
         )?;
-        check(self.max_rooms >= 1, "max_rooms", "at least 1")?;
+        check(self.rooms.max_rooms >= 1, "max_rooms", "at least 1")?;
         check(
-            (1..=366 * 24 * 3600).contains(&self.room_idle_secs),
+            (1..=366 * 24 * 3600).contains(&self.rooms.room_idle_secs),
             "room_idle_secs",
             "between 1 and 31622400 (a year)",
         )?;
         check(
-            self.presence_interval_ms <= 60_000,
+            self.rooms.presence_interval_ms <= 60_000,
             "presence_interval_ms",
             "at most 60000",
         )?;
-        if let Some(id) = &self.node_id {
+        if let Some(id) = &self.node.node_id {
             check(
                 !id.is_empty()
                     && id.len() <= 64
@@ -72,25 +81,25 @@ impl Config {
                 "1 to 64 of A-Z a-z 0-9 - _ .",
             )?;
         }
-        if let Some(url) = &self.redis_url {
+        if let Some(url) = &self.redis.redis_url {
             check(
                 url.starts_with("redis://") || url.starts_with("unix://"),
                 "redis_url",
                 "a redis:// or unix:// URL",
             )?;
             check(
-                self.redis_sentinels.is_empty(),
+                self.redis.redis_sentinels.is_empty(),
                 "redis_sentinels",
                 "not together with redis_url (Sentinel names the master's address)",
             )?;
         }
         check(
-            self.redis_cluster.is_empty()
-                || (self.redis_url.is_none() && self.redis_sentinels.is_empty()),
+            self.redis.redis_cluster.is_empty()
+                || (self.redis.redis_url.is_none() && self.redis.redis_sentinels.is_empty()),
             "redis_cluster",
             "not together with redis_url or redis_sentinels (one way to reach Redis)",
         )?;
-        for node in &self.redis_cluster {
+        for node in &self.redis.redis_cluster {
             let address = node.strip_prefix("redis://").unwrap_or(node);
             let address = address.rsplit_once('@').map_or(address, |(_, a)| a);
             let address = address.trim_end_matches('/');
@@ -100,7 +109,7 @@ impl Config {
                 "host:port (or redis://user:password@host:port) of each node, e.g. 10.0.0.5:7000",
             )?;
         }
-        for sentinel in &self.redis_sentinels {
+        for sentinel in &self.redis.redis_sentinels {
             check(
                 is_host_port(sentinel),
                 "redis_sentinels",
@@ -108,34 +117,46 @@ impl Config {
             )?;
         }
         check(
-            !self.redis_sentinel_master.is_empty(),
+            !self.redis.redis_sentinel_master.is_empty(),
             "redis_sentinel_master",
             "the master's name in the sentinels' configuration",
         )?;
         check(
-            (1..=10_000).contains(&self.redis_wait_timeout_ms),
+            (1..=10_000).contains(&self.redis.redis_wait_timeout_ms),
             "redis_wait_timeout_ms",
             "between 1 and 10000",
         )?;
         check(
-            self.redis_wait_replicas == 0 || self.uses_redis(),
+            self.redis.redis_wait_replicas == 0 || self.redis.in_use(),
             "redis_wait_replicas",
             "only with Redis (redis_url, redis_sentinels or redis_cluster)",
         )?;
         check(
-            (1..=86_400).contains(&self.session_ttl_secs),
+            (1..=86_400).contains(&self.rooms.session_ttl_secs),
             "session_ttl_secs",
             "between 1 and 86400",
         )?;
         check(
-            (400..=600_000).contains(&self.node_ttl_ms),
+            (400..=600_000).contains(&self.redis.node_ttl_ms),
             "node_ttl_ms",
             "between 400 and 600000",
         )?;
         for (key, rate, burst) in [
-            ("connect_burst", self.connects_per_sec, self.connect_burst),
-            ("send_burst", self.sends_per_sec, self.send_burst),
-            ("control_burst", self.controls_per_sec, self.control_burst),
+            (
+                "connect_burst",
+                self.limits.connects_per_sec,
+                self.limits.connect_burst,
+            ),
+            (
+                "send_burst",
+                self.limits.sends_per_sec,
+                self.limits.send_burst,
+            ),
+            (
+                "control_burst",
+                self.limits.controls_per_sec,
+                self.limits.control_burst,
+            ),
         ] {
             check(
                 rate == 0 || burst >= 1,
@@ -144,25 +165,28 @@ impl Config {
             )?;
         }
         check(
-            self.rate_limit_strikes >= 1,
+            self.limits.rate_limit_strikes >= 1,
             "rate_limit_strikes",
             "at least 1",
         )?;
         check(
-            self.tls_cert.is_some() == self.tls_key.is_some(),
+            self.node.tls_cert.is_some() == self.node.tls_key.is_some(),
             "tls_cert",
             "set together with tls_key (or neither)",
         )?;
-        if self.auth == Auth::Jwt {
-            if self.jwt_algorithm == JwtAlgorithm::Hs256 {
+        if self.identity.auth == Auth::Jwt {
+            if self.identity.jwt_algorithm == JwtAlgorithm::Hs256 {
                 check(
-                    self.jwt_secret.as_ref().is_some_and(|s| s.len() >= 32),
+                    self.identity
+                        .jwt_secret
+                        .as_ref()
+                        .is_some_and(|s| s.len() >= 32),
                     "jwt_secret",
                     "at least 32 bytes with HS256 (a shorter shared secret can be guessed)",
                 )?;
             } else {
                 check(
-                    self.jwt_public_key.is_some(),
+                    self.identity.jwt_public_key.is_some(),
                     "jwt_public_key",
                     "a PEM file with the public key, with RS256 and EdDSA",
                 )?;

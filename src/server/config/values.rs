@@ -1,9 +1,10 @@
 //! Settings that are not plain numbers or text, parsed once when the layers are applied, so
 //! nothing after loading parses a setting again.
 
+use super::settings::Parse;
 use crate::server::net::{parse_network, parse_origin};
 use ipnet::IpNet;
-use std::{fmt, net::SocketAddr};
+use std::fmt;
 
 /// How users are named (`auth`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,20 +50,18 @@ pub enum AllowedOrigin {
 /// Why a value does not parse: what the key wants.
 pub(super) type Wanted = &'static str;
 
-impl Auth {
-    pub(super) const WANTED: Wanted = "anonymous or jwt";
-
-    pub(super) fn parse(s: &str) -> Result<Self, Wanted> {
+impl Parse for Auth {
+    fn parse(s: &str) -> Result<Self, Wanted> {
         match s {
             "anonymous" => Ok(Self::Anonymous),
             "jwt" => Ok(Self::Jwt),
-            _ => Err(Self::WANTED),
+            _ => Err("anonymous or jwt"),
         }
     }
 }
 
-impl JwtAlgorithm {
-    pub(super) fn parse(s: &str) -> Result<Self, Wanted> {
+impl Parse for JwtAlgorithm {
+    fn parse(s: &str) -> Result<Self, Wanted> {
         match s {
             "HS256" => Ok(Self::Hs256),
             "RS256" => Ok(Self::Rs256),
@@ -70,7 +69,9 @@ impl JwtAlgorithm {
             _ => Err("HS256, RS256 or EdDSA"),
         }
     }
+}
 
+impl JwtAlgorithm {
     /// As the setting spells it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -87,13 +88,19 @@ impl fmt::Display for JwtAlgorithm {
     }
 }
 
-impl LogFormat {
-    pub(super) fn parse(s: &str) -> Result<Self, Wanted> {
+impl Parse for LogFormat {
+    fn parse(s: &str) -> Result<Self, Wanted> {
         match s {
             "text" => Ok(Self::Text),
             "json" => Ok(Self::Json),
             _ => Err("text or json"),
         }
+    }
+}
+
+impl Parse for AllowedOrigin {
+    fn parse(s: &str) -> Result<Self, Wanted> {
+        AllowedOrigin::parse(s)
     }
 }
 
@@ -113,9 +120,10 @@ pub fn parse_proxy(s: &str) -> Result<IpNet, Wanted> {
     parse_network(s).ok_or("addresses or networks, like 10.0.0.7 or 10.0.0.0/8")
 }
 
-/// An address beside the main listener (`metrics_listen`, `status_listen`).
-pub(super) fn parse_address(s: &str, example: Wanted) -> Result<SocketAddr, Wanted> {
-    s.parse().map_err(|_| example)
+impl Parse for IpNet {
+    fn parse(s: &str) -> Result<Self, Wanted> {
+        parse_proxy(s)
+    }
 }
 
 #[cfg(test)]

@@ -143,13 +143,13 @@ impl Connection {
             protocol: PROTOCOL_VERSION,
             limits: Limits {
                 max_name_chars: MAX_NAME_CHARS,
-                max_text_chars: config.max_text_chars,
-                max_frame_bytes: config.max_frame_bytes,
-                max_rooms_per_connection: config.max_rooms_per_connection,
-                sends: config.send_rate(),
+                max_text_chars: config.conn.max_text_chars,
+                max_frame_bytes: config.conn.max_frame_bytes,
+                max_rooms_per_connection: config.conn.max_rooms_per_connection,
+                sends: config.limits.send_rate(),
                 bytes: config.byte_rate(),
             },
-            ping_interval_ms: config.ping_interval_ms,
+            ping_interval_ms: config.conn.ping_interval_ms,
             name: self.bound.as_ref().map(|n| n.to_string()),
         }));
     }
@@ -167,9 +167,9 @@ impl Peer for Connection {
     fn heartbeat(&self) -> Heartbeat {
         let config = &self.node.config;
         Heartbeat {
-            ping: Duration::from_millis(config.ping_interval_ms),
-            idle: Duration::from_millis(config.idle_timeout_ms),
-            drain: Duration::from_millis(config.drain_ms),
+            ping: Duration::from_millis(config.conn.ping_interval_ms),
+            idle: Duration::from_millis(config.conn.idle_timeout_ms),
+            drain: Duration::from_millis(config.node.drain_ms),
         }
     }
 
@@ -375,12 +375,12 @@ impl Connection {
         let name = self.name()?.clone();
         let room = RoomName::parse(raw)?;
         let already = self.rooms.contains(&room);
-        if !already && self.rooms.len() >= self.node.config.max_rooms_per_connection {
+        if !already && self.rooms.len() >= self.node.config.conn.max_rooms_per_connection {
             return Err(Invalid::new(
                 ErrorCode::TooManyRooms,
                 format!(
                     "a connection may be in at most {} rooms; leave one first",
-                    self.node.config.max_rooms_per_connection
+                    self.node.config.conn.max_rooms_per_connection
                 ),
             ));
         }
@@ -424,7 +424,7 @@ impl Connection {
     ) -> Result<(), Invalid> {
         let name = self.name()?;
         let room = self.joined_room(raw_room)?;
-        let text = MessageText::parse(text, self.node.config.max_text_chars)?;
+        let text = MessageText::parse(text, self.node.config.conn.max_text_chars)?;
         let client_id = parse_client_id(client_id)?;
         let node = &self.node;
         let stored = node

@@ -98,7 +98,7 @@ pub async fn upgrade(State(app): State<AppState>, mut req: Request) -> Response 
         )
             .into_response();
     };
-    let max = app.config.max_frame_bytes;
+    let max = app.config.conn.max_frame_bytes;
     // No max_write_buffer_size: it also caps the largest frame we can send, and a `joined` with
     // a full history of long messages is over a megabyte. What waits to be written is bounded by
     // the connection's queue (`outbound_queue` frames) instead.
@@ -177,7 +177,7 @@ fn start(
     );
     let (sink, stream) = socket.split();
     let outbox = Outbox::new(
-        app.config.outbound_queue,
+        app.config.conn.outbound_queue,
         Some(app.metrics.outbound_depth.clone()),
     );
     let writer_size;

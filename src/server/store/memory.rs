@@ -153,12 +153,12 @@ impl MemoryStore {
     /// The store a node with `config` keeps in memory.
     pub fn from_config(config: &crate::server::config::Config) -> Self {
         Self::new(
-            config.history_size,
-            config.dedup_window,
-            config.max_rooms,
-            Duration::from_secs(config.session_ttl_secs),
+            config.rooms.history_size,
+            config.rooms.dedup_window,
+            config.rooms.max_rooms,
+            Duration::from_secs(config.rooms.session_ttl_secs),
         )
-        .with_room_idle(Duration::from_secs(config.room_idle_secs))
+        .with_room_idle(Duration::from_secs(config.rooms.room_idle_secs))
     }
 
     /// How long a room without members may stay idle before it is forgotten.

@@ -58,7 +58,7 @@ impl TestServer {
     ) -> Self {
         let node_id = node_id.to_owned();
         Self::serve(Some(store), |config| {
-            config.node_id = Some(node_id);
+            config.node.node_id = Some(node_id);
             tweak(config);
         })
         .await
@@ -66,13 +66,11 @@ impl TestServer {
 
     async fn serve(store: Option<Arc<dyn Store>>, tweak: impl FnOnce(&mut Config)) -> Self {
         init_logs();
-        let mut config = Config {
-            node_id: Some("test-node".into()),
-            shutdown_grace_secs: 2,
-            // Tests that shut down a server close everyone at once unless they test the drain.
-            drain_ms: 0,
-            ..Config::default()
-        };
+        let mut config = Config::default();
+        config.node.node_id = Some("test-node".into());
+        config.node.shutdown_grace_secs = 2;
+        // Tests that shut down a server close everyone at once unless they test the drain.
+        config.node.drain_ms = 0;
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -138,9 +136,9 @@ pub fn memory_store(config: &Config) -> Arc<dyn Store> {
 /// Lifts the per-connection rate limits, for tests whose senders are load generators rather
 /// than people (hostile.rs tests the limits themselves).
 pub fn unlimited(config: &mut Config) {
-    config.sends_per_sec = 0;
-    config.bytes_per_sec = 0;
-    config.controls_per_sec = 0;
+    config.limits.sends_per_sec = 0;
+    config.limits.bytes_per_sec = 0;
+    config.limits.controls_per_sec = 0;
 }
 
 /// `TEST_LOG=1` shows the server's logs.
