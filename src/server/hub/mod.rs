@@ -35,6 +35,8 @@ use std::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+mod joined;
+mod presence;
 mod room;
 #[cfg(test)]
 mod tests;

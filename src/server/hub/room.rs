@@ -1,12 +1,12 @@
 //! One room's task on this node: its local members, its place in the room's stream, joins
 //! merged with the live stream, gap fills and throttled member lists (see the module above).
 
-use super::{Command, Hub, Outbox};
+use super::{Command, Hub, Outbox, joined::joined_frame, presence::PresenceThrottle};
 use crate::protocol::{ChatMessage, Position, RoomName, ServerMsg};
 use crate::server::{
     bus::{BusEvent, BusItem, RecvError, Subscription},
     frame::encode,
-    store::{Member, Snapshot, StoreError, messages_after},
+    store::{Member, Snapshot, StoreError},
 };
 use std::{sync::Arc, time::Duration};
 use tokio::{
@@ -447,40 +447,6 @@ impl RoomTask {
     }
 }
 
-/// The `joined` frame for a snapshot: the recent history, or — for a client that names the last
-/// message it has — exactly the messages after it, if the store still has them all.
-fn joined_frame(room: &RoomName, snapshot: Snapshot, since: Option<Position>) -> ServerMsg {
-    let Snapshot {
-        members,
-        history,
-        epoch,
-        last_seq,
-        ..
-    } = snapshot;
-    let (history, recovered) = match since {
-        None => (history, None),
-        Some(since) if epoch.as_deref() == Some(since.epoch.as_str()) => {
-            // `history` is shared by the fallback, so only its messages after `since` are cloned.
-            match messages_after(
-                history.iter().filter(|m| m.seq > since.seq).cloned(),
-                last_seq,
-                since.seq,
-            ) {
-                Some(missed) => (missed, Some(true)),
-                None => (history, Some(false)),
-            }
-        }
-        // The room's numbering restarted (its stored data was lost) or it has none yet.
-        Some(_) => (history, Some(false)),
-    };
-    ServerMsg::Joined {
-        room: room.to_string(),
-        members,
-        history,
-        recovered,
-    }
-}
-
 /// Answers every queued command with an error and forgets the room, so the next join starts a
 /// fresh task.
 fn refuse_all(hub: &Hub, room: &RoomName, commands: &mut mpsc::UnboundedReceiver<Command>) {
@@ -500,36 +466,6 @@ fn refuse_all(hub: &Hub, room: &RoomName, commands: &mut mpsc::UnboundedReceiver
             }
             None => return,
         }
-    }
-}
-
-/// Sends `presence` frames of one room at most once per interval.
-///
-/// Every join or leave changes the whole list; sent to every member each time, a reconnect storm
-/// of n users would cost O(n²) bytes. Notices stay immediate; the list is read from the store
-/// and sent once the interval allows, so the first change after a quiet spell goes out at once.
-struct PresenceThrottle {
-    interval: Duration,
-    next_at: Instant,
-    /// A change happened since the last list went out.
-    pending: bool,
-    /// A list is being read.
-    reading: bool,
-}
-
-impl PresenceThrottle {
-    fn new(interval: Duration) -> Self {
-        Self {
-            interval,
-            next_at: Instant::now(),
-            pending: false,
-            reading: false,
-        }
-    }
-
-    fn sent(&mut self) {
-        self.pending = false;
-        self.next_at = Instant::now() + self.interval;
     }
 }
 

@@ -1,0 +1,33 @@
+//! How often a room's member list goes out.
+
+use tokio::time::{Duration, Instant};
+
+/// Sends `presence` frames of one room at most once per interval.
+///
+/// Every join or leave changes the whole list; sent to every member each time, a reconnect storm
+/// of n users would cost O(n²) bytes. Notices stay immediate; the list is read from the store
+/// and sent once the interval allows, so the first change after a quiet spell goes out at once.
+pub(super) struct PresenceThrottle {
+    interval: Duration,
+    pub(super) next_at: Instant,
+    /// A change happened since the last list went out.
+    pub(super) pending: bool,
+    /// A list is being read.
+    pub(super) reading: bool,
+}
+
+impl PresenceThrottle {
+    pub(super) fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            next_at: Instant::now(),
+            pending: false,
+            reading: false,
+        }
+    }
+
+    pub(super) fn sent(&mut self) {
+        self.pending = false;
+        self.next_at = Instant::now() + self.interval;
+    }
+}

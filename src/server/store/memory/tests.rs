@@ -1,0 +1,316 @@
+use super::*;
+use crate::server::store::{Departure, Sessions};
+
+fn store(history: usize) -> MemoryStore {
+    MemoryStore::new(history, 100, 10, Duration::from_secs(30))
+}
+fn name(s: &str) -> UserName {
+    UserName::parse(s).expect("valid name")
+}
+fn text(s: &str) -> MessageText {
+    MessageText::parse(s.to_owned(), 100).expect("valid text")
+}
+fn member(session: &str, n: &str) -> Member {
+    Member {
+        session: session.into(),
+        conn: format!("c-{session}").into(),
+        name: name(n),
+    }
+}
+
+#[tokio::test]
+async fn a_name_is_unique_case_insensitively_and_free_again_once_released() {
+    let s = store(10);
+    let (a, b): (SessionId, SessionId) = ("a".into(), "b".into());
+    let (ca, cb): (ConnId, ConnId) = ("ca".into(), "cb".into());
+    s.claim_name(&a, &ca, &name("Ann"), None)
+        .await
+        .expect("free");
+    assert_eq!(
+        s.claim_name(&b, &cb, &name("ANN"), None)
+            .await
+            .map_err(|e| matches!(e, StoreError::NameTaken(_))),
+        Err(true)
+    );
+    // The holder may change the case of its own name.
+    s.claim_name(&a, &ca, &name("ann"), Some(&name("Ann")))
+        .await
+        .expect("own name");
+    s.release(&a, &ca, Departure::Closed).await;
+    s.claim_name(&b, &cb, &name("Ann"), None)
+        .await
+        .expect("free again");
+}
+
+#[tokio::test]
+async fn a_dropped_session_keeps_its_name_until_it_expires_or_is_resumed() {
+    let s = MemoryStore::new(10, 100, 10, Duration::from_millis(50));
+    let (a, b): (SessionId, SessionId) = ("a".into(), "b".into());
+    let (ca, ca2, cb): (ConnId, ConnId, ConnId) = ("ca".into(), "ca2".into(), "cb".into());
+    s.claim_name(&a, &ca, &name("ann"), None)
+        .await
+        .expect("free");
+    s.release(&a, &ca, Departure::Dropped).await;
+    assert_eq!(
+        s.claim_name(&b, &cb, &name("ann"), None)
+            .await
+            .map_err(|e| matches!(e, StoreError::NameTaken(_))),
+        Err(true),
+        "reserved for its session"
+    );
+    assert_eq!(s.resume(&a, &ca2).await.expect("ok"), Some(name("ann")));
+    // The old connection's late release no longer touches the resumed session.
+    s.release(&a, &ca, Departure::Closed).await;
+    assert_eq!(
+        s.claim_name(&b, &cb, &name("ann"), None)
+            .await
+            .map_err(|e| matches!(e, StoreError::NameTaken(_))),
+        Err(true)
+    );
+    s.release(&a, &ca2, Departure::Dropped).await;
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(s.resume(&a, &ca2).await.expect("ok"), None, "expired");
+    s.claim_name(&b, &cb, &name("ann"), None)
+        .await
+        .expect("free after expiry");
+}
+
+#[tokio::test]
+async fn a_resent_client_id_is_acknowledged_with_its_first_seq_not_stored_again() {
+    let s = MemoryStore::new(10, 2, 10, Duration::from_secs(30));
+    let room = RoomName::lobby();
+    s.join(&room, &member("a", "ann"), true)
+        .await
+        .expect("joins");
+    let ann = name("ann");
+    let send = |id: &'static str| s.append(&room, &ann, text("hi"), Some(id.into()));
+    let first = send("c1").await.expect("stored");
+    assert_eq!(
+        first,
+        Stored {
+            seq: 1,
+            duplicate: false
+        }
+    );
+    assert_eq!(
+        send("c1").await.expect("ok"),
+        Stored {
+            seq: 1,
+            duplicate: true
+        }
+    );
+    assert_eq!(send("c2").await.expect("ok").seq, 2);
+    assert_eq!(send("c3").await.expect("ok").seq, 3);
+    // The window holds two ids: c1 has left it and would be stored again.
+    assert_eq!(
+        send("c1").await.expect("ok"),
+        Stored {
+            seq: 4,
+            duplicate: false
+        }
+    );
+    let snap = s
+        .join(&room, &member("b", "bo"), true)
+        .await
+        .expect("joins");
+    assert_eq!(snap.history.len(), 4, "the duplicate was not stored");
+}
+
+#[tokio::test]
+async fn history_keeps_the_newest_messages_in_seq_order() {
+    let s = store(3);
+    let room = RoomName::lobby();
+    s.join(&room, &member("a", "ann"), true)
+        .await
+        .expect("joins");
+    for i in 1..=5 {
+        let m = s
+            .append(&room, &name("ann"), text(&format!("m{i}")), None)
+            .await
+            .expect("stored");
+        assert_eq!(m.seq, i);
+    }
+    let snap = s
+        .join(&room, &member("b", "bo"), true)
+        .await
+        .expect("joins");
+    let texts: Vec<_> = snap.history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["m3", "m4", "m5"]);
+    assert_eq!(snap.last_seq, 5);
+    assert_eq!(snap.members, ["ann", "bo"]);
+    let epoch = snap.epoch.expect("an epoch");
+    let since = s.since(&room, &epoch, 3).await.expect("ok").expect("kept");
+    assert_eq!(since.iter().map(|m| m.seq).collect::<Vec<_>>(), [4, 5]);
+    assert_eq!(
+        s.since(&room, &epoch, 1).await.expect("ok"),
+        None,
+        "trimmed"
+    );
+    assert_eq!(
+        s.since(&room, "other", 3).await.expect("ok"),
+        None,
+        "other epoch"
+    );
+}
+
+#[tokio::test]
+async fn a_late_leave_of_a_taken_over_session_changes_nothing() {
+    let s = store(3);
+    let room = RoomName::lobby();
+    let old = member("a", "ann");
+    let new = Member {
+        conn: "c-new".into(),
+        ..old.clone()
+    };
+    s.join(&room, &old, true).await.expect("joins");
+    let mut sub = s.subscribe(&room).await.expect("subscribes");
+    s.join(&room, &new, true).await.expect("joins again");
+    s.leave(&room, &old).await.expect("no-op");
+    assert_eq!(s.members(&room).await.expect("ok"), ["ann"]);
+    s.leave(&room, &new).await.expect("leaves");
+    assert_eq!(s.members(&room).await.expect("ok"), Vec::<String>::new());
+    // Only the real leave was announced.
+    match sub.recv().await.expect("an event") {
+        crate::server::bus::BusItem::Event(e) => assert!(matches!(
+            e.msg,
+            ServerMsg::Notice {
+                kind: NoticeKind::Left,
+                ..
+            }
+        )),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_empty_room_without_history_is_forgotten_but_one_with_history_is_kept() {
+    let s = store(3);
+    let quiet = RoomName::parse("quiet").expect("valid");
+    let busy = RoomName::parse("busy").expect("valid");
+    let a = member("a", "ann");
+    s.join(&quiet, &a, true).await.expect("joins");
+    s.join(&busy, &a, true).await.expect("joins");
+    s.append(&busy, &name("ann"), text("hi"), None)
+        .await
+        .expect("stored");
+    s.leave(&quiet, &a).await.expect("leaves");
+    s.leave(&busy, &a).await.expect("leaves");
+    let rooms = s.rooms.lock().expect("not poisoned");
+    assert!(!rooms.contains_key(&quiet));
+    assert!(rooms.contains_key(&busy));
+}
+
+#[tokio::test]
+async fn the_number_of_rooms_is_bounded() {
+    let s = MemoryStore::new(10, 100, 2, Duration::from_secs(1));
+    let a = member("a", "ann");
+    for r in ["r1", "r2"] {
+        s.join(&RoomName::parse(r).expect("valid"), &a, true)
+            .await
+            .expect("joins");
+    }
+    let third = s
+        .join(&RoomName::parse("r3").expect("valid"), &a, true)
+        .await;
+    assert_eq!(third.map(|_| ()), Err(StoreError::RoomsFull));
+}
+
+/// A room with one stored message whose only member left again.
+async fn abandoned(s: &MemoryStore, room: &str) -> RoomName {
+    let room = RoomName::parse(room).expect("valid");
+    let a = member("a", "ann");
+    s.join(&room, &a, true).await.expect("joins");
+    s.append(&room, &name("ann"), text("hi"), None)
+        .await
+        .expect("stored");
+    s.leave(&room, &a).await.expect("leaves");
+    room
+}
+
+#[tokio::test]
+async fn a_full_node_forgets_the_room_without_members_idle_longest_instead_of_refusing() {
+    let s = MemoryStore::new(10, 100, 3, Duration::from_secs(30));
+    let first = abandoned(&s, "r1").await;
+    let old_epoch = s
+        .join(&first, &member("b", "bo"), true)
+        .await
+        .expect("joins");
+    s.leave(&first, &member("b", "bo")).await.expect("leaves");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = abandoned(&s, "r2").await;
+    let busy = RoomName::parse("busy").expect("valid");
+    s.join(&busy, &member("c", "cy"), true)
+        .await
+        .expect("joins");
+    // Full: r1 (idle longest, no members) makes way; the busy room is never touched.
+    let fourth = RoomName::parse("r4").expect("valid");
+    s.join(&fourth, &member("d", "di"), true)
+        .await
+        .expect("room made");
+    {
+        let rooms = s.rooms.lock().expect("not poisoned");
+        assert!(!rooms.contains_key(&first));
+        assert!(rooms.contains_key(&second) && rooms.contains_key(&busy));
+    }
+    // Opened again, it numbers anew in a new epoch: an old position is not taken for new.
+    let again = s
+        .join(&first, &member("b", "bo"), true)
+        .await
+        .expect("joins");
+    assert!(again.created && again.history.is_empty());
+    s.append(&first, &name("bo"), text("new"), None)
+        .await
+        .expect("stored");
+    let after = s
+        .join(&first, &member("b", "bo"), true)
+        .await
+        .expect("joins");
+    assert_eq!(after.last_seq, 1);
+    assert_ne!(after.epoch, old_epoch.epoch);
+    assert_eq!(
+        s.since(&first, old_epoch.epoch.as_deref().expect("epoch"), 1)
+            .await
+            .expect("ok"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn idle_rooms_without_members_are_forgotten_rooms_with_members_are_kept() {
+    let s = MemoryStore::new(10, 100, 3, Duration::from_secs(30))
+        .with_room_idle(Duration::from_millis(20));
+    let idle = abandoned(&s, "idle").await;
+    let kept = RoomName::parse("kept").expect("valid");
+    s.join(&kept, &member("b", "bo"), true)
+        .await
+        .expect("joins");
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    // Sweeps happen as rooms are opened (or when the node is full).
+    *s.swept.lock().expect("not poisoned") -= SWEEP_EVERY;
+    s.join(
+        &RoomName::parse("new").expect("valid"),
+        &member("c", "cy"),
+        true,
+    )
+    .await
+    .expect("joins");
+    let rooms = s.rooms.lock().expect("not poisoned");
+    assert!(!rooms.contains_key(&idle));
+    assert!(rooms.contains_key(&kept));
+}
+
+#[tokio::test]
+async fn without_create_only_rooms_that_exist_can_be_joined() {
+    let s = store(10);
+    let open = abandoned(&s, "open").await;
+    let snap = s
+        .join(&open, &member("b", "bo"), false)
+        .await
+        .expect("exists");
+    assert!(!snap.created);
+    let new = RoomName::parse("new").expect("valid");
+    assert_eq!(
+        s.join(&new, &member("b", "bo"), false).await.map(|_| ()),
+        Err(StoreError::CreationLimited)
+    );
+}
