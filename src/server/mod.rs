@@ -84,8 +84,8 @@ impl AppState {
             Some(id) => id.as_str().into(),
             None => format!("node-{:08x}", rand::random::<u32>()).into(),
         };
-        let session_ttl = Duration::from_secs(config.rooms.session_ttl_secs);
-        let room_idle = Duration::from_secs(config.rooms.room_idle_secs);
+        let session_ttl = config.rooms.session_ttl_secs;
+        let room_idle = config.rooms.room_idle_secs;
         let metrics = Arc::new(metrics::Metrics::new());
         let store: Arc<dyn Store> = match (store, config.redis.target()) {
             (Some(store), _) => store,
@@ -94,12 +94,12 @@ impl AppState {
                 let settings = RedisSettings {
                     target,
                     wait_replicas: config.redis.redis_wait_replicas,
-                    wait_timeout: Duration::from_millis(config.redis.redis_wait_timeout_ms),
+                    wait_timeout: config.redis.redis_wait_timeout_ms,
                     node: node_id.clone(),
                     history_size: config.rooms.history_size,
                     dedup_window: config.rooms.dedup_window,
                     session_ttl,
-                    node_ttl: Duration::from_millis(config.redis.node_ttl_ms),
+                    node_ttl: config.redis.node_ttl_ms,
                     room_ttl: room_idle,
                     pubsub_lost: metrics.pubsub_lost.clone(),
                 };
@@ -115,7 +115,7 @@ impl AppState {
         };
         let hub = Hub::new(
             store.clone(),
-            Duration::from_millis(config.rooms.presence_interval_ms),
+            config.rooms.presence_interval_ms,
             metrics.clone(),
         );
         let gate = guard::Gate::new(&config);
@@ -390,8 +390,8 @@ impl Server {
         let _stop_guard = stop.clone().drop_guard();
         let app = AppState::new(config, store, stop.clone()).await?;
         let store = app.store.clone();
-        let drain = Duration::from_millis(app.config.node.drain_ms);
-        let grace = Duration::from_secs(app.config.node.shutdown_grace_secs);
+        let drain = app.config.node.drain_ms;
+        let grace = app.config.node.shutdown_grace_secs;
         let draining = app.shutdown.clone();
         let connections = app.connections.clone();
         let addr = listener.local_addr()?;

@@ -387,7 +387,7 @@ async fn health_and_the_server_rendered_page_answer_over_http() {
 #[tokio::test]
 async fn shutdown_drains_connections_with_1012_spread_over_the_window_then_stops() {
     let drain = Duration::from_millis(1500);
-    let server = TestServer::with(|c| c.node.drain_ms = drain.as_millis() as u64).await;
+    let server = TestServer::with(|c| c.node.drain_ms = drain).await;
     let readyz = server.http_url("/readyz");
     let ws_url = server.ws_url();
     let mut clients = Vec::new();
@@ -541,8 +541,8 @@ async fn a_message_sent_again_with_its_client_id_is_acknowledged_again_and_store
 #[tokio::test]
 async fn the_server_pings_and_closes_a_peer_that_stays_silent() {
     let server = TestServer::with(|c| {
-        c.conn.ping_interval_ms = 100;
-        c.conn.idle_timeout_ms = 500;
+        c.conn.ping_interval_ms = Duration::from_millis(100);
+        c.conn.idle_timeout_ms = Duration::from_millis(500);
     })
     .await;
     let mut live = Client::connect(&server).await;
@@ -563,7 +563,7 @@ async fn the_server_pings_and_closes_a_peer_that_stays_silent() {
 
 #[tokio::test]
 async fn a_burst_of_joins_announces_each_but_folds_the_member_lists() {
-    let server = TestServer::with(|c| c.rooms.presence_interval_ms = 1000).await;
+    let server = TestServer::with(|c| c.rooms.presence_interval_ms = Duration::from_secs(1)).await;
     let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
     // All at once, as after a node restart.
     let names: Vec<String> = (0..20).map(|i| format!("u{i:02}")).collect();

@@ -366,7 +366,7 @@ async fn a_room_flood_in_redis_expires_and_a_reopened_room_starts_a_new_epoch() 
     let url = redis.url();
     let server = TestServer::with(|c| {
         c.redis.redis_url = Some(url.clone());
-        c.rooms.room_idle_secs = 1;
+        c.rooms.room_idle_secs = Duration::from_secs(1);
         c.limits.rooms_created_per_min = 1000;
         common::unlimited(c);
     })
@@ -434,7 +434,7 @@ async fn names_of_sessions_that_ended_are_freed_in_redis() {
     let url = redis.url();
     let server = TestServer::with(|c| {
         c.redis.redis_url = Some(url.clone());
-        c.rooms.session_ttl_secs = 1;
+        c.rooms.session_ttl_secs = Duration::from_secs(1);
     })
     .await
     .ready()

@@ -3,12 +3,13 @@
 //! environment variables, then command-line flags.
 //!
 //! Every key is declared once, in the `settings!` table below: its doc (also its `--help`), the
-//! type a layer reads, the type it is parsed into, its default and its variable. Adding a key is
+//! type a layer reads (durations as whole `Millis` or `Secs`, as the key's name says), the type it
+//! is parsed into, its default and its variable. Adding a key is
 //! one entry there (and a check in `validate.rs` if it has limits, a row in README's table).
 
 use super::bus::Target;
 use crate::rate::Rate;
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 mod layer;
 mod settings;
@@ -20,6 +21,7 @@ mod values;
 use ipnet::IpNet;
 pub use layer::Cli;
 use layer::read_layer;
+pub use settings::{Millis, Secs};
 use settings::{Setting, settings};
 use values::Wanted;
 pub use values::{AllowedOrigin, Auth, JwtAlgorithm, LogFormat, parse_proxy};
@@ -59,9 +61,9 @@ settings! {
         tls_key: String => Option<String> = None, env "CHORUS_TLS_KEY";
         /// On SIGTERM, milliseconds over which open connections are told to reconnect elsewhere
         /// (1012), each at a random moment, so they do not all arrive at other nodes at once.
-        drain_ms: u64 = 10_000, env "CHORUS_DRAIN_MS";
+        drain_ms: Millis => Duration = Duration::from_millis(10_000), env "CHORUS_DRAIN_MS";
         /// Seconds to wait, after the drain, for connections to close before exiting anyway.
-        shutdown_grace_secs: u64 = 10, env "CHORUS_SHUTDOWN_GRACE_SECS";
+        shutdown_grace_secs: Secs => Duration = Duration::from_secs(10), env "CHORUS_SHUTDOWN_GRACE_SECS";
     }
 
     /// Redis, shared by the nodes; without it the node keeps everything in memory and stands
@@ -84,10 +86,10 @@ settings! {
         /// acknowledges once the master has it, and a failover may lose the last ones.
         redis_wait_replicas: u32 = 0, env "CHORUS_REDIS_WAIT_REPLICAS";
         /// Milliseconds to wait for those replicas; past it the sender gets a retryable error.
-        redis_wait_timeout_ms: u64 = 200, env "CHORUS_REDIS_WAIT_TIMEOUT_MS";
+        redis_wait_timeout_ms: Millis => Duration = Duration::from_millis(200), env "CHORUS_REDIS_WAIT_TIMEOUT_MS";
         /// Milliseconds without a heartbeat after which a node counts as dead and its members
         /// are removed from every room (heartbeats go out four times per period).
-        node_ttl_ms: u64 = 5_000, env "CHORUS_NODE_TTL_MS";
+        node_ttl_ms: Millis => Duration = Duration::from_millis(5_000), env "CHORUS_NODE_TTL_MS";
     }
 
     /// Rooms, their history and the sessions in them.
@@ -99,9 +101,9 @@ settings! {
         /// acknowledged again instead of stored twice.
         dedup_window: usize = 1000, env "CHORUS_DEDUP_WINDOW";
         /// Seconds a session whose connection dropped keeps its name for a `resume`.
-        session_ttl_secs: u64 = 30, env "CHORUS_SESSION_TTL_SECS";
+        session_ttl_secs: Secs => Duration = Duration::from_secs(30), env "CHORUS_SESSION_TTL_SECS";
         /// Least milliseconds between two `presence` frames of one room (the newest list wins).
-        presence_interval_ms: u64 = 250, env "CHORUS_PRESENCE_INTERVAL_MS";
+        presence_interval_ms: Millis => Duration = Duration::from_millis(250), env "CHORUS_PRESENCE_INTERVAL_MS";
         /// Rooms the node keeps (with their history) at once. Past it, the room without members
         /// idle longest is forgotten to make space; only when every room has members is a new
         /// one refused.
@@ -109,7 +111,7 @@ settings! {
         /// Seconds a room may go without a message or a join before it is forgotten (in memory:
         /// once it has no members; in Redis: its messages, sequence and dedup ids expire). A
         /// room opened again starts a new epoch, so `seq` is never reused.
-        room_idle_secs: u64 = 7 * 24 * 3600, env "CHORUS_ROOM_IDLE_SECS";
+        room_idle_secs: Secs => Duration = Duration::from_secs(7 * 24 * 3600), env "CHORUS_ROOM_IDLE_SECS";
     }
 
     /// One connection: its heartbeat, its frames and its queue.
@@ -117,10 +119,10 @@ settings! {
         /// Milliseconds between two WebSocket pings to each connection; keep it well below the
         /// idle timeout of any balancer in front (nginx's `proxy_read_timeout`, a cloud
         /// balancer's 60 s).
-        ping_interval_ms: u64 = 25_000, env "CHORUS_PING_INTERVAL_MS";
+        ping_interval_ms: Millis => Duration = Duration::from_millis(25_000), env "CHORUS_PING_INTERVAL_MS";
         /// Milliseconds a connection may stay silent (no frame, not even a pong) before it is
         /// closed.
-        idle_timeout_ms: u64 = 60_000, env "CHORUS_IDLE_TIMEOUT_MS";
+        idle_timeout_ms: Millis => Duration = Duration::from_millis(60_000), env "CHORUS_IDLE_TIMEOUT_MS";
         /// Longest message text, in characters.
         max_text_chars: usize = 4000, env "CHORUS_MAX_TEXT_CHARS";
         /// Largest WebSocket frame (and message) a client may send, in bytes; larger closes

@@ -6,7 +6,7 @@
 //! [`Layer`]: super::Layer
 
 use super::values::Wanted;
-use std::net::SocketAddr;
+use std::{net::SocketAddr, num::ParseIntError, str::FromStr, time::Duration};
 
 /// Declares every setting once. Each key gives its doc (also the flag's help), an optional
 /// `#[arg(..)]` for clap, the type a layer reads, `=> the type the config holds` when the value
@@ -147,5 +147,41 @@ impl Parse for SocketAddr {
     fn parse(s: &str) -> Result<Self, Wanted> {
         s.parse()
             .map_err(|_| "an address and port, e.g. 127.0.0.1:9100")
+    }
+}
+
+/// A duration as a whole number of milliseconds (keys ending in `_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Millis(pub u64);
+
+/// A duration as a whole number of seconds (keys ending in `_secs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secs(pub u64);
+
+impl FromStr for Millis {
+    type Err = ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Self)
+    }
+}
+
+impl FromStr for Secs {
+    type Err = ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Self)
+    }
+}
+
+impl Setting<Millis> for Duration {
+    fn from_setting(raw: Millis) -> Result<Self, Wanted> {
+        Ok(Duration::from_millis(raw.0))
+    }
+}
+
+impl Setting<Secs> for Duration {
+    fn from_setting(raw: Secs) -> Result<Self, Wanted> {
+        Ok(Duration::from_secs(raw.0))
     }
 }

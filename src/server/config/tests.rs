@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 
 #[test]
 fn later_layers_win_key_by_key() {
@@ -41,8 +42,8 @@ fn the_logged_config_hides_the_redis_password() {
 #[test]
 fn an_idle_timeout_shorter_than_the_ping_interval_is_refused() {
     let mut config = Config::default();
-    config.conn.ping_interval_ms = 30_000;
-    config.conn.idle_timeout_ms = 20_000;
+    config.conn.ping_interval_ms = Duration::from_secs(30);
+    config.conn.idle_timeout_ms = Duration::from_secs(20);
     assert!(matches!(
         config.validate(),
         Err(ConfigError::Invalid {
@@ -187,7 +188,7 @@ fn sentinel_settings_name_the_target_and_are_checked() {
         "redis_sentinels"
     );
     assert_eq!(
-        invalid(|c| c.redis.redis_wait_timeout_ms = 0),
+        invalid(|c| c.redis.redis_wait_timeout_ms = Duration::ZERO),
         "redis_wait_timeout_ms"
     );
     // WAIT needs Redis; an empty list switches Sentinel off again.
@@ -408,6 +409,10 @@ fn flags_fill_a_layer_and_lists_are_comma_separated() {
         "https://a.example,https://b.example",
         "--metrics-listen",
         "127.0.0.1:9100",
+        "--drain-ms",
+        "250",
+        "--session-ttl-secs",
+        "5",
     ])
     .expect("parses");
     let mut config = Config::default();
@@ -418,5 +423,12 @@ fn flags_fill_a_layer_and_lists_are_comma_separated() {
         config.observe.metrics_listen,
         Some(([127, 0, 0, 1], 9100).into())
     );
+    assert_eq!(config.node.drain_ms, Duration::from_millis(250));
+    assert_eq!(config.rooms.session_ttl_secs, Duration::from_secs(5));
     assert!(Cli::try_parse_from(["chorus", "--histroy-size", "7"]).is_err());
+    assert!(Cli::try_parse_from(["chorus", "--drain-ms", "1.5"]).is_err());
+    let file: Layer = toml::from_str("drain_ms = 1500\nroom_idle_secs = 60").expect("parses");
+    config.apply(file).expect("applies");
+    assert_eq!(config.node.drain_ms, Duration::from_millis(1500));
+    assert_eq!(config.rooms.room_idle_secs, Duration::from_secs(60));
 }

@@ -1,6 +1,15 @@
 //! What the server cannot run with, refused at load with the key named.
 
 use super::{Auth, Config, ConfigError, JwtAlgorithm};
+use std::time::Duration;
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
 
 impl Config {
     /// Rejects values the server cannot run with, naming the key. (Values that do not even
@@ -27,17 +36,21 @@ impl Config {
             "at most 100000",
         )?;
         check(
-            (100..=600_000).contains(&self.conn.ping_interval_ms),
+            (ms(100)..=ms(600_000)).contains(&self.conn.ping_interval_ms),
             "ping_interval_ms",
             "between 100 and 600000",
         )?;
         check(
             self.conn.idle_timeout_ms > self.conn.ping_interval_ms
-                && self.conn.idle_timeout_ms <= 3_600_000,
+                && self.conn.idle_timeout_ms <= ms(3_600_000),
             "idle_timeout_ms",
             "more than ping_interval_ms (a live peer answers each ping) and at most 3600000",
         )?;
-        check(self.node.drain_ms <= 600_000, "drain_ms", "at most 600000")?;
+        check(
+            self.node.drain_ms <= ms(600_000),
+            "drain_ms",
+            "at most 600000",
+        )?;
         check(
             (1..=100_000).contains(&self.conn.max_text_chars),
             "max_text_chars",
@@ -61,12 +74,12 @@ impl Config {
         )?;
         check(self.rooms.max_rooms >= 1, "max_rooms", "at least 1")?;
         check(
-            (1..=366 * 24 * 3600).contains(&self.rooms.room_idle_secs),
+            (secs(1)..=secs(366 * 24 * 3600)).contains(&self.rooms.room_idle_secs),
             "room_idle_secs",
             "between 1 and 31622400 (a year)",
         )?;
         check(
-            self.rooms.presence_interval_ms <= 60_000,
+            self.rooms.presence_interval_ms <= ms(60_000),
             "presence_interval_ms",
             "at most 60000",
         )?;
@@ -122,7 +135,7 @@ impl Config {
             "the master's name in the sentinels' configuration",
         )?;
         check(
-            (1..=10_000).contains(&self.redis.redis_wait_timeout_ms),
+            (ms(1)..=ms(10_000)).contains(&self.redis.redis_wait_timeout_ms),
             "redis_wait_timeout_ms",
             "between 1 and 10000",
         )?;
@@ -132,12 +145,12 @@ impl Config {
             "only with Redis (redis_url, redis_sentinels or redis_cluster)",
         )?;
         check(
-            (1..=86_400).contains(&self.rooms.session_ttl_secs),
+            (secs(1)..=secs(86_400)).contains(&self.rooms.session_ttl_secs),
             "session_ttl_secs",
             "between 1 and 86400",
         )?;
         check(
-            (400..=600_000).contains(&self.redis.node_ttl_ms),
+            (ms(400)..=ms(600_000)).contains(&self.redis.node_ttl_ms),
             "node_ttl_ms",
             "between 400 and 600000",
         )?;

@@ -20,7 +20,7 @@ use crate::server::{
     metrics::Metrics,
     store::{ConnId, Departure, Member, SessionId, Store, StoreError},
 };
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tungstenite::Message;
 
@@ -149,7 +149,8 @@ impl Connection {
                 sends: config.limits.send_rate(),
                 bytes: config.byte_rate(),
             },
-            ping_interval_ms: config.conn.ping_interval_ms,
+            ping_interval_ms: u64::try_from(config.conn.ping_interval_ms.as_millis())
+                .unwrap_or(u64::MAX),
             name: self.bound.as_ref().map(|n| n.to_string()),
         }));
     }
@@ -167,9 +168,9 @@ impl Peer for Connection {
     fn heartbeat(&self) -> Heartbeat {
         let config = &self.node.config;
         Heartbeat {
-            ping: Duration::from_millis(config.conn.ping_interval_ms),
-            idle: Duration::from_millis(config.conn.idle_timeout_ms),
-            drain: Duration::from_millis(config.node.drain_ms),
+            ping: config.conn.ping_interval_ms,
+            idle: config.conn.idle_timeout_ms,
+            drain: config.node.drain_ms,
         }
     }
 

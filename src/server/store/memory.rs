@@ -112,9 +112,9 @@ impl MemoryStore {
             config.rooms.history_size,
             config.rooms.dedup_window,
             config.rooms.max_rooms,
-            Duration::from_secs(config.rooms.session_ttl_secs),
+            config.rooms.session_ttl_secs,
         )
-        .with_room_idle(Duration::from_secs(config.rooms.room_idle_secs))
+        .with_room_idle(config.rooms.room_idle_secs)
     }
 
     /// How long a room without members may stay idle before it is forgotten.

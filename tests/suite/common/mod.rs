@@ -68,9 +68,9 @@ impl TestServer {
         init_logs();
         let mut config = Config::default();
         config.node.node_id = Some("test-node".into());
-        config.node.shutdown_grace_secs = 2;
+        config.node.shutdown_grace_secs = Duration::from_secs(2);
         // Tests that shut down a server close everyone at once unless they test the drain.
-        config.node.drain_ms = 0;
+        config.node.drain_ms = Duration::ZERO;
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
