@@ -56,9 +56,19 @@ fn set_content_security_policy(options: &LeptosOptions) {
     let Some(response) = use_context::<leptos_axum::ResponseOptions>() else {
         return;
     };
+    // Under `cargo leptos watch` only: its reload script connects to the host the page was
+    // asked for (`localhost`, `127.0.0.1`, a LAN address…), on the reload port.
     let reload = match options.env {
         leptos::config::Env::DEV => {
-            format!(" ws://{}:{}", options.site_addr.ip(), options.reload_port)
+            let asked = use_context::<axum::http::request::Parts>().and_then(|parts| {
+                let host = parts.headers.get(header::HOST)?.to_str().ok()?;
+                crate::server::net::split_host_port(host, 0).map(|(host, _)| host)
+            });
+            let host = asked.unwrap_or_else(|| match options.site_addr {
+                std::net::SocketAddr::V4(a) => a.ip().to_string(),
+                std::net::SocketAddr::V6(a) => format!("[{}]", a.ip()),
+            });
+            format!(" ws://{host}:{}", options.reload_port)
         }
         leptos::config::Env::PROD => String::new(),
     };

@@ -17,6 +17,7 @@
 //! - [`bus`]: how a room's events reach every node: in memory, or Redis pub/sub (`bus::link`
 //!   finds the Redis master, through Sentinel or a Redis Cluster's slot map).
 //! - [`metrics`], [`status`]: `/metrics` and the status page's data.
+//! - `site`: the pages and the files cargo-leptos built, and the Leptos settings they use.
 //! - `tls`: serving HTTPS and WSS directly.
 
 pub mod auth;
@@ -29,17 +30,16 @@ pub mod hub;
 pub mod metrics;
 pub mod net;
 mod outbox;
+mod site;
 pub mod status;
 pub mod store;
 mod tls;
 
-use crate::app::{App, shell};
 use axum::{Router, extract::FromRef, routing::get, serve::ListenerExt};
 use axum::{http::StatusCode, response::IntoResponse};
 use config::Config;
 use hub::Hub;
 use leptos::prelude::LeptosOptions;
-use leptos_axum::{LeptosRoutes, generate_route_list};
 use std::{
     future::{Future, IntoFuture},
     sync::Arc,
@@ -122,7 +122,7 @@ impl AppState {
         let verifier = auth::Verifier::from_config(&config)?.map(Arc::new);
         Ok(Self {
             verifier,
-            leptos_options: leptos_options(&config),
+            leptos_options: site::leptos_options(&config),
             gate,
             config: Arc::new(config),
             node_id,
@@ -133,63 +133,6 @@ impl AppState {
             metrics,
             status: Arc::default(),
         })
-    }
-}
-
-/// Leptos's settings: names and paths from cargo-leptos's environment when it runs us, the
-/// defaults of `[package.metadata.leptos]` otherwise.
-fn leptos_options(config: &Config) -> LeptosOptions {
-    let env = |key: &str, default: &str| std::env::var(key).unwrap_or_else(|_| default.to_owned());
-    // cargo-leptos names the site's files after their content (`hash-files`) and writes the
-    // hashes beside the server binary, where Leptos reads them: used when they are there (not,
-    // for instance, in the tests' own binaries).
-    let hash_file = env("LEPTOS_HASH_FILE_NAME", "hash.txt");
-    let hashed = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(&hash_file).is_file()))
-        .unwrap_or(false);
-    LeptosOptions::builder()
-        .output_name(env("LEPTOS_OUTPUT_NAME", "chorus"))
-        .site_root(config.node.site_root.as_str())
-        .site_pkg_dir(env("LEPTOS_SITE_PKG_DIR", "pkg"))
-        .site_addr(config.node.listen)
-        .reload_port(
-            env("LEPTOS_RELOAD_PORT", "3001")
-                .parse::<u32>()
-                .unwrap_or(3001),
-        )
-        // `Env::from` panics on an unknown value; parsing falls back to the default instead.
-        .env(
-            std::env::var("LEPTOS_ENV")
-                .ok()
-                .and_then(|v| v.parse::<leptos::config::Env>().ok())
-                .unwrap_or_default(),
-        )
-        .hash_file(Arc::<str>::from(hash_file))
-        .hash_files(hashed)
-        .build()
-}
-
-/// How long a browser may keep a response: a file named after its content (cargo-leptos's
-/// `chorus.<22 base64url characters>.wasm`) for a year without asking, since a new build has a
-/// new name; anything else it may keep but must ask about again (a cheap 304 when unchanged),
-/// so a release is never half-loaded.
-fn cache_policy(path: &str) -> &'static str {
-    let name = path.rsplit('/').next().unwrap_or_default();
-    let mut parts = name.rsplit('.');
-    let hashed = path.starts_with("/pkg/")
-        && parts.next().is_some()
-        && parts.next().is_some_and(|hash| {
-            hash.len() == 22
-                && hash
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-        && parts.next().is_some();
-    if hashed {
-        "public, max-age=31536000, immutable"
-    } else {
-        "no-cache"
     }
 }
 
@@ -233,64 +176,8 @@ fn metrics_router(app: AppState) -> Router {
         .with_state(app)
 }
 
-/// The pages and the site's files: compressed when the browser asks (the WASM shrinks to about a
-/// third), never framed or sniffed, cached by content hash. The pages' Content-Security-Policy
-/// carries a per-response nonce, so the shell sets it (`app::shell`). With `status`, the status
-/// page and its data are served too; without, `/status` is not found.
-fn site(app: &AppState, status: bool) -> Router<AppState> {
-    use axum::http::{HeaderValue, header};
-    use tower_http::{compression::CompressionLayer, set_header::SetResponseHeaderLayer};
-    let routes = generate_route_list(App)
-        .into_iter()
-        .filter(|r| status || r.path() != STATUS_PATH)
-        .collect();
-    let header =
-        |name, value| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value));
-    let site = Router::new().leptos_routes_with_context(
-        app,
-        routes,
-        {
-            // The status page reads the node through this (when rendered on the server).
-            let app = app.clone();
-            move || leptos::context::provide_context(app.clone())
-        },
-        {
-            let options = app.leptos_options.clone();
-            move || shell(options.clone())
-        },
-    );
-    let site = if status {
-        site.route("/status.json", get(status::status_json))
-    } else {
-        site.route(STATUS_PATH, get(|| async { StatusCode::NOT_FOUND }))
-    };
-    site.fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(CompressionLayer::new().gzip(true).br(true))
-        .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(header(header::X_FRAME_OPTIONS, "DENY"))
-        .layer(header(header::REFERRER_POLICY, "same-origin"))
-        .layer(axum::middleware::map_response(
-            |uri: axum::http::Uri, mut response: axum::response::Response| async move {
-                let policy = cache_policy(uri.path());
-                response
-                    .headers_mut()
-                    .entry(header::CACHE_CONTROL)
-                    .or_insert(HeaderValue::from_static(policy));
-                response
-            },
-        ))
-}
-
-/// Where the status page lives.
-const STATUS_PATH: &str = "/status";
-
-/// The site with its status page, for its own address (`status_listen`).
-fn status_router(app: AppState) -> Router {
-    site(&app, true).with_state(app)
-}
-
 pub fn router(app: AppState) -> Router {
-    let site = site(&app, app.config.observe.status_on_main());
+    let site = site::site(&app, app.config.observe.status_on_main());
     let routes = Router::new()
         .route("/ws", get(conn::upgrade))
         .route("/healthz", get(healthz))
@@ -405,7 +292,13 @@ impl Server {
         if app.config.observe.status_page
             && let Some(addr) = app.config.observe.status_listen
         {
-            serve_beside("status_listen", addr, status_router(app.clone()), &stop).await?;
+            serve_beside(
+                "status_listen",
+                addr,
+                site::status_router(app.clone()),
+                &stop,
+            )
+            .await?;
         }
         if app.config.observe.status_page {
             status::spawn(app.clone(), stop.clone());

@@ -50,6 +50,8 @@ async fn pages_forbid_framing_sniffing_and_scripts_without_this_pages_nonce() {
                 "{directive} missing in {policy}"
             );
         }
+        // Outside `cargo leptos watch` no reload socket is allowed, and no reload script sent.
+        assert!(!policy.contains("ws:"), "a development socket in {policy}");
         assert_eq!(header(&page, "x-content-type-options"), "nosniff");
         assert_eq!(header(&page, "x-frame-options"), "DENY");
         assert_eq!(header(&page, "referrer-policy"), "same-origin");
@@ -60,6 +62,10 @@ async fn pages_forbid_framing_sniffing_and_scripts_without_this_pages_nonce() {
             .expect("a nonce in script-src")
             .to_owned();
         let body = page.text().await.expect("page body");
+        assert!(
+            !body.contains("live_reload"),
+            "the reload script in a production page"
+        );
         assert!(
             body.contains(&format!("nonce=\"{nonce}\"")),
             "the hydration script carries the header's nonce"

@@ -13,6 +13,11 @@ pub struct Cli {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub overrides: Layer,
+    /// The address cargo-leptos serves the site at (its `site-addr`, or the `LEPTOS_SITE_ADDR`
+    /// it was given), which it hands to the server it runs: that server listens there, unless
+    /// `listen` is set by variable or flag.
+    #[arg(long, env = "LEPTOS_SITE_ADDR", hide = true)]
+    pub leptos_site_addr: Option<std::net::SocketAddr>,
 }
 
 pub(super) fn read_layer(path: &PathBuf) -> Result<Layer, ConfigError> {

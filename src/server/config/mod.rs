@@ -297,9 +297,13 @@ impl Config {
                 path.exists().then(|| read_layer(&path)).transpose()?
             }
         };
+        let mut overrides = cli.overrides;
+        if overrides.listen.is_none() {
+            overrides.listen = cli.leptos_site_addr;
+        }
         let layer = match file {
-            Some(file) => cli.overrides.over(file),
-            None => cli.overrides,
+            Some(file) => overrides.over(file),
+            None => overrides,
         };
         let mut config = Config::default();
         config.apply(layer)?;

@@ -318,6 +318,7 @@ fn only_the_value_that_wins_is_parsed_and_every_value_that_wins_is() {
         Config::load(Cli {
             config: Some(path.clone()),
             overrides,
+            leptos_site_addr: None,
         })
     };
     // The file's values are replaced before they are parsed.
@@ -371,7 +372,7 @@ fn every_key_has_its_flag_and_variable_and_the_readme_table_names_them() {
         })
     };
     let mut keys = 0;
-    for arg in command.get_arguments() {
+    for arg in command.get_arguments().filter(|a| !a.is_hide_set()) {
         let (Some(flag), Some(env)) = (arg.get_long(), arg.get_env()) else {
             panic!("{:?} has no flag or no variable", arg.get_id());
         };
@@ -431,4 +432,31 @@ fn flags_fill_a_layer_and_lists_are_comma_separated() {
     config.apply(file).expect("applies");
     assert_eq!(config.node.drain_ms, Duration::from_millis(1500));
     assert_eq!(config.rooms.room_idle_secs, Duration::from_secs(60));
+}
+
+#[test]
+fn the_server_cargo_leptos_runs_listens_where_cargo_leptos_says_unless_listen_is_given() {
+    use clap::Parser;
+    let load = |args: &[&str]| {
+        let mut cli = Cli::try_parse_from(args).expect("parses");
+        // The shipped file sets `listen` too: the address cargo-leptos was given beats it.
+        cli.config = Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_FILE));
+        Config::load(cli).expect("loads").node.listen
+    };
+    let site: SocketAddr = ([127, 0, 0, 1], 3400).into();
+    assert_eq!(
+        load(&["chorus", "--leptos-site-addr", "127.0.0.1:3400"]),
+        site
+    );
+    assert_eq!(
+        load(&[
+            "chorus",
+            "--leptos-site-addr",
+            "127.0.0.1:3400",
+            "--listen",
+            "127.0.0.1:3500"
+        ]),
+        SocketAddr::from(([127, 0, 0, 1], 3500))
+    );
+    assert_eq!(load(&["chorus"]), Config::default().node.listen);
 }
