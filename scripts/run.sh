@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --release
 export PATH="$PWD/.tools/binaryen/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+# Content-hashed file names, cached for good by browsers (see Cargo.toml, hash-files).
+export LEPTOS_HASH_FILES=true
 exec cargo leptos serve --release

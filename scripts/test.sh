@@ -60,17 +60,29 @@ else
   log "the cluster did not start:"; tail -n 40 target/e2e-cluster.log
 fi
 
+# Adds Playwright's summary in log $1 ("  7 passed (12.0s)", "  1 failed", "  1 flaky") to the
+# counts; $2 is its exit status (a failure that printed no summary counts as one).
+count_playwright() {
+  local p f
+  p=$(awk '$2 == "passed" && $1 ~ /^[0-9]+$/ { s += $1 } END { print s+0 }' "$1")
+  f=$(awk '($2 == "failed" || $2 == "flaky") && $1 ~ /^[0-9]+$/ { s += $1 } END { print s+0 }' "$1")
+  if (($2 != 0)) && ((f == 0)); then f=1; fi
+  passed=$((passed + p)); failed=$((failed + f))
+}
+
 log "end-to-end tests"
 e2e_status=0
 (cd end2end && CHORUS_URL="$url" npx playwright test) 2>&1 | tee target/test-e2e.log || e2e_status=$?
-# Playwright's summary: "  7 passed (12.0s)", "  1 failed", "  1 flaky".
-e2e_passed=$(awk '$2 == "passed" && $1 ~ /^[0-9]+$/ { s += $1 } END { print s+0 }' target/test-e2e.log)
-e2e_failed=$(awk '($2 == "failed" || $2 == "flaky") && $1 ~ /^[0-9]+$/ { s += $1 } END { print s+0 }' target/test-e2e.log)
-if ((e2e_status != 0)) && ((e2e_failed == 0)); then e2e_failed=1; fi
-passed=$((passed + e2e_passed)); failed=$((failed + e2e_failed))
+count_playwright target/test-e2e.log "$e2e_status"
 if ((e2e_status != 0)); then
   log "server log (last lines):"; tail -n 40 target/e2e-server.log
 fi
+stop_servers
+
+log "the front-end loop (scripts/dev.sh on a copy: a CSS edit, a Rust edit)"
+devloop_status=0
+scripts/devloop-test.sh 2>&1 | tee target/test-devloop.log || devloop_status=$?
+count_playwright target/test-devloop.log "$devloop_status"
 
 log "disk used by target/: $(du -sh target 2>/dev/null | cut -f1)"
 echo "chorus: $passed passed, $failed failed"
