@@ -42,6 +42,7 @@ test.describe('the front-end loop', () => {
     await page.getByTestId('composer').fill('a draft');
 
     // CSS: swapped in place by the reload socket, nothing reloaded.
+    let start = Date.now();
     edit('style/main.css', (css) => css + '\nbody { accent-color: rgb(1, 2, 3); }\n');
     await expect
       .poll(() => page.evaluate(() => getComputedStyle(document.body).accentColor), {
@@ -49,10 +50,12 @@ test.describe('the front-end loop', () => {
         message: `the new style in the open page (console: ${logs.join(' | ')})`,
       })
       .toBe('rgb(1, 2, 3)');
+    const cssMs = Date.now() - start;
     expect(await page.evaluate(() => (window as any).__samePage), 'no reload for CSS').toBe(true);
     await expect(page.getByTestId('composer'), 'the draft survives a CSS edit').toHaveValue('a draft');
 
     // Rust: rebuilt, the page reloads itself and runs the new WASM.
+    start = Date.now();
     edit('src/i18n.rs', (rs) =>
       rs.replace(`name_placeholder: "${before}",`, `name_placeholder: "${after}",`),
     );
@@ -65,6 +68,8 @@ test.describe('the front-end loop', () => {
       'placeholder',
       after,
     );
+    const rustMs = Date.now() - start;
+    console.log(`dev loop: CSS edit in the page after ${cssMs} ms, Rust edit after ${rustMs} ms`);
     const wasm = await page.evaluate(() =>
       performance
         .getEntriesByType('resource')
