@@ -78,6 +78,9 @@ pub struct Metrics {
     /// Frames the writer found in a connection's outbound queue each time it took them: how far
     /// writing lags behind (a full queue, `outbound_queue`, closes the connection as slow).
     pub outbound_depth: Histogram,
+    /// Frames shed from outbound queues to stay within their bounds: member lists replaced by
+    /// newer ones, notices dropped.
+    pub outbound_shed: Counter,
     /// Seconds a store call took (memory or Redis), by operation.
     store_latency: Family<Operation, Histogram, fn() -> Histogram>,
 }
@@ -107,6 +110,7 @@ impl Metrics {
             pubsub_lost: Counter::default(),
             recoveries: Family::default(),
             outbound_depth: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            outbound_shed: Counter::default(),
             store_latency: Family::new_with_constructor(latency_histogram),
             registry: Registry::default(),
         };
@@ -187,6 +191,11 @@ impl Metrics {
             m.outbound_depth.clone(),
         );
         r.register(
+            "outbound_shed",
+            "Frames shed from outbound queues: member lists replaced by newer ones, notices dropped",
+            m.outbound_shed.clone(),
+        );
+        r.register(
             "store_latency_seconds",
             "Store (memory or Redis) call latency, by operation",
             m.store_latency.clone(),
@@ -265,7 +274,9 @@ mod tests {
         m.messages_stored.inc();
         m.closed("slow_reader");
         m.error(ErrorCode::RateLimited);
+        m.outbound_shed.inc_by(2);
         let text = m.render(3, 1, false);
+        assert!(text.contains("chorus_outbound_shed_total 2"), "{text}");
         assert!(text.contains("chorus_messages_stored_total 1"), "{text}");
         assert!(text.contains("chorus_connections_open 3"), "{text}");
         assert!(

@@ -4,11 +4,16 @@
 //! Why not `tokio::sync::mpsc`: an idle connection is what a chat server holds most of, and an
 //! mpsc channel keeps its 32-slot blocks (about 1.5 KB each, plus the channel) for the channel's
 //! whole life, also after a burst has drained. Here the writer takes the whole queue at once,
-//! so an idle connection's queue holds no storage at all. The policy is the same: a frame that
-//! does not fit closes a slow reader (`offer`), or makes the connection's own reader wait
-//! (`send`), which stops reading from a client that does not read its answers.
+//! so an idle connection's queue holds no storage at all.
+//!
+//! The queue is bounded in frames and in bytes, and what does not fit is shed in order
+//! ([`Class`]): a room's member list replaces the one still queued for that room (the newest list
+//! wins, so at most one per room waits); join and leave notices are dropped to make room; only
+//! when what must arrive (messages, answers) does not fit is the reader closed as too slow
+//! (`offer`), and its client recovers what it missed with `since`. The connection's own reader
+//! waits instead (`send`), which stops reading from a client that does not read its answers.
 
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{counter::Counter, histogram::Histogram};
 use std::{
     collections::VecDeque,
     sync::{Arc, Mutex, MutexGuard},
@@ -25,20 +30,40 @@ pub struct Outbox {
     pub close: CancellationToken,
 }
 
+/// What a queued frame is, for shedding when the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Must arrive, or the connection is closed: messages, answers, `joined`.
+    Keep,
+    /// A join, leave or rename notice: dropped when what must arrive needs the room (the member
+    /// list, which follows, still tells who is there).
+    Notice,
+    /// A room's member list (`presence`), for the room with this id: replaces the one still
+    /// queued for the same room.
+    Presence(u64),
+}
+
 struct Shared {
     queue: Mutex<Queue>,
+    /// At most this many frames, and this many bytes (a single frame is let in alone whatever
+    /// its size: a `joined` with long history can be larger).
     capacity: usize,
+    max_bytes: usize,
     /// Wakes the writer: frames arrived, or the queue was ended.
     readable: Notify,
     /// Wakes a reader waiting in `send`: the writer took the queue.
     writable: Notify,
     /// Records how many frames the writer found queued each time it took them.
     depth: Option<Histogram>,
+    /// Counts notices dropped and member lists replaced.
+    shed: Option<Counter>,
 }
 
 #[derive(Default)]
 struct Queue {
-    frames: VecDeque<Message>,
+    frames: VecDeque<(Message, Class)>,
+    /// The payload bytes of `frames`.
+    bytes: usize,
     /// No frame will come any more: once drained, the writer closes the socket.
     ended: bool,
     /// The writer is gone: frames would never be written.
@@ -47,20 +72,64 @@ struct Queue {
     overflowed: bool,
 }
 
+/// The frames the writer took at once, in order.
+pub struct Batch(VecDeque<(Message, Class)>);
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Takes the frames out in order, leaving the batch empty.
+    pub fn drain(&mut self) -> impl Iterator<Item = Message> + '_ {
+        self.0.drain(..).map(|(frame, _)| frame)
+    }
+}
+
+impl IntoIterator for Batch {
+    type Item = Message;
+    type IntoIter = std::iter::Map<
+        std::collections::vec_deque::IntoIter<(Message, Class)>,
+        fn((Message, Class)) -> Message,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter().map(|(frame, _)| frame)
+    }
+}
+
 /// The queue is closed for good: its writer has gone.
 #[derive(Debug)]
 pub struct Gone;
 
 impl Outbox {
-    /// A queue of at most `capacity` frames; `depth`, if given, observes each batch taken.
+    /// A queue of at most `capacity` frames (and no byte bound); `depth`, if given, observes
+    /// each batch taken.
     pub fn new(capacity: usize, depth: Option<Histogram>) -> Self {
+        Self::bounded(capacity, usize::MAX, depth, None)
+    }
+
+    /// A queue of at most `capacity` frames and `max_bytes` bytes; `shed`, if given, counts the
+    /// frames shed to stay within them.
+    pub fn bounded(
+        capacity: usize,
+        max_bytes: usize,
+        depth: Option<Histogram>,
+        shed: Option<Counter>,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 queue: Mutex::default(),
                 capacity,
+                max_bytes,
                 readable: Notify::new(),
                 writable: Notify::new(),
                 depth,
+                shed,
             }),
             close: CancellationToken::new(),
         }
@@ -71,15 +140,39 @@ impl Outbox {
         self.shared.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a frame without waiting. A full queue closes the connection: its client will
-    /// reconnect and recover the room, which is better than losing frames silently or letting
-    /// one slow reader hold memory for everyone. False when the frame was not queued.
+    /// Queues a frame that must arrive, without waiting (see [`Outbox::offer_as`]).
     pub fn offer(&self, frame: Message) -> bool {
+        self.offer_as(frame, Class::Keep)
+    }
+
+    /// Queues a frame without waiting, shedding member lists and notices to make room as
+    /// [`Class`] says. When a frame that must arrive still does not fit, the connection is
+    /// closed: its client will reconnect and recover the room, which is better than losing
+    /// frames silently or letting one slow reader hold memory for everyone. False when the
+    /// connection is closing (the frame was not queued and the room should let it go); a
+    /// notice dropped for room is not that.
+    pub fn offer_as(&self, frame: Message, class: Class) -> bool {
         let mut queue = self.queue();
         if queue.gone || queue.ended {
             return false;
         }
-        if queue.frames.len() >= self.shared.capacity {
+        if let Class::Presence(room) = class
+            && let Some(at) = queue.frames.iter().position(|(_, c)| *c == class)
+        {
+            let size = frame.len();
+            let old = std::mem::replace(&mut queue.frames[at].0, frame);
+            queue.bytes = queue.bytes - old.len() + size;
+            drop(queue);
+            self.count_shed(1);
+            tracing::trace!(room, "member list replaced in the outbound queue");
+            return true;
+        }
+        if !self.admit(&mut queue, frame.len()) {
+            if class == Class::Notice {
+                drop(queue);
+                self.count_shed(1);
+                return true;
+            }
             queue.overflowed = true;
             drop(queue);
             // Once per connection: every room keeps offering until the writer has gone.
@@ -89,13 +182,37 @@ impl Outbox {
             }
             return false;
         }
-        queue.frames.push_back(frame);
+        queue.bytes += frame.len();
+        queue.frames.push_back((frame, class));
         drop(queue);
         self.shared.readable.notify_one();
         true
     }
 
-    /// Queues a frame, waiting while the queue is full.
+    /// Whether a frame of `size` bytes fits, after dropping queued notices if it would not.
+    fn admit(&self, queue: &mut Queue, size: usize) -> bool {
+        let fits = |q: &Queue| {
+            q.frames.is_empty()
+                || (q.frames.len() < self.shared.capacity
+                    && q.bytes.saturating_add(size) <= self.shared.max_bytes)
+        };
+        if fits(queue) {
+            return true;
+        }
+        let before = queue.frames.len();
+        queue.frames.retain(|(_, class)| *class != Class::Notice);
+        queue.bytes = queue.frames.iter().map(|(f, _)| f.len()).sum();
+        self.count_shed(before - queue.frames.len());
+        fits(queue)
+    }
+
+    fn count_shed(&self, n: usize) {
+        if let (Some(shed), true) = (&self.shared.shed, n > 0) {
+            shed.inc_by(n as u64);
+        }
+    }
+
+    /// Queues a frame that must arrive, waiting while the queue is full.
     pub async fn send(&self, frame: Message) -> Result<(), Gone> {
         let mut frame = Some(frame);
         loop {
@@ -106,9 +223,11 @@ impl Outbox {
                 if queue.gone || queue.ended {
                     return Err(Gone);
                 }
-                if queue.frames.len() < self.shared.capacity {
+                let size = frame.as_ref().map_or(0, Message::len);
+                if self.admit(&mut queue, size) {
                     if let Some(frame) = frame.take() {
-                        queue.frames.push_back(frame);
+                        queue.bytes += frame.len();
+                        queue.frames.push_back((frame, Class::Keep));
                     }
                     drop(queue);
                     self.shared.readable.notify_one();
@@ -132,18 +251,16 @@ impl Outbox {
 
     /// The writer's side: waits for frames and takes all that are queued, leaving the queue
     /// without storage. None once the queue was ended and everything in it taken.
-    pub async fn take(&self) -> Option<VecDeque<Message>> {
+    pub async fn take(&self) -> Option<Batch> {
         loop {
             {
                 let mut queue = self.queue();
                 if !queue.frames.is_empty() {
-                    // Only a full queue can have a sender waiting for room.
-                    let was_full = queue.frames.len() >= self.shared.capacity;
-                    let frames = std::mem::take(&mut queue.frames);
+                    let frames = Batch(std::mem::take(&mut queue.frames));
+                    queue.bytes = 0;
                     drop(queue);
-                    if was_full {
-                        self.shared.writable.notify_waiters();
-                    }
+                    // A sender may be waiting for room.
+                    self.shared.writable.notify_waiters();
                     if let Some(depth) = &self.shared.depth {
                         depth.observe(frames.len() as f64);
                     }
@@ -163,6 +280,7 @@ impl Outbox {
         let mut queue = self.queue();
         queue.gone = true;
         queue.frames = VecDeque::new();
+        queue.bytes = 0;
         drop(queue);
         self.shared.writable.notify_waiters();
     }
@@ -177,14 +295,83 @@ mod tests {
         Message::Text(Utf8Bytes::from_static(s))
     }
 
+    async fn taken(outbox: &Outbox) -> Vec<Message> {
+        outbox.take().await.expect("frames").into_iter().collect()
+    }
+
     #[tokio::test]
     async fn the_writer_takes_everything_queued_in_order_and_the_queue_keeps_no_storage() {
         let outbox = Outbox::new(4, Some(Histogram::new([1.0, 2.0, 4.0])));
         assert!(outbox.offer(text("a")));
         outbox.send(text("b")).await.expect("room");
         let frames = outbox.take().await.expect("frames");
-        assert_eq!(frames, [text("a"), text("b")]);
+        assert_eq!(
+            frames.into_iter().collect::<Vec<_>>(),
+            [text("a"), text("b")]
+        );
         assert_eq!(outbox.queue().frames.capacity(), 0);
+    }
+
+    fn presence(room: u64, s: &'static str) -> (Message, Class) {
+        (text(s), Class::Presence(room))
+    }
+
+    #[tokio::test]
+    async fn a_rooms_newer_member_list_replaces_the_one_still_queued_in_its_place() {
+        let shed = Counter::default();
+        let outbox = Outbox::bounded(8, usize::MAX, None, Some(shed.clone()));
+        for (frame, class) in [presence(1, "list 1a"), presence(2, "list 2a")] {
+            assert!(outbox.offer_as(frame, class));
+        }
+        assert!(outbox.offer(text("message")));
+        let (frame, class) = presence(1, "list 1b");
+        assert!(outbox.offer_as(frame, class));
+        assert_eq!(
+            taken(&outbox).await,
+            [text("list 1b"), text("list 2a"), text("message")]
+        );
+        assert_eq!(shed.get(), 1);
+        // Taken, a list is no longer replaced: the next one queues.
+        let (frame, class) = presence(1, "list 1c");
+        assert!(outbox.offer_as(frame, class));
+        assert_eq!(taken(&outbox).await, [text("list 1c")]);
+    }
+
+    #[tokio::test]
+    async fn notices_make_room_for_messages_and_only_messages_that_do_not_fit_close() {
+        // Room for three frames, or 30 bytes.
+        let shed = Counter::default();
+        let outbox = Outbox::bounded(3, 30, None, Some(shed.clone()));
+        assert!(outbox.offer_as(text("joined a"), Class::Notice));
+        assert!(outbox.offer(text("hello")));
+        assert!(outbox.offer_as(text("joined b"), Class::Notice));
+        // Full: the notices go, the message stays, the new message is queued.
+        assert!(outbox.offer(text("world")));
+        assert_eq!(shed.get(), 2);
+        // A notice that does not fit is dropped, and the connection stays.
+        assert!(outbox.offer(text("again")));
+        assert!(outbox.offer_as(text("joined c"), Class::Notice));
+        assert!(!outbox.close.is_cancelled());
+        assert_eq!(shed.get(), 3);
+        // Messages that do not fit close it.
+        assert!(!outbox.offer(text("too many")));
+        assert!(outbox.close.is_cancelled(), "a slow reader is closed");
+        assert_eq!(
+            taken(&outbox).await,
+            [text("hello"), text("world"), text("again")]
+        );
+    }
+
+    #[tokio::test]
+    async fn one_frame_larger_than_the_byte_bound_still_goes_alone() {
+        let outbox = Outbox::bounded(8, 4, None, None);
+        assert!(outbox.offer(text("a long joined frame")));
+        assert!(!outbox.offer(text("more")), "nothing else fits beside it");
+        // And bytes count as well as frames: 2 + 2 fit in 4, a third does not.
+        let outbox = Outbox::bounded(8, 4, None, None);
+        assert!(outbox.offer(text("ab")));
+        assert!(outbox.offer(text("cd")));
+        assert!(!outbox.offer(text("e")));
     }
 
     #[tokio::test]
@@ -213,9 +400,9 @@ mod tests {
     #[tokio::test]
     async fn send_waits_for_room_and_goes_on_once_the_writer_takes() {
         let (outbox, waiting) = full_with_a_sender_waiting().await;
-        assert_eq!(outbox.take().await.expect("a"), [text("a")]);
+        assert_eq!(taken(&outbox).await, [text("a")]);
         waiting.await.expect("joins").expect("queued");
-        assert_eq!(outbox.take().await.expect("b"), [text("b")]);
+        assert_eq!(taken(&outbox).await, [text("b")]);
     }
 
     #[tokio::test]
@@ -227,7 +414,7 @@ mod tests {
             !outbox.offer(text("late")),
             "nothing is queued after the end"
         );
-        assert_eq!(outbox.take().await.expect("queued"), [text("last")]);
+        assert_eq!(taken(&outbox).await, [text("last")]);
         assert!(outbox.take().await.is_none());
     }
 

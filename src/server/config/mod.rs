@@ -128,9 +128,12 @@ settings! {
         /// Largest WebSocket frame (and message) a client may send, in bytes; larger closes
         /// with 1009.
         max_frame_bytes: usize = 64 * 1024, env "CHORUS_MAX_FRAME_BYTES";
-        /// Frames queued for one connection before it counts as a slow reader and is closed
-        /// (1013).
-        outbound_queue: usize = 256, env "CHORUS_OUTBOUND_QUEUE";
+        /// Frames, and bytes, queued for one connection. To stay within them member lists
+        /// replace older ones and join/leave notices are dropped; when messages themselves do not
+        /// fit, the connection counts as a slow reader and is closed (1013), and its client
+        /// recovers what it missed.
+        outbound_queue: usize = 4096, env "CHORUS_OUTBOUND_QUEUE";
+        outbound_queue_bytes: usize = 1024 * 1024, env "CHORUS_OUTBOUND_QUEUE_BYTES";
         /// Rooms one connection may be in at once.
         max_rooms_per_connection: usize = 16, env "CHORUS_MAX_ROOMS_PER_CONNECTION";
     }

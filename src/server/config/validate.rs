@@ -68,6 +68,11 @@ impl Config {
             "at least 8",
         )?;
         check(
+            self.conn.outbound_queue_bytes >= 64 * 1024,
+            "outbound_queue_bytes",
+            "at least 65536",
+        )?;
+        check(
             self.conn.max_rooms_per_connection >= 1,
             "max_rooms_per_connection",
             "at least 1",

@@ -9,13 +9,13 @@
 use crate::server::{
     frame::{self, CLOSE_GOING_AWAY, CLOSE_PROTOCOL_ERROR, CLOSE_SERVICE_RESTART, CLOSE_TOO_BIG},
     metrics::close_reason,
-    outbox::Outbox,
+    outbox::{Batch, Outbox},
     store::Departure,
 };
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use rand::Rng;
-use std::{collections::VecDeque, future::Future, time::Duration};
+use std::{future::Future, time::Duration};
 use tokio::{task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tungstenite::{
@@ -332,12 +332,12 @@ where
 }
 
 /// Writes a batch with one flush. Returns false after a close frame.
-async fn write_batch<K>(sink: &mut K, batch: &mut VecDeque<Message>) -> Result<bool, K::Error>
+async fn write_batch<K>(sink: &mut K, batch: &mut Batch) -> Result<bool, K::Error>
 where
     K: Sink<Message> + Unpin,
 {
     let mut open = true;
-    for frame in batch.drain(..) {
+    for frame in batch.drain() {
         match frame {
             Message::Text(text) if text.len() > FRAGMENT => {
                 for fragment in fragments(text.into()) {

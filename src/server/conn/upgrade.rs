@@ -101,7 +101,7 @@ pub async fn upgrade(State(app): State<AppState>, mut req: Request) -> Response 
     let max = app.config.conn.max_frame_bytes;
     // No max_write_buffer_size: it also caps the largest frame we can send, and a `joined` with
     // a full history of long messages is over a megabyte. What waits to be written is bounded by
-    // the connection's queue (`outbound_queue` frames) instead.
+    // the connection's queue (`outbound_queue` frames, `outbound_queue_bytes`) instead.
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
@@ -176,9 +176,11 @@ fn start(
         user = tracing::field::Empty
     );
     let (sink, stream) = socket.split();
-    let outbox = Outbox::new(
+    let outbox = Outbox::bounded(
         app.config.conn.outbound_queue,
+        app.config.conn.outbound_queue_bytes,
         Some(app.metrics.outbound_depth.clone()),
+        Some(app.metrics.outbound_shed.clone()),
     );
     let writer_size;
     let writer = {

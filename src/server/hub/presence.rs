@@ -1,6 +1,10 @@
 //! How often a room's member list goes out.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::{Duration, Instant};
+
+/// Numbers the rooms' throttles, so a connection's queue can tell one room's list from another's.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// Sends `presence` frames of one room at most once per interval.
 ///
@@ -8,6 +12,8 @@ use tokio::time::{Duration, Instant};
 /// of n users would cost O(n²) bytes. Notices stay immediate; the list is read from the store
 /// and sent once the interval allows, so the first change after a quiet spell goes out at once.
 pub(super) struct PresenceThrottle {
+    /// This room's lists in a connection's queue: a newer one replaces an older one still there.
+    pub(super) id: u64,
     interval: Duration,
     pub(super) next_at: Instant,
     /// A change happened since the last list went out.
@@ -19,6 +25,7 @@ pub(super) struct PresenceThrottle {
 impl PresenceThrottle {
     pub(super) fn new(interval: Duration) -> Self {
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             interval,
             next_at: Instant::now(),
             pending: false,

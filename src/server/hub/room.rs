@@ -3,6 +3,7 @@
 
 use super::{Command, Hub, Outbox, joined::joined_frame, presence::PresenceThrottle};
 use crate::protocol::{ChatMessage, Position, RoomName, ServerMsg};
+use crate::server::outbox::Class;
 use crate::server::{
     bus::{BusEvent, BusItem, RecvError, Subscription},
     frame::encode,
@@ -335,21 +336,21 @@ impl RoomTask {
                 }
                 self.delivered = m.seq;
                 let frame = Message::Text(event.frame.clone());
-                let n = fan_out(&mut self.members, &frame, |lm| lm.has(m));
+                let n = fan_out(&mut self.members, &frame, Class::Keep, |lm| lm.has(m));
                 self.hub.metrics.deliveries.inc_by(n);
                 self.hold(m, &frame);
             }
             ServerMsg::Notice { .. } => {
                 self.presence.pending = true;
-                self.fan_out(&Message::Text(event.frame.clone()));
+                self.fan_out(&Message::Text(event.frame.clone()), Class::Notice);
             }
-            _ => self.fan_out(&Message::Text(event.frame.clone())),
+            _ => self.fan_out(&Message::Text(event.frame.clone()), Class::Keep),
         }
     }
 
     /// Queues `frame` for every local member.
-    fn fan_out(&mut self, frame: &Message) {
-        let n = fan_out(&mut self.members, frame, |_| false);
+    fn fan_out(&mut self, frame: &Message, class: Class) {
+        let n = fan_out(&mut self.members, frame, class, |_| false);
         self.hub.metrics.deliveries.inc_by(n);
     }
 
@@ -376,7 +377,7 @@ impl RoomTask {
                 {
                     let seq = m.seq;
                     let frame = encode(&ServerMsg::Message(m.clone()));
-                    let n = fan_out(&mut self.members, &frame, |lm| lm.has(&m));
+                    let n = fan_out(&mut self.members, &frame, Class::Keep, |lm| lm.has(&m));
                     self.hub.metrics.deliveries.inc_by(n);
                     self.hold(&m, &frame);
                     self.delivered = seq;
@@ -434,7 +435,7 @@ impl RoomTask {
                     room: self.room.to_string(),
                     members,
                 });
-                self.fan_out(&frame);
+                self.fan_out(&frame, Class::Presence(self.presence.id));
             }
             Err(e) => tracing::warn!(cause = %e, room = %self.room, "no member list"),
         }
@@ -469,12 +470,14 @@ fn refuse_all(hub: &Hub, room: &RoomName, commands: &mut mpsc::UnboundedReceiver
     }
 }
 
-/// Queues `frame` for every local member but those `skip` says already have it. A member whose
-/// queue is full is closed by `offer` and dropped here; its connection then leaves the room
-/// properly. Returns how many were queued.
+/// Queues `frame` for every local member but those `skip` says already have it, shed as `class`
+/// says when a member's queue is full. A member whose queue cannot take a frame that must arrive
+/// is closed by `offer_as` and dropped here; its connection then leaves the room properly.
+/// Returns how many were queued.
 fn fan_out(
     members: &mut Vec<LocalMember>,
     frame: &Message,
+    class: Class,
     skip: impl Fn(&LocalMember) -> bool,
 ) -> u64 {
     let mut queued = 0;
@@ -482,7 +485,7 @@ fn fan_out(
         if skip(m) {
             return true;
         }
-        let ok = m.outbox.offer(frame.clone());
+        let ok = m.outbox.offer_as(frame.clone(), class);
         queued += u64::from(ok);
         ok
     });

@@ -425,3 +425,74 @@ async fn a_join_back_before_a_message_its_snapshot_holds_leaves_that_message_to_
         "bo: the first in its history, once"
     );
 }
+
+#[tokio::test]
+async fn a_reader_that_stalls_in_a_busy_room_keeps_every_message_while_lists_and_notices_are_shed()
+{
+    let store: Arc<dyn Store> = Arc::new(memory_store());
+    // Every change sends the whole member list at once.
+    let hub = Hub::new(store.clone(), Duration::ZERO, Arc::default());
+    let room = RoomName::lobby();
+    let (stalled, _) = member("stalled");
+    // Its queue is never taken, and holds 16 frames.
+    let stalled_out = Outbox::bounded(16, usize::MAX, None, None);
+    hub.join(&room, &stalled, &stalled_out, None, true)
+        .await
+        .expect("joins");
+    let (talker, _) = member("talker");
+    let talker_out = Outbox::new(100_000, None);
+    hub.join(&room, &talker, &talker_out, None, true)
+        .await
+        .expect("joins");
+    let mut said = Vec::new();
+    for i in 0..60 {
+        let (visitor, visitor_out) = member(&format!("visitor{i}"));
+        hub.join(&room, &visitor, &visitor_out, None, true)
+            .await
+            .expect("joins");
+        if i % 6 == 0 {
+            let text = format!("message {i}");
+            say(&*store, &room, &talker, &text).await;
+            said.push(text);
+        }
+        hub.leave(&room, &visitor).await;
+    }
+    // Everything the room sent has reached the talker, so the stalled queue has been offered it.
+    let last = said.last().cloned().expect("said something");
+    let heard = async {
+        loop {
+            let frames = talker_out.take().await.expect("queue open");
+            for frame in frames {
+                let Message::Text(text) = frame else { continue };
+                if let Ok(ServerMsg::Message(m)) = serde_json::from_str::<ServerMsg>(&text)
+                    && m.text == last
+                {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), heard)
+        .await
+        .expect("the talker hears its last message");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    assert!(!stalled_out.close.is_cancelled(), "closed as a slow reader");
+    stalled_out.end();
+    let mut texts = Vec::new();
+    let mut lists = 0;
+    while let Some(frames) = stalled_out.take().await {
+        for frame in frames {
+            let Message::Text(frame) = frame else {
+                continue;
+            };
+            match serde_json::from_str::<ServerMsg>(&frame) {
+                Ok(ServerMsg::Message(m)) => texts.push(m.text),
+                Ok(ServerMsg::Presence { .. }) => lists += 1,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(texts, said, "every message, once, in order");
+    assert_eq!(lists, 1, "one member list waits: the newest");
+}
