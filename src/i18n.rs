@@ -85,6 +85,8 @@ pub struct Strings {
     pub notice_joined: fn(&str) -> String,
     pub notice_left: fn(&str) -> String,
     pub notice_renamed: fn(&str, &str) -> String,
+    /// Below a big room's first page of members: how many more there are.
+    pub more_members: fn(usize) -> String,
     pub error: fn(ErrorCode) -> &'static str,
 }
 
@@ -115,6 +117,7 @@ pub static EN: Strings = Strings {
     notice_joined: |n| format!("{n} joined"),
     notice_left: |n| format!("{n} left"),
     notice_renamed: |old, new| format!("{old} is now {new}"),
+    more_members: |n| format!("and {n} more"),
     error: |code| match code {
         ErrorCode::NameRequired => "Pick a name first.",
         ErrorCode::NameTaken => "That name is taken by someone online. Pick another.",
@@ -166,6 +169,7 @@ pub static ZH_HANS: Strings = Strings {
     notice_joined: |n| format!("{n} 加入了"),
     notice_left: |n| format!("{n} 离开了"),
     notice_renamed: |old, new| format!("{old} 改名为 {new}"),
+    more_members: |n| format!("还有 {n} 人"),
     error: |code| match code {
         ErrorCode::NameRequired => "请先起个名字。",
         ErrorCode::NameTaken => "这个名字已被在线用户使用，请换一个。",
@@ -208,6 +212,7 @@ pub static JA: Strings = Strings {
     notice_joined: |n| format!("{n} さんが参加しました"),
     notice_left: |n| format!("{n} さんが退出しました"),
     notice_renamed: |old, new| format!("{old} さんは {new} さんになりました"),
+    more_members: |n| format!("ほか {n} 人"),
     error: |code| match code {
         ErrorCode::NameRequired => "先に名前を決めてください。",
         ErrorCode::NameTaken => {

@@ -56,12 +56,25 @@ pub enum ClientMsg {
     /// An application-level heartbeat: the answer is `pong`. Browsers cannot see WebSocket
     /// pings, so this is how a page finds out that its link is dead.
     Ping,
+    /// A page of a room's members, sorted as `presence` sorts them: those after the name
+    /// `after` (from the start without it) whose names begin with `prefix` (ignoring case), at
+    /// most `limit` (default and most: 100). The answer is `members`. Only for rooms joined.
+    Members {
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
 }
 
 impl ClientMsg {
     /// Every `type` a client may send; used to tell an unknown type from a malformed known one.
-    pub const TYPES: &'static [&'static str] =
-        &["set_name", "resume", "join", "leave", "send", "ping"];
+    pub const TYPES: &'static [&'static str] = &[
+        "set_name", "resume", "join", "leave", "send", "ping", "members",
+    ];
 
     /// The frame's `type`, as on the wire: what metrics and logs call it.
     pub fn kind(&self) -> &'static str {
@@ -72,6 +85,7 @@ impl ClientMsg {
             Self::Leave { .. } => "leave",
             Self::Send { .. } => "send",
             Self::Ping => "ping",
+            Self::Members { .. } => "members",
         }
     }
 
@@ -148,7 +162,12 @@ pub enum ServerMsg {
     /// Answer to `join`: who is here and what was said last, oldest first.
     Joined {
         room: String,
+        /// The members, sorted; in a room of more than the server's `presence_list_max`, only
+        /// the first that many (`count` says how many there are; `members` pages the rest).
         members: Vec<String>,
+        /// How many members the room has.
+        #[serde(default)]
+        count: u32,
         history: Vec<ChatMessage>,
         /// Present when the join asked for messages `since` a position: `true` when `history`
         /// is exactly the messages after it (possibly none); `false` when some are no longer
@@ -169,10 +188,22 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         old_name: Option<String>,
     },
-    /// The room's member list changed; this is the whole new list, sorted.
+    /// The room's member list changed; this is the whole new list, sorted (in a big room its
+    /// first page, as in `joined`).
     Presence {
         room: String,
         members: Vec<String>,
+        /// How many members the room has.
+        #[serde(default)]
+        count: u32,
+    },
+    /// Answer to `members`: a page of the room's members, sorted. `next`, when present, is the
+    /// `after` that asks for the page that follows.
+    Members {
+        room: String,
+        members: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
     /// The message with this `client_id` is stored under `seq`.
     Ack {
@@ -577,6 +608,24 @@ mod tests {
                 },
             ),
             (r#"{"type":"ping"}"#, ClientMsg::Ping),
+            (
+                r#"{"type":"members","room":"lobby","after":"bo","prefix":"d","limit":10}"#,
+                ClientMsg::Members {
+                    room: "lobby".into(),
+                    after: Some("bo".into()),
+                    prefix: Some("d".into()),
+                    limit: Some(10),
+                },
+            ),
+            (
+                r#"{"type":"members","room":"lobby"}"#,
+                ClientMsg::Members {
+                    room: "lobby".into(),
+                    after: None,
+                    prefix: None,
+                    limit: None,
+                },
+            ),
             (
                 r#"{"type":"resume","session":"s"}"#,
                 ClientMsg::Resume {

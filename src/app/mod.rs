@@ -294,10 +294,15 @@ fn NameForm(model: RwSignal<Model>) -> impl IntoView {
 fn MemberList(model: RwSignal<Model>) -> impl IntoView {
     let t = use_strings();
     let members = Memo::new(move |_| model.with(|m| m.members.clone()));
+    let count = Memo::new(move |_| model.with(|m| m.member_count.max(m.members.len())));
+    // In a big room the server sends the first page of names only.
+    let more = Memo::new(move |_| count.get().saturating_sub(members.with(Vec::len)));
     let me = Memo::new(move |_| model.with(|m| m.name.clone()));
     view! {
         <section class="members">
-            <h2>{move || t().members_heading} " (" {move || members.get().len()} ")"</h2>
+            <h2 data-testid="member-count" data-count=move || count.get()>
+                {move || t().members_heading} " (" {move || count.get()} ")"
+            </h2>
             <ul data-testid="members">
                 <For each=move || members.get() key=|name| name.clone() let:name>
                     <li>
@@ -311,6 +316,11 @@ fn MemberList(model: RwSignal<Model>) -> impl IntoView {
                     </li>
                 </For>
             </ul>
+            <Show when=move || { more.get() > 0 }>
+                <p class="more-members" data-testid="more-members">
+                    {move || (t().more_members)(more.get())}
+                </p>
+            </Show>
         </section>
     }
 }

@@ -77,7 +77,10 @@ pub struct Model {
     /// The name the server confirmed on this connection.
     pub name: Option<String>,
     pub joined: bool,
+    /// The room's members, sorted: all of them, or in a big room the first page the server sent.
     pub members: Vec<String>,
+    /// How many members the room has (at least `members.len()`).
+    pub member_count: usize,
     pub items: Vec<Item>,
     /// The last refusal, until dismissed or superseded.
     pub error: Option<ErrorCode>,
@@ -413,11 +416,12 @@ impl Model {
             ServerMsg::Joined {
                 room,
                 members,
+                count,
                 history,
                 recovered,
             } if room == self.room => {
                 self.joined = true;
-                self.members = members;
+                self.set_members(members, count);
                 // A refusal for want of the store is over once the room is ours again.
                 if self.error == Some(ErrorCode::Internal) {
                     self.error = None;
@@ -466,9 +470,21 @@ impl Model {
                 old_name,
             } if room == self.room => {
                 // Keep the list current at once; `presence` (sent less often) stays the truth.
+                // In a big room the list is a page: whoever comes or goes counts.
+                let partial = self.member_count > self.members.len();
                 match kind {
-                    NoticeKind::Joined => self.add_member(&name),
-                    NoticeKind::Left => self.members.retain(|m| m != &name),
+                    NoticeKind::Joined => {
+                        if self.add_member(&name) || partial {
+                            self.member_count += 1;
+                        }
+                    }
+                    NoticeKind::Left => {
+                        let before = self.members.len();
+                        self.members.retain(|m| m != &name);
+                        if self.members.len() < before || partial {
+                            self.member_count = self.member_count.saturating_sub(1);
+                        }
+                    }
                     NoticeKind::Renamed => {
                         if let Some(old) = &old_name {
                             self.members.retain(|m| m != old);
@@ -485,8 +501,12 @@ impl Model {
                 });
                 Vec::new()
             }
-            ServerMsg::Presence { room, members } if room == self.room => {
-                self.members = members;
+            ServerMsg::Presence {
+                room,
+                members,
+                count,
+            } if room == self.room => {
+                self.set_members(members, count);
                 Vec::new()
             }
             ServerMsg::Error {
@@ -530,11 +550,20 @@ impl Model {
         }
     }
 
-    fn add_member(&mut self, name: &str) {
-        if !self.members.iter().any(|m| m == name) {
-            self.members.push(name.to_owned());
-            sort_members(&mut self.members);
+    /// Whether `name` was not listed yet.
+    fn add_member(&mut self, name: &str) -> bool {
+        if self.members.iter().any(|m| m == name) {
+            return false;
         }
+        self.members.push(name.to_owned());
+        sort_members(&mut self.members);
+        true
+    }
+
+    /// A list from the server, and the room's count (an older server sends none: 0).
+    fn set_members(&mut self, members: Vec<String>, count: u32) {
+        self.member_count = (count as usize).max(members.len());
+        self.members = members;
     }
 
     /// Adds a message unless it is already shown; a new epoch means the history restarted.
@@ -594,6 +623,7 @@ mod tests {
         m.apply(ServerMsg::Joined {
             room: "lobby".into(),
             members: vec![],
+            count: 0,
             history: vec![],
             recovered: None,
         });
@@ -635,6 +665,7 @@ mod tests {
         m.apply(ServerMsg::Joined {
             room: "lobby".into(),
             members: vec!["ann".into()],
+            count: 0,
             history: vec![msg(1, "e")],
             recovered: None,
         });
@@ -778,6 +809,7 @@ mod tests {
         m.apply(ServerMsg::Joined {
             room: "lobby".into(),
             members: vec![],
+            count: 0,
             history: vec![msg(1, "e"), msg(2, "e")],
             recovered: None,
         });
@@ -791,6 +823,7 @@ mod tests {
         m.apply(ServerMsg::Joined {
             room: "lobby".into(),
             members: vec![],
+            count: 0,
             history,
             recovered,
         })
@@ -811,6 +844,7 @@ mod tests {
         m.apply(ServerMsg::Joined {
             room: "lobby".into(),
             members: vec![],
+            count: 0,
             history: vec![msg(2, "e"), msg(3, "e"), msg(4, "e")],
             recovered: None,
         });
@@ -837,6 +871,7 @@ mod tests {
         m.apply(ServerMsg::Joined {
             room: "lobby".into(),
             members: vec![],
+            count: 0,
             history: vec![msg(4, "e"), msg(5, "e")],
             recovered: Some(true),
         });
@@ -1030,6 +1065,7 @@ mod tests {
         m.apply(ServerMsg::Joined {
             room: "lobby".into(),
             members: vec![],
+            count: 0,
             history: vec![],
             recovered: None,
         });
@@ -1052,6 +1088,7 @@ mod tests {
         m.apply(ServerMsg::Presence {
             room: "lobby".into(),
             members: vec!["ann".into(), "Zed".into()],
+            count: 0,
         });
         let notice = |kind, name: &str, old: Option<&str>| ServerMsg::Notice {
             room: "lobby".into(),
@@ -1065,6 +1102,36 @@ mod tests {
         assert_eq!(m.members, ["Abe", "ann", "Bo"]);
         m.apply(notice(NoticeKind::Left, "ann", None));
         assert_eq!(m.members, ["Abe", "Bo"]);
+        assert_eq!(m.member_count, 2, "a whole list counts itself");
+    }
+
+    #[test]
+    fn in_a_big_room_the_count_follows_everyone_not_only_the_page() {
+        let mut m = Model::new("lobby", None);
+        m.apply(ServerMsg::Presence {
+            room: "lobby".into(),
+            members: vec!["ann".into(), "bo".into()],
+            count: 500,
+        });
+        assert_eq!((m.members.len(), m.member_count), (2, 500));
+        let notice = |kind, name: &str| ServerMsg::Notice {
+            room: "lobby".into(),
+            kind,
+            name: name.into(),
+            old_name: None,
+        };
+        // Someone beyond the first page leaves, and another comes.
+        m.apply(notice(NoticeKind::Left, "yan"));
+        assert_eq!(m.member_count, 499);
+        m.apply(notice(NoticeKind::Joined, "zoe"));
+        assert_eq!(m.member_count, 500);
+        // The next list is the truth again.
+        m.apply(ServerMsg::Presence {
+            room: "lobby".into(),
+            members: vec!["ann".into(), "bo".into()],
+            count: 498,
+        });
+        assert_eq!((m.members.len(), m.member_count), (2, 498));
     }
 
     #[test]

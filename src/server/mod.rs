@@ -116,6 +116,7 @@ impl AppState {
         let hub = Hub::new(
             store.clone(),
             config.rooms.presence_interval_ms,
+            config.rooms.presence_list_max,
             metrics.clone(),
         );
         let gate = guard::Gate::new(&config);

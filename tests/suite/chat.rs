@@ -205,6 +205,7 @@ async fn expect_announcement(
         ServerMsg::Presence {
             room: "lobby".into(),
             members: members.iter().map(|m| m.to_string()).collect(),
+            count: members.len() as u32,
         }
     );
 }

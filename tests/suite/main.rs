@@ -19,6 +19,7 @@ mod load_tool;
 mod logs;
 mod metrics;
 mod nodes;
+mod presence;
 mod redis_cluster;
 mod sentinel;
 mod tls;

@@ -102,6 +102,9 @@ settings! {
         dedup_window: usize = 1000, env "CHORUS_DEDUP_WINDOW";
         /// Seconds a session whose connection dropped keeps its name for a `resume`.
         session_ttl_secs: Secs => Duration = Duration::from_secs(30), env "CHORUS_SESSION_TTL_SECS";
+        /// Most names in a `joined` or `presence` frame. A bigger room sends its first that many
+        /// (sorted) and its member count; clients page the rest with `members`.
+        presence_list_max: usize = 200, env "CHORUS_PRESENCE_LIST_MAX";
         /// Least milliseconds between two `presence` frames of one room (the newest list wins).
         presence_interval_ms: Millis => Duration = Duration::from_millis(250), env "CHORUS_PRESENCE_INTERVAL_MS";
         /// Rooms the node keeps (with their history) at once. Past it, the room without members

@@ -79,6 +79,11 @@ impl Config {
         )?;
         check(self.rooms.max_rooms >= 1, "max_rooms", "at least 1")?;
         check(
+            (1..=10_000).contains(&self.rooms.presence_list_max),
+            "presence_list_max",
+            "between 1 and 10000",
+        )?;
+        check(
             (secs(1)..=secs(366 * 24 * 3600)).contains(&self.rooms.room_idle_secs),
             "room_idle_secs",
             "between 1 and 31622400 (a year)",

@@ -16,7 +16,7 @@ use crate::server::{
     config::Config,
     frame::{self, CLOSE_POLICY},
     guard::{FrameKind, FrameLimits, Ticket, Verdict},
-    hub::{Hub, Outbox},
+    hub::{Hub, MEMBERS_PAGE_MAX, Outbox, members_page},
     metrics::Metrics,
     store::{ConnId, Departure, Member, SessionId, Store, StoreError},
 };
@@ -284,6 +284,12 @@ impl Connection {
                 text,
                 client_id,
             } => self.send(&room, text, client_id).await,
+            ClientMsg::Members {
+                room,
+                after,
+                prefix,
+                limit,
+            } => self.members(&room, after, prefix, limit).await,
             ClientMsg::Ping => {
                 self.reply(ServerMsg::Pong).await;
                 Ok(())
@@ -412,6 +418,30 @@ impl Connection {
         self.node.hub.leave(&room, &member).await;
         self.reply(ServerMsg::Left {
             room: room.to_string(),
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn members(
+        &mut self,
+        raw: &str,
+        after: Option<String>,
+        prefix: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<(), Invalid> {
+        let room = self.joined_room(raw)?;
+        let node = &self.node;
+        let all = node
+            .metrics
+            .timed("members", node.store.members(&room))
+            .await?;
+        let limit = limit.map_or(MEMBERS_PAGE_MAX, |l| l as usize);
+        let (members, next) = members_page(all, after.as_deref(), prefix.as_deref(), limit);
+        self.reply(ServerMsg::Members {
+            room: room.to_string(),
+            members,
+            next,
         })
         .await;
         Ok(())

@@ -1,6 +1,7 @@
 //! What a joiner gets first: the room's members and either its recent history or exactly what
 //! the client missed.
 
+use super::presence::first_page;
 use crate::{
     protocol::{Position, RoomName, ServerMsg},
     server::store::{Snapshot, messages_after},
@@ -9,6 +10,7 @@ use crate::{
 /// The `joined` frame for a snapshot: the recent history, or — for a client that names the last
 /// message it has — exactly the messages after it, if the store still has them all.
 pub(super) fn joined_frame(
+    list_max: usize,
     room: &RoomName,
     snapshot: Snapshot,
     since: Option<Position>,
@@ -36,9 +38,11 @@ pub(super) fn joined_frame(
         // The room's numbering restarted (its stored data was lost) or it has none yet.
         Some(_) => (history, Some(false)),
     };
+    let (members, count) = first_page(members, list_max);
     ServerMsg::Joined {
         room: room.to_string(),
         members,
+        count,
         history,
         recovered,
     }

@@ -28,6 +28,7 @@ use super::{
     store::{Member, Store, StoreError},
 };
 use crate::protocol::{Position, RoomName, UserName};
+pub use presence::{MEMBERS_PAGE_MAX, members_page};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -70,6 +71,9 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     /// Least time between two `presence` frames of one room from this node.
     presence_interval: Duration,
+    /// Most names in a `joined` or `presence` frame: bigger rooms send their first page and the
+    /// count (`presence_list_max`).
+    list_max: usize,
     /// Room → its task's command queue. The queue is unbounded, yet bounded in practice: each
     /// connection waits for the answer to its command before sending another.
     rooms: Mutex<HashMap<RoomName, mpsc::UnboundedSender<Command>>>,
@@ -79,12 +83,14 @@ impl Hub {
     pub fn new(
         store: Arc<dyn Store>,
         presence_interval: Duration,
+        list_max: usize,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
             metrics,
             presence_interval,
+            list_max,
             rooms: Mutex::new(HashMap::new()),
         })
     }

@@ -1,7 +1,11 @@
 //! One room's task on this node: its local members, its place in the room's stream, joins
 //! merged with the live stream, gap fills and throttled member lists (see the module above).
 
-use super::{Command, Hub, Outbox, joined::joined_frame, presence::PresenceThrottle};
+use super::{
+    Command, Hub, Outbox,
+    joined::joined_frame,
+    presence::{PresenceThrottle, first_page},
+};
 use crate::protocol::{ChatMessage, Position, RoomName, ServerMsg};
 use crate::server::outbox::Class;
 use crate::server::{
@@ -242,7 +246,7 @@ impl RoomTask {
                     self.delivered = last_seq;
                 }
             }
-            let joined = joined_frame(&self.room, snapshot, since);
+            let joined = joined_frame(self.hub.list_max, &self.room, snapshot, since);
             if let ServerMsg::Joined {
                 recovered: Some(complete),
                 ..
@@ -431,9 +435,11 @@ impl RoomTask {
         self.presence.reading = false;
         match list {
             Ok(members) => {
+                let (members, count) = first_page(members, self.hub.list_max);
                 let frame = encode(&ServerMsg::Presence {
                     room: self.room.to_string(),
                     members,
+                    count,
                 });
                 self.fan_out(&frame, Class::Presence(self.presence.id));
             }

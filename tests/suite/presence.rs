@@ -1,0 +1,150 @@
+//! Member lists of big rooms: `joined` and `presence` carry the first page and the count, and
+//! `members` pages and searches the rest — on one node, on several nodes sharing a store, and
+//! on two node processes on one real redis-server.
+
+use crate::common;
+
+use chorus::protocol::{ClientMsg, ServerMsg};
+use common::{
+    Client, Endpoint, TestServer,
+    cluster::{Node, Redis},
+    memory_store,
+};
+
+/// Asks for one page of `room`'s members.
+async fn page(
+    client: &mut Client,
+    after: Option<&str>,
+    prefix: Option<&str>,
+    limit: u32,
+) -> (Vec<String>, Option<String>) {
+    client
+        .send(&ClientMsg::Members {
+            room: "lobby".into(),
+            after: after.map(Into::into),
+            prefix: prefix.map(Into::into),
+            limit: Some(limit),
+        })
+        .await;
+    match client
+        .recv_until(|m| matches!(m, ServerMsg::Members { .. } | ServerMsg::Error { .. }))
+        .await
+    {
+        ServerMsg::Members { members, next, .. } => (members, next),
+        other => panic!("expected members, got {other:?}"),
+    }
+}
+
+/// Every member, page by page.
+async fn all_pages(client: &mut Client, limit: u32) -> Vec<String> {
+    let (mut all, mut next) = page(client, None, None, limit).await;
+    while let Some(after) = next {
+        let (more, then) = page(client, Some(&after), None, limit).await;
+        assert!(!more.is_empty(), "a page promised by next is empty");
+        all.extend(more);
+        next = then;
+    }
+    all
+}
+
+const NAMES: [&str; 5] = ["ann", "Bo", "cy", "Dee", "eve"];
+
+/// The five of `NAMES` in the lobby, each on `endpoints[i % len]`; the last one's `joined`.
+async fn five_in_the_lobby(endpoints: &[&impl Endpoint]) -> (Vec<Client>, Vec<String>, u32) {
+    let mut clients = Vec::new();
+    for (i, name) in NAMES.iter().enumerate() {
+        let (client, _, _) = Client::in_room(endpoints[i % endpoints.len()], name, "lobby").await;
+        clients.push(client);
+    }
+    // A sixth joins and reads its `joined`.
+    let mut late = Client::named(endpoints[0], "zed").await;
+    late.send(&ClientMsg::join("lobby")).await;
+    let ServerMsg::Joined { members, count, .. } = late
+        .recv_until(|m| matches!(m, ServerMsg::Joined { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    clients.push(late);
+    (clients, members, count)
+}
+
+#[tokio::test]
+async fn a_big_room_sends_its_first_page_and_count_and_pages_the_rest_on_request() {
+    let server = TestServer::with(|c| {
+        common::unlimited(c);
+        c.rooms.presence_list_max = 3;
+    })
+    .await;
+    let (mut clients, members, count) = five_in_the_lobby(&[&server]).await;
+    assert_eq!(members, ["ann", "Bo", "cy"], "the first page, sorted");
+    assert_eq!(count, 6);
+
+    // Member lists to the others are the first page and the count too.
+    let ann = &mut clients[0];
+    let list = ann
+        .recv_until(|m| matches!(m, ServerMsg::Presence { count: 6, .. }))
+        .await;
+    assert!(matches!(list, ServerMsg::Presence { members, .. } if members == ["ann", "Bo", "cy"]));
+
+    // Paging walks the whole room in order; a prefix searches it, ignoring case.
+    assert_eq!(
+        all_pages(ann, 2).await,
+        ["ann", "Bo", "cy", "Dee", "eve", "zed"]
+    );
+    assert_eq!(
+        page(ann, None, Some("D"), 10).await,
+        (vec!["Dee".into()], None)
+    );
+    assert_eq!(
+        page(ann, Some("bo"), None, 2).await,
+        (vec!["cy".into(), "Dee".into()], Some("Dee".into()))
+    );
+
+    // Only a member may list a room.
+    ann.send(&ClientMsg::Members {
+        room: "elsewhere".into(),
+        after: None,
+        prefix: None,
+        limit: None,
+    })
+    .await;
+    assert_eq!(ann.next_error().await, "not_in_room");
+
+    // A small room still gets whole lists.
+    let (_solo, members, _) = Client::in_room(&server, "solo", "small").await;
+    assert_eq!(members, ["solo"]);
+}
+
+#[tokio::test]
+async fn members_on_every_node_are_paged_from_any_node() {
+    let store = memory_store(&Default::default());
+    let a = TestServer::on_store(store.clone(), "node-a", |c| c.rooms.presence_list_max = 2).await;
+    let b = TestServer::on_store(store, "node-b", |c| c.rooms.presence_list_max = 2).await;
+    let (mut clients, members, count) = five_in_the_lobby(&[&a, &b]).await;
+    assert_eq!((members.len(), count), (2, 6));
+    for client in &mut clients[..2] {
+        assert_eq!(
+            all_pages(client, 4).await,
+            ["ann", "Bo", "cy", "Dee", "eve", "zed"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_node_processes_on_redis_page_the_same_room() {
+    let redis = Redis::start();
+    let a = Node::start_with(&redis, "node-a", &["--presence-list-max", "2"]);
+    let b = Node::start_with(&redis, "node-b", &["--presence-list-max", "2"]);
+    let (mut clients, members, count) = five_in_the_lobby(&[&a, &b]).await;
+    assert_eq!((members, count), (vec!["ann".into(), "Bo".into()], 6));
+    let bo = &mut clients[1];
+    assert_eq!(
+        all_pages(bo, 2).await,
+        ["ann", "Bo", "cy", "Dee", "eve", "zed"]
+    );
+    assert_eq!(
+        page(bo, None, Some("e"), 5).await,
+        (vec!["eve".into()], None)
+    );
+}
