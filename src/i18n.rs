@@ -84,6 +84,9 @@ pub struct Strings {
     pub back_to_lobby: &'static str,
     pub notice_joined: fn(&str) -> String,
     pub notice_left: fn(&str) -> String,
+    /// Two names and how many others, for notices folded together.
+    pub notice_joined_many: fn(&str, &str, usize) -> String,
+    pub notice_left_many: fn(&str, &str, usize) -> String,
     pub notice_renamed: fn(&str, &str) -> String,
     /// Below a big room's first page of members: how many more there are.
     pub more_members: fn(usize) -> String,
@@ -116,6 +119,16 @@ pub static EN: Strings = Strings {
     back_to_lobby: "Go to the lobby",
     notice_joined: |n| format!("{n} joined"),
     notice_left: |n| format!("{n} left"),
+    notice_joined_many: |a, b, others| match others {
+        0 => format!("{a} and {b} joined"),
+        1 => format!("{a}, {b} and 1 other joined"),
+        n => format!("{a}, {b} and {n} others joined"),
+    },
+    notice_left_many: |a, b, others| match others {
+        0 => format!("{a} and {b} left"),
+        1 => format!("{a}, {b} and 1 other left"),
+        n => format!("{a}, {b} and {n} others left"),
+    },
     notice_renamed: |old, new| format!("{old} is now {new}"),
     more_members: |n| format!("and {n} more"),
     error: |code| match code {
@@ -168,6 +181,14 @@ pub static ZH_HANS: Strings = Strings {
     back_to_lobby: "前往大厅",
     notice_joined: |n| format!("{n} 加入了"),
     notice_left: |n| format!("{n} 离开了"),
+    notice_joined_many: |a, b, others| match others {
+        0 => format!("{a} 和 {b} 加入了"),
+        n => format!("{a}、{b} 等 {} 人加入了", n + 2),
+    },
+    notice_left_many: |a, b, others| match others {
+        0 => format!("{a} 和 {b} 离开了"),
+        n => format!("{a}、{b} 等 {} 人离开了", n + 2),
+    },
     notice_renamed: |old, new| format!("{old} 改名为 {new}"),
     more_members: |n| format!("还有 {n} 人"),
     error: |code| match code {
@@ -211,6 +232,14 @@ pub static JA: Strings = Strings {
     back_to_lobby: "ロビーへ",
     notice_joined: |n| format!("{n} さんが参加しました"),
     notice_left: |n| format!("{n} さんが退出しました"),
+    notice_joined_many: |a, b, others| match others {
+        0 => format!("{a} さんと {b} さんが参加しました"),
+        n => format!("{a} さん、{b} さんほか {n} 人が参加しました"),
+    },
+    notice_left_many: |a, b, others| match others {
+        0 => format!("{a} さんと {b} さんが退出しました"),
+        n => format!("{a} さん、{b} さんほか {n} 人が退出しました"),
+    },
     notice_renamed: |old, new| format!("{old} さんは {new} さんになりました"),
     more_members: |n| format!("ほか {n} 人"),
     error: |code| match code {
@@ -251,10 +280,26 @@ mod tests {
             assert!(!s.send.is_empty() && !s.name_submit.is_empty(), "{lang:?}");
             assert!((s.notice_joined)("ann").contains("ann"));
             assert!((s.notice_renamed)("ann", "bo").contains("bo"));
+            for many in [s.notice_joined_many, s.notice_left_many] {
+                let two = many("ann", "bo", 0);
+                assert!(two.contains("ann") && two.contains("bo"), "{two}");
+                // Twelve in all: the other ten are counted (Chinese counts everyone).
+                let twelve = many("ann", "bo", 10);
+                assert!(twelve.contains("10") || twelve.contains("12"), "{twelve}");
+            }
+            assert!(!(s.more_members)(5).is_empty());
             assert!(!(s.error)(ErrorCode::NameTaken).is_empty());
         }
         // Translations differ from English where they should.
         assert_ne!(ZH_HANS.send, EN.send);
         assert_ne!(JA.send, EN.send);
+        assert_eq!(
+            (EN.notice_joined_many)("ann", "bo", 10),
+            "ann, bo and 10 others joined"
+        );
+        assert_eq!(
+            (EN.notice_left_many)("ann", "bo", 1),
+            "ann, bo and 1 other left"
+        );
     }
 }

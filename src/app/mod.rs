@@ -386,14 +386,25 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                         }
                             .into_any()
                     }
-                    Item::Notice { kind, name, old_name, .. } => {
+                    Item::Notice { kind, names, old_name, .. } => {
                         let text = move || {
                             let s = t();
+                            let first = names.first().map_or("?", String::as_str);
+                            let (joined, left) = match names.get(1) {
+                                None => ((s.notice_joined)(first), (s.notice_left)(first)),
+                                Some(second) => {
+                                    let others = names.len() - 2;
+                                    (
+                                        (s.notice_joined_many)(first, second, others),
+                                        (s.notice_left_many)(first, second, others),
+                                    )
+                                }
+                            };
                             match kind {
-                                NoticeKind::Joined => (s.notice_joined)(&name),
-                                NoticeKind::Left => (s.notice_left)(&name),
+                                NoticeKind::Joined => joined,
+                                NoticeKind::Left => left,
                                 NoticeKind::Renamed => {
-                                    (s.notice_renamed)(old_name.as_deref().unwrap_or("?"), &name)
+                                    (s.notice_renamed)(old_name.as_deref().unwrap_or("?"), first)
                                 }
                             }
                         };

@@ -21,10 +21,12 @@ pub enum Status {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
     Message(ChatMessage),
+    /// Someone joined, left or was renamed. Joins (or leaves) that follow each other with
+    /// nothing between are one item, oldest name first: "ann, bo and 10 others joined".
     Notice {
         key: u64,
         kind: NoticeKind,
-        name: String,
+        names: Vec<String>,
         old_name: Option<String>,
     },
     /// Messages were missed and could not be recovered; what follows is the recent history.
@@ -492,13 +494,7 @@ impl Model {
                         self.add_member(&name);
                     }
                 }
-                self.next_notice += 1;
-                self.push(Item::Notice {
-                    key: self.next_notice,
-                    kind,
-                    name,
-                    old_name,
-                });
+                self.notice(kind, name, old_name);
                 Vec::new()
             }
             ServerMsg::Presence {
@@ -578,6 +574,30 @@ impl Model {
         }
         self.last_seq = m.seq;
         self.push(Item::Message(m));
+    }
+
+    /// Shows a notice, folded into the one before it when that is of the same kind (renames are
+    /// always shown alone). The folded item gets a new key, so a keyed list redraws it.
+    fn notice(&mut self, kind: NoticeKind, name: String, old_name: Option<String>) {
+        let mut names = match self.items.last() {
+            Some(Item::Notice { kind: last, .. })
+                if *last == kind && kind != NoticeKind::Renamed =>
+            {
+                match self.items.pop() {
+                    Some(Item::Notice { names, .. }) => names,
+                    _ => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
+        };
+        names.push(name);
+        self.next_notice += 1;
+        self.push(Item::Notice {
+            key: self.next_notice,
+            kind,
+            names,
+            old_name,
+        });
     }
 
     fn push(&mut self, item: Item) {
@@ -1103,6 +1123,49 @@ mod tests {
         m.apply(notice(NoticeKind::Left, "ann", None));
         assert_eq!(m.members, ["Abe", "Bo"]);
         assert_eq!(m.member_count, 2, "a whole list counts itself");
+    }
+
+    #[test]
+    fn joins_and_leaves_in_a_row_fold_into_one_notice_and_renames_stay_apart() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        online_in_lobby(&mut m);
+        let notice = |kind, name: &str| ServerMsg::Notice {
+            room: "lobby".into(),
+            kind,
+            name: name.into(),
+            old_name: (kind == NoticeKind::Renamed).then(|| "old".into()),
+        };
+        let before = m.items.len();
+        for name in ["bo", "cy", "dee"] {
+            m.apply(notice(NoticeKind::Joined, name));
+        }
+        m.apply(notice(NoticeKind::Left, "bo"));
+        m.apply(notice(NoticeKind::Renamed, "eve"));
+        m.apply(notice(NoticeKind::Renamed, "fay"));
+        m.apply(ServerMsg::Message(msg(3, "e")));
+        m.apply(notice(NoticeKind::Joined, "gus"));
+        let shown: Vec<(NoticeKind, Vec<&str>)> = m.items[before..]
+            .iter()
+            .filter_map(|item| match item {
+                Item::Notice { kind, names, .. } => {
+                    Some((*kind, names.iter().map(String::as_str).collect()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (NoticeKind::Joined, vec!["bo", "cy", "dee"]),
+                (NoticeKind::Left, vec!["bo"]),
+                (NoticeKind::Renamed, vec!["eve"]),
+                (NoticeKind::Renamed, vec!["fay"]),
+                (NoticeKind::Joined, vec!["gus"]),
+            ]
+        );
+        // Each fold is a new item to a keyed list.
+        let keys: std::collections::HashSet<String> = m.items.iter().map(Item::key).collect();
+        assert_eq!(keys.len(), m.items.len());
     }
 
     #[test]

@@ -1,0 +1,92 @@
+import { test, expect } from '@playwright/test';
+import { spawn, type ChildProcess } from 'child_process';
+import * as net from 'net';
+import * as path from 'path';
+import { pickName, say, unique } from './helpers';
+
+// One room that 2,000 people join, a thousand a second, held by the load tool (a helper process
+// speaking the public protocol), watched by a browser in it: the member list shows the count and
+// the first page, not 2,000 rows, and the joins are folded into a few notices. The test starts its own node (built by the test command, like the load tool) with
+// the per-address limits off, since every member comes from one address.
+const root = path.resolve(__dirname, '../..');
+const MEMBERS = 2000;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+let server: ChildProcess | undefined;
+let load: ChildProcess | undefined;
+let base = '';
+let port = 0;
+
+test.describe('a room with 2,000 members', () => {
+  test.setTimeout(180_000);
+
+  test.beforeAll(async () => {
+    port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    server = spawn(
+      path.join(root, 'target/debug/chorus'),
+      [
+        '--config', '/dev/null', '--listen', `127.0.0.1:${port}`, '--log', 'warn',
+        '--connects-per-sec', '0', '--max-connections-per-address', '0',
+        '--controls-per-sec', '0',
+      ],
+      { env: { ...process.env, LEPTOS_SITE_ROOT: path.join(root, 'target/site') }, stdio: 'inherit' },
+    );
+    for (let i = 0; i < 100; i++) {
+      try {
+        if ((await fetch(`${base}/healthz`)).ok) break;
+      } catch {}
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+
+  test.afterAll(() => {
+    load?.kill();
+    server?.kill();
+  });
+
+  test('shows the count and the first page, and chat goes on', async ({ browser }) => {
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+    const page = await context.newPage();
+    await page.goto(`${base}/r/big-cap-0`);
+    await expect(page.getByTestId('status')).toHaveText('Online');
+    // Sorted first, so on the first page.
+    const me = unique('aaa');
+    await pickName(page, me);
+    // Then 2,000 people come, a thousand a second.
+    load = spawn(
+      path.join(root, 'target/debug/chorus-load'),
+      [
+        'capacity', '--url', `ws://127.0.0.1:${port}/ws`, '--prefix', 'big',
+        '--connections', String(MEMBERS), '--room-size', String(MEMBERS), '--ramp', '1000',
+        '--hold-secs', '150', '--max-secs', '170',
+      ],
+      { stdio: 'ignore' },
+    );
+    const count = page.getByTestId('member-count');
+    // Everyone the load tool holds, and this page.
+    await expect(count).toHaveAttribute('data-count', String(MEMBERS + 1), { timeout: 120_000 });
+    // The first page of names (the server's presence_list_max, 200), not 2,001 rows.
+    await expect(page.getByTestId('members').locator('li')).toHaveCount(200);
+    await expect(page.getByTestId('more-members')).toHaveText(`and ${MEMBERS + 1 - 200} more`);
+    // The joins in a row are folded into a few notices, not 2,000 lines.
+    const notices = page.getByTestId('notice');
+    expect(await notices.count()).toBeLessThan(20);
+    await expect(notices.filter({ hasText: /others joined$/ }).first()).toBeVisible();
+    await page.screenshot({ path: test.info().outputPath('big-room-phone.png'), fullPage: false });
+    const text = unique('said ');
+    await say(page, text);
+    await expect(page.getByTestId('messages')).toContainText(text);
+    await context.close();
+  });
+});
