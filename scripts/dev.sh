@@ -2,14 +2,16 @@
 # The front-end loop: sets up whatever is missing, then builds, serves and rebuilds on save
 # (`cargo leptos watch`) on a free port, and prints the URL to open.
 #   scripts/dev.sh [--port N] [--host ADDR] [any `cargo leptos watch` flag, e.g. --hot-reload]
+#   (--no-setup skips scripts/setup.sh, for a caller that has just run it)
 # What survives which edit is in README, "Develop".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-port="" host=127.0.0.1 args=()
+port="" host=127.0.0.1 args=() setup=true
 while (($#)); do
   case "$1" in
+    --no-setup) setup=false; shift ;;
     --port) port="$2"; shift 2 ;;
     --host) host="$2"; shift 2 ;;
     *) args+=("$1"); shift ;;
@@ -18,7 +20,7 @@ done
 [[ -n "$port" ]] || port=$(free_port)
 reload_port=$(free_port)
 
-scripts/setup.sh
+if $setup; then scripts/setup.sh; fi
 export PATH="$HOME/.cargo/bin:$PATH"
 # Incremental builds: the loop rebuilds one crate many times (test.sh turns them off).
 unset CARGO_INCREMENTAL

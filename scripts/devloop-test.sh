@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+scripts/setup.sh >/dev/null
 export PATH="$HOME/.cargo/bin:$PATH"
 root=$PWD
 work=target/devloop
@@ -17,11 +18,10 @@ mkdir -p "$copy"
 # Tracked and new files as they are now (uncommitted edits included), nothing ignored; dated now
 # (-m), so that cargo rebuilds what an earlier run of this test edited.
 git ls-files -co --exclude-standard -z | tar --null -T - --ignore-failed-read -cf - | tar -xmf - -C "$copy"
-ln -s "$root/end2end/node_modules" "$copy/end2end/node_modules"
 
 port=$(free_port)
 # Its own process group, so that stopping it stops cargo-leptos and the server it runs.
-(cd "$copy" && CARGO_TARGET_DIR="$root/target" exec setsid scripts/dev.sh --port "$port") >"$work/dev.log" 2>&1 &
+(cd "$copy" && CARGO_TARGET_DIR="$root/target" exec setsid scripts/dev.sh --no-setup --port "$port") >"$work/dev.log" 2>&1 &
 dev_pid=$!
 stop() {
   kill -- -"$dev_pid" 2>/dev/null || true

@@ -54,15 +54,14 @@ if [[ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $wb_versi
   cargo install wasm-bindgen-cli --version "$wb_version" --force
 fi
 
-# Playwright (the test runner only: it drives Debian's Chromium, it downloads no browser).
-pw_wanted=$(sed -n 's/.*"@playwright\/test": *"\([^"]*\)".*/\1/p' end2end/package.json)
-pw_have=""
-if [[ -f end2end/node_modules/@playwright/test/package.json ]]; then
-  pw_have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' end2end/node_modules/@playwright/test/package.json | head -1)
-fi
-if [[ "$pw_have" != "$pw_wanted" ]]; then
+# Playwright (the test runner only: it drives Debian's Chromium, it downloads no browser) and
+# axe-core, exactly as end2end/package-lock.json pins them: installed again whenever the lock file
+# changes (its hash is kept beside the packages).
+lock_hash=$(sha256sum end2end/package-lock.json | cut -d' ' -f1)
+if [[ "$(cat end2end/node_modules/.chorus-lock-hash 2>/dev/null || true)" != "$lock_hash" ]]; then
   log "installing end-to-end test packages"
   (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+  echo "$lock_hash" > end2end/node_modules/.chorus-lock-hash
 fi
 
 # wasm-opt for release builds, kept inside the project (.tools/, ignored by git).
