@@ -29,7 +29,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
         <html lang="en">
             <head>
                 <meta charset="utf-8" />
-                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="viewport" content="width=device-width, initial-scale=1, interactive-widget=resizes-content" />
+                // Named, so that browsers do not ask for a /favicon.ico there is not.
+                <link rel="icon" type="image/svg+xml" href="/favicon.svg" />
                 <AutoReload options=options.clone() />
                 // chorus.css, or chorus.<hash>.css when cargo-leptos hashed the files.
                 <HashedStylesheet options=options.clone() id="leptos" />
@@ -151,25 +153,51 @@ fn ChatPage(room: String) -> impl IntoView {
     });
     let t = use_strings();
     let room_title = format!("#{room}");
+    // On a phone the name form and the member list are a panel over the conversation: open
+    // until a name is taken, then behind the header's button.
+    let toggled = RwSignal::new(false);
+    let named = Memo::new(move |_| model.with(|m| m.name.is_some()));
+    let side_open = move || toggled.get() || !named.get();
+    let count = Memo::new(move |_| model.with(|m| m.member_count.max(m.members.len())));
     view! {
-        <div class="chat">
+        <div class="chat" class:side-open=side_open>
             <header class="topbar">
                 <h1>{move || t().app_title}</h1>
                 <span class="room" title=move || t().room_label>{room_title}</span>
                 <StatusBadge model />
+                <button
+                    type="button"
+                    class="side-toggle"
+                    data-testid="side-toggle"
+                    aria-controls="side"
+                    aria-expanded=move || side_open().to_string()
+                    aria-label=move || format!("{} ({})", t().members_heading, count.get())
+                    on:click=move |_| toggled.update(|open| *open = !*open)
+                >
+                    <svg viewBox="0 0 24 24" width="16" height="16" aria-hidden="true">
+                        <circle cx="9" cy="8" r="3.5" fill="currentColor" />
+                        <path d="M2 20c0-3.9 3.1-6.5 7-6.5s7 2.6 7 6.5z" fill="currentColor" />
+                        <circle cx="17" cy="9" r="2.8" fill="currentColor" opacity=".7" />
+                        <path d="M15.5 14c3.6 0 6.5 2.2 6.5 6h-4.5c0-2.3-.7-4.3-2-6z" fill="currentColor" opacity=".7" />
+                    </svg>
+                    " "
+                    {move || count.get()}
+                </button>
                 <LangPicker />
             </header>
-            <ErrorBanner model />
-            <div class="body">
-                <section class="conversation">
-                    <MessageList model />
-                    <Composer model />
-                </section>
-                <aside class="side">
-                    <NameForm model />
-                    <MemberList model />
-                </aside>
-            </div>
+            <main class="main">
+                <ErrorBanner model />
+                <div class="body">
+                    <section class="conversation" aria-label=move || t().conversation_label>
+                        <MessageList model />
+                        <Composer model />
+                    </section>
+                    <aside class="side" id="side" aria-label=move || t().members_heading>
+                        <NameForm model />
+                        <MemberList model />
+                    </aside>
+                </div>
+            </main>
         </div>
     }
 }
@@ -366,7 +394,10 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
         }
     });
     view! {
-        <div class="messages" node_ref=list on:scroll=on_scroll data-testid="messages" aria-live="polite">
+        <div class="messages" node_ref=list on:scroll=on_scroll data-testid="messages">
+            // Read out as messages arrive; what is still being sent is outside it, so one's own
+            // message is read once, when stored.
+            <div role="log" aria-live="polite" class="log">
             <Show when=move || items.with(|i| i.is_empty())>
                 <p class="empty">{move || t().no_messages}</p>
             </Show>
@@ -420,6 +451,7 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                     }
                 }}
             </For>
+            </div>
             // Sent, not yet acknowledged: shown as sending until the server has stored them.
             <For each=move || pending.get() key=|p| p.client_id.clone() let:p>
                 <div class="message mine pending" data-testid="pending">
@@ -464,6 +496,7 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
             <textarea
                 node_ref=input
                 data-testid="composer"
+                aria-label=move || t().composer_label
                 rows="2"
                 placeholder=move || {
                     if can_send.get() { t().composer_placeholder } else { t().composer_placeholder_no_name }
