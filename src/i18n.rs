@@ -49,6 +49,47 @@ impl Lang {
         }
     }
 
+    /// The supported language a browser prefers most, from its `Accept-Language` header
+    /// (`ja,en-US;q=0.9,en;q=0.8`): entries by falling `q`, the first one supported.
+    pub fn from_accept_language(header: &str) -> Option<Lang> {
+        let mut wanted: Vec<(f32, usize, &str)> = header
+            .split(',')
+            .enumerate()
+            .filter_map(|(i, entry)| {
+                let mut parts = entry.split(';');
+                let tag = parts.next()?.trim();
+                let q = parts
+                    .find_map(|p| p.trim().strip_prefix("q="))
+                    .map_or(Some(1.0), |q| q.trim().parse::<f32>().ok())?;
+                (q > 0.0 && !tag.is_empty()).then_some((q, i, tag))
+            })
+            .collect();
+        // Highest q first; equal q in the header's order.
+        wanted.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        wanted
+            .into_iter()
+            .find_map(|(_, _, tag)| Lang::from_tag(tag))
+    }
+
+    /// The cookie that carries a visitor's choice to the server, so the first byte is in it.
+    pub const COOKIE: &'static str = "chorus_lang";
+
+    /// The language a page is rendered in: the visitor's remembered choice (the cookie), else
+    /// the browser's preference, else English.
+    pub fn for_request(cookie_header: Option<&str>, accept_language: Option<&str>) -> Lang {
+        let chosen = cookie_header.and_then(|cookies| {
+            cookies.split(';').find_map(|c| {
+                let (name, value) = c.trim().split_once('=')?;
+                (name == Self::COOKIE)
+                    .then(|| Lang::from_tag(value))
+                    .flatten()
+            })
+        });
+        chosen
+            .or_else(|| accept_language.and_then(Lang::from_accept_language))
+            .unwrap_or_default()
+    }
+
     pub fn strings(self) -> &'static Strings {
         match self {
             Lang::En => &EN,
@@ -281,6 +322,24 @@ mod tests {
         assert_eq!(Lang::from_tag("zh-TW"), None);
         assert_eq!(Lang::from_tag("ja"), Some(Lang::Ja));
         assert_eq!(Lang::from_tag("fr-FR"), None);
+    }
+
+    #[test]
+    fn a_page_is_in_the_chosen_language_else_the_browsers_best_supported_one() {
+        let accept = |h| Lang::from_accept_language(h);
+        assert_eq!(accept("ja,en-US;q=0.9,en;q=0.8"), Some(Lang::Ja));
+        assert_eq!(
+            accept("fr-FR,fr;q=0.9,zh-CN;q=0.8,en;q=0.7"),
+            Some(Lang::ZhHans)
+        );
+        assert_eq!(accept("en;q=0.5, ja;q=0.8"), Some(Lang::Ja));
+        assert_eq!(accept("zh-TW,de"), None);
+        assert_eq!(accept("ja;q=0, en"), Some(Lang::En));
+        assert_eq!(accept(""), None);
+        let page = |cookie, accept| Lang::for_request(cookie, accept);
+        assert_eq!(page(Some("a=1; chorus_lang=ja"), Some("en")), Lang::Ja);
+        assert_eq!(page(Some("chorus_lang=xx"), Some("zh-CN")), Lang::ZhHans);
+        assert_eq!(page(None, None), Lang::En);
     }
 
     #[test]

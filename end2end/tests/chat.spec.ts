@@ -112,9 +112,33 @@ test('the language follows the browser and the switcher changes it', async ({ br
 
   await page.getByTestId('lang').selectOption('en');
   await expect(page.getByTestId('send')).toHaveText('Send');
+  await expect(page.locator('html')).toHaveAttribute('lang', 'en');
   // The choice is remembered over the browser's language.
   await page.reload();
   await expect(page.getByTestId('status')).toHaveText('Online');
+  await context.close();
+});
+
+test("the server renders the visitor's language from the first byte, and <html lang> follows", async ({
+  browser,
+}) => {
+  const context = await browser.newContext({ locale: 'ja-JP' });
+  const page = await context.newPage();
+  const room = `/r/${unique('e2e-')}`;
+  // What the server sent, before any script ran.
+  const first = await (await page.goto(room))!.text();
+  expect(first).toContain('<html lang="ja"');
+  expect(first).toContain('送信');
+  await expect(page.locator('html')).toHaveAttribute('lang', 'ja');
+  await expect(page.getByTestId('status')).toHaveText('オンライン');
+
+  // A choice goes with the next request: the reload is Chinese from its first byte.
+  await page.getByTestId('lang').selectOption('zh-Hans');
+  await expect(page.locator('html')).toHaveAttribute('lang', 'zh-Hans');
+  const reloaded = await (await page.reload())!.text();
+  expect(reloaded).toContain('<html lang="zh-Hans"');
+  expect(reloaded).toContain('发送');
+  await expect(page.getByTestId('send')).toHaveText('发送');
   await context.close();
 });
 

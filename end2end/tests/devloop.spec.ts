@@ -8,7 +8,8 @@ import * as path from 'path';
 const url = process.env.DEVLOOP_URL;
 const dir = process.env.DEVLOOP_DIR;
 
-// Rendered by the WASM only: the server renders English and the client switches to Japanese.
+// A Japanese string: the page is Japanese (from its first byte), and switching the language away
+// and back draws it from the WASM the page runs.
 const before = '名前を入力';
 const after = '名前を入力してね';
 
@@ -35,6 +36,8 @@ test.describe('the front-end loop', () => {
     await page.goto(url!);
     const nameInput = page.getByTestId('name-input');
     await expect(nameInput).toHaveAttribute('placeholder', before);
+    // Hydrated and connected: what is typed now stays typed.
+    await expect(page.getByTestId('status')).toHaveText('オンライン');
     await page.evaluate(() => ((window as any).__samePage = true));
     await nameInput.fill('devloop');
     await page.getByTestId('name-submit').click();
@@ -64,6 +67,13 @@ test.describe('the front-end loop', () => {
       .poll(() => page.evaluate(() => (window as any).__samePage ?? false), { timeout: 600_000 })
       .toBe(false);
     await expect(page.getByTestId('my-name'), 'the name is claimed again').toHaveText('devloop');
+    await expect(nameInput, 'the new server renders the new string').toHaveAttribute(
+      'placeholder',
+      after,
+    );
+    await page.getByTestId('lang').selectOption('en');
+    await expect(nameInput).toHaveAttribute('placeholder', 'Pick a name');
+    await page.getByTestId('lang').selectOption('ja');
     await expect(nameInput, 'the new WASM renders the new string').toHaveAttribute(
       'placeholder',
       after,

@@ -48,8 +48,19 @@ mod imp {
         }
     }
 
-    pub fn browser_language() -> Option<String> {
-        web_sys::window()?.navigator().language()
+    /// The language the server rendered the page in (`<html lang>`).
+    pub fn page_language() -> Option<String> {
+        web_sys::window()?
+            .document()?
+            .document_element()?
+            .get_attribute("lang")
+    }
+
+    /// Sets a cookie of this page (`name=value; attributes`).
+    pub fn set_cookie(cookie: &str) {
+        if let Some(document) = web_sys::window().and_then(|w| w.document()) {
+            let _ = js_sys::Reflect::set(&document, &"cookie".into(), &cookie.into());
+        }
     }
 
     pub fn random_id() -> String {
@@ -219,9 +230,10 @@ mod imp {
         None
     }
     pub fn storage_set(_key: &str, _value: &str) {}
-    pub fn browser_language() -> Option<String> {
+    pub fn page_language() -> Option<String> {
         None
     }
+    pub fn set_cookie(_cookie: &str) {}
     pub fn random_id() -> String {
         String::new()
     }
@@ -234,4 +246,4 @@ mod imp {
     }
 }
 
-pub use imp::{act, browser_language, random_id, send, start, storage_get, storage_set};
+pub use imp::{act, page_language, random_id, send, set_cookie, start, storage_get, storage_set};

@@ -12,7 +12,7 @@ use crate::{
     protocol::{DEFAULT_ROOM, ErrorCode, NoticeKind, RoomName},
 };
 use leptos::{ev, html, prelude::*};
-use leptos_meta::{HashedStylesheet, MetaTags, Title, provide_meta_context};
+use leptos_meta::{HashedStylesheet, Html, MetaTags, Title, provide_meta_context};
 use leptos_router::{
     components::{Route, Router, Routes},
     hooks::use_params_map,
@@ -26,7 +26,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     set_content_security_policy(&options);
     view! {
         <!DOCTYPE html>
-        <html lang="en">
+        // `lang` comes from the app (`Html`), in the visitor's language.
+        <html>
             <head>
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1, interactive-widget=resizes-content" />
@@ -88,11 +89,10 @@ fn set_content_security_policy(options: &LeptosOptions) {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    // The server renders English; the browser switches after hydration (see `LangPicker`), so the
-    // hydrated DOM matches the server's.
-    let lang = RwSignal::new(Lang::En);
+    let lang = RwSignal::new(page_language());
     provide_context(lang);
     view! {
+        <Html {..} lang=move || lang.get().tag() />
         <Title text="Chorus" />
         <Router>
             <Routes fallback=|| view! { <NotFound /> }>
@@ -101,6 +101,29 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/status") view=status::StatusPage />
             </Routes>
         </Router>
+    }
+}
+
+/// The language the page is rendered in: on the server, the visitor's (see
+/// [`Lang::for_request`]); in the browser, the one the server rendered (`<html lang>`), so that
+/// hydration finds the same text.
+fn page_language() -> Lang {
+    #[cfg(feature = "ssr")]
+    {
+        use axum::http::header;
+        let parts = use_context::<axum::http::request::Parts>();
+        let get = |name| {
+            parts
+                .as_ref()
+                .and_then(|p| p.headers.get(name)?.to_str().ok())
+        };
+        Lang::for_request(get(header::COOKIE), get(header::ACCEPT_LANGUAGE))
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        client::page_language()
+            .and_then(|tag| Lang::from_tag(&tag))
+            .unwrap_or_default()
     }
 }
 
@@ -221,22 +244,35 @@ fn StatusBadge(model: RwSignal<Model>) -> impl IntoView {
     view! { <span class=class data-testid="status" role="status">{text}</span> }
 }
 
+/// Keeps a chosen language in this browser, and in a cookie so the server renders the next page
+/// in it from the first byte.
+fn remember(lang: Lang) {
+    client::storage_set(client::LANG_KEY, lang.tag());
+    client::set_cookie(&format!(
+        "{}={}; path=/; max-age=31536000; samesite=lax",
+        Lang::COOKIE,
+        lang.tag()
+    ));
+}
+
 #[component]
 fn LangPicker() -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
     let t = use_strings();
-    // In the browser: the remembered choice, else the browser's language.
+    // The server rendered the page in the remembered choice (its cookie) or the browser's
+    // language. A choice remembered before the cookie existed is carried over once.
     Effect::new(move |_| {
-        let picked = client::storage_get(client::LANG_KEY)
-            .and_then(|tag| Lang::from_tag(&tag))
-            .or_else(|| client::browser_language().and_then(|tag| Lang::from_tag(&tag)));
-        if let Some(picked) = picked {
+        let remembered = client::storage_get(client::LANG_KEY).and_then(|tag| Lang::from_tag(&tag));
+        if let Some(picked) = remembered
+            && picked != lang.get_untracked()
+        {
+            remember(picked);
             lang.set(picked);
         }
     });
     let on_change = move |ev: ev::Event| {
         if let Some(picked) = Lang::from_tag(&event_target_value(&ev)) {
-            client::storage_set(client::LANG_KEY, picked.tag());
+            remember(picked);
             lang.set(picked);
         }
     };
