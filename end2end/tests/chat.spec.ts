@@ -192,9 +192,9 @@ test('a browser cut off the network shows what was said meanwhile once each, and
   await expect(a.getByTestId('pending')).toHaveCount(1);
   const meanwhile = ['meanwhile one', 'meanwhile two', 'meanwhile three'];
   for (const text of meanwhile) await say(b, text);
-  // The heartbeat notices the silence and the page reconnects (Chromium lets a WebSocket open
-  // even offline, so this may happen before the network is back).
-  await expect.poll(() => statuses(a)).toContain('Reconnecting…');
+  // The browser says it is offline: the page says so and drops the link (Chromium would keep an
+  // open WebSocket, silent behind the frozen proxy).
+  await expect.poll(() => statuses(a)).toContain('Offline');
 
   await offline.setOffline(false);
   await expect.poll(() => proxy.accepted).toBeGreaterThan(connections);
@@ -216,6 +216,34 @@ test('a browser cut off the network shows what was said meanwhile once each, and
   await offline.close();
   await online.close();
   await proxy.stop();
+});
+
+test('offline, the page says so and the composer keeps its focus, its draft and what is sent', async ({
+  browser,
+}) => {
+  const room = unique('e2e-');
+  const context = await browser.newContext({ locale: 'en-US' });
+  const a = await openRoom(context, room);
+  await pickName(a, unique('ann'));
+  const composer = a.getByTestId('composer');
+  await composer.click();
+  await composer.pressSequentially('half a thou');
+  await context.setOffline(true);
+  await expect(a.getByTestId('status')).toHaveText('Offline');
+  await expect(composer).toBeEnabled();
+  await expect(composer).toBeFocused();
+  await expect(composer).toHaveValue('half a thou');
+  await composer.pressSequentially('ght');
+  await composer.press('Enter');
+  await expect(a.getByTestId('pending')).toHaveCount(1);
+  await a.waitForTimeout(1500);
+  await expect(a.getByTestId('status'), 'still honest a moment later').toHaveText('Offline');
+
+  await context.setOffline(false);
+  await expect(a.getByTestId('status')).toHaveText('Online');
+  await expect(a.getByTestId('message').filter({ hasText: 'half a thought' })).toHaveCount(1);
+  await expect(a.getByTestId('pending')).toHaveCount(0);
+  await context.close();
 });
 
 test('a page for a malformed room name says so', async ({ page }) => {

@@ -23,6 +23,7 @@ mod imp {
     use futures::{SinkExt, StreamExt, channel::mpsc};
     use gloo_net::websocket::{Message as WsMessage, futures::WebSocket};
     use std::cell::{Cell, RefCell};
+    use wasm_bindgen::JsCast;
 
     thread_local! {
         /// The open connection's outgoing queue; WASM is single-threaded.
@@ -147,7 +148,25 @@ mod imp {
         }
     }
 
+    /// Follows what the browser says of its network (`online` and `offline` events).
+    fn watch_network(model: RwSignal<Model>) {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        model.update(|m| m.set_network(window.navigator().on_line()));
+        for (event, online) in [("online", true), ("offline", false)] {
+            let on_event = wasm_bindgen::closure::Closure::<dyn Fn()>::new(move || {
+                model.update(|m| m.set_network(online));
+            });
+            let _ =
+                window.add_event_listener_with_callback(event, on_event.as_ref().unchecked_ref());
+            // The page keeps listening as long as it lives.
+            on_event.forget();
+        }
+    }
+
     pub fn start(model: RwSignal<Model>) {
+        watch_network(model);
         leptos::task::spawn_local(async move {
             let Some(url) = ws_url() else { return };
             let attempt = Cell::new(0u32);
@@ -168,19 +187,27 @@ mod imp {
                     };
                     let last_heard = Cell::new(js_sys::Date::now());
                     let heartbeat = async {
+                        let mut last_tick = js_sys::Date::now();
                         loop {
-                            // Until `welcome` says the interval, look again every second.
+                            // Looks four times a second: the browser may say it went offline.
+                            gloo_timers::future::TimeoutFuture::new(250).await;
+                            if model.with_untracked(|m| m.offline) {
+                                leptos::logging::warn!("the browser is offline: closing the link");
+                                break;
+                            }
+                            // Until `welcome` says the interval, the default.
                             let known = model.with_untracked(|m| m.ping_interval_ms);
-                            let (nap, every) = match known {
-                                0 => (1_000, DEFAULT_PING_MS),
-                                ms => (ms.max(250), ms.max(250)),
-                            };
-                            gloo_timers::future::TimeoutFuture::new(nap as u32).await;
-                            if js_sys::Date::now() - last_heard.get() > 2.0 * every as f64 {
+                            let every = match known {
+                                0 => DEFAULT_PING_MS,
+                                ms => ms.max(250),
+                            } as f64;
+                            let now = js_sys::Date::now();
+                            if now - last_heard.get() > 2.0 * every {
                                 leptos::logging::warn!("no answer from the server: reconnecting");
                                 break;
                             }
-                            if known != 0 {
+                            if known != 0 && now - last_tick >= every {
+                                last_tick = now;
                                 act(model, Model::tick);
                             }
                         }
@@ -216,7 +243,18 @@ mod imp {
                 model.update(|m| m.disconnected());
                 let wait = backoff_ms(attempt.get());
                 attempt.set(attempt.get() + 1);
-                gloo_timers::future::TimeoutFuture::new(wait).await;
+                // While offline, wait for the network; once it is back, try at once.
+                let mut waited = 0;
+                loop {
+                    let (offline, wake) = model
+                        .try_update_untracked(|m| (m.offline, std::mem::take(&mut m.wake)))
+                        .unwrap_or_default();
+                    if wake || (waited >= wait && !offline) {
+                        break;
+                    }
+                    gloo_timers::future::TimeoutFuture::new(250).await;
+                    waited += 250;
+                }
             }
         });
     }

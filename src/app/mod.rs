@@ -234,11 +234,13 @@ fn StatusBadge(model: RwSignal<Model>) -> impl IntoView {
             Status::Connecting => "status connecting",
             Status::Online => "status online",
             Status::Reconnecting => "status reconnecting",
+            Status::Offline => "status offline",
         },
         move || match status.get() {
             Status::Connecting => t().status_connecting,
             Status::Online => t().status_online,
             Status::Reconnecting => t().status_reconnecting,
+            Status::Offline => t().status_offline,
         },
     );
     view! { <span class=class data-testid="status" role="status">{text}</span> }
@@ -504,7 +506,8 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
 fn Composer(model: RwSignal<Model>) -> impl IntoView {
     let t = use_strings();
     let input = NodeRef::<html::Textarea>::new();
-    let can_send = Memo::new(move |_| model.with(|m| m.can_send()));
+    // Open once a name was ours, also while the link is down: what is sent then waits.
+    let can_send = Memo::new(move |_| model.with(|m| m.can_compose()));
     let submit = move || {
         let Some(el) = input.get() else { return };
         let text = el.value();

@@ -16,6 +16,8 @@ pub enum Status {
     Connecting,
     Online,
     Reconnecting,
+    /// The browser says it has no network: nothing is tried until it has.
+    Offline,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +80,13 @@ pub struct Model {
     pub wanted_name: Option<String>,
     /// The name the server confirmed on this connection.
     pub name: Option<String>,
+    /// The server confirmed a name on some connection of this page: what is typed from now on
+    /// waits through any drop and goes out once the name is claimed again.
+    pub named_once: bool,
+    /// The browser reports no network.
+    pub offline: bool,
+    /// The network came back while the client waited to reconnect: it should try now.
+    pub wake: bool,
     pub joined: bool,
     /// The room's members, sorted: all of them, or in a big room the first page the server sent.
     pub members: Vec<String>,
@@ -164,14 +173,35 @@ impl Model {
         }
     }
 
-    /// The composer works only once the server has us in the room.
+    /// Frames go out only once the server has us in the room.
     pub fn can_send(&self) -> bool {
         self.status == Status::Online && self.joined && self.name.is_some()
     }
 
+    /// The composer takes messages once we have had a name, also through a drop: they wait
+    /// (shown as sending) and go out, once each, when the room is ours again.
+    pub fn can_compose(&self) -> bool {
+        self.can_send() || (self.named_once && self.wanted_name.is_some())
+    }
+
+    /// What the browser says of its network (`navigator.onLine` and its events).
+    pub fn set_network(&mut self, online: bool) {
+        self.offline = !online;
+        if !online {
+            self.status = Status::Offline;
+        } else if self.status == Status::Offline {
+            self.status = Status::Reconnecting;
+            self.wake = true;
+        }
+    }
+
     /// The link dropped: everything per-connection is void until the next `welcome`.
     pub fn disconnected(&mut self) {
-        self.status = Status::Reconnecting;
+        self.status = if self.offline {
+            Status::Offline
+        } else {
+            Status::Reconnecting
+        };
         self.joined = false;
         if let Some(name) = self.name.take() {
             self.wanted_name = Some(name);
@@ -208,7 +238,7 @@ impl Model {
     /// stays in the composer); otherwise the frames to send now, which may be none while the
     /// pace holds it back (then `retry_in_ms` says when to call [`Model::retry_now`]).
     pub fn compose(&mut self, text: &str, client_id: String) -> Option<Vec<ClientMsg>> {
-        if !self.can_send() || text.trim().is_empty() {
+        if !self.can_compose() || text.trim().is_empty() {
             return None;
         }
         if self
@@ -378,6 +408,8 @@ impl Model {
                 // A new connection: the server's buckets for it start full, and so do ours.
                 self.pacer = Pacer::new(limits.sends, limits.bytes);
                 self.status = Status::Online;
+                // Whatever the browser said, the server has answered.
+                self.offline = false;
                 self.joined = false;
                 self.name = None;
                 let mut answers = Vec::new();
@@ -401,6 +433,7 @@ impl Model {
                 ..
             } => Vec::new(),
             ServerMsg::NameSet { name } => {
+                self.named_once = true;
                 self.reclaims_left = 0;
                 self.wanted_name = Some(name.clone());
                 self.name = Some(name);
@@ -847,6 +880,37 @@ mod tests {
             history,
             recovered,
         })
+    }
+
+    #[test]
+    fn offline_the_status_says_so_and_the_composer_keeps_taking_messages_that_go_out_after() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        // Before any name was ours, there is nothing to compose for.
+        assert!(!m.can_compose());
+        online_in_lobby(&mut m);
+        m.set_network(false);
+        assert_eq!(m.status, Status::Offline);
+        assert!(!m.can_send() && m.can_compose());
+        assert_eq!(
+            m.compose("typed offline", "c1".into()),
+            Some(vec![]),
+            "waits"
+        );
+        assert_eq!(m.pending.len(), 1);
+        // The client closes the link; it stays offline, not reconnecting.
+        m.disconnected();
+        assert_eq!(m.status, Status::Offline);
+        assert!(m.can_compose(), "the name is still ours to claim again");
+        // The network is back: try now.
+        m.set_network(true);
+        assert_eq!((m.status, m.wake), (Status::Reconnecting, true));
+        let sent = rejoin(&mut m, vec![msg(1, "e"), msg(2, "e")], Some(true));
+        assert!(
+            sent.iter()
+                .any(|f| matches!(f, ClientMsg::Send { text, .. } if text == "typed offline")),
+            "{sent:?}"
+        );
+        assert_eq!(m.status, Status::Online);
     }
 
     #[test]
