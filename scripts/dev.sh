@@ -12,8 +12,8 @@ port="" host=127.0.0.1 args=() setup=true
 while (($#)); do
   case "$1" in
     --no-setup) setup=false; shift ;;
-    --port) port="$2"; shift 2 ;;
-    --host) host="$2"; shift 2 ;;
+    --port) port="${2:?--port needs a number}"; shift 2 ;;
+    --host) host="${2:?--host needs an address}"; shift 2 ;;
     *) args+=("$1"); shift ;;
   esac
 done
@@ -38,4 +38,4 @@ export LEPTOS_HASH_FILES=false
 # A Rust edit restarts the server: let it go at once instead of draining its connections.
 export CHORUS_DRAIN_MS="${CHORUS_DRAIN_MS:-0}" CHORUS_SHUTDOWN_GRACE_SECS="${CHORUS_SHUTDOWN_GRACE_SECS:-1}"
 echo "chorus dev: http://$url_host:$port (reload socket on port $reload_port)" >&2
-exec cargo leptos watch "${args[@]}"
+exec cargo leptos watch ${args[@]+"${args[@]}"}

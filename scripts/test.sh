@@ -39,8 +39,9 @@ LEPTOS_SITE_ROOT=target/site target/debug/chorus --listen "127.0.0.1:$port" --pi
 server_pid=$!
 cluster_pid=""
 stop_servers() {
-  kill "$server_pid" $cluster_pid 2>/dev/null || true
+  kill $server_pid $cluster_pid 2>/dev/null || true
   wait 2>/dev/null || true
+  server_pid="" cluster_pid=""  # the EXIT trap must not signal reused pids
 }
 trap stop_servers EXIT
 wait_ok "$url/healthz"

@@ -186,12 +186,14 @@ mod imp {
                         }
                     };
                     let last_heard = Cell::new(js_sys::Date::now());
+                    let drops = model.with_untracked(|m| m.drops);
                     let heartbeat = async {
                         let mut last_tick = js_sys::Date::now();
                         loop {
-                            // Looks four times a second: the browser may say it went offline.
+                            // Looks four times a second: the browser may say it went offline
+                            // (and maybe back already: the link is made again either way).
                             gloo_timers::future::TimeoutFuture::new(250).await;
-                            if model.with_untracked(|m| m.offline) {
+                            if model.with_untracked(|m| m.offline || m.drops != drops) {
                                 leptos::logging::warn!("the browser is offline: closing the link");
                                 break;
                             }

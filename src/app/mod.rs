@@ -84,6 +84,12 @@ fn set_content_security_policy(options: &LeptosOptions) {
         Ok(value) => response.insert_header(header::CONTENT_SECURITY_POLICY, value),
         Err(e) => tracing::error!(cause = %e, "cannot build the Content-Security-Policy"),
     }
+    // The page is in the visitor's language (see `page_language`): a shared cache must keep one
+    // copy per language.
+    response.insert_header(
+        header::VARY,
+        HeaderValue::from_static("cookie, accept-language"),
+    );
 }
 
 #[component]

@@ -87,6 +87,9 @@ pub struct Model {
     pub offline: bool,
     /// The network came back while the client waited to reconnect: it should try now.
     pub wake: bool,
+    /// How many times the browser said it went offline: a link open across one is dropped and
+    /// made again, however short the gap (the status said Offline meanwhile).
+    pub drops: u64,
     pub joined: bool,
     /// The room's members, sorted: all of them, or in a big room the first page the server sent.
     pub members: Vec<String>,
@@ -188,6 +191,7 @@ impl Model {
     pub fn set_network(&mut self, online: bool) {
         self.offline = !online;
         if !online {
+            self.drops += 1;
             self.status = Status::Offline;
         } else if self.status == Status::Offline {
             self.status = Status::Reconnecting;
@@ -904,6 +908,7 @@ mod tests {
         // The network is back: try now.
         m.set_network(true);
         assert_eq!((m.status, m.wake), (Status::Reconnecting, true));
+        assert_eq!(m.drops, 1, "the link open across the gap is made again");
         let sent = rejoin(&mut m, vec![msg(1, "e"), msg(2, "e")], Some(true));
         assert!(
             sent.iter()

@@ -39,8 +39,11 @@ pub enum Class {
     /// list, which follows, still tells who is there).
     Notice,
     /// A room's member list (`presence`), for the room with this id: replaces the one still
-    /// queued for the same room.
+    /// queued for the same room (the old one goes, the new one queues behind what came since).
     Presence(u64),
+    /// What a joiner gets first (`joined` and the messages held while it joined): must arrive,
+    /// and is not held to the byte bound, as a full history of long messages can exceed it.
+    Catchup,
 }
 
 struct Shared {
@@ -158,16 +161,17 @@ impl Outbox {
         }
         if let Class::Presence(room) = class
             && let Some(at) = queue.frames.iter().position(|(_, c)| *c == class)
+            && let Some((old, _)) = queue.frames.remove(at)
         {
-            let size = frame.len();
-            let old = std::mem::replace(&mut queue.frames[at].0, frame);
-            queue.bytes = queue.bytes - old.len() + size;
+            // Behind the notices queued since the old list, which the new one already counts.
+            queue.bytes = queue.bytes - old.len() + frame.len();
+            queue.frames.push_back((frame, class));
             drop(queue);
             self.count_shed(1);
             tracing::trace!(room, "member list replaced in the outbound queue");
             return true;
         }
-        if !self.admit(&mut queue, frame.len()) {
+        if !self.admit(&mut queue, frame.len(), class) {
             if class == Class::Notice {
                 drop(queue);
                 self.count_shed(1);
@@ -189,15 +193,20 @@ impl Outbox {
         true
     }
 
-    /// Whether a frame of `size` bytes fits, after dropping queued notices if it would not.
-    fn admit(&self, queue: &mut Queue, size: usize) -> bool {
+    /// Whether a frame of `size` bytes and `class` fits, after dropping queued notices if it
+    /// would not (a notice does not push out other notices: it is dropped itself).
+    fn admit(&self, queue: &mut Queue, size: usize, class: Class) -> bool {
         let fits = |q: &Queue| {
             q.frames.is_empty()
                 || (q.frames.len() < self.shared.capacity
-                    && q.bytes.saturating_add(size) <= self.shared.max_bytes)
+                    && (class == Class::Catchup
+                        || q.bytes.saturating_add(size) <= self.shared.max_bytes))
         };
         if fits(queue) {
             return true;
+        }
+        if class == Class::Notice {
+            return false;
         }
         let before = queue.frames.len();
         queue.frames.retain(|(_, class)| *class != Class::Notice);
@@ -224,7 +233,7 @@ impl Outbox {
                     return Err(Gone);
                 }
                 let size = frame.as_ref().map_or(0, Message::len);
-                if self.admit(&mut queue, size) {
+                if self.admit(&mut queue, size, Class::Keep) {
                     if let Some(frame) = frame.take() {
                         queue.bytes += frame.len();
                         queue.frames.push_back((frame, Class::Keep));
@@ -326,9 +335,10 @@ mod tests {
         assert!(outbox.offer(text("message")));
         let (frame, class) = presence(1, "list 1b");
         assert!(outbox.offer_as(frame, class));
+        // The newer list queues behind what came since (which it already reflects).
         assert_eq!(
             taken(&outbox).await,
-            [text("list 1b"), text("list 2a"), text("message")]
+            [text("list 2a"), text("message"), text("list 1b")]
         );
         assert_eq!(shed.get(), 1);
         // Taken, a list is no longer replaced: the next one queues.
@@ -367,6 +377,11 @@ mod tests {
         let outbox = Outbox::bounded(8, 4, None, None);
         assert!(outbox.offer(text("a long joined frame")));
         assert!(!outbox.offer(text("more")), "nothing else fits beside it");
+        // What a joiner catches up with is not held to the byte bound.
+        let outbox = Outbox::bounded(8, 4, None, None);
+        assert!(outbox.offer_as(text("joined, long"), Class::Catchup));
+        assert!(outbox.offer_as(text("held message"), Class::Catchup));
+        assert!(!outbox.close.is_cancelled());
         // And bytes count as well as frames: 2 + 2 fit in 4, a third does not.
         let outbox = Outbox::bounded(8, 4, None, None);
         assert!(outbox.offer(text("ab")));

@@ -32,9 +32,11 @@ pub(super) fn leptos_options(config: &Config) -> LeptosOptions {
     // Development (the reload script and its socket in the page's policy) only under
     // `cargo leptos watch`, unless LEPTOS_ENV says otherwise; every other run is production.
     let leptos_env = match (env("LEPTOS_ENV"), env("LEPTOS_WATCH")) {
-        (Some(v), _) => v
-            .parse::<leptos::config::Env>()
-            .unwrap_or(leptos::config::Env::PROD),
+        // Only the spellings that mean development do (leptos's own parse falls back to it).
+        (Some(v), _) => match v.to_ascii_lowercase().as_str() {
+            "dev" | "development" => leptos::config::Env::DEV,
+            _ => leptos::config::Env::PROD,
+        },
         (None, Some(w)) if w == "true" => leptos::config::Env::DEV,
         (None, _) => leptos::config::Env::PROD,
     };
@@ -144,6 +146,10 @@ fn hashes_name_files_in(hash_file: &Path, pkg: &Path, output_name: &str) -> bool
     let mut hashed_wasm = None;
     for (kind, hash) in hashes.lines().filter_map(|l| l.split_once(':')) {
         let (kind, hash) = (kind.trim(), hash.trim());
+        // Other lines (a split WASM's manifest) name files of other patterns.
+        if !matches!(kind, "js" | "wasm" | "css") {
+            continue;
+        }
         let file = pkg.join(format!("{output_name}.{hash}.{kind}"));
         if !file.is_file() {
             return false;

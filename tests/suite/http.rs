@@ -52,6 +52,11 @@ async fn pages_forbid_framing_sniffing_and_scripts_without_this_pages_nonce() {
         }
         // Outside `cargo leptos watch` no reload socket is allowed, and no reload script sent.
         assert!(!policy.contains("ws:"), "a development socket in {policy}");
+        assert_eq!(
+            header(&page, "vary"),
+            "cookie, accept-language",
+            "one copy per language"
+        );
         assert_eq!(header(&page, "x-content-type-options"), "nosniff");
         assert_eq!(header(&page, "x-frame-options"), "DENY");
         assert_eq!(header(&page, "referrer-policy"), "same-origin");

@@ -255,7 +255,7 @@ impl RoomTask {
                 self.hub.metrics.recovery(*complete);
             }
             let mut skip_through = last_seq;
-            let mut whole = outbox.offer(encode(&joined));
+            let mut whole = outbox.offer_as(encode(&joined), Class::Catchup);
             // The joiner's place in the stream: the snapshot's, then each held message's.
             let mut at = epoch.clone();
             for (held_epoch, seq, frame) in self.held.iter().filter(|(e, seq, _)| match &epoch {
@@ -277,7 +277,7 @@ impl RoomTask {
                     outbox.close.cancel();
                     break;
                 }
-                whole = outbox.offer(frame.clone());
+                whole = outbox.offer_as(frame.clone(), Class::Catchup);
                 skip_through = *seq;
                 at = Some(held_epoch.clone());
             }
