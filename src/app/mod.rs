@@ -187,7 +187,7 @@ fn ChatPage(room: String) -> impl IntoView {
     let toggled = RwSignal::new(false);
     let named = Memo::new(move |_| model.with(|m| m.name.is_some()));
     let side_open = move || toggled.get() || !named.get();
-    let count = Memo::new(move |_| model.with(|m| m.member_count.max(m.members.len())));
+    let count = Memo::new(move |_| model.with(Model::member_total));
     view! {
         <div class="chat" class:side-open=side_open>
             <header class="topbar">
@@ -366,7 +366,7 @@ fn NameForm(model: RwSignal<Model>) -> impl IntoView {
 fn MemberList(model: RwSignal<Model>) -> impl IntoView {
     let t = use_strings();
     let members = Memo::new(move |_| model.with(|m| m.members.clone()));
-    let count = Memo::new(move |_| model.with(|m| m.member_count.max(m.members.len())));
+    let count = Memo::new(move |_| model.with(Model::member_total));
     // In a big room the server sends the first page of names only.
     let more = Memo::new(move |_| count.get().saturating_sub(members.with(Vec::len)));
     let me = Memo::new(move |_| model.with(|m| m.name.clone()));

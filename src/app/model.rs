@@ -583,6 +583,11 @@ impl Model {
         }
     }
 
+    /// How many members the room has, as far as this page knows.
+    pub fn member_total(&self) -> usize {
+        self.member_count.max(self.members.len())
+    }
+
     /// Whether `name` was not listed yet.
     fn add_member(&mut self, name: &str) -> bool {
         if self.members.iter().any(|m| m == name) {

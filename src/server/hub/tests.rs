@@ -26,14 +26,15 @@ fn memory_store() -> MemoryStore {
     MemoryStore::new(100, 100, 10, Duration::from_secs(30))
 }
 
+/// A hub on `store` sending member lists at most every `presence_interval` (whole lists up to the
+/// default 200 names).
+fn hub_on(store: &Arc<dyn Store>, presence_interval: Duration) -> Arc<Hub> {
+    Hub::new(store.clone(), presence_interval, 200, Arc::default())
+}
+
 /// A hub on `store` with ann in the lobby.
 async fn lobby_with_ann(store: &Arc<dyn Store>) -> (Arc<Hub>, RoomName, Member, Outbox) {
-    let hub = Hub::new(
-        store.clone(),
-        Duration::from_millis(50),
-        200,
-        Arc::default(),
-    );
+    let hub = hub_on(store, Duration::from_millis(50));
     let room = RoomName::lobby();
     let (ann, ann_out) = member("ann");
     hub.join(&room, &ann, &ann_out, None, true)
@@ -393,12 +394,7 @@ async fn a_slow_join_to_a_room_without_messages_misses_none_said_while_it_ran() 
 async fn a_slow_join_with_no_other_member_here_misses_none_said_while_it_ran() {
     let slow = Arc::new(SlowStore::new());
     let store: Arc<dyn Store> = slow.clone();
-    let hub = Hub::new(
-        store.clone(),
-        Duration::from_millis(50),
-        200,
-        Arc::default(),
-    );
+    let hub = hub_on(&store, Duration::from_millis(50));
     let room = RoomName::lobby();
     // ann is in the room through another node: the store has her, this hub does not.
     let (ann, _) = member("ann");
@@ -441,7 +437,7 @@ async fn a_reader_that_stalls_in_a_busy_room_keeps_every_message_while_lists_and
 {
     let store: Arc<dyn Store> = Arc::new(memory_store());
     // Every change sends the whole member list at once.
-    let hub = Hub::new(store.clone(), Duration::ZERO, 200, Arc::default());
+    let hub = hub_on(&store, Duration::ZERO);
     let room = RoomName::lobby();
     let (stalled, _) = member("stalled");
     // Its queue is never taken, and holds 16 frames.
