@@ -25,6 +25,10 @@ pub const MAX_ROOM_CHARS: usize = 64;
 /// Longest `client_id`, in bytes; it is echoed to the whole room, so it stays short.
 pub const MAX_CLIENT_ID_BYTES: usize = 64;
 
+/// Messages in a `history` page when the client does not say, and the most it may ask for.
+pub const HISTORY_PAGE: u32 = 50;
+pub const HISTORY_PAGE_MAX: u32 = 200;
+
 /// A frame from a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -68,12 +72,22 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// A page of a room's stored messages before `before` (the newest without it), at most
+    /// `limit` (default 50, most 200): how a reader scrolls back past what `joined` gave. The
+    /// answer is `history`. Only for rooms joined.
+    History {
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<Position>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
 }
 
 impl ClientMsg {
     /// Every `type` a client may send; used to tell an unknown type from a malformed known one.
     pub const TYPES: &'static [&'static str] = &[
-        "set_name", "resume", "join", "leave", "send", "ping", "members",
+        "set_name", "resume", "join", "leave", "send", "ping", "members", "history",
     ];
 
     /// The frame's `type`, as on the wire: what metrics and logs call it.
@@ -86,6 +100,7 @@ impl ClientMsg {
             Self::Send { .. } => "send",
             Self::Ping => "ping",
             Self::Members { .. } => "members",
+            Self::History { .. } => "history",
         }
     }
 
@@ -204,6 +219,17 @@ pub enum ServerMsg {
         members: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         next: Option<String>,
+    },
+    /// Answer to `history`: stored messages before the position asked for, oldest first. `more`
+    /// says whether older ones are stored; `epoch` is the room's (absent before its first
+    /// message). Asked with a position of another epoch, the page is empty: the room's
+    /// numbering restarted and nothing before that position is kept.
+    History {
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
+        messages: Vec<ChatMessage>,
+        more: bool,
     },
     /// The message with this `client_id` is stored under `seq`.
     Ack {
@@ -623,6 +649,25 @@ mod tests {
                     room: "lobby".into(),
                     after: None,
                     prefix: None,
+                    limit: None,
+                },
+            ),
+            (
+                r#"{"type":"history","room":"lobby","before":{"epoch":"e","seq":51},"limit":20}"#,
+                ClientMsg::History {
+                    room: "lobby".into(),
+                    before: Some(Position {
+                        epoch: "e".into(),
+                        seq: 51,
+                    }),
+                    limit: Some(20),
+                },
+            ),
+            (
+                r#"{"type":"history","room":"lobby"}"#,
+                ClientMsg::History {
+                    room: "lobby".into(),
+                    before: None,
                     limit: None,
                 },
             ),

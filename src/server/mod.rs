@@ -96,7 +96,7 @@ impl AppState {
                     wait_replicas: config.redis.redis_wait_replicas,
                     wait_timeout: config.redis.redis_wait_timeout_ms,
                     node: node_id.clone(),
-                    history_size: config.rooms.history_size,
+                    history: config.history(),
                     dedup_window: config.rooms.dedup_window,
                     session_ttl,
                     node_ttl: config.redis.node_ttl_ms,

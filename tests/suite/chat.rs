@@ -628,9 +628,13 @@ async fn joining_mid_conversation_gives_history_and_live_messages_without_gap_or
 
 #[tokio::test]
 async fn a_full_history_of_the_longest_messages_still_reaches_a_joiner() {
-    let server = TestServer::with(common::unlimited).await;
+    let server = TestServer::with(|c| {
+        common::unlimited(c);
+        c.rooms.join_history = 100;
+    })
+    .await;
     let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
-    // 100 messages (the default history) of 4,000 three-byte characters: a `joined` of ~1.2 MB.
+    // A window of 100 messages of 4,000 three-byte characters: a `joined` of ~1.2 MB.
     let long = "語".repeat(4000);
     for i in 1..=100 {
         ann.say("lobby", &long, &format!("c{i}")).await;

@@ -13,6 +13,7 @@ mod chat;
 mod cluster;
 mod faults;
 mod fuzz;
+mod history;
 mod hostile;
 mod http;
 mod load_tool;

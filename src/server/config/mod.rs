@@ -94,9 +94,15 @@ settings! {
 
     /// Rooms, their history and the sessions in them.
     rooms: Rooms {
-        /// Messages kept per room and sent to a joiner; also how far back a reconnecting client
-        /// can recover what it missed (`join` with `since`).
-        history_size: usize = 100, env "CHORUS_HISTORY_SIZE";
+        /// Messages kept per room (in memory or in Redis): how far back readers can page
+        /// (`history`) and a reconnecting client can recover what it missed (`join` with
+        /// `since`, up to 1,000 messages). 0 keeps none.
+        history_size: usize = 10_000, env "CHORUS_HISTORY_SIZE";
+        /// Bytes of messages kept per room, whatever their number: past it the oldest go.
+        history_bytes: usize = 4 * 1024 * 1024, env "CHORUS_HISTORY_BYTES";
+        /// How many of a room's newest messages a joiner is sent in `joined`; older ones are
+        /// read with `history`.
+        join_history: usize = 50, env "CHORUS_JOIN_HISTORY";
         /// How many of a room's latest `client_id`s are remembered, so that a re-sent message is
         /// acknowledged again instead of stored twice.
         dedup_window: usize = 1000, env "CHORUS_DEDUP_WINDOW";
@@ -284,6 +290,15 @@ impl Observe {
 }
 
 impl Config {
+    /// What each room keeps of its history, and what a joiner is sent.
+    pub fn history(&self) -> crate::server::store::HistoryBounds {
+        crate::server::store::HistoryBounds {
+            size: self.rooms.history_size,
+            bytes: self.rooms.history_bytes,
+            window: self.rooms.join_history,
+        }
+    }
+
     /// Bytes of frames per connection; none when off. Any frame the size limit lets through fits
     /// a full bucket.
     pub fn byte_rate(&self) -> Option<Rate> {

@@ -26,9 +26,19 @@ impl Config {
             }
         };
         check(
-            self.rooms.history_size <= 10_000,
+            self.rooms.history_size <= 1_000_000,
             "history_size",
-            "at most 10000",
+            "at most 1000000",
+        )?;
+        check(
+            (64 * 1024..=1 << 30).contains(&self.rooms.history_bytes),
+            "history_bytes",
+            "between 65536 and 1073741824",
+        )?;
+        check(
+            self.rooms.join_history <= 1000,
+            "join_history",
+            "at most 1000",
         )?;
         check(
             self.rooms.dedup_window <= 100_000,

@@ -1,5 +1,5 @@
 //! The protocol a connection speaks once it is open: one handler per client frame type
-//! (`set_name`, `resume`, `join`, `leave`, `send`, `ping`), each charged to the connection's rate
+//! (`set_name`, `resume`, `join`, `leave`, `send`, `ping`, `members`, `history`), each charged to the connection's rate
 //! limits first; and the one place where what the store answers becomes what the client is told
 //! (`impl From<StoreError> for Invalid`).
 //!
@@ -7,8 +7,9 @@
 
 use super::socket::{Close, Heartbeat, Peer};
 use crate::protocol::{
-    ClientMsg, ErrorCode, Invalid, Limits, MAX_NAME_CHARS, MessageText, PROTOCOL_VERSION, Position,
-    RoomName, ServerMsg, UserName, decode_client, parse_client_id,
+    ChatMessage, ClientMsg, ErrorCode, HISTORY_PAGE, HISTORY_PAGE_MAX, Invalid, Limits,
+    MAX_NAME_CHARS, MessageText, PROTOCOL_VERSION, Position, RoomName, ServerMsg, UserName,
+    decode_client, parse_client_id,
 };
 use crate::server::{
     AppState,
@@ -290,6 +291,11 @@ impl Connection {
                 prefix,
                 limit,
             } => self.members(&room, after, prefix, limit).await,
+            ClientMsg::History {
+                room,
+                before,
+                limit,
+            } => self.history(&room, before, limit).await,
             ClientMsg::Ping => {
                 self.reply(ServerMsg::Pong).await;
                 Ok(())
@@ -447,6 +453,30 @@ impl Connection {
         Ok(())
     }
 
+    async fn history(
+        &mut self,
+        raw: &str,
+        before: Option<Position>,
+        limit: Option<u32>,
+    ) -> Result<(), Invalid> {
+        let room = self.joined_room(raw)?;
+        let limit = limit.unwrap_or(HISTORY_PAGE).clamp(1, HISTORY_PAGE_MAX) as usize;
+        let node = &self.node;
+        let page = node
+            .metrics
+            .timed("history", node.store.page(&room, before.as_ref(), limit))
+            .await?;
+        let (messages, more) = within_page_bytes(page.messages, page.more);
+        self.reply(ServerMsg::History {
+            room: room.to_string(),
+            epoch: page.epoch,
+            messages,
+            more,
+        })
+        .await;
+        Ok(())
+    }
+
     async fn send(
         &mut self,
         raw_room: &str,
@@ -479,4 +509,26 @@ impl Connection {
         .await;
         Ok(())
     }
+}
+
+/// Bytes of message text and names in one `history` page: a page of long messages is cut
+/// short (from its oldest end) so that it fits a reader's queue beside live traffic.
+const HISTORY_PAGE_BYTES: usize = 256 * 1024;
+
+/// The newest of `messages` (oldest first) that fit [`HISTORY_PAGE_BYTES`] (at least one), and
+/// whether older ones remain.
+fn within_page_bytes(mut messages: Vec<ChatMessage>, more: bool) -> (Vec<ChatMessage>, bool) {
+    let mut bytes = 0;
+    let fit = messages
+        .iter()
+        .rev()
+        .take_while(|m| {
+            bytes += m.text.len() + m.from.len();
+            bytes <= HISTORY_PAGE_BYTES
+        })
+        .count()
+        .max(1);
+    let cut = messages.len().saturating_sub(fit);
+    messages.drain(..cut);
+    (messages, more || cut > 0)
 }

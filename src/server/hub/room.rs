@@ -6,7 +6,7 @@ use super::{
     joined::joined_frame,
     presence::{PresenceThrottle, first_page},
 };
-use crate::protocol::{ChatMessage, Position, RoomName, ServerMsg};
+use crate::protocol::{ChatMessage, RoomName, ServerMsg};
 use crate::server::outbox::Class;
 use crate::server::{
     bus::{BusEvent, BusItem, RecvError, Subscription},
@@ -24,7 +24,6 @@ use tungstenite::Message;
 struct JoinDone {
     member: Member,
     outbox: Outbox,
-    since: Option<Position>,
     reply: oneshot::Sender<Result<bool, StoreError>>,
     snapshot: Result<Snapshot, StoreError>,
 }
@@ -173,12 +172,11 @@ impl RoomTask {
                 let (hub, room, done) =
                     (self.hub.clone(), self.room.clone(), self.joined.0.clone());
                 tokio::spawn(async move {
-                    let join = hub.store.join(&room, &member, create);
+                    let join = hub.store.join(&room, &member, create, since.as_ref());
                     let snapshot = hub.metrics.timed("join", join).await;
                     let _ = done.send(JoinDone {
                         member,
                         outbox,
-                        since,
                         reply,
                         snapshot,
                     });
@@ -224,7 +222,6 @@ impl RoomTask {
         let JoinDone {
             member,
             outbox,
-            since,
             reply,
             snapshot,
         } = done;
@@ -246,7 +243,7 @@ impl RoomTask {
                     self.delivered = last_seq;
                 }
             }
-            let joined = joined_frame(self.hub.list_max, &self.room, snapshot, since);
+            let joined = joined_frame(self.hub.list_max, &self.room, snapshot);
             if let ServerMsg::Joined {
                 recovered: Some(complete),
                 ..

@@ -1,11 +1,11 @@
 use super::*;
 use crate::{
-    protocol::{ChatMessage, MessageText, ServerMsg},
+    protocol::{ChatMessage, MessageText, Position, ServerMsg},
     server::{
         bus::{BusItem, Subscription},
         store::{
-            Broker, ConnId, Departure, Health, MemoryStore, Presence, SessionId, Sessions,
-            Snapshot, Stored,
+            Broker, ConnId, Departure, Health, HistoryBounds, MemoryStore, Page, Presence,
+            SessionId, Sessions, Snapshot, Stored,
         },
     },
 };
@@ -23,7 +23,12 @@ fn member(id: &str) -> (Member, Outbox) {
 }
 
 fn memory_store() -> MemoryStore {
-    MemoryStore::new(100, 100, 10, Duration::from_secs(30))
+    MemoryStore::new(
+        HistoryBounds::messages(100),
+        100,
+        10,
+        Duration::from_secs(30),
+    )
 }
 
 /// A hub on `store` sending member lists at most every `presence_interval` (whole lists up to the
@@ -158,6 +163,7 @@ impl Presence for SlowStore {
         room: &RoomName,
         member: &Member,
         create: bool,
+        since: Option<&Position>,
     ) -> Result<Snapshot, StoreError> {
         let said = self.say_in_join.lock().expect("not poisoned").take();
         if let Some(text) = said {
@@ -165,7 +171,7 @@ impl Presence for SlowStore {
             let text = MessageText::parse(text.into(), 100).expect("valid text");
             self.memory.append(room, &ann, text, None).await?;
         }
-        let snapshot = self.memory.join(room, member, create).await;
+        let snapshot = self.memory.join(room, member, create, since).await;
         if self.slow_joins.load(std::sync::atomic::Ordering::Relaxed) {
             tokio::time::sleep(SLOW).await;
         }
@@ -219,6 +225,15 @@ impl Broker for SlowStore {
         }
         self.memory.since(room, epoch, seq).await
     }
+    async fn page(
+        &self,
+        room: &RoomName,
+        before: Option<&Position>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        self.memory.page(room, before, limit).await
+    }
+
     async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {
         let mut inner = self.memory.subscribe(room).await?;
         if !self.lossy {
@@ -398,7 +413,7 @@ async fn a_slow_join_with_no_other_member_here_misses_none_said_while_it_ran() {
     let room = RoomName::lobby();
     // ann is in the room through another node: the store has her, this hub does not.
     let (ann, _) = member("ann");
-    store.join(&room, &ann, true).await.expect("joins");
+    store.join(&room, &ann, true, None).await.expect("joins");
     // bo's snapshot is taken at once, before any message; the task has nobody else to serve.
     let (bo_out, joining) = join_slowly(&slow, &hub, &room).await;
     for text in ["one", "two"] {

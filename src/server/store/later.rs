@@ -4,12 +4,12 @@
 //! `internal` error. Once connected, every call goes straight to the Redis store.
 
 use super::{
-    Broker, ConnId, Departure, Health, Member, Presence, SessionId, Sessions, Snapshot, StoreError,
-    Stored,
+    Broker, ConnId, Departure, Health, Member, Page, Presence, SessionId, Sessions, Snapshot,
+    StoreError, Stored,
     redis::{RedisSettings, RedisStore},
 };
 use crate::{
-    protocol::{ChatMessage, MessageText, RoomName, UserName},
+    protocol::{ChatMessage, MessageText, Position, RoomName, UserName},
     server::bus::Subscription,
 };
 use std::{
@@ -98,8 +98,9 @@ impl Presence for Later {
         room: &RoomName,
         member: &Member,
         create: bool,
+        since: Option<&Position>,
     ) -> Result<Snapshot, StoreError> {
-        self.store()?.join(room, member, create).await
+        self.store()?.join(room, member, create, since).await
     }
 
     async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), StoreError> {
@@ -148,6 +149,15 @@ impl Broker for Later {
         seq: u64,
     ) -> Result<Option<Vec<ChatMessage>>, StoreError> {
         self.store()?.since(room, epoch, seq).await
+    }
+
+    async fn page(
+        &self,
+        room: &RoomName,
+        before: Option<&Position>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        self.store()?.page(room, before, limit).await
     }
 
     async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {

@@ -3,15 +3,17 @@
 //! events go out in the order they happened.
 
 use super::{
-    Broker, ConnId, Health, Member, Presence, RecentIds, SessionId, Snapshot, StoreError, Stored,
-    messages_after, new_epoch, now_ms,
+    Broker, ConnId, Health, HistoryBounds, Member, Page, Presence, RECOVER_MAX, RecentIds,
+    SessionId, Snapshot, StoreError, Stored, history::History, new_epoch, now_ms,
 };
 use crate::{
-    protocol::{ChatMessage, MessageText, NoticeKind, RoomName, ServerMsg, UserName, sort_members},
+    protocol::{
+        ChatMessage, MessageText, NoticeKind, Position, RoomName, ServerMsg, UserName, sort_members,
+    },
     server::bus::{BusEvent, MemoryBus, Subscription},
 };
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -28,7 +30,7 @@ use sessions::SessionTable;
 struct Room {
     /// Session → the connection carrying it here, and its name.
     members: BTreeMap<SessionId, (ConnId, UserName)>,
-    history: VecDeque<ChatMessage>,
+    history: History,
     last_seq: u64,
     /// Names this life of the room: a room evicted and opened again numbers from 1 in a new
     /// epoch, so a client's old position is never taken for a new message.
@@ -44,7 +46,7 @@ impl Room {
     fn new() -> Self {
         Self {
             members: BTreeMap::new(),
-            history: VecDeque::new(),
+            history: History::default(),
             last_seq: 0,
             epoch: new_epoch(),
             active: Instant::now(),
@@ -72,7 +74,7 @@ impl Room {
 
 pub struct MemoryStore {
     bus: MemoryBus,
-    history_size: usize,
+    history: HistoryBounds,
     dedup_window: usize,
     max_rooms: usize,
     /// A room without members and without a join or message for this long is forgotten.
@@ -88,14 +90,14 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     pub fn new(
-        history_size: usize,
+        history: HistoryBounds,
         dedup_window: usize,
         max_rooms: usize,
         session_ttl: Duration,
     ) -> Self {
         Self {
             bus: MemoryBus::default(),
-            history_size,
+            history,
             dedup_window,
             max_rooms,
             room_idle: DEFAULT_ROOM_IDLE,
@@ -109,7 +111,7 @@ impl MemoryStore {
     /// The store a node with `config` keeps in memory.
     pub fn from_config(config: &crate::server::config::Config) -> Self {
         Self::new(
-            config.rooms.history_size,
+            config.history(),
             config.rooms.dedup_window,
             config.rooms.max_rooms,
             config.rooms.session_ttl_secs,
@@ -233,6 +235,7 @@ impl Presence for MemoryStore {
         room_name: &RoomName,
         member: &Member,
         create: bool,
+        since: Option<&Position>,
     ) -> Result<Snapshot, StoreError> {
         let mut room = loop {
             let guard = self.get_or_create(room_name, create)?.lock_owned().await;
@@ -253,9 +256,15 @@ impl Presence for MemoryStore {
             }
             Some(_) => {}
         }
+        let recovered = since.and_then(|since| {
+            (since.epoch == room.epoch)
+                .then(|| room.history.after(since.seq, room.last_seq, RECOVER_MAX))
+                .flatten()
+        });
         Ok(Snapshot {
             members: room.member_names(),
-            history: room.history.iter().cloned().collect(),
+            recovered: since.map(|_| recovered.is_some()),
+            history: recovered.unwrap_or_else(|| room.history.recent(self.history.window)),
             // As in Redis: a room's numbering has an epoch once its first message is stored.
             epoch: (room.last_seq > 0).then(|| room.epoch.clone()),
             last_seq: room.last_seq,
@@ -351,12 +360,7 @@ impl Broker for MemoryStore {
             room.recent_ids
                 .insert(id.clone(), msg.seq, self.dedup_window);
         }
-        if self.history_size > 0 {
-            if room.history.len() == self.history_size {
-                room.history.pop_front();
-            }
-            room.history.push_back(msg.clone());
-        }
+        room.history.push(msg.clone(), &self.history);
         let seq = msg.seq;
         self.bus
             .publish(room_name, BusEvent::new(ServerMsg::Message(msg)));
@@ -379,11 +383,32 @@ impl Broker for MemoryStore {
         if room.last_seq > 0 && epoch != room.epoch {
             return Ok(None);
         }
-        Ok(messages_after(
-            room.history.iter().cloned(),
-            room.last_seq,
-            seq,
-        ))
+        Ok(room.history.after(seq, room.last_seq, usize::MAX))
+    }
+
+    async fn page(
+        &self,
+        room: &RoomName,
+        before: Option<&Position>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let Some(room) = self.existing(room) else {
+            return Ok(Page::default());
+        };
+        let room = room.lock().await;
+        let epoch = (room.last_seq > 0).then(|| room.epoch.clone());
+        if before.is_some_and(|b| epoch.as_ref() != Some(&b.epoch)) {
+            return Ok(Page {
+                epoch,
+                ..Page::default()
+            });
+        }
+        let (messages, more) = room.history.before(before.map(|b| b.seq), limit);
+        Ok(Page {
+            epoch,
+            messages,
+            more,
+        })
     }
 
     async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {

@@ -10,16 +10,18 @@
 //! - membership is per session: a connection that took over a session (resume) replaces the old
 //!   one in its rooms without a leave/join, and the old connection's late leave changes nothing.
 
+mod history;
 mod later;
 mod memory;
 pub mod redis;
 
 pub use self::redis::RedisStore;
+pub use history::{HistoryBounds, Page, RECOVER_MAX};
 pub use later::Later;
 pub use memory::MemoryStore;
 
 use super::bus::Subscription;
-use crate::protocol::{ChatMessage, MessageText, RoomName, UserName};
+use crate::protocol::{ChatMessage, MessageText, Position, RoomName, UserName};
 use std::{
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -42,7 +44,11 @@ pub struct Member {
 #[derive(Debug)]
 pub struct Snapshot {
     pub members: Vec<String>,
+    /// The messages after the joiner's `since` when they could all be had (`recovered` is then
+    /// `Some(true)`), else the room's newest window.
     pub history: Vec<ChatMessage>,
+    /// For a join with `since`: whether `history` is exactly what came after it.
+    pub recovered: Option<bool>,
     /// The room's epoch and newest `seq` when the snapshot was taken: live messages of that epoch
     /// up to it are already known.
     pub epoch: Option<String>,
@@ -122,13 +128,16 @@ pub trait Sessions: Send + Sync + 'static {
 #[async_trait::async_trait]
 pub trait Presence: Send + Sync + 'static {
     /// Adds the member to the room (announcing it if the session was not there yet) and returns
-    /// what it should see. Without `create`, a room that has neither members nor stored
-    /// messages is not opened: the join is refused (the connection opened too many rooms).
+    /// what it should see: the messages after `since` (at most [`RECOVER_MAX`]) when the client
+    /// names the last one it has and they are all stored, else the newest window. Without
+    /// `create`, a room that has neither members nor stored messages is not opened: the join
+    /// is refused (the connection opened too many rooms).
     async fn join(
         &self,
         room: &RoomName,
         member: &Member,
         create: bool,
+        since: Option<&Position>,
     ) -> Result<Snapshot, StoreError>;
 
     /// Removes the member and announces it, unless another connection took its session over.
@@ -180,6 +189,15 @@ pub trait Broker: Send + Sync + 'static {
         epoch: &str,
         seq: u64,
     ) -> Result<Option<Vec<ChatMessage>>, StoreError>;
+
+    /// Up to `limit` stored messages before `before` (the newest without it), oldest first. A
+    /// position of another epoch than the room's has nothing before it here.
+    async fn page(
+        &self,
+        room: &RoomName,
+        before: Option<&Position>,
+        limit: usize,
+    ) -> Result<Page, StoreError>;
 
     /// Subscribes this node to the room's events.
     async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError>;

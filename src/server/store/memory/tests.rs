@@ -2,7 +2,12 @@ use super::*;
 use crate::server::store::{Departure, Sessions};
 
 fn store(history: usize) -> MemoryStore {
-    MemoryStore::new(history, 100, 10, Duration::from_secs(30))
+    MemoryStore::new(
+        HistoryBounds::messages(history),
+        100,
+        10,
+        Duration::from_secs(30),
+    )
 }
 fn name(s: &str) -> UserName {
     UserName::parse(s).expect("valid name")
@@ -44,7 +49,12 @@ async fn a_name_is_unique_case_insensitively_and_free_again_once_released() {
 
 #[tokio::test]
 async fn a_dropped_session_keeps_its_name_until_it_expires_or_is_resumed() {
-    let s = MemoryStore::new(10, 100, 10, Duration::from_millis(50));
+    let s = MemoryStore::new(
+        HistoryBounds::messages(10),
+        100,
+        10,
+        Duration::from_millis(50),
+    );
     let (a, b): (SessionId, SessionId) = ("a".into(), "b".into());
     let (ca, ca2, cb): (ConnId, ConnId, ConnId) = ("ca".into(), "ca2".into(), "cb".into());
     s.claim_name(&a, &ca, &name("ann"), None)
@@ -77,9 +87,9 @@ async fn a_dropped_session_keeps_its_name_until_it_expires_or_is_resumed() {
 
 #[tokio::test]
 async fn a_resent_client_id_is_acknowledged_with_its_first_seq_not_stored_again() {
-    let s = MemoryStore::new(10, 2, 10, Duration::from_secs(30));
+    let s = MemoryStore::new(HistoryBounds::messages(10), 2, 10, Duration::from_secs(30));
     let room = RoomName::lobby();
-    s.join(&room, &member("a", "ann"), true)
+    s.join(&room, &member("a", "ann"), true, None)
         .await
         .expect("joins");
     let ann = name("ann");
@@ -110,7 +120,7 @@ async fn a_resent_client_id_is_acknowledged_with_its_first_seq_not_stored_again(
         }
     );
     let snap = s
-        .join(&room, &member("b", "bo"), true)
+        .join(&room, &member("b", "bo"), true, None)
         .await
         .expect("joins");
     assert_eq!(snap.history.len(), 4, "the duplicate was not stored");
@@ -120,7 +130,7 @@ async fn a_resent_client_id_is_acknowledged_with_its_first_seq_not_stored_again(
 async fn history_keeps_the_newest_messages_in_seq_order() {
     let s = store(3);
     let room = RoomName::lobby();
-    s.join(&room, &member("a", "ann"), true)
+    s.join(&room, &member("a", "ann"), true, None)
         .await
         .expect("joins");
     for i in 1..=5 {
@@ -131,7 +141,7 @@ async fn history_keeps_the_newest_messages_in_seq_order() {
         assert_eq!(m.seq, i);
     }
     let snap = s
-        .join(&room, &member("b", "bo"), true)
+        .join(&room, &member("b", "bo"), true, None)
         .await
         .expect("joins");
     let texts: Vec<_> = snap.history.iter().map(|m| m.text.as_str()).collect();
@@ -162,9 +172,9 @@ async fn a_late_leave_of_a_taken_over_session_changes_nothing() {
         conn: "c-new".into(),
         ..old.clone()
     };
-    s.join(&room, &old, true).await.expect("joins");
+    s.join(&room, &old, true, None).await.expect("joins");
     let mut sub = s.subscribe(&room).await.expect("subscribes");
-    s.join(&room, &new, true).await.expect("joins again");
+    s.join(&room, &new, true, None).await.expect("joins again");
     s.leave(&room, &old).await.expect("no-op");
     assert_eq!(s.members(&room).await.expect("ok"), ["ann"]);
     s.leave(&room, &new).await.expect("leaves");
@@ -188,8 +198,8 @@ async fn an_empty_room_without_history_is_forgotten_but_one_with_history_is_kept
     let quiet = RoomName::parse("quiet").expect("valid");
     let busy = RoomName::parse("busy").expect("valid");
     let a = member("a", "ann");
-    s.join(&quiet, &a, true).await.expect("joins");
-    s.join(&busy, &a, true).await.expect("joins");
+    s.join(&quiet, &a, true, None).await.expect("joins");
+    s.join(&busy, &a, true, None).await.expect("joins");
     s.append(&busy, &name("ann"), text("hi"), None)
         .await
         .expect("stored");
@@ -202,15 +212,15 @@ async fn an_empty_room_without_history_is_forgotten_but_one_with_history_is_kept
 
 #[tokio::test]
 async fn the_number_of_rooms_is_bounded() {
-    let s = MemoryStore::new(10, 100, 2, Duration::from_secs(1));
+    let s = MemoryStore::new(HistoryBounds::messages(10), 100, 2, Duration::from_secs(1));
     let a = member("a", "ann");
     for r in ["r1", "r2"] {
-        s.join(&RoomName::parse(r).expect("valid"), &a, true)
+        s.join(&RoomName::parse(r).expect("valid"), &a, true, None)
             .await
             .expect("joins");
     }
     let third = s
-        .join(&RoomName::parse("r3").expect("valid"), &a, true)
+        .join(&RoomName::parse("r3").expect("valid"), &a, true, None)
         .await;
     assert_eq!(third.map(|_| ()), Err(StoreError::RoomsFull));
 }
@@ -219,7 +229,7 @@ async fn the_number_of_rooms_is_bounded() {
 async fn abandoned(s: &MemoryStore, room: &str) -> RoomName {
     let room = RoomName::parse(room).expect("valid");
     let a = member("a", "ann");
-    s.join(&room, &a, true).await.expect("joins");
+    s.join(&room, &a, true, None).await.expect("joins");
     s.append(&room, &name("ann"), text("hi"), None)
         .await
         .expect("stored");
@@ -229,22 +239,22 @@ async fn abandoned(s: &MemoryStore, room: &str) -> RoomName {
 
 #[tokio::test]
 async fn a_full_node_forgets_the_room_without_members_idle_longest_instead_of_refusing() {
-    let s = MemoryStore::new(10, 100, 3, Duration::from_secs(30));
+    let s = MemoryStore::new(HistoryBounds::messages(10), 100, 3, Duration::from_secs(30));
     let first = abandoned(&s, "r1").await;
     let old_epoch = s
-        .join(&first, &member("b", "bo"), true)
+        .join(&first, &member("b", "bo"), true, None)
         .await
         .expect("joins");
     s.leave(&first, &member("b", "bo")).await.expect("leaves");
     tokio::time::sleep(Duration::from_millis(5)).await;
     let second = abandoned(&s, "r2").await;
     let busy = RoomName::parse("busy").expect("valid");
-    s.join(&busy, &member("c", "cy"), true)
+    s.join(&busy, &member("c", "cy"), true, None)
         .await
         .expect("joins");
     // Full: r1 (idle longest, no members) makes way; the busy room is never touched.
     let fourth = RoomName::parse("r4").expect("valid");
-    s.join(&fourth, &member("d", "di"), true)
+    s.join(&fourth, &member("d", "di"), true, None)
         .await
         .expect("room made");
     {
@@ -254,7 +264,7 @@ async fn a_full_node_forgets_the_room_without_members_idle_longest_instead_of_re
     }
     // Opened again, it numbers anew in a new epoch: an old position is not taken for new.
     let again = s
-        .join(&first, &member("b", "bo"), true)
+        .join(&first, &member("b", "bo"), true, None)
         .await
         .expect("joins");
     assert!(again.created && again.history.is_empty());
@@ -262,7 +272,7 @@ async fn a_full_node_forgets_the_room_without_members_idle_longest_instead_of_re
         .await
         .expect("stored");
     let after = s
-        .join(&first, &member("b", "bo"), true)
+        .join(&first, &member("b", "bo"), true, None)
         .await
         .expect("joins");
     assert_eq!(after.last_seq, 1);
@@ -277,11 +287,11 @@ async fn a_full_node_forgets_the_room_without_members_idle_longest_instead_of_re
 
 #[tokio::test]
 async fn idle_rooms_without_members_are_forgotten_rooms_with_members_are_kept() {
-    let s = MemoryStore::new(10, 100, 3, Duration::from_secs(30))
+    let s = MemoryStore::new(HistoryBounds::messages(10), 100, 3, Duration::from_secs(30))
         .with_room_idle(Duration::from_millis(20));
     let idle = abandoned(&s, "idle").await;
     let kept = RoomName::parse("kept").expect("valid");
-    s.join(&kept, &member("b", "bo"), true)
+    s.join(&kept, &member("b", "bo"), true, None)
         .await
         .expect("joins");
     tokio::time::sleep(Duration::from_millis(40)).await;
@@ -291,6 +301,7 @@ async fn idle_rooms_without_members_are_forgotten_rooms_with_members_are_kept() 
         &RoomName::parse("new").expect("valid"),
         &member("c", "cy"),
         true,
+        None,
     )
     .await
     .expect("joins");
@@ -304,13 +315,15 @@ async fn without_create_only_rooms_that_exist_can_be_joined() {
     let s = store(10);
     let open = abandoned(&s, "open").await;
     let snap = s
-        .join(&open, &member("b", "bo"), false)
+        .join(&open, &member("b", "bo"), false, None)
         .await
         .expect("exists");
     assert!(!snap.created);
     let new = RoomName::parse("new").expect("valid");
     assert_eq!(
-        s.join(&new, &member("b", "bo"), false).await.map(|_| ()),
+        s.join(&new, &member("b", "bo"), false, None)
+            .await
+            .map(|_| ()),
         Err(StoreError::CreationLimited)
     );
 }

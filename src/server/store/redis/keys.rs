@@ -47,6 +47,7 @@ pub(super) struct Scripts {
     pub(super) rename: Script,
     pub(super) append: Script,
     pub(super) since: Script,
+    pub(super) page: Script,
     pub(super) reap: Script,
     pub(super) sweep_names: Script,
 }
@@ -60,21 +61,27 @@ impl Scripts {
             true => Script::new(&source.replace(PUBLISH, SPUBLISH)),
             false => Script::new(source),
         };
+        // The scripts that read or write a room's messages share the history's functions.
+        let with_log = |source: &str| script(&format!("{LOG}\n{source}"));
         Self {
             claim: script(include_str!("../lua/claim.lua")),
             resume: script(include_str!("../lua/resume.lua")),
             release: script(include_str!("../lua/release.lua")),
-            join: script(include_str!("../lua/join.lua")),
+            join: with_log(include_str!("../lua/join.lua")),
             reassert: script(include_str!("../lua/reassert.lua")),
             leave: script(include_str!("../lua/leave.lua")),
             rename: script(include_str!("../lua/rename.lua")),
-            append: script(include_str!("../lua/append.lua")),
-            since: script(include_str!("../lua/since.lua")),
+            append: with_log(include_str!("../lua/append.lua")),
+            since: with_log(include_str!("../lua/since.lua")),
+            page: with_log(include_str!("../lua/page.lua")),
             sweep_names: script(include_str!("../lua/sweep_names.lua")),
             reap: script(include_str!("../lua/reap.lua")),
         }
     }
 }
+
+/// The functions of a room's history (`lua/log.lua`).
+const LOG: &str = include_str!("../lua/log.lua");
 
 /// How the scripts publish; replaced by [`SPUBLISH`] on a cluster.
 pub(super) const PUBLISH: &str = "redis.call('PUBLISH',";

@@ -2,8 +2,10 @@
 //!
 //! Key layout (the part in braces is the Redis Cluster hash tag, so that everything one script
 //! touches lives in one slot):
-//! - per room, tag `{r:<room>}`: `chorus:{r:<room>}:meta` (hash: `epoch`, `seq`),
-//!   `:history` (list of message payloads, see `bus::payload`, newest last, trimmed to `history_size`), `:ids` (hash:
+//! - per room, tag `{r:<room>}`: `chorus:{r:<room>}:meta` (hash: `epoch`, `seq`, `bytes`),
+//!   `:log` (stream of message payloads, see `bus::payload`, with ids `<seq>-0`, trimmed to
+//!   `history_size` entries and `history_bytes`; nodes before it kept a list, `:history`, that
+//!   the scripts adopt into the stream), `:ids` (hash:
 //!   client_id → seq) and `:id_order` (list of those ids, oldest first, trimmed to `dedup_window`),
 //!   `:members` (hash: session → name), `:owners` (hash: session → "<node> <conn>"), and the
 //!   channel `:events`;
@@ -22,11 +24,14 @@
 //! listed, announcing them as `left`, and its sessions stop holding names.
 
 use super::{
-    Broker, ConnId, Departure, Health, Member, Presence, SessionId, Sessions, Snapshot, StoreError,
-    Stored, messages_after, new_epoch, now_ms, unavailable,
+    Broker, ConnId, Departure, Health, HistoryBounds, Member, Page, Presence, RECOVER_MAX,
+    SessionId, Sessions, Snapshot, StoreError, Stored, messages_after, new_epoch, now_ms,
+    unavailable,
 };
 use crate::{
-    protocol::{ChatMessage, MessageText, NoticeKind, RoomName, ServerMsg, UserName, sort_members},
+    protocol::{
+        ChatMessage, MessageText, NoticeKind, Position, RoomName, ServerMsg, UserName, sort_members,
+    },
     server::bus::{Conn, Link, RedisBus, Subscription, Target, payload, room_channel, slot},
 };
 use prometheus_client::metrics::counter::Counter;
@@ -55,7 +60,7 @@ pub struct RedisSettings {
     /// How long to wait for them; past it the sender gets a retryable error.
     pub wait_timeout: Duration,
     pub node: Arc<str>,
-    pub history_size: usize,
+    pub history: HistoryBounds,
     pub dedup_window: usize,
     pub session_ttl: Duration,
     pub node_ttl: Duration,
@@ -253,36 +258,55 @@ impl Presence for RedisStore {
         room: &RoomName,
         member: &Member,
         create: bool,
+        since: Option<&Position>,
     ) -> Result<Snapshot, StoreError> {
-        let (names, history, epoch, seq, opened): (Vec<String>, Vec<String>, String, String, i64) =
-            self.scripts
-                .join
-                .key(room_key(room, "meta"))
-                .key(room_key(room, "history"))
-                .key(room_key(room, "members"))
-                .key(room_key(room, "owners"))
-                .key(room_key(room, "ids"))
-                .key(room_key(room, "id_order"))
-                .arg(member.session.as_ref())
-                .arg(self.owner(&member.conn))
-                .arg(member.name.as_str())
-                .arg(room_channel(room))
-                .arg(notice(room, NoticeKind::Joined, &member.name, None))
-                .arg(if create { "1" } else { "0" })
-                .arg(self.room_ttl_ms())
-                .invoke_async(&mut self.link.conn())
-                .await
-                .map_err(unavailable)?;
+        type Joined = (Vec<String>, Vec<String>, String, String, i64, u8);
+        let (names, history, epoch, seq, opened, recovered): Joined = self
+            .scripts
+            .join
+            .key(room_key(room, "meta"))
+            .key(room_key(room, "log"))
+            .key(room_key(room, "members"))
+            .key(room_key(room, "owners"))
+            .key(room_key(room, "ids"))
+            .key(room_key(room, "id_order"))
+            .key(room_key(room, "history"))
+            .arg(member.session.as_ref())
+            .arg(self.owner(&member.conn))
+            .arg(member.name.as_str())
+            .arg(room_channel(room))
+            .arg(notice(room, NoticeKind::Joined, &member.name, None))
+            .arg(if create { "1" } else { "0" })
+            .arg(self.room_ttl_ms())
+            .arg(self.settings.history.window)
+            .arg(since.map_or("", |s| s.epoch.as_str()))
+            .arg(since.map_or(0, |s| s.seq))
+            .arg(RECOVER_MAX)
+            .invoke_async(&mut self.link.conn())
+            .await
+            .map_err(unavailable)?;
         if opened < 0 {
             return Err(StoreError::CreationLimited);
         }
         let mut members = names;
         sort_members(&mut members);
+        let last_seq = seq.parse().unwrap_or(0);
+        let mut history = decode_history(history);
+        let mut recovered = since.map(|_| recovered == 1);
+        // A stored message that did not decode leaves a hole: then it was not a recovery.
+        if let (Some(true), Some(since)) = (recovered, since)
+            && messages_after(history.iter().cloned(), last_seq, since.seq).is_none()
+        {
+            recovered = Some(false);
+            let skip = history.len().saturating_sub(self.settings.history.window);
+            history.drain(..skip);
+        }
         Ok(Snapshot {
             members,
-            history: decode_history(history),
+            history,
+            recovered,
             epoch: (!epoch.is_empty()).then_some(epoch),
-            last_seq: seq.parse().unwrap_or(0),
+            last_seq,
             created: opened == 1,
         })
     }
@@ -388,16 +412,18 @@ impl Broker for RedisStore {
             .scripts
             .append
             .key(room_key(room, "meta"))
-            .key(room_key(room, "history"))
+            .key(room_key(room, "log"))
             .key(room_key(room, "ids"))
             .key(room_key(room, "id_order"))
+            .key(room_key(room, "history"))
             .arg(room_channel(room))
             .arg(new_epoch())
             .arg(body)
-            .arg(self.settings.history_size)
+            .arg(self.settings.history.size)
             .arg(client_id.as_deref().unwrap_or_default())
             .arg(self.settings.dedup_window)
             .arg(self.room_ttl_ms())
+            .arg(self.settings.history.bytes)
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -420,7 +446,9 @@ impl Broker for RedisStore {
             .scripts
             .since
             .key(room_key(room, "meta"))
+            .key(room_key(room, "log"))
             .key(room_key(room, "history"))
+            .arg(seq)
             .invoke_async(&mut self.link.conn())
             .await
             .map_err(unavailable)?;
@@ -432,6 +460,40 @@ impl Broker for RedisStore {
             last.parse().unwrap_or(0),
             seq,
         ))
+    }
+
+    async fn page(
+        &self,
+        room: &RoomName,
+        before: Option<&Position>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let (newest_first, epoch): (Vec<String>, String) = self
+            .scripts
+            .page
+            .key(room_key(room, "meta"))
+            .key(room_key(room, "log"))
+            .key(room_key(room, "history"))
+            .arg(before.map(|b| b.seq.to_string()).unwrap_or_default())
+            .arg(limit)
+            .invoke_async(&mut self.link.conn())
+            .await
+            .map_err(unavailable)?;
+        let epoch = (!epoch.is_empty()).then_some(epoch);
+        if before.is_some_and(|b| epoch.as_ref() != Some(&b.epoch)) {
+            return Ok(Page {
+                epoch,
+                ..Page::default()
+            });
+        }
+        let more = newest_first.len() > limit;
+        let mut messages = decode_history(newest_first.into_iter().take(limit).collect());
+        messages.reverse();
+        Ok(Page {
+            epoch,
+            messages,
+            more,
+        })
     }
 
     async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {

@@ -124,7 +124,7 @@ async fn what_the_scripts_publish_reads_back_as_protocol_frames() {
         wait_replicas: 0,
         wait_timeout: Duration::from_millis(200),
         node: "n1".into(),
-        history_size: 10,
+        history: HistoryBounds::messages(10),
         dedup_window: 10,
         session_ttl: Duration::from_secs(30),
         node_ttl: Duration::from_secs(5),
@@ -156,7 +156,7 @@ async fn what_the_scripts_publish_reads_back_as_protocol_frames() {
     };
 
     store
-        .join(&room, &member("s1", "ann"), true)
+        .join(&room, &member("s1", "ann"), true, None)
         .await
         .expect("joins");
     assert!(matches!(
@@ -168,7 +168,7 @@ async fn what_the_scripts_publish_reads_back_as_protocol_frames() {
     ));
     // The same session joining under another name: the script itself announces it.
     store
-        .join(&room, &member("s1", "anna"), true)
+        .join(&room, &member("s1", "anna"), true, None)
         .await
         .expect("joins");
     assert_eq!(
@@ -223,6 +223,100 @@ async fn what_the_scripts_publish_reads_back_as_protocol_frames() {
             name: "anna".into(),
             old_name: None,
         }
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn history_a_node_before_the_stream_kept_is_adopted_and_paged() {
+    let server = Server::start();
+    let url = format!("redis://127.0.0.1:{}/", server.1);
+    let stop = CancellationToken::new();
+    let settings = RedisSettings {
+        target: Target::Url(url.clone()),
+        wait_replicas: 0,
+        wait_timeout: Duration::from_millis(200),
+        node: "n1".into(),
+        history: HistoryBounds {
+            size: 100,
+            bytes: 1 << 20,
+            window: 2,
+        },
+        dedup_window: 10,
+        session_ttl: Duration::from_secs(30),
+        node_ttl: Duration::from_secs(5),
+        room_ttl: Duration::from_secs(60),
+        pubsub_lost: Counter::default(),
+    };
+    let store = RedisStore::connect(settings, stop.clone())
+        .await
+        .expect("connects");
+    let room = RoomName::lobby();
+    // What an older node left: a list of three payloads and the room's numbering.
+    let mut conn = store.link.conn();
+    for seq in 1..=3 {
+        let body = payload::message_body("lobby", "ann", &format!("old {seq}"), 0, None);
+        let _: () = redis::cmd("RPUSH")
+            .arg(room_key(&room, "history"))
+            .arg(format!("m{seq} e1 {body}"))
+            .query_async(&mut conn)
+            .await
+            .expect("written");
+    }
+    let _: () = redis::cmd("HSET")
+        .arg(room_key(&room, "meta"))
+        .arg("epoch")
+        .arg("e1")
+        .arg("seq")
+        .arg(3)
+        .query_async(&mut conn)
+        .await
+        .expect("written");
+
+    let joined = store
+        .join(&room, &member("s1", "ann"), true, None)
+        .await
+        .expect("joins");
+    let texts = |v: &[ChatMessage]| v.iter().map(|m| m.text.clone()).collect::<Vec<_>>();
+    assert_eq!(texts(&joined.history), ["old 2", "old 3"], "the window");
+    let text = MessageText::parse("new".into(), 100).expect("valid");
+    let from = UserName::parse("ann").expect("valid name");
+    let stored = store
+        .append(&room, &from, text, None)
+        .await
+        .expect("stored");
+    assert_eq!(stored.seq, 4);
+    let page = store.page(&room, None, 10).await.expect("read");
+    assert_eq!(page.epoch.as_deref(), Some("e1"));
+    assert_eq!(texts(&page.messages), ["old 1", "old 2", "old 3", "new"]);
+    assert!(!page.more);
+    let before = Position {
+        epoch: "e1".into(),
+        seq: 3,
+    };
+    let page = store.page(&room, Some(&before), 1).await.expect("read");
+    assert_eq!(
+        (texts(&page.messages), page.more),
+        (vec!["old 2".into()], true)
+    );
+    let list: bool = redis::cmd("EXISTS")
+        .arg(room_key(&room, "history"))
+        .query_async(&mut conn)
+        .await
+        .expect("asked");
+    assert!(!list, "the old list is gone once adopted");
+    // A joiner one behind recovers exactly what it missed.
+    let since = Position {
+        epoch: "e1".into(),
+        seq: 3,
+    };
+    let back = store
+        .join(&room, &member("s2", "bo"), true, Some(&since))
+        .await
+        .expect("joins");
+    assert_eq!(
+        (texts(&back.history), back.recovered),
+        (vec!["new".into()], Some(true))
     );
     stop.cancel();
 }
