@@ -1,26 +1,13 @@
 import { test, expect } from '@playwright/test';
 import { spawn, type ChildProcess } from 'child_process';
-import * as net from 'net';
 import * as path from 'path';
-import { pickName, say, unique } from './helpers';
+import { pickName, root, say, startNode, unique } from './helpers';
 
 // One room that 2,000 people join, a thousand a second, held by the load tool (a helper process
 // speaking the public protocol), watched by a browser in it: the member list shows the count and
 // the first page, not 2,000 rows, and the joins are folded into a few notices. The test starts its own node (built by the test command, like the load tool) with
 // the per-address limits off, since every member comes from one address.
-const root = path.resolve(__dirname, '../..');
 const MEMBERS = 2000;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 let server: ChildProcess | undefined;
 let load: ChildProcess | undefined;
@@ -31,23 +18,9 @@ test.describe('a room with 2,000 members', () => {
   test.setTimeout(180_000);
 
   test.beforeAll(async () => {
-    port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    server = spawn(
-      path.join(root, 'target/debug/chorus'),
-      [
-        '--config', '/dev/null', '--listen', `127.0.0.1:${port}`, '--log', 'warn',
-        '--connects-per-sec', '0', '--max-connections-per-address', '0',
-        '--controls-per-sec', '0',
-      ],
-      { env: { ...process.env, LEPTOS_SITE_ROOT: path.join(root, 'target/site') }, stdio: 'inherit' },
-    );
-    for (let i = 0; i < 100; i++) {
-      try {
-        if ((await fetch(`${base}/healthz`)).ok) break;
-      } catch {}
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    ({ node: server, port, base } = await startNode([
+      '--connects-per-sec', '0', '--max-connections-per-address', '0', '--controls-per-sec', '0',
+    ]));
   });
 
   test.afterAll(() => {

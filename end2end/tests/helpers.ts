@@ -1,4 +1,40 @@
 import { expect, type Page, type BrowserContext } from '@playwright/test';
+import { spawn, type ChildProcess } from 'child_process';
+import * as net from 'net';
+import * as path from 'path';
+
+// The checkout: where the test command built the node and the load tool.
+export const root = path.resolve(__dirname, '../..');
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+// A node of a test's own (built by the test command) with extra flags, on a free port, serving
+// the site the test command built; resolves once it answers /healthz.
+export async function startNode(flags: string[]): Promise<{ node: ChildProcess; port: number; base: string }> {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const node = spawn(
+    path.join(root, 'target/debug/chorus'),
+    ['--config', '/dev/null', '--listen', `127.0.0.1:${port}`, '--log', 'warn', ...flags],
+    { env: { ...process.env, LEPTOS_SITE_ROOT: path.join(root, 'target/site') }, stdio: 'inherit' },
+  );
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`${base}/healthz`)).ok) break;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { node, port, base };
+}
 
 // Every test uses its own room and names: the servers live across tests.
 export const unique = (prefix: string) => `${prefix}${Math.random().toString(36).slice(2, 8)}`;

@@ -11,14 +11,14 @@ use crate::{
     i18n::{Lang, Strings},
     protocol::{DEFAULT_ROOM, ErrorCode, NoticeKind, RoomName},
 };
-use leptos::{ev, html, prelude::*};
+use leptos::{ev, html, prelude::*, wasm_bindgen::JsCast};
 use leptos_meta::{HashedStylesheet, Html, MetaTags, Title, provide_meta_context};
 use leptos_router::{
     components::{Route, Router, Routes},
     hooks::use_params_map,
     path,
 };
-use model::{Item, Model, Status};
+use model::{Edge, Item, Model, Status};
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -422,23 +422,74 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
     let items = Memo::new(move |_| model.with(|m| m.items.clone()));
     let pending = Memo::new(move |_| model.with(|m| m.pending.clone()));
     let me = Memo::new(move |_| model.with(|m| m.name.clone()));
+    let edge = Memo::new(move |_| model.with(Model::edge));
+    // The first item shown and where it was: when older ones are put above it, the list is
+    // scrolled by as much as they pushed it down, so what the reader sees does not move.
+    let anchor = StoredValue::new(None::<(String, i32)>);
+    let note_anchor = move || {
+        let Some(el) = list.get_untracked() else {
+            return;
+        };
+        let first = el
+            .query_selector("[data-key]")
+            .ok()
+            .flatten()
+            .and_then(|f| f.dyn_into::<leptos::web_sys::HtmlElement>().ok());
+        anchor.set_value(first.and_then(|f| Some((f.get_attribute("data-key")?, f.offset_top()))));
+    };
     let on_scroll = move |_| {
-        if let Some(el) = list.get() {
-            let gap = el.scroll_height() - el.scroll_top() - el.client_height();
-            follow.set(gap < 48);
+        let Some(el) = list.get() else { return };
+        let gap = el.scroll_height() - el.scroll_top() - el.client_height();
+        follow.set(gap < 48);
+        note_anchor();
+        if gap < 48 && model.with_untracked(Model::reading_back) {
+            model.update(Model::at_newest);
+        }
+        // Near the top: the next older page, before the reader gets there.
+        if el.scroll_top() < 400 && edge.get_untracked() == Edge::More {
+            client::act(model, Model::older);
         }
     };
     Effect::new(move |_| {
         items.track();
         pending.track();
-        if follow.get_untracked()
-            && let Some(el) = list.get()
-        {
+        let Some(el) = list.get() else { return };
+        let moved = anchor.get_value().and_then(|(key, top)| {
+            let selector = format!("[data-key=\"{key}\"]");
+            let now = el.query_selector(&selector).ok().flatten()?;
+            let now = now.dyn_into::<leptos::web_sys::HtmlElement>().ok()?;
+            Some(now.offset_top() - top)
+        });
+        if follow.get_untracked() {
             el.set_scroll_top(el.scroll_height());
+        } else if let Some(by) = moved.filter(|by| *by != 0) {
+            el.set_scroll_top(el.scroll_top() + by);
         }
+        note_anchor();
     });
     view! {
         <div class="messages" node_ref=list on:scroll=on_scroll data-testid="messages">
+            <div class="edge" data-testid="history-edge" data-edge=move || format!("{:?}", edge.get())>
+                {move || match edge.get() {
+                    Edge::Empty => None,
+                    Edge::Begins => Some(view! { <p class="edge-note">{t().history_begins}</p> }.into_any()),
+                    Edge::Trimmed => Some(view! { <p class="edge-note">{t().history_trimmed}</p> }.into_any()),
+                    Edge::Loading => Some(view! { <p class="edge-note" role="status">{t().loading_older}</p> }.into_any()),
+                    Edge::More => Some(
+                        view! {
+                            <button
+                                type="button"
+                                class="older"
+                                data-testid="load-older"
+                                on:click=move |_| client::act(model, Model::older)
+                            >
+                                {t().show_older}
+                            </button>
+                        }
+                            .into_any(),
+                    ),
+                }}
+            </div>
             // Read out as messages arrive; what is still being sent is outside it, so one's own
             // message is read once, when stored.
             <div role="log" aria-live="polite" class="log">
@@ -446,14 +497,15 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                 <p class="empty">{move || t().no_messages}</p>
             </Show>
             <For each=move || items.get() key=|item| item.key() let:item>
-                {match item {
+                {let key = item.key();
+                match item {
                     Item::Message(m) => {
                         let mine = {
                             let from = m.from.clone();
                             move || me.get().as_deref() == Some(from.as_str())
                         };
                         view! {
-                            <div class="message" class:mine=mine data-testid="message">
+                            <div class="message" class:mine=mine data-testid="message" data-key=key>
                                 <span class="from">{m.from.clone()}</span>
                                 <time class="ts">{local_time(m.ts)}</time>
                                 <p class="text">{m.text.clone()}</p>
@@ -483,11 +535,11 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                                 }
                             }
                         };
-                        view! { <div class="notice" data-testid="notice">{text}</div> }.into_any()
+                        view! { <div class="notice" data-testid="notice" data-key=key>{text}</div> }.into_any()
                     }
                     Item::Gap { .. } => {
                         view! {
-                            <div class="notice gap" data-testid="gap" role="status">
+                            <div class="notice gap" data-testid="gap" role="status" data-key=key>
                                 {move || t().gap}
                             </div>
                         }

@@ -3,11 +3,16 @@
 //! keeps one of these in a signal.
 
 use crate::{
-    protocol::{ChatMessage, ClientMsg, ErrorCode, NoticeKind, Position, ServerMsg, sort_members},
+    protocol::{
+        ChatMessage, ClientMsg, ErrorCode, HISTORY_PAGE, NoticeKind, Position, ServerMsg,
+        sort_members,
+    },
     rate::{Bucket, Rate},
 };
 
-/// Items kept on screen; older ones scroll away for good so a long session stays light.
+/// Items kept on screen while the reader follows the newest; older ones are let go (and read
+/// again with `history`) so a long session stays light. Pages the reader asked for stay until
+/// they are back at the newest.
 pub const MAX_ITEMS: usize = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,6 +40,21 @@ pub enum Item {
     Gap {
         key: u64,
     },
+}
+
+/// The top of the message list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    /// No message is shown.
+    Empty,
+    /// The room's first message is shown.
+    Begins,
+    /// Older messages were not kept.
+    Trimmed,
+    /// An older page is on its way.
+    Loading,
+    /// Older messages can be asked for.
+    More,
 }
 
 /// A message the user sent that is not yet shown as delivered. Until it is acknowledged it is
@@ -114,6 +134,13 @@ pub struct Model {
     session: Option<String>,
     epoch: Option<String>,
     last_seq: u64,
+    /// The server said nothing is stored before the first message shown.
+    history_start: bool,
+    /// A `history` page is on its way.
+    pub loading_older: bool,
+    /// The reader asked for older pages and has not come back to the newest since: nothing
+    /// shown is let go meanwhile.
+    reading_back: bool,
     next_notice: u64,
     /// Sent but not yet delivered back to us, oldest first.
     pub pending: Vec<Pending>,
@@ -395,6 +422,10 @@ impl Model {
 
     /// Applies a server frame; returns the frames to send in answer.
     pub fn apply(&mut self, msg: ServerMsg) -> Vec<ClientMsg> {
+        if matches!(msg, ServerMsg::Error { .. }) {
+            // Perhaps the page asked for (refused for speed, say): the next scroll asks again.
+            self.loading_older = false;
+        }
         match msg {
             ServerMsg::Welcome {
                 session,
@@ -416,6 +447,8 @@ impl Model {
                 self.offline = false;
                 self.joined = false;
                 self.name = None;
+                // A page asked for on the old link will not come.
+                self.loading_older = false;
                 let mut answers = Vec::new();
                 // Resume first: the server handles frames in order, so the name claim after it
                 // already counts as ours. If the session is gone, the new one is kept.
@@ -479,6 +512,22 @@ impl Model {
                 // waited for; whatever the old link may have lost goes again, stored once.
                 self.pending.retain(|p| !p.acked);
                 self.resend_pending(None)
+            }
+            ServerMsg::History {
+                room,
+                epoch,
+                messages,
+                more,
+            } if room == self.room => {
+                self.loading_older = false;
+                if epoch.is_some() && epoch != self.epoch && self.epoch.is_some() {
+                    // The room's numbering restarted since: nothing older goes with what is shown.
+                    self.history_start = true;
+                    return Vec::new();
+                }
+                self.prepend(messages);
+                self.history_start = !more;
+                Vec::new()
             }
             ServerMsg::Ack {
                 room, client_id, ..
@@ -583,6 +632,79 @@ impl Model {
         }
     }
 
+    /// The oldest message shown.
+    fn oldest(&self) -> Option<&ChatMessage> {
+        self.items.iter().find_map(|item| match item {
+            Item::Message(m) => Some(m),
+            _ => None,
+        })
+    }
+
+    /// Whether what is shown starts at the room's first stored message.
+    pub fn history_begins(&self) -> bool {
+        self.history_start || self.oldest().is_some_and(|m| m.seq == 1)
+    }
+
+    /// Asks for the page of messages before the oldest shown, unless one is on its way or there
+    /// is none.
+    pub fn older(&mut self) -> Vec<ClientMsg> {
+        if !self.joined || self.loading_older || self.history_begins() {
+            return Vec::new();
+        }
+        self.loading_older = true;
+        self.reading_back = true;
+        vec![ClientMsg::History {
+            room: self.room.clone(),
+            before: self.oldest().map(|m| Position {
+                epoch: m.epoch.clone(),
+                seq: m.seq,
+            }),
+            limit: Some(HISTORY_PAGE),
+        }]
+    }
+
+    /// What the top of the list says: how far back it goes, and whether more can be asked for.
+    pub fn edge(&self) -> Edge {
+        match self.oldest() {
+            None => Edge::Empty,
+            Some(m) if m.seq == 1 => Edge::Begins,
+            Some(_) if self.history_start => Edge::Trimmed,
+            Some(_) if self.loading_older => Edge::Loading,
+            Some(_) => Edge::More,
+        }
+    }
+
+    /// Pages read back are being kept (see [`Model::at_newest`]).
+    pub fn reading_back(&self) -> bool {
+        self.reading_back
+    }
+
+    /// The reader is back at the newest: what was kept for them past [`MAX_ITEMS`] goes.
+    pub fn at_newest(&mut self) {
+        if !self.reading_back {
+            return;
+        }
+        self.reading_back = false;
+        self.trim();
+    }
+
+    /// Puts an older page above what is shown (skipping anything already there).
+    fn prepend(&mut self, messages: Vec<ChatMessage>) {
+        let first = self.oldest().map(|m| m.seq);
+        let older = messages
+            .into_iter()
+            .filter(|m| first.is_none_or(|first| m.seq < first))
+            .map(Item::Message);
+        self.items.splice(0..0, older);
+        if first.is_none()
+            && let Some(Item::Message(m)) = self.items.last()
+        {
+            // Nothing was shown: this page is where the stream is.
+            self.epoch = Some(m.epoch.clone());
+            self.last_seq = self.last_seq.max(m.seq);
+        }
+    }
+
     /// How many members the room has, as far as this page knows.
     pub fn member_total(&self) -> usize {
         self.member_count.max(self.members.len())
@@ -643,11 +765,19 @@ impl Model {
     }
 
     fn push(&mut self, item: Item) {
-        if self.items.len() >= MAX_ITEMS {
-            let excess = self.items.len() + 1 - MAX_ITEMS;
-            self.items.drain(..excess);
-        }
         self.items.push(item);
+        if !self.reading_back {
+            self.trim();
+        }
+    }
+
+    /// Lets the oldest items go past [`MAX_ITEMS`]; they can be paged in again.
+    fn trim(&mut self) {
+        if self.items.len() > MAX_ITEMS {
+            let excess = self.items.len() - MAX_ITEMS;
+            self.items.drain(..excess);
+            self.history_start = false;
+        }
     }
 }
 
@@ -1269,6 +1399,87 @@ mod tests {
             count: 498,
         });
         assert_eq!((m.members.len(), m.member_count), (2, 498));
+    }
+
+    fn page(messages: Vec<ChatMessage>, more: bool) -> ServerMsg {
+        ServerMsg::History {
+            room: "lobby".into(),
+            epoch: Some("e".into()),
+            messages,
+            more,
+        }
+    }
+
+    #[test]
+    fn older_pages_go_above_what_is_shown_until_the_first_message() {
+        let mut m = online_with_limits(None, None);
+        rejoin(&mut m, (51..=100).map(|s| msg(s, "e")).collect(), None);
+        assert!(!m.history_begins());
+        let asked = m.older();
+        assert_eq!(
+            asked,
+            vec![ClientMsg::History {
+                room: "lobby".into(),
+                before: Some(Position {
+                    epoch: "e".into(),
+                    seq: 51
+                }),
+                limit: Some(HISTORY_PAGE),
+            }]
+        );
+        // One page at a time.
+        assert!(m.older().is_empty());
+        m.apply(page((2..=50).map(|s| msg(s, "e")).collect(), true));
+        assert_eq!(seqs(&m), (2..=100).collect::<Vec<_>>());
+        assert!(!m.history_begins() && !m.loading_older);
+        assert_eq!(m.older().len(), 1);
+        // A page that overlaps what is shown adds only what is older.
+        m.apply(page((1..=3).map(|s| msg(s, "e")).collect(), false));
+        assert_eq!(seqs(&m), (1..=100).collect::<Vec<_>>());
+        assert!(m.history_begins());
+        assert!(m.older().is_empty(), "nothing before the first message");
+    }
+
+    #[test]
+    fn pages_read_back_stay_until_the_reader_returns_to_the_newest() {
+        let mut m = online_with_limits(None, None);
+        rejoin(&mut m, (51..=550).map(|s| msg(s, "e")).collect(), None);
+        assert_eq!(m.items.len(), MAX_ITEMS);
+        m.older();
+        m.apply(page((1..=50).map(|s| msg(s, "e")).collect(), false));
+        m.apply(ServerMsg::Message(msg(551, "e")));
+        assert_eq!(m.items.len(), 551, "nothing let go while reading back");
+        assert!(m.history_begins());
+        m.at_newest();
+        assert_eq!(m.items.len(), MAX_ITEMS);
+        assert_eq!(seqs(&m).first(), Some(&52));
+        assert!(
+            !m.history_begins(),
+            "the start was let go: it can be paged in again"
+        );
+    }
+
+    #[test]
+    fn a_page_from_another_epoch_is_not_mixed_in_and_a_reconnect_may_ask_again() {
+        let mut m = online_with_limits(None, None);
+        rejoin(&mut m, (51..=60).map(|s| msg(s, "e")).collect(), None);
+        m.older();
+        m.apply(ServerMsg::History {
+            room: "lobby".into(),
+            epoch: Some("other".into()),
+            messages: vec![msg(1, "other")],
+            more: false,
+        });
+        assert_eq!(seqs(&m), (51..=60).collect::<Vec<_>>());
+        let mut m = online_with_limits(None, None);
+        rejoin(&mut m, (51..=60).map(|s| msg(s, "e")).collect(), None);
+        m.older();
+        m.disconnected();
+        m.apply(welcome());
+        assert!(
+            !m.loading_older,
+            "the page asked on the old link will not come"
+        );
     }
 
     #[test]

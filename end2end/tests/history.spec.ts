@@ -1,0 +1,107 @@
+import { test, expect, type Page } from '@playwright/test';
+import { type ChildProcess } from 'child_process';
+import { pickName, startNode, unique } from './helpers';
+
+// A room with 1,000 messages, read back to its first one in a real browser: the newest 50 come
+// with the join, older pages load as the reader nears the top, and what the reader is looking at
+// does not move when a page goes in above it. The test's own node lets its writer send without
+// the per-connection pace (a person could not type 1,000 messages in a test's time).
+const TOTAL = 1000;
+
+let server: ChildProcess | undefined;
+let base = '';
+
+test.describe('a room with 1,000 messages', () => {
+  test.setTimeout(120_000);
+
+  test.beforeAll(async () => {
+    ({ node: server, base } = await startNode(['--sends-per-sec', '0', '--bytes-per-sec', '0']));
+  });
+
+  test.afterAll(() => server?.kill());
+
+  // Writes `n` messages into `room` over a WebSocket of the page's own, and waits for the last ack.
+  async function fill(page: Page, room: string, n: number) {
+    await page.evaluate(
+      ({ room, n }) =>
+        new Promise<void>((resolve, reject) => {
+          const ws = new WebSocket(`${location.origin.replace('http', 'ws')}/ws`);
+          ws.onerror = () => reject(new Error('socket failed'));
+          ws.onopen = () => {
+            ws.send(JSON.stringify({ type: 'set_name', name: `writer${Math.random().toString(36).slice(2, 6)}` }));
+            ws.send(JSON.stringify({ type: 'join', room }));
+            for (let i = 1; i <= n; i++) {
+              ws.send(JSON.stringify({ type: 'send', room, text: `message ${i}`, client_id: `w${i}` }));
+            }
+          };
+          ws.onmessage = (e) => {
+            const frame = JSON.parse(e.data);
+            if (frame.type === 'ack' && frame.client_id === `w${n}`) {
+              ws.close();
+              resolve();
+            }
+            if (frame.type === 'error') reject(new Error(e.data));
+          };
+        }),
+      { room, n },
+    );
+  }
+
+  for (const size of [
+    { name: 'phone', width: 390, height: 844 },
+    { name: 'desktop', width: 1280, height: 800 },
+  ]) {
+    test(`reads back to the first message without the view jumping (${size.name})`, async ({ browser }) => {
+      const context = await browser.newContext({ viewport: { width: size.width, height: size.height } });
+      const page = await context.newPage();
+      const room = unique('long');
+      await page.goto(`${base}/r/${room}`);
+      await expect(page.getByTestId('status')).toHaveText('Online');
+      await fill(page, room, TOTAL);
+      await page.reload();
+      await expect(page.getByTestId('status')).toHaveText('Online');
+      await pickName(page, unique('reader'));
+      const messages = page.getByTestId('message');
+      // The newest window, followed to its end.
+      await expect(messages).toHaveCount(50);
+      await expect(messages.last()).toHaveText(/message 1000$/);
+      await expect(messages.last()).toBeInViewport();
+      await page.screenshot({ path: test.info().outputPath(`history-newest-${size.name}.png`) });
+
+      const list = page.getByTestId('messages');
+      const edge = page.getByTestId('history-edge');
+      let shown = 50;
+      while (shown < TOTAL) {
+        // Scrolled to the top, the oldest message shown is at some place on the screen; the page
+        // that this scroll asks for goes in above it, and at the first frame drawn after that
+        // the message must be where it was (measured in the page, before anything is painted).
+        const { y0, y1 } = await list.evaluate(
+          (el) =>
+            new Promise<{ y0: number; y1: number }>((resolve) => {
+              const oldest = el.querySelector('[data-testid=message]')!;
+              const log = el.querySelector('[role=log]')!;
+              const seen = new MutationObserver(() => {
+                seen.disconnect();
+                requestAnimationFrame(() => resolve({ y0, y1: oldest.getBoundingClientRect().top }));
+              });
+              seen.observe(log, { childList: true });
+              el.scrollTop = 0;
+              const y0 = oldest.getBoundingClientRect().top;
+            }),
+        );
+        expect(Math.abs(y1 - y0), `the view jumped by ${y1 - y0} px after ${shown} messages`).toBeLessThan(2);
+        await expect(messages).toHaveCount(Math.min(shown + 50, TOTAL));
+        shown = await messages.count();
+        if (shown === 100) {
+          await page.screenshot({ path: test.info().outputPath(`history-paged-${size.name}.png`) });
+        }
+      }
+      await expect(edge).toHaveAttribute('data-edge', 'Begins');
+      await expect(edge).toHaveText('This is the beginning of the room.');
+      await expect(messages.first()).toHaveText(/message 1$/);
+      await list.evaluate((el) => el.scrollBy(0, -el.scrollTop));
+      await page.screenshot({ path: test.info().outputPath(`history-first-${size.name}.png`) });
+      await context.close();
+    });
+  }
+});
