@@ -125,6 +125,10 @@ pub struct Strings {
     pub no_messages: &'static str,
     pub gap: &'static str,
     pub show_older: &'static str,
+    /// The divider before the first message that came while the reader was away.
+    pub new_messages: &'static str,
+    /// The button that scrolls down to messages that came while the reader was scrolled up.
+    pub new_below: fn(usize) -> String,
     pub loading_older: &'static str,
     /// Where the room's stored history begins: at its first message, or where older ones
     /// were let go.
@@ -169,6 +173,11 @@ pub static EN: Strings = Strings {
     no_messages: "No messages yet. Say hello!",
     gap: "Some messages from while you were away could not be recovered; the recent ones are below.",
     show_older: "Show older messages",
+    new_messages: "New messages",
+    new_below: |n| match n {
+        1 => "1 new message ↓".to_owned(),
+        n => format!("{n} new messages ↓"),
+    },
     loading_older: "Loading older messages…",
     history_begins: "This is the beginning of the room.",
     history_trimmed: "Older messages are no longer kept.",
@@ -238,6 +247,8 @@ pub static ZH_HANS: Strings = Strings {
     no_messages: "还没有消息。打个招呼吧！",
     gap: "离线期间的部分消息无法恢复；以下是最近的消息。",
     show_older: "显示更早的消息",
+    new_messages: "新消息",
+    new_below: |n| format!("{n} 条新消息 ↓"),
     loading_older: "正在加载更早的消息…",
     history_begins: "这是房间的第一条消息。",
     history_trimmed: "更早的消息已不再保留。",
@@ -296,6 +307,8 @@ pub static JA: Strings = Strings {
     no_messages: "まだメッセージはありません。挨拶してみましょう！",
     gap: "離れていた間のメッセージの一部を復元できませんでした。最近のメッセージを以下に表示します。",
     show_older: "以前のメッセージを表示",
+    new_messages: "新着メッセージ",
+    new_below: |n| format!("新着 {n} 件 ↓"),
     loading_older: "以前のメッセージを読み込み中…",
     history_begins: "ここがこのルームの始まりです。",
     history_trimmed: "これより前のメッセージは保存されていません。",
@@ -379,6 +392,7 @@ mod tests {
                 assert!(twelve.contains("10") || twelve.contains("12"), "{twelve}");
             }
             assert!(!(s.more_members)(5).is_empty());
+            assert!((s.new_below)(7).contains('7'));
             assert!(!(s.error)(ErrorCode::NameTaken).is_empty());
         }
         // Translations differ from English where they should.

@@ -73,18 +73,22 @@ test.describe('a room with 1,000 messages', () => {
       let shown = 50;
       while (shown < TOTAL) {
         // Scrolled to the top, the oldest message shown is at some place on the screen; the page
-        // that this scroll asks for goes in above it, and at the first frame drawn after that
-        // the message must be where it was (measured in the page, before anything is painted).
+        // that this scroll asks for goes in above it, and in the first frame drawn after that
+        // the message must be where it was. Measured in the page, when the list has grown and
+        // been laid out, just before it is drawn (a ResizeObserver made after the page's own,
+        // so it runs after the page's correction, in the same frame).
         const { y0, y1 } = await list.evaluate(
           (el) =>
             new Promise<{ y0: number; y1: number }>((resolve) => {
               const oldest = el.querySelector('[data-testid=message]')!;
               const log = el.querySelector('[role=log]')!;
-              const seen = new MutationObserver(() => {
-                seen.disconnect();
-                requestAnimationFrame(() => resolve({ y0, y1: oldest.getBoundingClientRect().top }));
+              const height = log.getBoundingClientRect().height;
+              const grown = new ResizeObserver(() => {
+                if (log.getBoundingClientRect().height <= height) return;
+                grown.disconnect();
+                resolve({ y0, y1: oldest.getBoundingClientRect().top });
               });
-              seen.observe(log, { childList: true });
+              grown.observe(log);
               el.scrollTop = 0;
               const y0 = oldest.getBoundingClientRect().top;
             }),

@@ -165,8 +165,47 @@ mod imp {
         }
     }
 
+    /// Follows whether the tab is shown (`visibilitychange`): while hidden, what others say is
+    /// counted in the title and marked new.
+    fn watch_visibility(model: RwSignal<Model>) {
+        let Some(document) = web_sys::window().and_then(|w| w.document()) else {
+            return;
+        };
+        model.update(|m| m.set_away(document.hidden()));
+        let on_change = wasm_bindgen::closure::Closure::<dyn Fn()>::new({
+            let document = document.clone();
+            move || model.update(|m| m.set_away(document.hidden()))
+        });
+        let _ = document.add_event_listener_with_callback(
+            "visibilitychange",
+            on_change.as_ref().unchecked_ref(),
+        );
+        // The page keeps listening as long as it lives.
+        on_change.forget();
+    }
+
+    /// Calls `settle` after layout and before drawing whenever `list` or one of its children
+    /// changes size (a `ResizeObserver`), and once at the start.
+    pub fn on_resize(list: &web_sys::HtmlElement, settle: impl Fn() + 'static) {
+        let on_resize = wasm_bindgen::closure::Closure::<dyn Fn()>::new(settle);
+        let Ok(observer) = web_sys::ResizeObserver::new(on_resize.as_ref().unchecked_ref()) else {
+            return;
+        };
+        observer.observe(list);
+        let children = list.children();
+        for i in 0..children.length() {
+            if let Some(child) = children.item(i) {
+                observer.observe(&child);
+            }
+        }
+        // Both live as long as the page.
+        on_resize.forget();
+        std::mem::forget(observer);
+    }
+
     pub fn start(model: RwSignal<Model>) {
         watch_network(model);
+        watch_visibility(model);
         leptos::task::spawn_local(async move {
             let Some(url) = ws_url() else { return };
             let attempt = Cell::new(0u32);
@@ -278,6 +317,7 @@ mod imp {
         String::new()
     }
     pub fn start(_model: RwSignal<Model>) {}
+    pub fn on_resize(_list: &leptos::web_sys::HtmlElement, _settle: impl Fn() + 'static) {}
     /// Nothing is sent from the server's render: the model changes, the frames are dropped.
     pub fn act(model: RwSignal<Model>, f: impl FnOnce(&mut Model) -> Vec<ClientMsg>) {
         model.update(|m| {
@@ -286,4 +326,6 @@ mod imp {
     }
 }
 
-pub use imp::{act, page_language, random_id, send, set_cookie, start, storage_get, storage_set};
+pub use imp::{
+    act, on_resize, page_language, random_id, send, set_cookie, start, storage_get, storage_set,
+};

@@ -188,7 +188,17 @@ fn ChatPage(room: String) -> impl IntoView {
     let named = Memo::new(move |_| model.with(|m| m.name.is_some()));
     let side_open = move || toggled.get() || !named.get();
     let count = Memo::new(move |_| model.with(Model::member_total));
+    // While the tab is hidden, its title counts what others said.
+    let unread = Memo::new(move |_| model.with(|m| m.unread));
+    let title = {
+        let room_title = room_title.clone();
+        move || match unread.get() {
+            0 => format!("{room_title} · Chorus"),
+            n => format!("({n}) {room_title} · Chorus"),
+        }
+    };
     view! {
+        <Title text=title />
         <div class="chat" class:side-open=side_open>
             <header class="topbar">
                 <h1>{move || t().app_title}</h1>
@@ -423,6 +433,18 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
     let pending = Memo::new(move |_| model.with(|m| m.pending.clone()));
     let me = Memo::new(move |_| model.with(|m| m.name.clone()));
     let edge = Memo::new(move |_| model.with(Model::edge));
+    let first_unread = Memo::new(move |_| model.with(Model::first_unread));
+    // The newest message the reader has had in view; what others said after it, while they
+    // read further up, is offered with a button down to it.
+    let seen = RwSignal::new(0u64);
+    let unseen = Memo::new(move |_| model.with(|m| m.newer_than(seen.get())));
+    let to_newest = move || {
+        follow.set(true);
+        seen.set(model.with_untracked(Model::last_seq));
+        if let Some(el) = list.get_untracked() {
+            el.set_scroll_top(el.scroll_height());
+        }
+    };
     // The first item shown and where it was: when older ones are put above it, the list is
     // scrolled by as much as they pushed it down, so what the reader sees does not move.
     let anchor = StoredValue::new(None::<(String, i32)>);
@@ -441,6 +463,9 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
         let Some(el) = list.get() else { return };
         let gap = el.scroll_height() - el.scroll_top() - el.client_height();
         follow.set(gap < 48);
+        if gap < 48 {
+            seen.set(model.with_untracked(Model::last_seq));
+        }
         note_anchor();
         if gap < 48 && model.with_untracked(Model::reading_back) {
             model.update(Model::at_newest);
@@ -450,10 +475,12 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
             client::act(model, Model::older);
         }
     };
-    Effect::new(move |_| {
-        items.track();
-        pending.track();
-        let Some(el) = list.get() else { return };
+    // Once laid out and before it is drawn, whenever the list or anything in it changes size:
+    // follow the newest, or keep what the reader looks at where it was.
+    let settle = move || {
+        let Some(el) = list.get_untracked() else {
+            return;
+        };
         let moved = anchor.get_value().and_then(|(key, top)| {
             let selector = format!("[data-key=\"{key}\"]");
             let now = el.query_selector(&selector).ok().flatten()?;
@@ -462,10 +489,24 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
         });
         if follow.get_untracked() {
             el.set_scroll_top(el.scroll_height());
+            seen.set(model.with_untracked(Model::last_seq));
         } else if let Some(by) = moved.filter(|by| *by != 0) {
             el.set_scroll_top(el.scroll_top() + by);
         }
         note_anchor();
+    };
+    Effect::new(move |_| {
+        if let Some(el) = list.get() {
+            client::on_resize(&el, settle);
+        }
+    });
+    // One's own new message is always brought into view.
+    Effect::new(move |sent_before: Option<usize>| {
+        let sent = pending.with(Vec::len);
+        if sent > sent_before.unwrap_or(sent) {
+            follow.set(true);
+        }
+        sent
     });
     view! {
         <div class="messages" node_ref=list on:scroll=on_scroll data-testid="messages">
@@ -500,11 +541,17 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                 {let key = item.key();
                 match item {
                     Item::Message(m) => {
+                        let seq = m.seq;
                         let mine = {
                             let from = m.from.clone();
                             move || me.get().as_deref() == Some(from.as_str())
                         };
                         view! {
+                            <Show when=move || first_unread.get() == Some(seq)>
+                                <div class="divider" role="separator" data-testid="new-divider">
+                                    <span>{move || t().new_messages}</span>
+                                </div>
+                            </Show>
                             <div class="message" class:mine=mine data-testid="message" data-key=key>
                                 <span class="from">{m.from.clone()}</span>
                                 <time class="ts">{local_time(m.ts)}</time>
@@ -549,6 +596,7 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
             </For>
             </div>
             // Sent, not yet acknowledged: shown as sending until the server has stored them.
+            <div class="outgoing">
             <For each=move || pending.get() key=|p| p.client_id.clone() let:p>
                 <div class="message mine pending" data-testid="pending">
                     <span class="from">{move || me.get().unwrap_or_default()}</span>
@@ -556,6 +604,12 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                     <p class="text">{p.text.clone()}</p>
                 </div>
             </For>
+            </div>
+            <Show when=move || { !follow.get() && unseen.get() > 0 }>
+                <button type="button" class="jump" data-testid="jump-new" on:click=move |_| to_newest()>
+                    {move || (t().new_below)(unseen.get())}
+                </button>
+            </Show>
         </div>
     }
 }

@@ -138,6 +138,13 @@ pub struct Model {
     history_start: bool,
     /// A `history` page is on its way.
     pub loading_older: bool,
+    /// The tab is hidden: what others say meanwhile is counted in `unread` (the tab's title
+    /// shows it).
+    pub away: bool,
+    pub unread: usize,
+    /// The last message shown when the reader last left the tab: the first one after it is
+    /// marked "new" until the reader writes.
+    read_marker: Option<(String, u64)>,
     /// The reader asked for older pages and has not come back to the newest since: nothing
     /// shown is let go meanwhile.
     reading_back: bool,
@@ -281,6 +288,8 @@ impl Model {
             return None;
         }
         self.clear_error();
+        // Writing is reading: what came while away is no longer new.
+        self.read_marker = None;
         self.pending.push(Pending {
             client_id,
             text: text.to_owned(),
@@ -679,6 +688,45 @@ impl Model {
         self.reading_back
     }
 
+    /// The tab was hidden (`true`) or shown again.
+    pub fn set_away(&mut self, away: bool) {
+        if away && !self.away {
+            self.read_marker = self.epoch.clone().map(|e| (e, self.last_seq));
+        }
+        self.away = away;
+        self.unread = 0;
+    }
+
+    /// The first message that came while the reader was away, if it is shown.
+    pub fn first_unread(&self) -> Option<u64> {
+        let (epoch, seq) = self.read_marker.as_ref()?;
+        self.items.iter().find_map(|item| match item {
+            Item::Message(m) if &m.epoch == epoch && m.seq > *seq => Some(m.seq),
+            _ => None,
+        })
+    }
+
+    /// Messages from others after `seq` (in the current epoch): what a reader scrolled up has
+    /// not seen yet.
+    pub fn newer_than(&self, seq: u64) -> usize {
+        self.items
+            .iter()
+            .rev()
+            .map_while(|item| match item {
+                Item::Message(m) if m.seq > seq && Some(&m.epoch) == self.epoch.as_ref() => {
+                    Some(usize::from(self.name.as_deref() != Some(m.from.as_str())))
+                }
+                Item::Message(_) => None,
+                _ => Some(0),
+            })
+            .sum()
+    }
+
+    /// The `seq` of the newest message shown.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
     /// The reader is back at the newest: what was kept for them past [`MAX_ITEMS`] goes.
     pub fn at_newest(&mut self) {
         if !self.reading_back {
@@ -737,6 +785,9 @@ impl Model {
             return;
         }
         self.last_seq = m.seq;
+        if self.away && self.name.as_deref() != Some(m.from.as_str()) {
+            self.unread += 1;
+        }
         self.push(Item::Message(m));
     }
 
@@ -1381,12 +1432,6 @@ mod tests {
             count: 500,
         });
         assert_eq!((m.members.len(), m.member_count), (2, 500));
-        let notice = |kind, name: &str| ServerMsg::Notice {
-            room: "lobby".into(),
-            kind,
-            name: name.into(),
-            old_name: None,
-        };
         // Someone beyond the first page leaves, and another comes.
         m.apply(notice(NoticeKind::Left, "yan"));
         assert_eq!(m.member_count, 499);
@@ -1480,6 +1525,64 @@ mod tests {
             !m.loading_older,
             "the page asked on the old link will not come"
         );
+    }
+
+    /// Someone joined or left the lobby.
+    fn notice(kind: NoticeKind, name: &str) -> ServerMsg {
+        ServerMsg::Notice {
+            room: "lobby".into(),
+            kind,
+            name: name.into(),
+            old_name: None,
+        }
+    }
+
+    fn said(seq: u64, from: &str) -> ServerMsg {
+        ServerMsg::Message(ChatMessage {
+            from: from.into(),
+            ..msg(seq, "e")
+        })
+    }
+
+    #[test]
+    fn what_others_say_while_the_tab_is_hidden_is_counted_and_marked_new() {
+        let mut m = online_with_limits(None, None);
+        rejoin(&mut m, (1..=3).map(|s| msg(s, "e")).collect(), None);
+        m.apply(ServerMsg::NameSet { name: "me".into() });
+        assert_eq!(m.first_unread(), None);
+        m.set_away(true);
+        m.apply(said(4, "bo"));
+        m.apply(said(5, "me"));
+        m.apply(said(6, "cy"));
+        assert_eq!(m.unread, 2, "one's own messages are not unread");
+        m.set_away(false);
+        assert_eq!(m.unread, 0);
+        assert_eq!(m.first_unread(), Some(4));
+        // Away again with nothing new: the marker moves to where the reader left.
+        m.set_away(true);
+        m.set_away(false);
+        assert_eq!(m.first_unread(), None);
+        m.set_away(true);
+        m.apply(said(7, "bo"));
+        m.set_away(false);
+        assert_eq!(m.first_unread(), Some(7));
+        m.compose("back", "c1".into());
+        assert_eq!(m.first_unread(), None, "writing is reading");
+    }
+
+    #[test]
+    fn a_reader_scrolled_up_is_told_how_many_came_from_others() {
+        let mut m = online_with_limits(None, None);
+        rejoin(&mut m, (1..=3).map(|s| msg(s, "e")).collect(), None);
+        m.apply(ServerMsg::NameSet { name: "me".into() });
+        let seen = m.last_seq();
+        assert_eq!(m.newer_than(seen), 0);
+        m.apply(said(4, "bo"));
+        m.apply(notice(NoticeKind::Joined, "dee"));
+        m.apply(said(5, "me"));
+        m.apply(said(6, "cy"));
+        assert_eq!(m.newer_than(seen), 2);
+        assert_eq!(m.newer_than(m.last_seq()), 0);
     }
 
     #[test]
