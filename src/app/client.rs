@@ -15,6 +15,13 @@ use leptos::prelude::*;
 /// Where the name and language are remembered between visits.
 pub const NAME_KEY: &str = "chorus.name";
 pub const LANG_KEY: &str = "chorus.lang";
+/// Where this tab keeps its session across a reload (sessionStorage: one per tab).
+pub const SESSION_KEY: &str = "chorus.session";
+
+/// Where a room's unsent draft is kept (localStorage: it is there in the next visit too).
+pub fn draft_key(room: &str) -> String {
+    format!("chorus.draft.{room}")
+}
 
 #[cfg(feature = "hydrate")]
 mod imp {
@@ -43,10 +50,52 @@ mod imp {
         storage.get_item(key).ok()?
     }
 
+    /// Remembers `value` under `key` in this browser (an empty value forgets it).
     pub fn storage_set(key: &str, value: &str) {
-        if let Some(storage) = web_sys::window().and_then(|w| w.local_storage().ok().flatten()) {
-            let _ = storage.set_item(key, value);
-        }
+        let storage = web_sys::window().and_then(|w| w.local_storage().ok().flatten());
+        put(storage, key, value);
+    }
+
+    fn put(storage: Option<web_sys::Storage>, key: &str, value: &str) {
+        let Some(storage) = storage else { return };
+        // Full or refused (private mode): the page works on without it.
+        let _ = match value {
+            "" => storage.remove_item(key),
+            value => storage.set_item(key, value),
+        };
+    }
+
+    /// Where this tab keeps a room's unsent messages across a reload (sessionStorage).
+    fn outbox_key(room: &str) -> String {
+        format!("chorus.outbox.{room}")
+    }
+
+    fn tab_storage() -> Option<web_sys::Storage> {
+        web_sys::window()?.session_storage().ok()?
+    }
+
+    /// What this tab kept under `key` (it survives a reload, not the tab).
+    pub fn tab_get(key: &str) -> Option<String> {
+        tab_storage()?.get_item(key).ok()?.filter(|v| !v.is_empty())
+    }
+
+    pub fn tab_set(key: &str, value: &str) {
+        put(tab_storage(), key, value);
+    }
+
+    /// The room's unsent messages this tab kept, oldest first.
+    pub fn load_outbox(room: &str) -> Vec<(String, String)> {
+        tab_get(&outbox_key(room))
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save_outbox(room: &str, outbox: &[(String, String)]) {
+        let json = match outbox {
+            [] => String::new(),
+            some => serde_json::to_string(some).unwrap_or_default(),
+        };
+        tab_set(&outbox_key(room), &json);
     }
 
     /// The language the server rendered the page in (`<html lang>`).
@@ -309,6 +358,14 @@ mod imp {
         None
     }
     pub fn storage_set(_key: &str, _value: &str) {}
+    pub fn tab_get(_key: &str) -> Option<String> {
+        None
+    }
+    pub fn tab_set(_key: &str, _value: &str) {}
+    pub fn load_outbox(_room: &str) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    pub fn save_outbox(_room: &str, _outbox: &[(String, String)]) {}
     pub fn page_language() -> Option<String> {
         None
     }
@@ -327,5 +384,6 @@ mod imp {
 }
 
 pub use imp::{
-    act, on_resize, page_language, random_id, send, set_cookie, start, storage_get, storage_set,
+    act, load_outbox, on_resize, page_language, random_id, save_outbox, send, set_cookie, start,
+    storage_get, storage_set, tab_get, tab_set,
 };

@@ -170,15 +170,37 @@ fn RoomPage() -> impl IntoView {
 #[component]
 fn ChatPage(room: String) -> impl IntoView {
     let model = RwSignal::new(Model::new(&room, None));
-    // Runs in the browser only, after hydration.
+    // Runs in the browser only, after hydration. A reload carries on where the tab was: its
+    // session (others see no left/joined) and what it had not sent yet.
+    Effect::new({
+        let room = room.clone();
+        move |_| {
+            let remembered = client::storage_get(client::NAME_KEY);
+            let session = client::tab_get(client::SESSION_KEY);
+            let outbox = client::load_outbox(&room);
+            model.update_untracked(|m| {
+                if m.wanted_name.is_none() {
+                    m.wanted_name = remembered.filter(|n| !n.trim().is_empty());
+                }
+                if let Some(session) = session {
+                    m.resume_session(session);
+                }
+                m.restore_outbox(outbox);
+            });
+            client::start(model);
+        }
+    });
+    let session = Memo::new(move |_| model.with(|m| m.session().map(str::to_owned)));
     Effect::new(move |_| {
-        let remembered = client::storage_get(client::NAME_KEY);
-        model.update_untracked(|m| {
-            if m.wanted_name.is_none() {
-                m.wanted_name = remembered.filter(|n| !n.trim().is_empty());
-            }
-        });
-        client::start(model);
+        client::tab_set(
+            client::SESSION_KEY,
+            session.get().as_deref().unwrap_or_default(),
+        )
+    });
+    let outbox = Memo::new(move |_| model.with(Model::outbox));
+    Effect::new({
+        let room = room.clone();
+        move |_| outbox.with(|o| client::save_outbox(&room, o))
     });
     let t = use_strings();
     let room_title = format!("#{room}");
@@ -620,6 +642,17 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
     let input = NodeRef::<html::Textarea>::new();
     // Open once a name was ours, also while the link is down: what is sent then waits.
     let can_send = Memo::new(move |_| model.with(|m| m.can_compose()));
+    // The room's draft is kept as it is typed, and is there again after a reload.
+    let draft_key = StoredValue::new(client::draft_key(&model.with_untracked(|m| m.room.clone())));
+    let keep_draft = move |text: &str| draft_key.with_value(|key| client::storage_set(key, text));
+    Effect::new(move |_| {
+        let draft = draft_key.with_value(|key| client::storage_get(key));
+        if let (Some(el), Some(draft)) = (input.get(), draft)
+            && el.value().is_empty()
+        {
+            el.set_value(&draft);
+        }
+    });
     let submit = move || {
         let Some(el) = input.get() else { return };
         let text = el.value();
@@ -631,6 +664,7 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
         });
         if accepted {
             el.set_value("");
+            keep_draft("");
         }
     };
     let on_key = move |ev: ev::KeyboardEvent| {
@@ -654,6 +688,7 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
                 }
                 disabled=move || !can_send.get()
                 on:keydown=on_key
+                on:input=move |ev| keep_draft(&event_target_value(&ev))
             ></textarea>
             <button type="submit" data-testid="send" disabled=move || !can_send.get()>
                 {move || t().send}

@@ -688,6 +688,44 @@ impl Model {
         self.reading_back
     }
 
+    /// The session this tab had before a reload: resumed on connect, so that the room sees no
+    /// left/joined and the name stays this tab's.
+    pub fn resume_session(&mut self, session: String) {
+        self.session.get_or_insert(session);
+    }
+
+    /// The session to resume after a reload.
+    pub fn session(&self) -> Option<&str> {
+        self.session.as_deref()
+    }
+
+    /// What was written and not yet stored, oldest first, as `(client_id, text)`: kept by the
+    /// tab across a reload and sent again after it with the same ids (stored once).
+    pub fn outbox(&self) -> Vec<(String, String)> {
+        self.pending
+            .iter()
+            .map(|p| (p.client_id.clone(), p.text.clone()))
+            .collect()
+    }
+
+    /// Puts back what a reload interrupted (see [`Model::outbox`]); it goes out once the room
+    /// is joined, before anything written since.
+    pub fn restore_outbox(&mut self, saved: Vec<(String, String)>) {
+        let restored = saved
+            .into_iter()
+            .filter(|(id, _)| !self.pending.iter().any(|p| &p.client_id == id))
+            .map(|(client_id, text)| Pending {
+                client_id,
+                text,
+                sent_tick: self.ticks,
+                acked: false,
+                due: true,
+            });
+        let mut pending: Vec<Pending> = restored.collect();
+        pending.append(&mut self.pending);
+        self.pending = pending;
+    }
+
     /// The tab was hidden (`true`) or shown again.
     pub fn set_away(&mut self, away: bool) {
         if away && !self.away {
@@ -1583,6 +1621,57 @@ mod tests {
         m.apply(said(6, "cy"));
         assert_eq!(m.newer_than(seen), 2);
         assert_eq!(m.newer_than(m.last_seq()), 0);
+    }
+
+    #[test]
+    fn a_reloaded_tab_resumes_its_session_and_sends_what_it_had_not_sent_once_joined() {
+        let mut before = online_with_limits(None, None);
+        before.compose("one", "c1".into());
+        before.compose("two", "c2".into());
+        before.apply(ServerMsg::Ack {
+            room: "lobby".into(),
+            client_id: Some("c1".into()),
+            seq: 1,
+        });
+        let saved = before.outbox();
+        assert_eq!(
+            saved.len(),
+            2,
+            "acknowledged but not yet seen back: kept too"
+        );
+
+        let mut after = Model::new("lobby", Some("ann".into()));
+        after.resume_session(before.session().expect("a session").to_owned());
+        after.restore_outbox(saved);
+        assert_eq!(after.pending.len(), 2, "shown as sending at once");
+        let answers = after.apply(welcome_as("s2"));
+        assert_eq!(
+            answers[0],
+            ClientMsg::Resume {
+                session: "s".into()
+            },
+            "the old session first"
+        );
+        after.apply(ServerMsg::Resumed {
+            session: "s".into(),
+            name: Some("ann".into()),
+        });
+        after.apply(ServerMsg::NameSet { name: "ann".into() });
+        let sent = after.apply(ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec![],
+            count: 0,
+            history: vec![],
+            recovered: None,
+        });
+        let ids: Vec<_> = sent
+            .iter()
+            .filter_map(|f| match f {
+                ClientMsg::Send { client_id, .. } => client_id.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, ["c1", "c2"], "in order, with their ids");
     }
 
     #[test]

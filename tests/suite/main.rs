@@ -22,5 +22,6 @@ mod metrics;
 mod nodes;
 mod presence;
 mod redis_cluster;
+mod reload;
 mod sentinel;
 mod tls;

@@ -106,6 +106,11 @@ settings! {
         /// How many of a room's latest `client_id`s are remembered, so that a re-sent message is
         /// acknowledged again instead of stored twice.
         dedup_window: usize = 1000, env "CHORUS_DEDUP_WINDOW";
+        /// Milliseconds a member whose connection dropped, or whose page went away (a reload
+        /// closes with 1001), stays in its rooms before it is announced as left: a client that
+        /// resumes its session and joins again within it comes back without a left/joined pair.
+        /// 0 announces at once.
+        leave_grace_ms: Millis => Duration = Duration::from_millis(5_000), env "CHORUS_LEAVE_GRACE_MS";
         /// Seconds a session whose connection dropped keeps its name for a `resume`.
         session_ttl_secs: Secs => Duration = Duration::from_secs(30), env "CHORUS_SESSION_TTL_SECS";
         /// Most names in a `joined` or `presence` frame. A bigger room sends its first that many

@@ -170,6 +170,11 @@ impl Config {
             "between 1 and 86400",
         )?;
         check(
+            self.rooms.leave_grace_ms <= self.rooms.session_ttl_secs,
+            "leave_grace_ms",
+            "at most session_ttl_secs (a member is not kept longer than its session)",
+        )?;
+        check(
             (ms(400)..=ms(600_000)).contains(&self.redis.node_ttl_ms),
             "node_ttl_ms",
             "between 400 and 600000",

@@ -21,7 +21,7 @@ use crate::server::{
     metrics::Metrics,
     store::{ConnId, Departure, Member, SessionId, Store, StoreError},
 };
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 use tungstenite::Message;
 
@@ -219,11 +219,16 @@ impl Peer for Connection {
     }
 
     /// Leaves every room (announcing it) and frees the name — or, when the link merely dropped,
-    /// keeps it for the session's owner to resume.
-    async fn finish(&mut self, how: Departure) {
+    /// keeps it for the session's owner to resume, and announces the leave only after
+    /// `leave_grace_ms` unless the session joined again meanwhile.
+    async fn finish(&mut self, how: Departure, may_return: bool) {
+        let grace = match may_return {
+            true => self.node.config.rooms.leave_grace_ms,
+            false => Duration::ZERO,
+        };
         if let Ok(member) = self.member() {
             for room in std::mem::take(&mut self.rooms) {
-                self.node.hub.leave(&room, &member).await;
+                self.node.hub.leave(&room, &member, grace).await;
             }
         }
         // Also when no name was set: a resumed session is held by this connection all the same.
@@ -421,7 +426,7 @@ impl Connection {
         let room = self.joined_room(raw)?;
         let member = self.member()?;
         self.rooms.retain(|r| r != &room);
-        self.node.hub.leave(&room, &member).await;
+        self.node.hub.leave(&room, &member, Duration::ZERO).await;
         self.reply(ServerMsg::Left {
             room: room.to_string(),
         })

@@ -22,7 +22,7 @@ use tungstenite::{
     Message,
     protocol::frame::{
         Frame,
-        coding::{Data, OpCode},
+        coding::{CloseCode, Data, OpCode},
     },
 };
 
@@ -47,8 +47,10 @@ pub(super) trait Peer: Send {
     fn on_message(&mut self, message: Message) -> impl Future<Output = Option<Close>> + Send;
     /// The connection ends; `why` names the reason (`metrics::close_reason`'s labels).
     fn ended(&self, why: &'static str);
-    /// After the close frame (if any) is queued: let go of everything the connection held.
-    fn finish(&mut self, how: Departure) -> impl Future<Output = ()> + Send;
+    /// After the close frame (if any) is queued: let go of everything the connection held. With
+    /// `may_return`, the link was lost or the page went away (not closed by either side on
+    /// purpose): the client may well be back in a moment.
+    fn finish(&mut self, how: Departure, may_return: bool) -> impl Future<Output = ()> + Send;
 }
 
 /// A connection's timers: a WebSocket ping every `ping`, a close when nothing at all was heard
@@ -131,13 +133,17 @@ where
                 Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => message,
                 // Frames are reassembled by tungstenite: a raw one never arrives.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                Some(Ok(Message::Close(_))) => {
-                    departure = Departure::Closed;
+                // A page that goes away (reload, navigation: 1001) may be back at once; any other
+                // close from the client frees the name.
+                Some(Ok(Message::Close(frame))) => {
+                    if frame.is_none_or(|f| f.code != CloseCode::Away) {
+                        departure = Departure::Closed;
+                    }
                     break;
                 }
                 None => break,
                 Some(Err(e)) => {
-                    close_with = Some(read_error_close(e));
+                    close_with = read_error_close(e);
                     break;
                 }
             };
@@ -161,7 +167,9 @@ where
             if let Some((code, reason)) = close_with {
                 closing(peer.outbox(), code, reason).await;
             }
-            peer.finish(departure).await;
+            // Nobody ended it on purpose: the client may well be back in a moment.
+            let may_return = !linger && departure == Departure::Dropped;
+            peer.finish(departure, may_return).await;
             // Every room has let go of the connection: the writer sends what is queued, then
             // closes.
             peer.outbox().end();
@@ -273,15 +281,22 @@ impl Timers {
 }
 
 /// Maps a read failure to the close the peer should get.
-fn read_error_close(e: tungstenite::Error) -> Close {
+/// The close a read error calls for — none when the link itself is gone (reset, or ended
+/// without a close frame): the client did nothing wrong and may be back in a moment.
+fn read_error_close(e: tungstenite::Error) -> Option<Close> {
+    use tungstenite::error::ProtocolError::ResetWithoutClosingHandshake;
     match e {
-        tungstenite::Error::Capacity(_) => (CLOSE_TOO_BIG, "frame too large"),
+        tungstenite::Error::Capacity(_) => Some((CLOSE_TOO_BIG, "frame too large")),
+        tungstenite::Error::Protocol(ResetWithoutClosingHandshake) | tungstenite::Error::Io(_) => {
+            tracing::debug!(cause = %e, "link lost");
+            None
+        }
         tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_) => {
-            (CLOSE_PROTOCOL_ERROR, "protocol error")
+            Some((CLOSE_PROTOCOL_ERROR, "protocol error"))
         }
         other => {
             tracing::debug!(cause = %other, "read failed");
-            (CLOSE_PROTOCOL_ERROR, "read failed")
+            Some((CLOSE_PROTOCOL_ERROR, "read failed"))
         }
     }
 }

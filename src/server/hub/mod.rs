@@ -56,6 +56,8 @@ enum Command {
     },
     Leave {
         member: Member,
+        /// How long the store keeps the member before the leave is announced.
+        grace: Duration,
         reply: oneshot::Sender<()>,
     },
     /// The member (by connection) now goes by `member.name`, formerly `old`.
@@ -134,13 +136,15 @@ impl Hub {
         .await
     }
 
-    /// Stops delivering the room to the member's connection and tells the others it left.
-    pub async fn leave(self: &Arc<Self>, room: &RoomName, member: &Member) {
+    /// Stops delivering the room to the member's connection and tells the others it left —
+    /// after `grace`, unless its session joined again meanwhile (then nobody hears of it).
+    pub async fn leave(self: &Arc<Self>, room: &RoomName, member: &Member, grace: Duration) {
         let (reply, answer) = oneshot::channel();
         self.command(
             room,
             Command::Leave {
                 member: member.clone(),
+                grace,
                 reply,
             },
         );

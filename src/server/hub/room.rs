@@ -182,16 +182,34 @@ impl RoomTask {
                     });
                 });
             }
-            Command::Leave { member, reply } => {
+            Command::Leave {
+                member,
+                grace,
+                reply,
+            } => {
                 self.members.retain(|m| m.member.conn != member.conn);
-                // Stored beside the task; the connection hears back once it is.
+                // Stored beside the task; the connection hears back once it is — or at once
+                // when the store is to keep the member a while (a leave the session's return
+                // made moot changes nothing there).
                 let (hub, room) = (self.hub.clone(), self.room.clone());
+                let reply = match grace.is_zero() {
+                    true => Some(reply),
+                    false => {
+                        let _ = reply.send(());
+                        None
+                    }
+                };
                 tokio::spawn(async move {
+                    if !grace.is_zero() {
+                        tokio::time::sleep(grace).await;
+                    }
                     let leave = hub.store.leave(&room, &member);
                     if let Err(e) = hub.metrics.timed("leave", leave).await {
                         tracing::warn!(cause = %e, %room, "leave was not announced");
                     }
-                    let _ = reply.send(());
+                    if let Some(reply) = reply {
+                        let _ = reply.send(());
+                    }
                 });
             }
             Command::Rename { member, old, reply } => {

@@ -315,7 +315,7 @@ async fn a_slow_leave_or_member_list_does_not_hold_up_delivery() {
     tokio::time::sleep(Duration::from_millis(60)).await;
     let leaving = tokio::spawn({
         let (hub, room, cy) = (hub.clone(), room.clone(), cy.clone());
-        async move { hub.leave(&room, &cy).await }
+        async move { hub.leave(&room, &cy, Duration::ZERO).await }
     });
     tokio::task::yield_now().await;
 
@@ -476,7 +476,7 @@ async fn a_reader_that_stalls_in_a_busy_room_keeps_every_message_while_lists_and
             say(&*store, &room, &talker, &text).await;
             said.push(text);
         }
-        hub.leave(&room, &visitor).await;
+        hub.leave(&room, &visitor, Duration::ZERO).await;
     }
     // Everything the room sent has reached the talker, so the stalled queue has been offered it.
     let last = said.last().cloned().expect("said something");

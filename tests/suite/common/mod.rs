@@ -440,6 +440,15 @@ impl Client {
         let _ = self.ws.close(None).await;
     }
 
+    /// Closes as a browser does when its page goes away (a reload, a navigation): code 1001.
+    pub async fn go_away(mut self) {
+        let frame = CloseFrame {
+            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Away,
+            reason: "".into(),
+        };
+        let _ = self.ws.close(Some(frame)).await;
+    }
+
     /// Ends the connection without a close frame, as a dropped network link does.
     pub fn cut(self) {
         drop(self.ws);

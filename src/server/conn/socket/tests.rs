@@ -150,7 +150,7 @@ impl Peer for Recording {
     fn ended(&self, why: &'static str) {
         *self.why.lock().expect("why") = why;
     }
-    async fn finish(&mut self, how: Departure) {
+    async fn finish(&mut self, how: Departure, _may_return: bool) {
         *self.ended.lock().expect("ended") = Some((*self.why.lock().expect("why"), how));
     }
 }
