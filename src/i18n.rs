@@ -105,6 +105,9 @@ pub struct Strings {
     pub status_connecting: &'static str,
     pub status_online: &'static str,
     pub status_reconnecting: &'static str,
+    /// When the next try is, beside "Reconnecting…".
+    pub reconnect_in: fn(u32) -> String,
+    pub retry_now: &'static str,
     pub status_offline: &'static str,
     pub language_label: &'static str,
     pub name_label: &'static str,
@@ -135,6 +138,11 @@ pub struct Strings {
     pub history_begins: &'static str,
     pub history_trimmed: &'static str,
     pub sending: &'static str,
+    /// A message waiting for the link (or for its turn).
+    pub queued: &'static str,
+    /// A message the server has not acknowledged after several tries.
+    pub not_sent: &'static str,
+    pub retry: &'static str,
     pub dismiss: &'static str,
     pub not_found: &'static str,
     pub back_to_lobby: &'static str,
@@ -155,6 +163,8 @@ pub static EN: Strings = Strings {
     status_connecting: "Connecting…",
     status_online: "Online",
     status_reconnecting: "Reconnecting…",
+    reconnect_in: |n| format!("in {n} s"),
+    retry_now: "Retry now",
     status_offline: "Offline",
     language_label: "Language",
     name_label: "Your name",
@@ -182,6 +192,9 @@ pub static EN: Strings = Strings {
     history_begins: "This is the beginning of the room.",
     history_trimmed: "Older messages are no longer kept.",
     sending: "sending…",
+    queued: "waiting to send",
+    not_sent: "not sent yet",
+    retry: "Retry",
     dismiss: "Dismiss",
     not_found: "There is no such page.",
     back_to_lobby: "Go to the lobby",
@@ -229,6 +242,8 @@ pub static ZH_HANS: Strings = Strings {
     status_connecting: "正在连接…",
     status_online: "在线",
     status_reconnecting: "正在重新连接…",
+    reconnect_in: |n| format!("{n} 秒后"),
+    retry_now: "立即重试",
     status_offline: "离线",
     language_label: "语言",
     name_label: "你的名字",
@@ -253,6 +268,9 @@ pub static ZH_HANS: Strings = Strings {
     history_begins: "这是房间的第一条消息。",
     history_trimmed: "更早的消息已不再保留。",
     sending: "发送中…",
+    queued: "等待发送",
+    not_sent: "尚未发出",
+    retry: "重试",
     dismiss: "关闭",
     not_found: "没有这个页面。",
     back_to_lobby: "前往大厅",
@@ -289,6 +307,8 @@ pub static JA: Strings = Strings {
     status_connecting: "接続中…",
     status_online: "オンライン",
     status_reconnecting: "再接続中…",
+    reconnect_in: |n| format!("{n} 秒後"),
+    retry_now: "今すぐ再試行",
     status_offline: "オフライン",
     language_label: "言語",
     name_label: "名前",
@@ -313,6 +333,9 @@ pub static JA: Strings = Strings {
     history_begins: "ここがこのルームの始まりです。",
     history_trimmed: "これより前のメッセージは保存されていません。",
     sending: "送信中…",
+    queued: "送信待ち",
+    not_sent: "未送信",
+    retry: "再送",
     dismiss: "閉じる",
     not_found: "このページはありません。",
     back_to_lobby: "ロビーへ",
@@ -393,6 +416,7 @@ mod tests {
             }
             assert!(!(s.more_members)(5).is_empty());
             assert!((s.new_below)(7).contains('7'));
+            assert!((s.reconnect_in)(4).contains('4'));
             assert!(!(s.error)(ErrorCode::NameTaken).is_empty());
         }
         // Translations differ from English where they should.

@@ -11,9 +11,15 @@ export class CuttableProxy {
   port = 0;
   /** Connections accepted so far. */
   accepted = 0;
+  /** While set, new connections are closed at once, as a server that is down refuses them. */
+  refusing = false;
 
   private constructor(target: URL) {
     this.server = net.createServer((client) => {
+      if (this.refusing) {
+        client.destroy();
+        return;
+      }
       this.accepted += 1;
       const upstream = net.connect(Number(target.port), target.hostname);
       for (const [a, b] of [[client, upstream], [upstream, client]] as const) {

@@ -333,7 +333,8 @@ mod imp {
                 model.update(|m| m.disconnected());
                 let wait = backoff_ms(attempt.get());
                 attempt.set(attempt.get() + 1);
-                // While offline, wait for the network; once it is back, try at once.
+                // While offline, wait for the network; once it is back (or the user asks), try at
+                // once. Meanwhile the page says when the next try is.
                 let mut waited = 0;
                 loop {
                     let (offline, wake) = model
@@ -342,9 +343,14 @@ mod imp {
                     if wake || (waited >= wait && !offline) {
                         break;
                     }
+                    let left = (!offline).then(|| (wait - waited).div_ceil(1000));
+                    if model.with_untracked(|m| m.reconnect_in_s != left) {
+                        model.update(|m| m.reconnect_in_s = left);
+                    }
                     gloo_timers::future::TimeoutFuture::new(250).await;
                     waited += 250;
                 }
+                model.update(|m| m.reconnect_in_s = None);
             }
         });
     }

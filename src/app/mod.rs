@@ -18,7 +18,7 @@ use leptos_router::{
     hooks::use_params_map,
     path,
 };
-use model::{Edge, Item, Model, Status};
+use model::{Edge, Item, Model, SendState, Status};
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -207,7 +207,8 @@ fn ChatPage(room: String) -> impl IntoView {
     // On a phone the name form and the member list are a panel over the conversation: open
     // until a name is taken, then behind the header's button.
     let toggled = RwSignal::new(false);
-    let named = Memo::new(move |_| model.with(|m| m.name.is_some()));
+    // Named once is named: a dropped link does not bring the form back over the conversation.
+    let named = Memo::new(move |_| model.with(|m| m.name.is_some() || m.named_once));
     let side_open = move || toggled.get() || !named.get();
     let count = Memo::new(move |_| model.with(Model::member_total));
     // While the tab is hidden, its title counts what others said.
@@ -247,6 +248,7 @@ fn ChatPage(room: String) -> impl IntoView {
                 <LangPicker />
             </header>
             <main class="main">
+                <NextTry model />
                 <ErrorBanner model />
                 <div class="body">
                     <section class="conversation" aria-label=move || t().conversation_label>
@@ -282,6 +284,34 @@ fn StatusBadge(model: RwSignal<Model>) -> impl IntoView {
         },
     );
     view! { <span class=class data-testid="status" role="status">{text}</span> }
+}
+
+/// While waiting to reconnect: when the next try is, and a way to try now. A line of its own
+/// under the header (a phone's header has no room for it), outside the status so that a
+/// screen reader is not told every second.
+#[component]
+fn NextTry(model: RwSignal<Model>) -> impl IntoView {
+    let t = use_strings();
+    let next_try = Memo::new(move |_| model.with(|m| m.reconnect_in_s));
+    view! {
+        <Show when=move || next_try.get().is_some()>
+            <div class="next-try">
+                <span aria-hidden="true">{move || t().status_reconnecting} " "</span>
+                <span data-testid="countdown" aria-hidden="true">
+                    {move || next_try.get().map(|n| (t().reconnect_in)(n))}
+                </span>
+                " · "
+                <button
+                    type="button"
+                    class="retry-now"
+                    data-testid="retry-now"
+                    on:click=move |_| client::act(model, Model::try_now)
+                >
+                    {move || t().retry_now}
+                </button>
+            </div>
+        </Show>
+    }
 }
 
 /// Keeps a chosen language in this browser, and in a cookie so the server renders the next page
@@ -454,6 +484,8 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
     let items = Memo::new(move |_| model.with(|m| m.items.clone()));
     let pending = Memo::new(move |_| model.with(|m| m.pending.clone()));
     let me = Memo::new(move |_| model.with(|m| m.name.clone()));
+    // Who wrote what is waiting: the name, also while the link is down and it is being claimed.
+    let author = Memo::new(move |_| model.with(|m| m.name.clone().or(m.wanted_name.clone())));
     let edge = Memo::new(move |_| model.with(Model::edge));
     let first_unread = Memo::new(move |_| model.with(Model::first_unread));
     // The newest message the reader has had in view; what others said after it, while they
@@ -620,11 +652,45 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
             // Sent, not yet acknowledged: shown as sending until the server has stored them.
             <div class="outgoing">
             <For each=move || pending.get() key=|p| p.client_id.clone() let:p>
-                <div class="message mine pending" data-testid="pending">
-                    <span class="from">{move || me.get().unwrap_or_default()}</span>
-                    <span class="ts">{move || t().sending}</span>
-                    <p class="text">{p.text.clone()}</p>
-                </div>
+                {
+                    let state = {
+                        let id = p.client_id.clone();
+                        Memo::new(move |_| {
+                            model.with(|m| {
+                                let now = m.pending.iter().find(|x| x.client_id == id);
+                                now.map_or(SendState::Sending, |p| m.send_state(p))
+                            })
+                        })
+                    };
+                    view! {
+                        <div
+                            class="message mine pending"
+                            class:failed=move || state.get() == SendState::Failed
+                            data-testid="pending"
+                            data-state=move || format!("{:?}", state.get())
+                        >
+                            <span class="from">{move || author.get().unwrap_or_default()}</span>
+                            <span class="ts">
+                                {move || match state.get() {
+                                    SendState::Queued => t().queued,
+                                    SendState::Sending => t().sending,
+                                    SendState::Failed => t().not_sent,
+                                }}
+                            </span>
+                            <Show when=move || state.get() == SendState::Failed>
+                                <button
+                                    type="button"
+                                    class="retry-send"
+                                    data-testid="retry-send"
+                                    on:click=move |_| client::act(model, Model::try_now)
+                                >
+                                    {move || t().retry}
+                                </button>
+                            </Show>
+                            <p class="text">{p.text.clone()}</p>
+                        </div>
+                    }
+                }
             </For>
             </div>
             <Show when=move || { !follow.get() && unseen.get() > 0 }>

@@ -70,7 +70,23 @@ pub struct Pending {
     acked: bool,
     /// To be sent as soon as the pace allows.
     due: bool,
+    /// How often it was sent without an answer.
+    tries: u32,
 }
+
+/// Where a message the user wrote is, as the page shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendState {
+    /// Waiting for the link, the room or its turn.
+    Queued,
+    /// On its way (or stored, and on its way back).
+    Sending,
+    /// Sent several times without an answer: it is tried again by itself, and can be now.
+    Failed,
+}
+
+/// Unanswered tries after which a message is shown as not sent.
+const TRIES_BEFORE_FAILED: u32 = 3;
 
 impl Pending {
     fn frame(&self, room: &str) -> ClientMsg {
@@ -138,6 +154,8 @@ pub struct Model {
     history_start: bool,
     /// A `history` page is on its way.
     pub loading_older: bool,
+    /// Seconds until the next try to connect, while waiting for it.
+    pub reconnect_in_s: Option<u32>,
     /// The tab is hidden: what others say meanwhile is counted in `unread` (the tab's title
     /// shows it).
     pub away: bool,
@@ -296,6 +314,7 @@ impl Model {
             sent_tick: self.ticks,
             acked: false,
             due: true,
+            tries: 0,
         });
         Some(self.flush())
     }
@@ -335,6 +354,7 @@ impl Model {
             }
             p.due = false;
             p.sent_tick = tick;
+            p.tries += 1;
             out.push(frame);
         }
         if let Some(ns) = wait {
@@ -452,6 +472,9 @@ impl Model {
                 // A new connection: the server's buckets for it start full, and so do ours.
                 self.pacer = Pacer::new(limits.sends, limits.bytes);
                 self.status = Status::Online;
+                self.reconnect_in_s = None;
+                // Tries are counted per link: what the old one lost is no failure yet.
+                self.pending.iter_mut().for_each(|p| p.tries = 0);
                 // Whatever the browser said, the server has answered.
                 self.offline = false;
                 self.joined = false;
@@ -688,6 +711,29 @@ impl Model {
         self.reading_back
     }
 
+    /// Where a pending message is (see [`SendState`]).
+    pub fn send_state(&self, p: &Pending) -> SendState {
+        if p.acked {
+            SendState::Sending
+        } else if !self.can_send() || p.due {
+            SendState::Queued
+        } else if p.tries >= TRIES_BEFORE_FAILED {
+            SendState::Failed
+        } else {
+            SendState::Sending
+        }
+    }
+
+    /// The user asks to try now: the link at once if it is down, and every message not yet
+    /// stored.
+    pub fn try_now(&mut self) -> Vec<ClientMsg> {
+        if self.status != Status::Online {
+            self.wake = true;
+            return Vec::new();
+        }
+        self.resend_pending(None)
+    }
+
     /// The session this tab had before a reload: resumed on connect, so that the room sees no
     /// left/joined and the name stays this tab's.
     pub fn resume_session(&mut self, session: String) {
@@ -720,6 +766,7 @@ impl Model {
                 sent_tick: self.ticks,
                 acked: false,
                 due: true,
+                tries: 0,
             });
         let mut pending: Vec<Pending> = restored.collect();
         pending.append(&mut self.pending);
@@ -1672,6 +1719,42 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, ["c1", "c2"], "in order, with their ids");
+    }
+
+    #[test]
+    fn a_message_is_queued_then_sending_then_not_sent_after_tries_and_can_be_tried_now() {
+        let mut m = online_with_limits(None, None);
+        m.compose("hi", "c1".into());
+        let state = |m: &Model| m.send_state(&m.pending[0]);
+        assert_eq!(state(&m), SendState::Sending);
+        // Unanswered through two heartbeats and their resends.
+        for _ in 0..4 {
+            m.tick();
+        }
+        assert_eq!(state(&m), SendState::Failed);
+        assert!(matches!(m.try_now()[..], [ClientMsg::Send { .. }]));
+        // The link drops: waiting for it, and "try now" wakes the reconnect instead.
+        m.disconnected();
+        assert_eq!(state(&m), SendState::Queued);
+        assert!(m.try_now().is_empty());
+        assert!(m.wake);
+        // A new link starts counting again.
+        m.apply(welcome());
+        m.apply(ServerMsg::NameSet { name: "ann".into() });
+        m.apply(ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec![],
+            count: 0,
+            history: vec![],
+            recovered: None,
+        });
+        assert_eq!(state(&m), SendState::Sending);
+        m.apply(ServerMsg::Ack {
+            room: "lobby".into(),
+            client_id: Some("c1".into()),
+            seq: 1,
+        });
+        assert_eq!(state(&m), SendState::Sending, "stored, on its way back");
     }
 
     #[test]
