@@ -280,7 +280,7 @@ pub enum ErrorCode {
     InvalidField,
     /// Binary frames are not part of the protocol.
     BinaryNotSupported,
-    /// Set a name before joining or sending.
+    /// Set a name before sending (a `join` without one reads the room).
     NameRequired,
     /// Someone online already uses this name, or one that reads the same: compared after NFKC,
     /// case-insensitively and by the Unicode confusable skeleton (Latin `a` and Cyrillic `а` match).
@@ -415,6 +415,12 @@ fn is_variation_selector(c: char) -> bool {
 pub struct UserName(String);
 
 impl UserName {
+    /// The name of a connection that reads a room without taking part: empty, so that no
+    /// name that parses is ever taken for it. Kept on this node only; never stored or sent.
+    pub fn reader() -> Self {
+        Self(String::new())
+    }
+
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         use unicode_normalization::UnicodeNormalization;
         // Checked before normalising, which could fold some of them into plain characters.

@@ -127,6 +127,8 @@ pub struct Model {
     /// made again, however short the gap (the status said Offline meanwhile).
     pub drops: u64,
     pub joined: bool,
+    /// The room is read without a name (what is said, who is there; no part in it yet).
+    pub reading: bool,
     /// The room's members, sorted: all of them, or in a big room the first page the server sent.
     pub members: Vec<String>,
     /// How many members the room has (at least `members.len()`).
@@ -487,8 +489,13 @@ impl Model {
                 if let Some(previous) = self.session.replace(session) {
                     answers.push(ClientMsg::Resume { session: previous });
                 }
-                if let Some(name) = &self.wanted_name {
-                    answers.push(ClientMsg::SetName { name: name.clone() });
+                match &self.wanted_name {
+                    Some(name) => answers.push(ClientMsg::SetName { name: name.clone() }),
+                    // Without a name yet, the room is read until one is picked.
+                    None => answers.push(ClientMsg::Join {
+                        room: self.room.clone(),
+                        since: None,
+                    }),
                 }
                 answers
             }
@@ -507,9 +514,11 @@ impl Model {
                 self.wanted_name = Some(name.clone());
                 self.name = Some(name);
                 self.clear_error();
-                if self.joined {
+                if self.joined && !self.reading {
                     Vec::new()
                 } else {
+                    // From reading to taking part: a member once the server says so.
+                    self.joined = false;
                     // After a reconnect, only what was missed since the last message shown.
                     vec![ClientMsg::Join {
                         room: self.room.clone(),
@@ -525,6 +534,7 @@ impl Model {
                 recovered,
             } if room == self.room => {
                 self.joined = true;
+                self.reading = self.name.is_none();
                 self.set_members(members, count);
                 // A refusal for want of the store is over once the room is ours again.
                 if self.error == Some(ErrorCode::Internal) {
@@ -1002,14 +1012,47 @@ mod tests {
     }
 
     #[test]
-    fn without_a_name_nothing_is_sent_until_the_user_picks_one() {
+    fn without_a_name_the_room_is_read_and_picking_one_joins_it() {
         let mut m = Model::new("lobby", None);
-        assert!(m.apply(welcome()).is_empty());
+        // Read at once: what is said and who is there.
+        assert_eq!(m.apply(welcome()), vec![ClientMsg::join("lobby")]);
+        m.apply(ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec!["ann".into()],
+            count: 1,
+            history: vec![msg(1, "e"), msg(2, "e")],
+            recovered: None,
+        });
+        assert!(m.reading);
+        assert_eq!((seqs(&m), m.member_total()), (vec![1, 2], 1));
+        // Nothing to say without a name.
         assert_eq!(m.compose("hi", "c".into()), None);
+        assert!(!m.can_send());
         assert_eq!(
             m.request_name("  bo "),
             vec![ClientMsg::SetName { name: "bo".into() }]
         );
+        // Named: joined as a member, from where the reading got to; no sending before that.
+        let asked = m.apply(ServerMsg::NameSet { name: "bo".into() });
+        assert!(!m.can_send());
+        assert_eq!(
+            asked,
+            vec![ClientMsg::Join {
+                room: "lobby".into(),
+                since: Some(Position {
+                    epoch: "e".into(),
+                    seq: 2
+                }),
+            }]
+        );
+        m.apply(ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec!["ann".into(), "bo".into()],
+            count: 2,
+            history: vec![],
+            recovered: Some(true),
+        });
+        assert!(!m.reading && m.can_send());
     }
 
     #[test]

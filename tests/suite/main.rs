@@ -21,6 +21,7 @@ mod logs;
 mod metrics;
 mod nodes;
 mod presence;
+mod reading;
 mod redis_cluster;
 mod reload;
 mod sentinel;

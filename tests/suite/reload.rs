@@ -16,7 +16,9 @@ const GRACE: Duration = Duration::from_millis(1500);
 
 /// Everything `watcher` hears until its own message `marker` comes back.
 async fn heard_until_said(watcher: &mut Client, marker: &str) -> Vec<ServerMsg> {
-    watcher.say("lobby", marker, "marker").await;
+    watcher
+        .say("lobby", marker, &marker.replace(" ", "-"))
+        .await;
     let mut heard = Vec::new();
     loop {
         let msg = watcher.recv().await;

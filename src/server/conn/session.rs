@@ -95,6 +95,8 @@ pub(super) struct Connection {
     bound: Option<UserName>,
     /// Rooms joined, in join order; a handful at most, so a Vec beats a set.
     rooms: Vec<RoomName>,
+    /// Rooms read before a name was set (a `join` without one; see `Hub::read`).
+    reading: Vec<RoomName>,
     outbox: Outbox,
     limits: FrameLimits,
     /// This connection's place on the node, given back when it ends.
@@ -121,6 +123,7 @@ impl Connection {
             name: None,
             bound: identity.map(|id| id.name),
             rooms: Vec::new(),
+            reading: Vec::new(),
             outbox,
             limits: FrameLimits::default(),
             _ticket: ticket,
@@ -231,6 +234,10 @@ impl Peer for Connection {
                 self.node.hub.leave(&room, &member, grace).await;
             }
         }
+        let reader = self.reader();
+        for room in std::mem::take(&mut self.reading) {
+            self.node.hub.leave(&room, &reader, Duration::ZERO).await;
+        }
         // Also when no name was set: a resumed session is held by this connection all the same.
         let node = &self.node;
         let release = node.store.release(&self.session, &self.conn, how);
@@ -257,6 +264,15 @@ impl Connection {
             .ok_or_else(|| Invalid::new(ErrorCode::NameRequired, "set a name first (set_name)"))
     }
 
+    /// This connection as a reader of rooms, before it has a name.
+    fn reader(&self) -> Member {
+        Member {
+            session: self.session.clone(),
+            conn: self.conn.clone(),
+            name: UserName::reader(),
+        }
+    }
+
     /// This connection as a member of rooms.
     fn member(&self) -> Result<Member, Invalid> {
         Ok(Member {
@@ -268,7 +284,7 @@ impl Connection {
 
     fn joined_room(&self, raw: &str) -> Result<RoomName, Invalid> {
         let room = RoomName::parse(raw)?;
-        if self.rooms.contains(&room) {
+        if self.rooms.contains(&room) || self.reading.contains(&room) {
             Ok(room)
         } else {
             Err(Invalid::new(
@@ -389,19 +405,34 @@ impl Connection {
         }
     }
 
-    async fn join(&mut self, raw: &str, since: Option<Position>) -> Result<(), Invalid> {
-        let name = self.name()?.clone();
-        let room = RoomName::parse(raw)?;
-        let already = self.rooms.contains(&room);
-        if !already && self.rooms.len() >= self.node.config.conn.max_rooms_per_connection {
+    /// Refuses a room past `max_rooms_per_connection` (read or joined), unless it is one of them.
+    fn room_allowed(&self, room: &RoomName) -> Result<(), Invalid> {
+        let max = self.node.config.conn.max_rooms_per_connection;
+        let known = self.rooms.contains(room) || self.reading.contains(room);
+        if !known && self.rooms.len() + self.reading.len() >= max {
             return Err(Invalid::new(
                 ErrorCode::TooManyRooms,
-                format!(
-                    "a connection may be in at most {} rooms; leave one first",
-                    self.node.config.conn.max_rooms_per_connection
-                ),
+                format!("a connection may be in at most {max} rooms; leave one first"),
             ));
         }
+        Ok(())
+    }
+
+    async fn join(&mut self, raw: &str, since: Option<Position>) -> Result<(), Invalid> {
+        let room = RoomName::parse(raw)?;
+        self.room_allowed(&room)?;
+        // Without a name, the room is read: what is said, and who is there, but no part in it.
+        let Some(name) = self.name.clone() else {
+            self.node
+                .hub
+                .read(&room, &self.reader(), &self.outbox)
+                .await?;
+            if !self.reading.contains(&room) {
+                self.reading.push(room);
+            }
+            return Ok(());
+        };
+        let already = self.rooms.contains(&room);
         let member = Member {
             session: self.session.clone(),
             conn: self.conn.clone(),
@@ -417,6 +448,7 @@ impl Connection {
             self.limits.opened_room();
         }
         if !already {
+            self.reading.retain(|r| r != &room);
             self.rooms.push(room);
         }
         Ok(())
@@ -424,8 +456,12 @@ impl Connection {
 
     async fn leave(&mut self, raw: &str) -> Result<(), Invalid> {
         let room = self.joined_room(raw)?;
-        let member = self.member()?;
+        let member = match self.reading.contains(&room) {
+            true => self.reader(),
+            false => self.member()?,
+        };
         self.rooms.retain(|r| r != &room);
+        self.reading.retain(|r| r != &room);
         self.node.hub.leave(&room, &member, Duration::ZERO).await;
         self.reply(ServerMsg::Left {
             room: room.to_string(),

@@ -51,7 +51,10 @@ enum Command {
         since: Option<Position>,
         /// Whether the join may open a room that does not exist yet.
         create: bool,
-        /// Whether it did.
+        /// A reader without a name: it gets the room (its `joined` and live events) without
+        /// being a member; nothing is stored or announced, and no room is opened.
+        reader: bool,
+        /// Whether it opened the room.
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
     Leave {
@@ -131,9 +134,32 @@ impl Hub {
             outbox: outbox.clone(),
             since,
             create,
+            reader: false,
             reply,
         })
         .await
+    }
+
+    /// Lets a connection without a name read the room (`joined`, then its live events) without
+    /// being a member: others are told nothing and the room is not opened. `reader` is the
+    /// connection as a member named [`UserName::reader`]. A later [`Hub::join`] of the same
+    /// connection makes it a member.
+    pub async fn read(
+        self: &Arc<Self>,
+        room: &RoomName,
+        reader: &Member,
+        outbox: &Outbox,
+    ) -> Result<(), StoreError> {
+        self.ask(room, |reply| Command::Join {
+            member: reader.clone(),
+            outbox: outbox.clone(),
+            since: None,
+            create: false,
+            reader: true,
+            reply,
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Stops delivering the room to the member's connection and tells the others it left —

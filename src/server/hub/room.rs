@@ -23,6 +23,7 @@ use tungstenite::Message;
 /// A join whose store call finished beside the room task.
 struct JoinDone {
     member: Member,
+    reader: bool,
     outbox: Outbox,
     reply: oneshot::Sender<Result<bool, StoreError>>,
     snapshot: Result<Snapshot, StoreError>,
@@ -30,6 +31,8 @@ struct JoinDone {
 
 struct LocalMember {
     member: Member,
+    /// Reads the room without being a member (no name yet): never stored or re-asserted.
+    reader: bool,
     outbox: Outbox,
     /// Live messages of this epoch up to `skip_through` were in the member's join snapshot.
     epoch: Option<String>,
@@ -164,6 +167,7 @@ impl RoomTask {
                 outbox,
                 since,
                 create,
+                reader,
                 reply,
             } => {
                 // Stored beside the task, which goes on delivering; the result comes back as a
@@ -172,10 +176,16 @@ impl RoomTask {
                 let (hub, room, done) =
                     (self.hub.clone(), self.room.clone(), self.joined.0.clone());
                 tokio::spawn(async move {
-                    let join = hub.store.join(&room, &member, create, since.as_ref());
-                    let snapshot = hub.metrics.timed("join", join).await;
+                    let snapshot = match reader {
+                        true => hub.metrics.timed("peek", hub.store.peek(&room)).await,
+                        false => {
+                            let join = hub.store.join(&room, &member, create, since.as_ref());
+                            hub.metrics.timed("join", join).await
+                        }
+                    };
                     let _ = done.send(JoinDone {
                         member,
+                        reader,
                         outbox,
                         reply,
                         snapshot,
@@ -187,7 +197,16 @@ impl RoomTask {
                 grace,
                 reply,
             } => {
+                let reader = self
+                    .members
+                    .iter()
+                    .any(|m| m.member.conn == member.conn && m.reader);
                 self.members.retain(|m| m.member.conn != member.conn);
+                if reader {
+                    // Nothing was stored of it.
+                    let _ = reply.send(());
+                    return;
+                }
                 // Stored beside the task; the connection hears back once it is — or at once
                 // when the store is to keep the member a while (a leave the session's return
                 // made moot changes nothing there).
@@ -239,6 +258,7 @@ impl RoomTask {
     fn add_member(&mut self, done: JoinDone) {
         let JoinDone {
             member,
+            reader,
             outbox,
             reply,
             snapshot,
@@ -299,13 +319,16 @@ impl RoomTask {
             if whole {
                 self.members.push(LocalMember {
                     member,
+                    reader,
                     outbox,
                     epoch: at,
                     skip_through,
                 });
                 // Notices that came while the join ran (its own `joined` among them) went to
                 // the others only: a fresh member list follows for everyone.
-                self.presence.pending = true;
+                if !reader {
+                    self.presence.pending = true;
+                }
             }
             created
         });
@@ -423,7 +446,12 @@ impl RoomTask {
         self.hub.metrics.resyncs.inc();
         // First what is true here (members, and how far the room's numbering got), so that a
         // store that lost it (a failover) neither misses members nor numbers a message twice.
-        let members: Vec<Member> = self.members.iter().map(|m| m.member.clone()).collect();
+        let members: Vec<Member> = self
+            .members
+            .iter()
+            .filter(|m| !m.reader)
+            .map(|m| m.member.clone())
+            .collect();
         let delivered = self.epoch.as_deref().map(|e| (e, self.delivered));
         let reassert = self.hub.store.reassert(&self.room, &members, delivered);
         if let Err(e) = self.hub.metrics.timed("reassert", reassert).await {

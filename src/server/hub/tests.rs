@@ -177,6 +177,10 @@ impl Presence for SlowStore {
         }
         snapshot
     }
+    async fn peek(&self, room: &RoomName) -> Result<Snapshot, StoreError> {
+        self.memory.peek(room).await
+    }
+
     async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), StoreError> {
         tokio::time::sleep(SLOW).await;
         self.memory.leave(room, member).await

@@ -103,6 +103,10 @@ impl Presence for Later {
         self.store()?.join(room, member, create, since).await
     }
 
+    async fn peek(&self, room: &RoomName) -> Result<Snapshot, StoreError> {
+        self.store()?.peek(room).await
+    }
+
     async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), StoreError> {
         self.store()?.leave(room, member).await
     }

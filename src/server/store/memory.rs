@@ -272,6 +272,28 @@ impl Presence for MemoryStore {
         })
     }
 
+    async fn peek(&self, room_name: &RoomName) -> Result<Snapshot, StoreError> {
+        let Some(room) = self.existing(room_name) else {
+            return Ok(Snapshot {
+                members: Vec::new(),
+                history: Vec::new(),
+                recovered: None,
+                epoch: None,
+                last_seq: 0,
+                created: false,
+            });
+        };
+        let room = room.lock().await;
+        Ok(Snapshot {
+            members: room.member_names(),
+            history: room.history.recent(self.history.window),
+            recovered: None,
+            epoch: (room.last_seq > 0).then(|| room.epoch.clone()),
+            last_seq: room.last_seq,
+            created: false,
+        })
+    }
+
     async fn leave(&self, room_name: &RoomName, member: &Member) -> Result<(), StoreError> {
         let Some(room_ref) = self.existing(room_name) else {
             return Ok(());

@@ -140,6 +140,10 @@ pub trait Presence: Send + Sync + 'static {
         since: Option<&Position>,
     ) -> Result<Snapshot, StoreError>;
 
+    /// What a reader who is not a member sees of the room: its members and newest window, as
+    /// `join` gives them, without joining, announcing or opening anything.
+    async fn peek(&self, room: &RoomName) -> Result<Snapshot, StoreError>;
+
     /// Removes the member and announces it, unless another connection took its session over.
     async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), StoreError>;
 

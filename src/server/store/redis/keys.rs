@@ -48,6 +48,7 @@ pub(super) struct Scripts {
     pub(super) append: Script,
     pub(super) since: Script,
     pub(super) page: Script,
+    pub(super) peek: Script,
     pub(super) reap: Script,
     pub(super) sweep_names: Script,
 }
@@ -74,6 +75,7 @@ impl Scripts {
             append: with_log(include_str!("../lua/append.lua")),
             since: with_log(include_str!("../lua/since.lua")),
             page: with_log(include_str!("../lua/page.lua")),
+            peek: with_log(include_str!("../lua/peek.lua")),
             sweep_names: script(include_str!("../lua/sweep_names.lua")),
             reap: script(include_str!("../lua/reap.lua")),
         }

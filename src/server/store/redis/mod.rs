@@ -311,6 +311,30 @@ impl Presence for RedisStore {
         })
     }
 
+    async fn peek(&self, room: &RoomName) -> Result<Snapshot, StoreError> {
+        let (names, history, epoch, seq): (Vec<String>, Vec<String>, String, String) = self
+            .scripts
+            .peek
+            .key(room_key(room, "meta"))
+            .key(room_key(room, "log"))
+            .key(room_key(room, "members"))
+            .key(room_key(room, "history"))
+            .arg(self.settings.history.window)
+            .invoke_async(&mut self.link.conn())
+            .await
+            .map_err(unavailable)?;
+        let mut members = names;
+        sort_members(&mut members);
+        Ok(Snapshot {
+            members,
+            history: decode_history(history),
+            recovered: None,
+            epoch: (!epoch.is_empty()).then_some(epoch),
+            last_seq: seq.parse().unwrap_or(0),
+            created: false,
+        })
+    }
+
     async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), StoreError> {
         let _: i64 = self
             .member_call(&self.scripts.leave, room, member)

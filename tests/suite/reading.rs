@@ -1,0 +1,129 @@
+//! Reading before taking part: a connection without a name that joins a room gets its members,
+//! count and newest messages and then its live events — and is not a member: nobody is told,
+//! nothing is stored, it cannot send. Picking a name and joining makes it one.
+
+use crate::common;
+
+use chorus::protocol::{ClientMsg, NoticeKind, ServerMsg};
+use common::{
+    Client, Endpoint, TestServer,
+    cluster::{Node, Redis},
+};
+
+/// What `watcher` hears until its own message `marker` comes back.
+async fn heard_until_said(watcher: &mut Client, marker: &str) -> Vec<ServerMsg> {
+    watcher
+        .say("lobby", marker, &marker.replace(" ", "-"))
+        .await;
+    let mut heard = Vec::new();
+    loop {
+        match watcher.recv().await {
+            ServerMsg::Message(m) if m.text == marker => return heard,
+            other => heard.push(other),
+        }
+    }
+}
+
+fn announced(heard: &[ServerMsg]) -> bool {
+    heard
+        .iter()
+        .any(|m| matches!(m, ServerMsg::Notice { .. } | ServerMsg::Presence { .. }))
+}
+
+async fn a_visitor_reads_without_taking_part(a: &impl Endpoint, b: &impl Endpoint) {
+    let (mut ann, _, _) = Client::in_room(a, "ann", "lobby").await;
+    for i in 1..=3 {
+        ann.say("lobby", &format!("before {i}"), &format!("b{i}"))
+            .await;
+    }
+    heard_until_said(&mut ann, "settled").await;
+
+    let mut visitor = Client::connect(b).await;
+    visitor.send(&ClientMsg::join("lobby")).await;
+    let ServerMsg::Joined {
+        members,
+        count,
+        history,
+        ..
+    } = visitor
+        .recv_until(|m| matches!(m, ServerMsg::Joined { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!((members, count), (vec!["ann".to_owned()], 1), "not counted");
+    let texts: Vec<_> = history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["before 1", "before 2", "before 3", "settled"]);
+
+    // Nobody hears of a reader; the reader hears the room.
+    let heard = heard_until_said(&mut ann, "live").await;
+    assert!(!announced(&heard), "{heard:?}");
+    let live = visitor.next_message().await;
+    assert_eq!(live.text, "live");
+    // It may page the room, but not speak in it.
+    visitor
+        .send(&ClientMsg::History {
+            room: "lobby".into(),
+            before: None,
+            limit: Some(2),
+        })
+        .await;
+    assert!(matches!(
+        visitor.recv_until(|m| matches!(m, ServerMsg::History { .. })).await,
+        ServerMsg::History { messages, .. } if messages.len() == 2
+    ));
+    visitor.say("lobby", "hello?", "v1").await;
+    assert_eq!(visitor.next_error().await, "name_required");
+
+    // With a name and a join it takes part, and is announced.
+    visitor.set_name("vi").await;
+    let (members, _) = visitor.join("lobby").await;
+    assert_eq!(members, ["ann", "vi"]);
+    let joined = ann
+        .recv_until(|m| matches!(m, ServerMsg::Notice { .. }))
+        .await;
+    assert!(matches!(
+        joined,
+        ServerMsg::Notice { kind: NoticeKind::Joined, name, .. } if name == "vi"
+    ));
+    visitor.say("lobby", "hello!", "v2").await;
+    assert_eq!(ann.next_message().await.text, "hello!");
+}
+
+#[tokio::test]
+async fn one_node_lets_a_visitor_read_before_it_takes_part() {
+    let server = TestServer::with(common::unlimited).await;
+    a_visitor_reads_without_taking_part(&server, &server).await;
+}
+
+#[tokio::test]
+async fn a_visitor_on_another_node_reads_the_room_through_redis() {
+    let redis = Redis::start();
+    let flags = ["--sends-per-sec", "0", "--bytes-per-sec", "0"];
+    let a = Node::start_with(&redis, "node-a", &flags);
+    let b = Node::start_with(&redis, "node-b", &flags);
+    a_visitor_reads_without_taking_part(&a, &b).await;
+}
+
+#[tokio::test]
+async fn a_reader_that_goes_is_not_announced_and_opens_no_room() {
+    let server = TestServer::with(|c| c.rooms.leave_grace_ms = std::time::Duration::ZERO).await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    let mut visitor = Client::connect(&server).await;
+    visitor.send(&ClientMsg::join("lobby")).await;
+    visitor
+        .recv_until(|m| matches!(m, ServerMsg::Joined { .. }))
+        .await;
+    // A room nobody opened stays unopened: read, it is empty; it does not count as created.
+    visitor.send(&ClientMsg::join("nowhere")).await;
+    let empty = visitor
+        .recv_until(|m| matches!(m, ServerMsg::Joined { .. }))
+        .await;
+    assert!(matches!(
+        empty,
+        ServerMsg::Joined { count: 0, ref history, .. } if history.is_empty()
+    ));
+    visitor.close().await;
+    let heard = heard_until_said(&mut ann, "after").await;
+    assert!(!announced(&heard), "{heard:?}");
+}
