@@ -131,10 +131,15 @@ test("the server renders the visitor's language from the first byte, and <html l
   expect(first).toContain('送信');
   await expect(page.locator('html')).toHaveAttribute('lang', 'ja');
   await expect(page.getByTestId('status')).toHaveText('オンライン');
+  // Han characters in Japanese forms for ja, simplified Chinese ones for zh.
+  const fonts = () => page.evaluate(() => getComputedStyle(document.body).fontFamily);
+  expect(await fonts()).toContain('Noto Sans CJK JP');
 
   // A choice goes with the next request: the reload is Chinese from its first byte.
   await page.getByTestId('lang').selectOption('zh-Hans');
   await expect(page.locator('html')).toHaveAttribute('lang', 'zh-Hans');
+  await expect.poll(fonts).toContain('Noto Sans CJK SC');
+  expect(await fonts()).not.toContain('JP');
   const reloaded = await (await page.reload())!.text();
   expect(reloaded).toContain('<html lang="zh-Hans"');
   expect(reloaded).toContain('发送');

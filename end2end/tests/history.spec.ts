@@ -58,6 +58,9 @@ test.describe('a room with 1,000 messages', () => {
       await page.goto(`${base}/r/${room}`);
       await expect(page.getByTestId('status')).toHaveText('Online');
       await fill(page, room, TOTAL);
+      // The page read the room (no name yet) while 1,000 messages poured in, and followed.
+      await expect(page.getByTestId('message').last()).toHaveText(/message 1000$/);
+      await expect(page.getByTestId('message').last()).toBeInViewport();
       await page.reload();
       await expect(page.getByTestId('status')).toHaveText('Online');
       await pickName(page, unique('reader'));
@@ -108,4 +111,50 @@ test.describe('a room with 1,000 messages', () => {
       await context.close();
     });
   }
+
+  test('a reload returns the reader to where they were, paging back for it', async ({ browser }) => {
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+    const page = await context.newPage();
+    const room = unique('place');
+    await page.goto(`${base}/r/${room}`);
+    await expect(page.getByTestId('status')).toHaveText('Online');
+    await fill(page, room, 300);
+    await page.reload();
+    await expect(page.getByTestId('status')).toHaveText('Online');
+    await pickName(page, unique('reader'));
+    const messages = page.getByTestId('message');
+    const list = page.getByTestId('messages');
+    // Back past the window: message 180 is two pages up.
+    while ((await messages.count()) < 150) {
+      const shown = await messages.count();
+      await list.evaluate((el) => el.scrollTo(0, 0));
+      await expect.poll(() => messages.count()).toBeGreaterThan(shown);
+    }
+    const firstInView = () =>
+      list.evaluate((el) => {
+        const top = el.getBoundingClientRect().top;
+        const m = [...el.querySelectorAll('[data-testid=message]')].find(
+          (m) => m.getBoundingClientRect().bottom > top + 1,
+        );
+        return m?.querySelector('.text')?.textContent ?? '';
+      });
+    await page
+      .locator('[data-testid=message]', { has: page.locator('.text', { hasText: /^message 180$/ }) })
+      .evaluate((m) => m.scrollIntoView({ block: 'start' }));
+    await expect.poll(firstInView).toBe('message 180');
+
+    await page.reload();
+    await expect(page.getByTestId('status')).toHaveText('Online');
+    // Only the newest 50 come with the join: the page pages back to message 180 by itself.
+    await expect.poll(firstInView, { timeout: 20_000 }).toBe('message 180');
+    await page.screenshot({ path: test.info().outputPath('history-place-after-reload.png') });
+    // At the bottom again, a reload shows the newest.
+    await list.evaluate((el) => el.scrollTo(0, el.scrollHeight));
+    await expect(page.getByTestId('jump-new')).toHaveCount(0);
+    await page.waitForTimeout(300);
+    await page.reload();
+    await expect(page.getByTestId('status')).toHaveText('Online');
+    await expect(messages.last()).toBeInViewport();
+    await context.close();
+  });
 });

@@ -18,6 +18,12 @@ pub const LANG_KEY: &str = "chorus.lang";
 /// Where this tab keeps its session across a reload (sessionStorage: one per tab).
 pub const SESSION_KEY: &str = "chorus.session";
 
+/// Where this tab keeps the message a reader had at the top of the view, when scrolled up
+/// (sessionStorage: a reload returns there).
+pub fn place_key(room: &str) -> String {
+    format!("chorus.place.{room}")
+}
+
 /// Where a room's unsent draft is kept (localStorage: it is there in the next visit too).
 pub fn draft_key(room: &str) -> String {
     format!("chorus.draft.{room}")
@@ -233,6 +239,16 @@ mod imp {
         on_change.forget();
     }
 
+    /// The `data-key` of the first message at least partly in view in `list`.
+    pub fn first_in_view(list: &web_sys::HtmlElement) -> Option<String> {
+        let top = list.get_bounding_client_rect().top();
+        let messages = list.query_selector_all("[data-testid=message]").ok()?;
+        (0..messages.length())
+            .filter_map(|i| messages.item(i)?.dyn_into::<web_sys::Element>().ok())
+            .find(|m| m.get_bounding_client_rect().bottom() > top + 1.0)
+            .and_then(|m| m.get_attribute("data-key"))
+    }
+
     /// Calls `settle` after layout and before drawing whenever `list` or one of its children
     /// changes size (a `ResizeObserver`), and once at the start.
     pub fn on_resize(list: &web_sys::HtmlElement, settle: impl Fn() + 'static) {
@@ -381,6 +397,9 @@ mod imp {
     }
     pub fn start(_model: RwSignal<Model>) {}
     pub fn on_resize(_list: &leptos::web_sys::HtmlElement, _settle: impl Fn() + 'static) {}
+    pub fn first_in_view(_list: &leptos::web_sys::HtmlElement) -> Option<String> {
+        None
+    }
     /// Nothing is sent from the server's render: the model changes, the frames are dropped.
     pub fn act(model: RwSignal<Model>, f: impl FnOnce(&mut Model) -> Vec<ClientMsg>) {
         model.update(|m| {
@@ -390,6 +409,6 @@ mod imp {
 }
 
 pub use imp::{
-    act, load_outbox, on_resize, page_language, random_id, save_outbox, send, set_cookie, start,
-    storage_get, storage_set, tab_get, tab_set,
+    act, first_in_view, load_outbox, on_resize, page_language, random_id, save_outbox, send,
+    set_cookie, start, storage_get, storage_set, tab_get, tab_set,
 };

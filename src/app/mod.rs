@@ -513,10 +513,31 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
             .and_then(|f| f.dyn_into::<leptos::web_sys::HtmlElement>().ok());
         anchor.set_value(first.and_then(|f| Some((f.get_attribute("data-key")?, f.offset_top()))));
     };
+    // Where the reader was before a reload, if scrolled up (the first message in view): found
+    // again once shown, paging back for it if need be. Kept as the reader scrolls.
+    let place_key = StoredValue::new(client::place_key(&model.with_untracked(|m| m.room.clone())));
+    let returning = StoredValue::new(place_key.with_value(|k| client::tab_get(k)));
+    // The reader scrolled up only if the list moved up: a scroll event can come after new
+    // content made the list longer than where it was scrolled to, and that is no reason to
+    // stop following.
+    let last_top = StoredValue::new(0);
     let on_scroll = move |_| {
         let Some(el) = list.get() else { return };
         let gap = el.scroll_height() - el.scroll_top() - el.client_height();
-        follow.set(gap < 48);
+        let went_up = el.scroll_top() < last_top.get_value() - 1;
+        last_top.set_value(el.scroll_top());
+        if gap < 48 {
+            follow.set(true);
+        } else if went_up {
+            follow.set(false);
+        }
+        if returning.with_value(Option::is_none) {
+            let place = match follow.get_untracked() {
+                true => None,
+                false => client::first_in_view(&el),
+            };
+            place_key.with_value(|k| client::tab_set(k, place.as_deref().unwrap_or_default()));
+        }
         if gap < 48 {
             seen.set(model.with_untracked(Model::last_seq));
         }
@@ -541,6 +562,28 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
             let now = now.dyn_into::<leptos::web_sys::HtmlElement>().ok()?;
             Some(now.offset_top() - top)
         });
+        if let Some(key) = returning.get_value()
+            && model.with_untracked(|m| m.joined)
+        {
+            let selector = format!("[data-key=\"{key}\"]");
+            let found = el.query_selector(&selector).ok().flatten();
+            match (
+                found.and_then(|f| f.dyn_into::<leptos::web_sys::HtmlElement>().ok()),
+                edge.get_untracked(),
+            ) {
+                (Some(place), _) => {
+                    returning.set_value(None);
+                    follow.set(false);
+                    el.set_scroll_top(place.offset_top());
+                    note_anchor();
+                    return;
+                }
+                (None, Edge::More) => client::act(model, Model::older),
+                (None, Edge::Loading) => {}
+                // Not kept any more (or another life of the room): the newest, then.
+                (None, _) => returning.set_value(None),
+            }
+        }
         if follow.get_untracked() {
             el.set_scroll_top(el.scroll_height());
             seen.set(model.with_untracked(Model::last_seq));
