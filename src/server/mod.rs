@@ -113,12 +113,7 @@ impl AppState {
                 }
             }
         };
-        let hub = Hub::new(
-            store.clone(),
-            config.rooms.presence_interval_ms,
-            config.rooms.presence_list_max,
-            metrics.clone(),
-        );
+        let hub = Hub::new(store.clone(), &config, metrics.clone());
         let gate = guard::Gate::new(&config);
         let verifier = auth::Verifier::from_config(&config)?.map(Arc::new);
         Ok(Self {

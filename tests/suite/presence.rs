@@ -148,3 +148,52 @@ async fn two_node_processes_on_redis_page_the_same_room() {
         (vec!["eve".into()], None)
     );
 }
+
+#[tokio::test]
+async fn a_room_past_notices_max_members_shows_the_count_not_a_notice_per_joiner() {
+    let server = TestServer::with(|c| {
+        common::unlimited(c);
+        c.rooms.notices_max_members = 3;
+    })
+    .await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    let mut others = Vec::new();
+    for name in ["bo", "cy", "dee", "eve"] {
+        let (client, _, _) = Client::in_room(&server, name, "lobby").await;
+        others.push(client);
+    }
+    // dee made the room four: past three, neither dee's nor eve's coming or going is a
+    // notice; the count says it.
+    let mut heard = Vec::new();
+    let mut until_list = async |ann: &mut Client, with_eve: bool| loop {
+        match ann.recv().await {
+            ServerMsg::Presence { members, .. }
+                if members.iter().any(|m| m == "eve") == with_eve =>
+            {
+                break;
+            }
+            ServerMsg::Notice { kind, name, .. } => heard.push((kind, name)),
+            _ => {}
+        }
+    };
+    until_list(&mut ann, true).await;
+    let eve = others.pop().expect("eve");
+    eve.close().await;
+    until_list(&mut ann, false).await;
+    use chorus::protocol::NoticeKind::{Joined, Renamed};
+    assert_eq!(
+        heard,
+        [(Joined, "bo".into()), (Joined, "cy".into())],
+        "dee's and eve's joins and eve's leave were not announced"
+    );
+    // A rename is always shown.
+    let dee = &mut others[2];
+    dee.set_name("deedee").await;
+    let renamed = ann
+        .recv_until(|m| matches!(m, ServerMsg::Notice { .. }))
+        .await;
+    assert!(matches!(
+        renamed,
+        ServerMsg::Notice { kind: Renamed, name, .. } if name == "deedee"
+    ));
+}

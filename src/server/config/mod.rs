@@ -116,6 +116,10 @@ settings! {
         /// Most names in a `joined` or `presence` frame. A bigger room sends its first that many
         /// (sorted) and its member count; clients page the rest with `members`.
         presence_list_max: usize = 200, env "CHORUS_PRESENCE_LIST_MAX";
+        /// Rooms with more members than this get no join or leave notices (renames are always
+        /// shown): the count in `presence` says who comes and goes, and a join storm in the big
+        /// room is not a notice to each of its members per joiner.
+        notices_max_members: usize = 1000, env "CHORUS_NOTICES_MAX_MEMBERS";
         /// Least milliseconds between two `presence` frames of one room (the newest list wins).
         presence_interval_ms: Millis => Duration = Duration::from_millis(250), env "CHORUS_PRESENCE_INTERVAL_MS";
         /// Rooms the node keeps (with their history) at once. Past it, the room without members

@@ -24,6 +24,7 @@
 
 pub use super::outbox::Outbox;
 use super::{
+    config::Config,
     metrics::Metrics,
     store::{Member, Store, StoreError},
 };
@@ -79,23 +80,21 @@ pub struct Hub {
     /// Most names in a `joined` or `presence` frame: bigger rooms send their first page and the
     /// count (`presence_list_max`).
     list_max: usize,
+    /// Rooms with more members get no join or leave notices (`notices_max_members`).
+    notices_max: usize,
     /// Room → its task's command queue. The queue is unbounded, yet bounded in practice: each
     /// connection waits for the answer to its command before sending another.
     rooms: Mutex<HashMap<RoomName, mpsc::UnboundedSender<Command>>>,
 }
 
 impl Hub {
-    pub fn new(
-        store: Arc<dyn Store>,
-        presence_interval: Duration,
-        list_max: usize,
-        metrics: Arc<Metrics>,
-    ) -> Arc<Self> {
+    pub fn new(store: Arc<dyn Store>, config: &Config, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             store,
             metrics,
-            presence_interval,
-            list_max,
+            presence_interval: config.rooms.presence_interval_ms,
+            list_max: config.rooms.presence_list_max,
+            notices_max: config.rooms.notices_max_members,
             rooms: Mutex::new(HashMap::new()),
         })
     }

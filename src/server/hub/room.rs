@@ -6,7 +6,7 @@ use super::{
     joined::joined_frame,
     presence::{PresenceThrottle, first_page},
 };
-use crate::protocol::{ChatMessage, RoomName, ServerMsg};
+use crate::protocol::{ChatMessage, NoticeKind, RoomName, ServerMsg};
 use crate::server::outbox::Class;
 use crate::server::{
     bus::{BusEvent, BusItem, RecvError, Subscription},
@@ -51,6 +51,9 @@ struct RoomTask {
     room: RoomName,
     members: Vec<LocalMember>,
     presence: PresenceThrottle,
+    /// How many members the room had at the last look (a join's snapshot, a member list):
+    /// above `notices_max`, joins and leaves are not announced.
+    count: usize,
     /// The last message this node delivered (or knew of from a snapshot): `(epoch, seq)`.
     epoch: Option<String>,
     delivered: u64,
@@ -105,6 +108,7 @@ pub(super) async fn room_task(
         members: Vec::new(),
         epoch: None,
         delivered: 0,
+        count: 0,
         joins: 0,
         held: Vec::new(),
         joined: mpsc::unbounded_channel(),
@@ -266,6 +270,7 @@ impl RoomTask {
         self.joins -= 1;
         let result = snapshot.map(|snapshot| {
             let created = snapshot.created;
+            self.count = snapshot.members.len();
             // A repeated join replaces the connection's entry and resends the room.
             self.members.retain(|m| m.member.conn != member.conn);
             let (epoch, last_seq) = (snapshot.epoch.clone(), snapshot.last_seq);
@@ -382,9 +387,14 @@ impl RoomTask {
                 self.hub.metrics.deliveries.inc_by(n);
                 self.hold(m, &frame);
             }
-            ServerMsg::Notice { .. } => {
+            ServerMsg::Notice { kind, .. } => {
                 self.presence.pending = true;
-                self.fan_out(&Message::Text(event.frame.clone()), Class::Notice);
+                // In a big room the count says it: a notice per joiner to every member would
+                // cost the room the square of its size.
+                let muted = *kind != NoticeKind::Renamed && self.count > self.hub.notices_max;
+                if !muted {
+                    self.fan_out(&Message::Text(event.frame.clone()), Class::Notice);
+                }
             }
             _ => self.fan_out(&Message::Text(event.frame.clone()), Class::Keep),
         }
@@ -478,6 +488,7 @@ impl RoomTask {
         self.presence.reading = false;
         match list {
             Ok(members) => {
+                self.count = members.len();
                 let (members, count) = first_page(members, self.hub.list_max);
                 let frame = encode(&ServerMsg::Presence {
                     room: self.room.to_string(),

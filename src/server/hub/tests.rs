@@ -34,7 +34,9 @@ fn memory_store() -> MemoryStore {
 /// A hub on `store` sending member lists at most every `presence_interval` (whole lists up to the
 /// default 200 names).
 fn hub_on(store: &Arc<dyn Store>, presence_interval: Duration) -> Arc<Hub> {
-    Hub::new(store.clone(), presence_interval, 200, Arc::default())
+    let mut config = crate::server::config::Config::default();
+    config.rooms.presence_interval_ms = presence_interval;
+    Hub::new(store.clone(), &config, Arc::default())
 }
 
 /// A hub on `store` with ann in the lobby.
