@@ -76,3 +76,18 @@ export async function recordStatuses(page: Page) {
 export async function statuses(page: Page): Promise<string[]> {
   return page.evaluate(() => (window as any).__statuses ?? []);
 }
+
+// Routes the page's WebSocket through the test: while `holding` is set, the messages the page
+// sends (`send` frames) are swallowed on the way, as a link that loses them would.
+export async function holdSends(page: Page): Promise<{ holding: boolean }> {
+  const control = { holding: false };
+  await page.routeWebSocket(/\/ws/, (ws) => {
+    const server = ws.connectToServer();
+    ws.onMessage((frame) => {
+      if (control.holding && typeof frame === 'string' && JSON.parse(frame).type === 'send') return;
+      server.send(frame);
+    });
+    server.onMessage((frame) => ws.send(frame));
+  });
+  return control;
+}

@@ -1,6 +1,6 @@
 import { test, expect } from '@playwright/test';
 import { CuttableProxy } from './proxy';
-import { openRoom, pickName, say, unique } from './helpers';
+import { holdSends, openRoom, pickName, say, unique } from './helpers';
 
 // Honest about the network: while the server cannot be reached the page says when it tries
 // next and lets the user try now; each message says whether it waits, is on its way, or has
@@ -54,20 +54,12 @@ for (const size of [
   test(`a message the server does not answer is shown as not sent and can be tried again (${size.name})`, async ({ browser }) => {
     const context = await browser.newContext({ viewport: { width: size.width, height: size.height } });
     const page = await context.newPage();
-    // What the page sends goes through the test; while `holding`, its messages are lost.
-    let holding = false;
-    await page.routeWebSocket(/\/ws/, (ws) => {
-      const server = ws.connectToServer();
-      ws.onMessage((frame) => {
-        if (holding && typeof frame === 'string' && JSON.parse(frame).type === 'send') return;
-        server.send(frame);
-      });
-      server.onMessage((frame) => ws.send(frame));
-    });
+    // What the page sends goes through the test; while `holding`, its messages are lost (helpers.holdSends).
+    const send = await holdSends(page);
     await page.goto(`/r/${unique('lost')}`);
     await expect(page.getByTestId('status')).toHaveText('Online');
     await pickName(page, unique('lou'));
-    holding = true;
+    send.holding = true;
     await say(page, 'lost on the way');
     const pending = page.getByTestId('pending');
     await expect(pending).toHaveAttribute('data-state', 'Sending');
@@ -75,7 +67,7 @@ for (const size of [
     await expect(pending).toHaveAttribute('data-state', 'Failed', { timeout: 20_000 });
     await expect(pending).toContainText('not sent yet');
     await page.screenshot({ path: test.info().outputPath(`network-not-sent-${size.name}.png`) });
-    holding = false;
+    send.holding = false;
     await page.getByTestId('retry-send').click();
     await expect(page.getByTestId('message').filter({ hasText: 'lost on the way' })).toHaveCount(1);
     await expect(pending).toHaveCount(0);

@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { openRoom, pickName, say, unique } from './helpers';
+import { holdSends, openRoom, pickName, say, unique } from './helpers';
 
 // A reload loses nothing and tells nobody: the tab resumes its session (the others see no
 // "left" and "joined"), keeps its name, puts its draft back in the composer, and sends what it
@@ -17,16 +17,8 @@ for (const size of [
     const ann = await openRoom(annContext, room);
     await pickName(ann, unique('ann'));
     const bo = await boContext.newPage();
-    // bo's socket goes through the test: while `holding`, what bo sends is not passed on.
-    let holding = false;
-    await bo.routeWebSocket(/\/ws/, (ws) => {
-      const server = ws.connectToServer();
-      ws.onMessage((frame) => {
-        if (holding && typeof frame === 'string' && JSON.parse(frame).type === 'send') return;
-        server.send(frame);
-      });
-      server.onMessage((frame) => ws.send(frame));
-    });
+    // bo's socket goes through the test: while `holding`, what bo sends is not passed on (helpers.holdSends).
+    const send = await holdSends(bo);
     await bo.goto(`/r/${room}`);
     await expect(bo.getByTestId('status')).toHaveText('Online');
     const boName = unique('bo');
@@ -35,11 +27,11 @@ for (const size of [
     await expect(aboutBo).toHaveCount(1); // "… joined"
 
     // A message that does not get out, and a draft.
-    holding = true;
+    send.holding = true;
     await say(bo, 'written before the reload');
     await expect(bo.getByTestId('pending')).toHaveCount(1);
     await bo.getByTestId('composer').fill('half-written');
-    holding = false;
+    send.holding = false;
     await bo.reload();
     await expect(bo.getByTestId('status')).toHaveText('Online');
 

@@ -301,16 +301,30 @@ fn NextTry(model: RwSignal<Model>) -> impl IntoView {
                     {move || next_try.get().map(|n| (t().reconnect_in)(n))}
                 </span>
                 " · "
-                <button
-                    type="button"
-                    class="retry-now"
-                    data-testid="retry-now"
-                    on:click=move |_| client::act(model, Model::try_now)
-                >
-                    {move || t().retry_now}
-                </button>
+                <TryNow model class="retry-now" label=|s| s.retry_now />
             </div>
         </Show>
+    }
+}
+
+/// A button that tries now what waits: the link, and every message not yet stored.
+#[component]
+fn TryNow(
+    model: RwSignal<Model>,
+    /// Its class, also its `data-testid`.
+    class: &'static str,
+    label: fn(&Strings) -> &'static str,
+) -> impl IntoView {
+    let t = use_strings();
+    view! {
+        <button
+            type="button"
+            class=class
+            data-testid=class
+            on:click=move |_| client::act(model, Model::try_now)
+        >
+            {move || label(t())}
+        </button>
     }
 }
 
@@ -721,14 +735,7 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                                 }}
                             </span>
                             <Show when=move || state.get() == SendState::Failed>
-                                <button
-                                    type="button"
-                                    class="retry-send"
-                                    data-testid="retry-send"
-                                    on:click=move |_| client::act(model, Model::try_now)
-                                >
-                                    {move || t().retry}
-                                </button>
+                                <TryNow model class="retry-send" label=|s| s.retry />
                             </Show>
                             <p class="text">{p.text.clone()}</p>
                         </div>

@@ -1035,16 +1035,7 @@ mod tests {
         // Named: joined as a member, from where the reading got to; no sending before that.
         let asked = m.apply(ServerMsg::NameSet { name: "bo".into() });
         assert!(!m.can_send());
-        assert_eq!(
-            asked,
-            vec![ClientMsg::Join {
-                room: "lobby".into(),
-                since: Some(Position {
-                    epoch: "e".into(),
-                    seq: 2
-                }),
-            }]
-        );
+        assert_eq!(asked, vec![rejoin_from(2)]);
         m.apply(ServerMsg::Joined {
             room: "lobby".into(),
             members: vec!["ann".into(), "bo".into()],
@@ -1263,13 +1254,7 @@ mod tests {
         m.apply(welcome());
         assert_eq!(
             m.apply(ServerMsg::NameSet { name: "ann".into() }),
-            vec![ClientMsg::Join {
-                room: "lobby".into(),
-                since: Some(Position {
-                    epoch: "e".into(),
-                    seq: 3
-                }),
-            }]
+            vec![rejoin_from(3)]
         );
         m.apply(ServerMsg::Joined {
             room: "lobby".into(),
@@ -1653,6 +1638,17 @@ mod tests {
             !m.loading_older,
             "the page asked on the old link will not come"
         );
+    }
+
+    /// The join after a reconnect, from the message `seq` of epoch "e".
+    fn rejoin_from(seq: u64) -> ClientMsg {
+        ClientMsg::Join {
+            room: "lobby".into(),
+            since: Some(Position {
+                epoch: "e".into(),
+                seq,
+            }),
+        }
     }
 
     /// Someone joined or left the lobby.

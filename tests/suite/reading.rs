@@ -10,20 +10,6 @@ use common::{
     cluster::{Node, Redis},
 };
 
-/// What `watcher` hears until its own message `marker` comes back.
-async fn heard_until_said(watcher: &mut Client, marker: &str) -> Vec<ServerMsg> {
-    watcher
-        .say("lobby", marker, &marker.replace(" ", "-"))
-        .await;
-    let mut heard = Vec::new();
-    loop {
-        match watcher.recv().await {
-            ServerMsg::Message(m) if m.text == marker => return heard,
-            other => heard.push(other),
-        }
-    }
-}
-
 fn announced(heard: &[ServerMsg]) -> bool {
     heard
         .iter()
@@ -36,7 +22,7 @@ async fn a_visitor_reads_without_taking_part(a: &impl Endpoint, b: &impl Endpoin
         ann.say("lobby", &format!("before {i}"), &format!("b{i}"))
             .await;
     }
-    heard_until_said(&mut ann, "settled").await;
+    ann.heard_until_said("settled").await;
 
     let mut visitor = Client::connect(b).await;
     visitor.send(&ClientMsg::join("lobby")).await;
@@ -56,7 +42,7 @@ async fn a_visitor_reads_without_taking_part(a: &impl Endpoint, b: &impl Endpoin
     assert_eq!(texts, ["before 1", "before 2", "before 3", "settled"]);
 
     // Nobody hears of a reader; the reader hears the room.
-    let heard = heard_until_said(&mut ann, "live").await;
+    let heard = ann.heard_until_said("live").await;
     assert!(!announced(&heard), "{heard:?}");
     let live = visitor.next_message().await;
     assert_eq!(live.text, "live");
@@ -124,6 +110,6 @@ async fn a_reader_that_goes_is_not_announced_and_opens_no_room() {
         ServerMsg::Joined { count: 0, ref history, .. } if history.is_empty()
     ));
     visitor.close().await;
-    let heard = heard_until_said(&mut ann, "after").await;
+    let heard = ann.heard_until_said("after").await;
     assert!(!announced(&heard), "{heard:?}");
 }

@@ -14,21 +14,6 @@ use std::time::{Duration, Instant};
 
 const GRACE: Duration = Duration::from_millis(1500);
 
-/// Everything `watcher` hears until its own message `marker` comes back.
-async fn heard_until_said(watcher: &mut Client, marker: &str) -> Vec<ServerMsg> {
-    watcher
-        .say("lobby", marker, &marker.replace(" ", "-"))
-        .await;
-    let mut heard = Vec::new();
-    loop {
-        let msg = watcher.recv().await;
-        if matches!(&msg, ServerMsg::Message(m) if m.text == marker) {
-            return heard;
-        }
-        heard.push(msg);
-    }
-}
-
 fn notices(heard: &[ServerMsg]) -> Vec<(NoticeKind, String)> {
     heard
         .iter()
@@ -56,7 +41,7 @@ async fn a_reload_is_not_announced(first: &impl Endpoint, second: &impl Endpoint
     assert_eq!(members, ["ann", "bo"]);
     // Past the grace: the old connection's leave came to nothing.
     tokio::time::sleep(GRACE + Duration::from_millis(500)).await;
-    let heard = heard_until_said(&mut ann, "after the grace").await;
+    let heard = ann.heard_until_said("after the grace").await;
     assert_eq!(notices(&heard), [], "{heard:?}");
     // bo is still there, and hears the room.
     back.recv_until(|m| matches!(m, ServerMsg::Message(m) if m.text == "after the grace"))

@@ -440,6 +440,19 @@ impl Client {
         let _ = self.ws.close(None).await;
     }
 
+    /// Says `marker` in the lobby and returns everything heard until it comes back: what the
+    /// room sent this client before that point.
+    pub async fn heard_until_said(&mut self, marker: &str) -> Vec<ServerMsg> {
+        self.say("lobby", marker, &marker.replace(' ', "-")).await;
+        let mut heard = Vec::new();
+        loop {
+            match self.recv().await {
+                ServerMsg::Message(m) if m.text == marker => return heard,
+                other => heard.push(other),
+            }
+        }
+    }
+
     /// Closes as a browser does when its page goes away (a reload, a navigation): code 1001.
     pub async fn go_away(mut self) {
         let frame = CloseFrame {

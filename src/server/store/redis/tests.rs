@@ -36,6 +36,22 @@ impl Drop for Server {
     }
 }
 
+/// A store's settings for node `n1` on the Redis at `url`.
+fn settings(url: &str, history: HistoryBounds) -> RedisSettings {
+    RedisSettings {
+        target: Target::Url(url.to_owned()),
+        wait_replicas: 0,
+        wait_timeout: Duration::from_millis(200),
+        node: "n1".into(),
+        history,
+        dedup_window: 10,
+        session_ttl: Duration::from_secs(30),
+        node_ttl: Duration::from_secs(5),
+        room_ttl: Duration::from_secs(60),
+        pubsub_lost: Counter::default(),
+    }
+}
+
 fn member(session: &str, name: &str) -> Member {
     Member {
         session: session.into(),
@@ -119,19 +135,7 @@ async fn what_the_scripts_publish_reads_back_as_protocol_frames() {
     let server = Server::start();
     let url = format!("redis://127.0.0.1:{}/", server.1);
     let stop = CancellationToken::new();
-    let settings = RedisSettings {
-        target: Target::Url(url.clone()),
-        wait_replicas: 0,
-        wait_timeout: Duration::from_millis(200),
-        node: "n1".into(),
-        history: HistoryBounds::messages(10),
-        dedup_window: 10,
-        session_ttl: Duration::from_secs(30),
-        node_ttl: Duration::from_secs(5),
-        room_ttl: Duration::from_secs(60),
-        pubsub_lost: Counter::default(),
-    };
-    let store = RedisStore::connect(settings, stop.clone())
+    let store = RedisStore::connect(settings(&url, HistoryBounds::messages(10)), stop.clone())
         .await
         .expect("connects");
     let room = RoomName::lobby();
@@ -232,23 +236,12 @@ async fn history_a_node_before_the_stream_kept_is_adopted_and_paged() {
     let server = Server::start();
     let url = format!("redis://127.0.0.1:{}/", server.1);
     let stop = CancellationToken::new();
-    let settings = RedisSettings {
-        target: Target::Url(url.clone()),
-        wait_replicas: 0,
-        wait_timeout: Duration::from_millis(200),
-        node: "n1".into(),
-        history: HistoryBounds {
-            size: 100,
-            bytes: 1 << 20,
-            window: 2,
-        },
-        dedup_window: 10,
-        session_ttl: Duration::from_secs(30),
-        node_ttl: Duration::from_secs(5),
-        room_ttl: Duration::from_secs(60),
-        pubsub_lost: Counter::default(),
+    let history = HistoryBounds {
+        size: 100,
+        bytes: 1 << 20,
+        window: 2,
     };
-    let store = RedisStore::connect(settings, stop.clone())
+    let store = RedisStore::connect(settings(&url, history), stop.clone())
         .await
         .expect("connects");
     let room = RoomName::lobby();
