@@ -93,7 +93,9 @@ async fn a_visitor_on_another_node_reads_the_room_through_redis() {
 
 #[tokio::test]
 async fn a_reader_that_goes_is_not_announced_and_opens_no_room() {
-    let server = TestServer::with(|c| c.rooms.leave_grace_ms = std::time::Duration::ZERO).await;
+    // Each connection may open one room a minute: ann opens the lobby, and then can only join
+    // rooms that exist.
+    let server = TestServer::with(|c| c.limits.rooms_created_per_min = 1).await;
     let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
     let mut visitor = Client::connect(&server).await;
     visitor.send(&ClientMsg::join("lobby")).await;
@@ -110,6 +112,29 @@ async fn a_reader_that_goes_is_not_announced_and_opens_no_room() {
         ServerMsg::Joined { count: 0, ref history, .. } if history.is_empty()
     ));
     visitor.close().await;
+    let heard = ann.heard_until_said("after").await;
+    assert!(!announced(&heard), "{heard:?}");
+    // Had the reader opened "nowhere", ann could join it now.
+    ann.send(&ClientMsg::join("nowhere")).await;
+    assert_eq!(ann.next_error().await, "too_many_rooms");
+}
+
+#[tokio::test]
+async fn a_reader_that_takes_a_name_must_join_before_it_speaks() {
+    let server = TestServer::start().await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    let mut visitor = Client::connect(&server).await;
+    visitor.send(&ClientMsg::join("lobby")).await;
+    visitor
+        .recv_until(|m| matches!(m, ServerMsg::Joined { .. }))
+        .await;
+    visitor.set_name("vi").await;
+    visitor
+        .recv_until(|m| matches!(m, ServerMsg::NameSet { .. }))
+        .await;
+    // Named, but still only reading: not a member, so not heard.
+    visitor.say("lobby", "unannounced", "v1").await;
+    assert_eq!(visitor.next_error().await, "not_in_room");
     let heard = ann.heard_until_said("after").await;
     assert!(!announced(&heard), "{heard:?}");
 }

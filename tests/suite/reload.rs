@@ -78,7 +78,6 @@ async fn a_page_that_does_not_come_back_is_announced_after_the_grace_and_a_close
         gone.elapsed() >= GRACE,
         "announced before the grace was over"
     );
-    // Still listed meanwhile: a late joiner saw bo.
     let closed = Instant::now();
     cy.close().await;
     assert_eq!(ann.next_left().await, "cy");

@@ -170,9 +170,10 @@ impl Config {
             "between 1 and 86400",
         )?;
         check(
-            self.rooms.leave_grace_ms <= self.rooms.session_ttl_secs,
+            self.rooms.leave_grace_ms <= self.rooms.session_ttl_secs
+                && self.rooms.leave_grace_ms <= ms(600_000),
             "leave_grace_ms",
-            "at most session_ttl_secs (a member is not kept longer than its session)",
+            "at most 600000 and at most session_ttl_secs (a member is not kept longer than its session)",
         )?;
         check(
             (ms(400)..=ms(600_000)).contains(&self.redis.node_ttl_ms),

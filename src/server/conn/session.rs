@@ -369,7 +369,7 @@ impl Connection {
     /// Takes over an earlier session (and the name it holds) before this connection has done
     /// anything else.
     async fn resume(&mut self, raw: &str) -> Result<(), Invalid> {
-        if self.name.is_some() || !self.rooms.is_empty() {
+        if self.name.is_some() || !self.rooms.is_empty() || !self.reading.is_empty() {
             return Err(Invalid::new(
                 ErrorCode::InvalidField,
                 "resume must come before set_name and join",
@@ -526,6 +526,13 @@ impl Connection {
     ) -> Result<(), Invalid> {
         let name = self.name()?;
         let room = self.joined_room(raw_room)?;
+        if !self.rooms.contains(&room) {
+            // Read before a name was set: a member only after a join with the name.
+            return Err(Invalid::new(
+                ErrorCode::NotInRoom,
+                format!("reading {room} only; join it to take part"),
+            ));
+        }
         let text = MessageText::parse(text, self.node.config.conn.max_text_chars)?;
         let client_id = parse_client_id(client_id)?;
         let node = &self.node;

@@ -23,18 +23,24 @@ if keep > 0 then
   redis.call('XADD', KEYS[2], seq .. '-0', 'm', frame)
   local len = redis.call('XLEN', KEYS[2])
   local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', #frame)
-  -- The oldest go while there are too many or too many bytes; the newest always stays.
+  -- The oldest go while there are too many or too many bytes; the newest always stays. At
+  -- most 256 a message, so that a lowered bound shrinks a big room over several appends
+  -- instead of holding Redis for one.
   local from, cut = '-', 0
-  while len - cut > 1 and (len - cut > keep or bytes > max_bytes) do
+  while len - cut > 1 and cut < 256 and (len - cut > keep or bytes > max_bytes) do
     local batch = redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', 16)
+    if #batch == 0 then break end
     for _, e in ipairs(batch) do
-      if len - cut <= 1 or (len - cut <= keep and bytes <= max_bytes) then break end
+      if len - cut <= 1 or cut >= 256 or (len - cut <= keep and bytes <= max_bytes) then break end
       bytes = bytes - #e[2][2]
       cut = cut + 1
       from = '(' .. e[1]
     end
   end
-  if cut > 0 then
+  -- Down to the newest alone, the count starts again from it: entries lost some other way
+  -- (evicted, deleted by hand) leave no surplus behind.
+  if len - cut == 1 then bytes = #frame end
+  if cut > 0 or len == 1 then
     redis.call('XTRIM', KEYS[2], 'MAXLEN', len - cut)
     redis.call('HSET', KEYS[1], 'bytes', bytes)
   end

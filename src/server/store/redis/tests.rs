@@ -313,3 +313,60 @@ async fn history_a_node_before_the_stream_kept_is_adopted_and_paged() {
     );
     stop.cancel();
 }
+
+#[tokio::test]
+async fn a_history_count_that_lost_its_entries_starts_again_and_nothing_precedes_the_first() {
+    let server = Server::start();
+    let url = format!("redis://127.0.0.1:{}/", server.1);
+    let stop = CancellationToken::new();
+    let history = HistoryBounds {
+        size: 100,
+        bytes: 64 * 1024,
+        window: 10,
+    };
+    let store = RedisStore::connect(settings(&url, history), stop.clone())
+        .await
+        .expect("connects");
+    let room = RoomName::lobby();
+    let ann = UserName::parse("ann").expect("valid name");
+    let say = async |text: &str| {
+        let text = MessageText::parse(text.into(), 100).expect("valid");
+        store.append(&room, &ann, text, None).await.expect("stored")
+    };
+    say("one").await;
+    say("two").await;
+    // The stream loses its entries behind the count's back (evicted, deleted by hand), and the
+    // count says far more than is there.
+    let mut conn = store.link.conn();
+    let _: () = redis::cmd("DEL")
+        .arg(room_key(&room, "log"))
+        .query_async(&mut conn)
+        .await
+        .expect("deleted");
+    let _: () = redis::cmd("HSET")
+        .arg(room_key(&room, "meta"))
+        .arg("bytes")
+        .arg(1 << 30)
+        .query_async(&mut conn)
+        .await
+        .expect("set");
+    say("three").await;
+    say("four").await;
+    let page = store.page(&room, None, 10).await.expect("read");
+    let texts: Vec<_> = page.messages.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["three", "four"], "kept again, not trimmed to one");
+    // Before the first message there is nothing (and no error).
+    let first = Position {
+        epoch: page.epoch.clone().expect("an epoch"),
+        seq: 1,
+    };
+    for seq in [0, 1] {
+        let before = Position {
+            seq,
+            ..first.clone()
+        };
+        let page = store.page(&room, Some(&before), 10).await.expect("read");
+        assert!(page.messages.is_empty() && !page.more);
+    }
+    stop.cancel();
+}
