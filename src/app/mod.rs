@@ -531,6 +531,41 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
     // again once shown, paging back for it if need be. Kept as the reader scrolls.
     let place_key = StoredValue::new(client::place_key(&model.with_untracked(|m| m.room.clone())));
     let returning = StoredValue::new(place_key.with_value(|k| client::tab_get(k)));
+    // The place is looked for at most this many pages back.
+    let pages_left = StoredValue::new(40u32);
+    // Kept a moment after scrolling, not at every scroll event: finding the first message in
+    // view costs a look at each message above it.
+    let saving = StoredValue::new(false);
+    let keep_place = move || {
+        if returning.with_value(Option::is_some) {
+            return;
+        }
+        let Some(el) = list.get_untracked() else {
+            return;
+        };
+        let place = match follow.get_untracked() {
+            true => None,
+            false => client::first_in_view(&el),
+        };
+        place_key.with_value(|k| client::tab_set(k, place.as_deref().unwrap_or_default()));
+    };
+    let save_place = move || {
+        if !saving.get_value() {
+            saving.set_value(true);
+            set_timeout(
+                move || {
+                    saving.set_value(false);
+                    keep_place();
+                },
+                std::time::Duration::from_millis(200),
+            );
+        }
+    };
+    // And at once when the page goes (a reload within the moment).
+    Effect::new(move |_| {
+        let handle = window_event_listener(ev::pagehide, move |_| keep_place());
+        on_cleanup(move || handle.remove());
+    });
     // The reader scrolled up only if the list moved up: a scroll event can come after new
     // content made the list longer than where it was scrolled to, and that is no reason to
     // stop following.
@@ -544,14 +579,9 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
             follow.set(true);
         } else if went_up {
             follow.set(false);
+            model.update_untracked(Model::hold_items);
         }
-        if returning.with_value(Option::is_none) {
-            let place = match follow.get_untracked() {
-                true => None,
-                false => client::first_in_view(&el),
-            };
-            place_key.with_value(|k| client::tab_set(k, place.as_deref().unwrap_or_default()));
-        }
+        save_place();
         if gap < 48 {
             seen.set(model.with_untracked(Model::last_seq));
         }
@@ -577,6 +607,14 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
             Some(now.offset_top() - top)
         });
         if let Some(key) = returning.get_value()
+            && model.with_untracked(|m| m.joined && !m.items.is_empty())
+        {
+            if !model.with_untracked(|m| m.may_page_to(&key)) || pages_left.get_value() == 0 {
+                // Another life of the room, or too far back: the newest, then.
+                returning.set_value(None);
+            }
+        }
+        if let Some(key) = returning.get_value()
             && model.with_untracked(|m| m.joined)
         {
             let selector = format!("[data-key=\"{key}\"]");
@@ -592,7 +630,10 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                     note_anchor();
                     return;
                 }
-                (None, Edge::More) => client::act(model, Model::older),
+                (None, Edge::More) => {
+                    pages_left.update_value(|n| *n = n.saturating_sub(1));
+                    client::act(model, Model::older);
+                }
                 (None, Edge::Loading) => {}
                 // Not kept any more (or another life of the room): the newest, then.
                 (None, _) => returning.set_value(None),

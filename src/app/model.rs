@@ -540,8 +540,22 @@ impl Model {
                 if self.error == Some(ErrorCode::Internal) {
                     self.error = None;
                 }
-                if recovered == Some(false) {
-                    // Say so where the hole is; the recent history follows it.
+                // What is shown cannot be continued by what came (the server could not send all
+                // that was missed, or a reader's window starts after a hole, or the room's
+                // numbering restarted): start again from the window, with a note. Paging back
+                // from it fills the hole, as far as the room still keeps it.
+                let continues = match (&self.epoch, history.first()) {
+                    (Some(epoch), Some(first)) => {
+                        *epoch == first.epoch && first.seq <= self.last_seq + 1
+                    }
+                    _ => true,
+                };
+                if recovered == Some(false) || (!continues && !self.items.is_empty()) {
+                    self.items.clear();
+                    self.epoch = None;
+                    self.last_seq = 0;
+                    self.history_start = false;
+                    self.reading_back = false;
                     self.next_notice += 1;
                     self.push(Item::Gap {
                         key: self.next_notice,
@@ -716,6 +730,22 @@ impl Model {
         }
     }
 
+    /// The reader scrolled up: nothing shown is let go until they are back at the newest (a
+    /// trimmed top would move what they read).
+    pub fn hold_items(&mut self) {
+        self.reading_back = true;
+    }
+
+    /// Whether the message with this key (`Item::key`) can still be paged to: it is of the
+    /// room's current numbering.
+    pub fn may_page_to(&self, key: &str) -> bool {
+        let epoch = key
+            .strip_prefix("m-")
+            .and_then(|rest| rest.rsplit_once('-'))
+            .map(|(epoch, _)| epoch);
+        epoch.is_some() && epoch == self.epoch.as_deref()
+    }
+
     /// Pages read back are being kept (see [`Model::at_newest`]).
     pub fn reading_back(&self) -> bool {
         self.reading_back
@@ -831,8 +861,12 @@ impl Model {
         self.trim();
     }
 
-    /// Puts an older page above what is shown (skipping anything already there).
+    /// Puts an older page above what is shown (skipping anything already there). A note of
+    /// missed messages at the top goes: the page joins on to what follows it.
     fn prepend(&mut self, messages: Vec<ChatMessage>) {
+        if !messages.is_empty() && matches!(self.items.first(), Some(Item::Gap { .. })) {
+            self.items.remove(0);
+        }
         let first = self.oldest().map(|m| m.seq);
         let older = messages
             .into_iter()
@@ -1272,11 +1306,59 @@ mod tests {
         let mut m = Model::new("lobby", Some("ann".into()));
         online_in_lobby(&mut m);
         rejoin(&mut m, vec![msg(40, "e"), msg(41, "e")], Some(false));
-        assert!(matches!(m.items[2], Item::Gap { .. }), "{:?}", m.items);
-        assert_eq!(seqs(&m), [1, 2, 40, 41]);
-        // The room's numbering restarted (its store lost its data): the new epoch is shown too.
+        assert!(matches!(m.items[0], Item::Gap { .. }), "{:?}", m.items);
+        assert_eq!(seqs(&m), [40, 41], "shown from the window");
+        // Paging back from the window fills the hole, and the note goes.
+        assert!(matches!(
+            &m.older()[..],
+            [ClientMsg::History {
+                before: Some(Position { seq: 40, .. }),
+                ..
+            }]
+        ));
+        m.apply(page((3..=39).map(|s| msg(s, "e")).collect(), true));
+        assert_eq!(seqs(&m), (3..=41).collect::<Vec<_>>());
+        assert!(!m.items.iter().any(|i| matches!(i, Item::Gap { .. })));
+        // The room's numbering restarted (its store lost its data): the new epoch is shown.
         rejoin(&mut m, vec![msg(1, "f")], Some(false));
-        assert_eq!(seqs(&m), [1, 2, 40, 41, 1]);
+        assert_eq!(seqs(&m), [1]);
+    }
+
+    #[test]
+    fn a_place_from_another_life_of_the_room_is_not_paged_to() {
+        let mut m = online_with_limits(None, None);
+        rejoin(&mut m, (51..=60).map(|s| msg(s, "e")).collect(), None);
+        let key = Item::Message(msg(7, "e")).key();
+        assert!(m.may_page_to(&key));
+        assert!(!m.may_page_to(&Item::Message(msg(7, "old")).key()));
+        assert!(!m.may_page_to("n-3"));
+    }
+
+    #[test]
+    fn a_reader_s_window_after_a_hole_starts_again_with_a_note() {
+        let mut m = Model::new("lobby", None);
+        m.apply(welcome());
+        let read = |m: &mut Model, history: Vec<ChatMessage>| {
+            m.apply(ServerMsg::Joined {
+                room: "lobby".into(),
+                members: vec![],
+                count: 0,
+                history,
+                recovered: None,
+            })
+        };
+        read(&mut m, (1..=5).map(|s| msg(s, "e")).collect());
+        // Reconnected after 60 more: the window is 16..65, and 6..15 are not shown.
+        m.disconnected();
+        m.apply(welcome());
+        read(&mut m, (16..=65).map(|s| msg(s, "e")).collect());
+        assert!(matches!(m.items[0], Item::Gap { .. }));
+        assert_eq!(seqs(&m), (16..=65).collect::<Vec<_>>());
+        // A window that goes on from what is shown is simply added.
+        m.disconnected();
+        m.apply(welcome());
+        read(&mut m, (60..=70).map(|s| msg(s, "e")).collect());
+        assert_eq!(seqs(&m), (16..=70).collect::<Vec<_>>());
     }
 
     #[test]
