@@ -473,6 +473,17 @@ fn MemberList(model: RwSignal<Model>) -> impl IntoView {
     }
 }
 
+/// The list's item with this key (`Item::key`), if it is shown.
+fn item_by_key(
+    list: &leptos::web_sys::HtmlElement,
+    key: &str,
+) -> Option<leptos::web_sys::HtmlElement> {
+    let found = list
+        .query_selector(&format!("[data-key=\"{key}\"]"))
+        .ok()??;
+    found.dyn_into().ok()
+}
+
 /// Local time of day for a server timestamp (ms since the Unix epoch).
 fn local_time(ts: u64) -> String {
     #[cfg(feature = "hydrate")]
@@ -600,29 +611,20 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
         let Some(el) = list.get_untracked() else {
             return;
         };
-        let moved = anchor.get_value().and_then(|(key, top)| {
-            let selector = format!("[data-key=\"{key}\"]");
-            let now = el.query_selector(&selector).ok().flatten()?;
-            let now = now.dyn_into::<leptos::web_sys::HtmlElement>().ok()?;
-            Some(now.offset_top() - top)
-        });
+        let moved = anchor
+            .get_value()
+            .and_then(|(key, top)| Some(item_by_key(&el, &key)?.offset_top() - top));
         if let Some(key) = returning.get_value()
             && model.with_untracked(|m| m.joined && !m.items.is_empty())
+            && (!model.with_untracked(|m| m.may_page_to(&key)) || pages_left.get_value() == 0)
         {
-            if !model.with_untracked(|m| m.may_page_to(&key)) || pages_left.get_value() == 0 {
-                // Another life of the room, or too far back: the newest, then.
-                returning.set_value(None);
-            }
+            // Another life of the room, or too far back: the newest, then.
+            returning.set_value(None);
         }
         if let Some(key) = returning.get_value()
             && model.with_untracked(|m| m.joined)
         {
-            let selector = format!("[data-key=\"{key}\"]");
-            let found = el.query_selector(&selector).ok().flatten();
-            match (
-                found.and_then(|f| f.dyn_into::<leptos::web_sys::HtmlElement>().ok()),
-                edge.get_untracked(),
-            ) {
+            match (item_by_key(&el, &key), edge.get_untracked()) {
                 (Some(place), _) => {
                     returning.set_value(None);
                     follow.set(false);
