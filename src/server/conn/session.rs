@@ -1,7 +1,7 @@
 //! The protocol a connection speaks once it is open: one handler per client frame type
-//! (`set_name`, `resume`, `join`, `leave`, `send`, `ping`, `members`, `history`), each charged to the connection's rate
-//! limits first; and the one place where what the store answers becomes what the client is told
-//! (`impl From<StoreError> for Invalid`).
+//! (`set_name`, `resume`, `join`, `leave`, `send`, `ping`, `members`, `history`), each charged to
+//! the connection's rate limits first; and the one place where what the store answers becomes
+//! what the client is told (`impl From<StoreError> for Invalid`).
 //!
 //! A new client frame type needs its variant in `protocol.rs` and a handler here.
 
