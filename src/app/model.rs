@@ -992,13 +992,7 @@ mod tests {
         }
         m.apply(w);
         m.apply(ServerMsg::NameSet { name: "ann".into() });
-        m.apply(ServerMsg::Joined {
-            room: "lobby".into(),
-            members: vec![],
-            count: 0,
-            history: vec![],
-            recovered: None,
-        });
+        m.apply(empty_lobby());
         m
     }
     fn msg(seq: u64, epoch: &str) -> ChatMessage {
@@ -1532,13 +1526,7 @@ mod tests {
         m.apply(ServerMsg::NameSet { name: "ann".into() });
         m.apply(internal());
         assert_eq!(m.tick(), vec![ClientMsg::Ping, ClientMsg::join("lobby")]);
-        m.apply(ServerMsg::Joined {
-            room: "lobby".into(),
-            members: vec![],
-            count: 0,
-            history: vec![],
-            recovered: None,
-        });
+        m.apply(empty_lobby());
         assert_eq!(m.tick(), vec![ClientMsg::Ping], "all granted: nothing more");
         assert_eq!(m.error, None, "the refusal is no longer shown");
     }
@@ -1722,6 +1710,17 @@ mod tests {
         );
     }
 
+    /// `joined` for an empty lobby.
+    fn empty_lobby() -> ServerMsg {
+        ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec![],
+            count: 0,
+            history: vec![],
+            recovered: None,
+        }
+    }
+
     /// The join after a reconnect, from the message `seq` of epoch "e".
     fn rejoin_from(seq: u64) -> ClientMsg {
         ClientMsg::Join {
@@ -1825,13 +1824,7 @@ mod tests {
             name: Some("ann".into()),
         });
         after.apply(ServerMsg::NameSet { name: "ann".into() });
-        let sent = after.apply(ServerMsg::Joined {
-            room: "lobby".into(),
-            members: vec![],
-            count: 0,
-            history: vec![],
-            recovered: None,
-        });
+        let sent = after.apply(empty_lobby());
         let ids: Vec<_> = sent
             .iter()
             .filter_map(|f| match f {
@@ -1862,13 +1855,7 @@ mod tests {
         // A new link starts counting again.
         m.apply(welcome());
         m.apply(ServerMsg::NameSet { name: "ann".into() });
-        m.apply(ServerMsg::Joined {
-            room: "lobby".into(),
-            members: vec![],
-            count: 0,
-            history: vec![],
-            recovered: None,
-        });
+        m.apply(empty_lobby());
         assert_eq!(state(&m), SendState::Sending);
         m.apply(ServerMsg::Ack {
             room: "lobby".into(),

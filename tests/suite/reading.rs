@@ -10,6 +10,16 @@ use common::{
     cluster::{Node, Redis},
 };
 
+/// A connection without a name, reading the lobby.
+async fn reading_the_lobby(server: &TestServer) -> Client {
+    let mut visitor = Client::connect(server).await;
+    visitor.send(&ClientMsg::join("lobby")).await;
+    visitor
+        .recv_until(|m| matches!(m, ServerMsg::Joined { .. }))
+        .await;
+    visitor
+}
+
 fn announced(heard: &[ServerMsg]) -> bool {
     heard
         .iter()
@@ -97,11 +107,7 @@ async fn a_reader_that_goes_is_not_announced_and_opens_no_room() {
     // rooms that exist.
     let server = TestServer::with(|c| c.limits.rooms_created_per_min = 1).await;
     let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
-    let mut visitor = Client::connect(&server).await;
-    visitor.send(&ClientMsg::join("lobby")).await;
-    visitor
-        .recv_until(|m| matches!(m, ServerMsg::Joined { .. }))
-        .await;
+    let mut visitor = reading_the_lobby(&server).await;
     // A room nobody opened stays unopened: read, it is empty; it does not count as created.
     visitor.send(&ClientMsg::join("nowhere")).await;
     let empty = visitor
@@ -123,11 +129,7 @@ async fn a_reader_that_goes_is_not_announced_and_opens_no_room() {
 async fn a_reader_that_takes_a_name_must_join_before_it_speaks() {
     let server = TestServer::start().await;
     let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
-    let mut visitor = Client::connect(&server).await;
-    visitor.send(&ClientMsg::join("lobby")).await;
-    visitor
-        .recv_until(|m| matches!(m, ServerMsg::Joined { .. }))
-        .await;
+    let mut visitor = reading_the_lobby(&server).await;
     visitor.set_name("vi").await;
     visitor
         .recv_until(|m| matches!(m, ServerMsg::NameSet { .. }))
