@@ -517,13 +517,6 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
     // read further up, is offered with a button down to it.
     let seen = RwSignal::new(0u64);
     let unseen = Memo::new(move |_| model.with(|m| m.newer_than(seen.get())));
-    let to_newest = move || {
-        follow.set(true);
-        seen.set(model.with_untracked(Model::last_seq));
-        if let Some(el) = list.get_untracked() {
-            el.set_scroll_top(el.scroll_height());
-        }
-    };
     // The first item shown and where it was: when older ones are put above it, the list is
     // scrolled by as much as they pushed it down, so what the reader sees does not move.
     let anchor = StoredValue::new(None::<(String, i32)>);
@@ -588,18 +581,16 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
         last_top.set_value(el.scroll_top());
         if gap < 48 {
             follow.set(true);
+            seen.set(model.with_untracked(Model::last_seq));
+            if model.with_untracked(Model::reading_back) {
+                model.update(Model::at_newest);
+            }
         } else if went_up {
             follow.set(false);
             model.update_untracked(Model::hold_items);
         }
         save_place();
-        if gap < 48 {
-            seen.set(model.with_untracked(Model::last_seq));
-        }
         note_anchor();
-        if gap < 48 && model.with_untracked(Model::reading_back) {
-            model.update(Model::at_newest);
-        }
         // Near the top: the next older page, before the reader gets there.
         if el.scroll_top() < 400 && edge.get_untracked() == Edge::More {
             client::act(model, Model::older);
@@ -654,6 +645,10 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
             client::on_resize(&el, settle);
         }
     });
+    let to_newest = move || {
+        follow.set(true);
+        settle();
+    };
     // One's own new message is always brought into view.
     Effect::new(move |sent_before: Option<usize>| {
         let sent = pending.with(Vec::len);

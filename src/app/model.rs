@@ -839,12 +839,17 @@ impl Model {
             .rev()
             .map_while(|item| match item {
                 Item::Message(m) if m.seq > seq && Some(&m.epoch) == self.epoch.as_ref() => {
-                    Some(usize::from(self.name.as_deref() != Some(m.from.as_str())))
+                    Some(usize::from(!self.is_mine(m)))
                 }
                 Item::Message(_) => None,
                 _ => Some(0),
             })
             .sum()
+    }
+
+    /// Whether we wrote `m` (under the name this connection holds).
+    fn is_mine(&self, m: &ChatMessage) -> bool {
+        self.name.as_deref() == Some(m.from.as_str())
     }
 
     /// The `seq` of the newest message shown.
@@ -914,7 +919,7 @@ impl Model {
             return;
         }
         self.last_seq = m.seq;
-        if self.away && self.name.as_deref() != Some(m.from.as_str()) {
+        if self.away && !self.is_mine(&m) {
             self.unread += 1;
         }
         self.push(Item::Message(m));

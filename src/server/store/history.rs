@@ -3,7 +3,7 @@
 //! three questions: the newest messages (a joiner's window), the messages after a position (a
 //! reconnect's recovery) and a page of messages before one (`history`).
 
-use crate::protocol::ChatMessage;
+use crate::protocol::{ChatMessage, Position};
 use std::collections::VecDeque;
 
 /// Most messages a reconnecting client is sent in its `joined`: a client that missed more is
@@ -42,6 +42,30 @@ pub struct Page {
     pub messages: Vec<ChatMessage>,
     /// Older messages than these are still stored.
     pub more: bool,
+}
+
+impl Page {
+    /// The answer to `history` in a room whose numbering is `epoch`: what `read` finds (the
+    /// messages, and whether older ones are stored) — or, for a position of another epoch,
+    /// nothing, since nothing before it is kept.
+    pub(crate) fn answer(
+        epoch: Option<String>,
+        before: Option<&Position>,
+        read: impl FnOnce() -> (Vec<ChatMessage>, bool),
+    ) -> Self {
+        if before.is_some_and(|b| epoch.as_deref() != Some(b.epoch.as_str())) {
+            return Self {
+                epoch,
+                ..Self::default()
+            };
+        }
+        let (messages, more) = read();
+        Self {
+            epoch,
+            messages,
+            more,
+        }
+    }
 }
 
 /// One room's stored messages, oldest first, in `seq` order, within its bounds.

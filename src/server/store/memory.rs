@@ -65,6 +65,23 @@ impl Room {
         names
     }
 
+    /// The room's epoch, once its first message is stored (as in Redis).
+    fn numbering(&self) -> Option<String> {
+        (self.last_seq > 0).then(|| self.epoch.clone())
+    }
+
+    /// What a joiner (or a reader) is told: the members, and `history`.
+    fn snapshot(&self, history: Vec<ChatMessage>) -> Snapshot {
+        Snapshot {
+            members: self.member_names(),
+            history,
+            recovered: None,
+            epoch: self.numbering(),
+            last_seq: self.last_seq,
+            created: false,
+        }
+    }
+
     fn holds(&self, member: &Member) -> bool {
         self.members
             .get(&member.session)
@@ -261,37 +278,21 @@ impl Presence for MemoryStore {
                 .then(|| room.history.after(since.seq, room.last_seq, RECOVER_MAX))
                 .flatten()
         });
+        let complete = since.map(|_| recovered.is_some());
+        let history = recovered.unwrap_or_else(|| room.history.recent(self.history.window));
         Ok(Snapshot {
-            members: room.member_names(),
-            recovered: since.map(|_| recovered.is_some()),
-            history: recovered.unwrap_or_else(|| room.history.recent(self.history.window)),
-            // As in Redis: a room's numbering has an epoch once its first message is stored.
-            epoch: (room.last_seq > 0).then(|| room.epoch.clone()),
-            last_seq: room.last_seq,
+            recovered: complete,
             created,
+            ..room.snapshot(history)
         })
     }
 
     async fn peek(&self, room_name: &RoomName) -> Result<Snapshot, StoreError> {
         let Some(room) = self.existing(room_name) else {
-            return Ok(Snapshot {
-                members: Vec::new(),
-                history: Vec::new(),
-                recovered: None,
-                epoch: None,
-                last_seq: 0,
-                created: false,
-            });
+            return Ok(Snapshot::default());
         };
         let room = room.lock().await;
-        Ok(Snapshot {
-            members: room.member_names(),
-            history: room.history.recent(self.history.window),
-            recovered: None,
-            epoch: (room.last_seq > 0).then(|| room.epoch.clone()),
-            last_seq: room.last_seq,
-            created: false,
-        })
+        Ok(room.snapshot(room.history.recent(self.history.window)))
     }
 
     async fn leave(&self, room_name: &RoomName, member: &Member) -> Result<(), StoreError> {
@@ -418,19 +419,9 @@ impl Broker for MemoryStore {
             return Ok(Page::default());
         };
         let room = room.lock().await;
-        let epoch = (room.last_seq > 0).then(|| room.epoch.clone());
-        if before.is_some_and(|b| epoch.as_ref() != Some(&b.epoch)) {
-            return Ok(Page {
-                epoch,
-                ..Page::default()
-            });
-        }
-        let (messages, more) = room.history.before(before.map(|b| b.seq), limit);
-        Ok(Page {
-            epoch,
-            messages,
-            more,
-        })
+        Ok(Page::answer(room.numbering(), before, || {
+            room.history.before(before.map(|b| b.seq), limit)
+        }))
     }
 
     async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {

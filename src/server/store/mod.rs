@@ -40,8 +40,9 @@ pub struct Member {
     pub name: UserName,
 }
 
-/// What a joiner is told about the room.
-#[derive(Debug)]
+/// What a joiner is told about the room (by default: an empty room, as a reader of a room
+/// nobody opened sees it).
+#[derive(Debug, Default)]
 pub struct Snapshot {
     pub members: Vec<String>,
     /// The messages after the joiner's `since` when they could all be had (`recovered` is then

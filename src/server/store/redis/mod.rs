@@ -88,6 +88,25 @@ fn notice(room: &RoomName, kind: NoticeKind, name: &UserName, old: Option<&UserN
     })
 }
 
+/// A snapshot from what the join and peek scripts return: member names, payloads, the room's
+/// epoch ('' before its first message) and seq.
+fn snapshot(mut members: Vec<String>, history: Vec<String>, epoch: String, seq: &str) -> Snapshot {
+    sort_members(&mut members);
+    Snapshot {
+        members,
+        history: decode_history(history),
+        recovered: None,
+        epoch: numbering(epoch),
+        last_seq: seq.parse().unwrap_or(0),
+        created: false,
+    }
+}
+
+/// The room's epoch as the scripts return it: '' before its first message.
+fn numbering(epoch: String) -> Option<String> {
+    (!epoch.is_empty()).then_some(epoch)
+}
+
 /// Reads stored messages, skipping (and logging) any that do not parse.
 fn decode_history(frames: Vec<String>) -> Vec<ChatMessage> {
     frames
@@ -288,27 +307,26 @@ impl Presence for RedisStore {
         if opened < 0 {
             return Err(StoreError::CreationLimited);
         }
-        let mut members = names;
-        sort_members(&mut members);
-        let last_seq = seq.parse().unwrap_or(0);
-        let mut history = decode_history(history);
-        let mut recovered = since.map(|_| recovered == 1);
+        let mut snapshot = snapshot(names, history, epoch, &seq);
+        snapshot.created = opened == 1;
+        snapshot.recovered = since.map(|_| recovered == 1);
         // A stored message that did not decode leaves a hole: then it was not a recovery.
-        if let (Some(true), Some(since)) = (recovered, since)
-            && messages_after(history.iter().cloned(), last_seq, since.seq).is_none()
+        if let (Some(true), Some(since)) = (snapshot.recovered, since)
+            && messages_after(
+                snapshot.history.iter().cloned(),
+                snapshot.last_seq,
+                since.seq,
+            )
+            .is_none()
         {
-            recovered = Some(false);
-            let skip = history.len().saturating_sub(self.settings.history.window);
-            history.drain(..skip);
+            snapshot.recovered = Some(false);
+            let skip = snapshot
+                .history
+                .len()
+                .saturating_sub(self.settings.history.window);
+            snapshot.history.drain(..skip);
         }
-        Ok(Snapshot {
-            members,
-            history,
-            recovered,
-            epoch: (!epoch.is_empty()).then_some(epoch),
-            last_seq,
-            created: opened == 1,
-        })
+        Ok(snapshot)
     }
 
     async fn peek(&self, room: &RoomName) -> Result<Snapshot, StoreError> {
@@ -323,16 +341,7 @@ impl Presence for RedisStore {
             .invoke_async(&mut self.link.conn())
             .await
             .map_err(unavailable)?;
-        let mut members = names;
-        sort_members(&mut members);
-        Ok(Snapshot {
-            members,
-            history: decode_history(history),
-            recovered: None,
-            epoch: (!epoch.is_empty()).then_some(epoch),
-            last_seq: seq.parse().unwrap_or(0),
-            created: false,
-        })
+        Ok(snapshot(names, history, epoch, &seq))
     }
 
     async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), StoreError> {
@@ -503,21 +512,12 @@ impl Broker for RedisStore {
             .invoke_async(&mut self.link.conn())
             .await
             .map_err(unavailable)?;
-        let epoch = (!epoch.is_empty()).then_some(epoch);
-        if before.is_some_and(|b| epoch.as_ref() != Some(&b.epoch)) {
-            return Ok(Page {
-                epoch,
-                ..Page::default()
-            });
-        }
-        let more = newest_first.len() > limit;
-        let mut messages = decode_history(newest_first.into_iter().take(limit).collect());
-        messages.reverse();
-        Ok(Page {
-            epoch,
-            messages,
-            more,
-        })
+        Ok(Page::answer(numbering(epoch), before, || {
+            let more = newest_first.len() > limit;
+            let mut messages = decode_history(newest_first.into_iter().take(limit).collect());
+            messages.reverse();
+            (messages, more)
+        }))
     }
 
     async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {
