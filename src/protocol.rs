@@ -35,8 +35,9 @@ pub const HISTORY_PAGE_MAX: u32 = 200;
 pub enum ClientMsg {
     /// Pick (or change) the name shown to others.
     SetName { name: String },
-    /// Take over the session an earlier connection was given in `welcome`, keeping its name,
-    /// on any node. Sent first, before `set_name`; the answer is `resumed` or an
+    /// Hold the session an earlier connection was given in `welcome`, keeping its name, on any
+    /// node — beside other connections that hold it (a browser's tabs are one person). Sent
+    /// before `set_name` and before joining with a name; the answer is `resumed` or an
     /// `unknown_session` error (then this connection simply keeps its own new session).
     Resume { session: String },
     /// Enter a room: the answer is `joined`, with the members and recent history — or, with

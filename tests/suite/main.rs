@@ -25,4 +25,5 @@ mod reading;
 mod redis_cluster;
 mod reload;
 mod sentinel;
+mod tabs;
 mod tls;

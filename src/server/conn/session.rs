@@ -87,7 +87,8 @@ pub(super) struct Node {
 
 pub(super) struct Connection {
     node: Node,
-    /// The user's session: this connection's own, or an earlier one taken over by `resume`.
+    /// The user's session: this connection's own, or an earlier one held by `resume` (which
+    /// other connections may hold as well).
     session: SessionId,
     conn: ConnId,
     name: Option<UserName>,
@@ -355,10 +356,10 @@ impl Connection {
             name: name.to_string(),
         })
         .await;
-        if let Some(old) = old {
+        if old.is_some() {
             let member = self.member()?;
             for room in &self.rooms {
-                if let Err(e) = self.node.hub.rename(room, &member, &old).await {
+                if let Err(e) = self.node.hub.rename(room, &member).await {
                     tracing::warn!(cause = %e, %room, "rename was not announced");
                 }
             }
@@ -366,13 +367,14 @@ impl Connection {
         Ok(())
     }
 
-    /// Takes over an earlier session (and the name it holds) before this connection has done
-    /// anything else.
+    /// Holds an earlier session (and the name it holds) too, beside any other connection that
+    /// holds it (a browser's other tabs): before this connection has taken a name or joined with
+    /// one. Rooms it reads meanwhile stay read.
     async fn resume(&mut self, raw: &str) -> Result<(), Invalid> {
-        if self.name.is_some() || !self.rooms.is_empty() || !self.reading.is_empty() {
+        if self.name.is_some() || !self.rooms.is_empty() {
             return Err(Invalid::new(
                 ErrorCode::InvalidField,
-                "resume must come before set_name and join",
+                "resume must come before set_name and joining with a name",
             ));
         }
         let session = parse_session(raw)?;

@@ -28,7 +28,7 @@ use super::{
     metrics::Metrics,
     store::{Member, Store, StoreError},
 };
-use crate::protocol::{Position, RoomName, UserName};
+use crate::protocol::{Position, RoomName};
 pub use presence::{MEMBERS_PAGE_MAX, members_page};
 use std::{
     collections::HashMap,
@@ -64,10 +64,9 @@ enum Command {
         grace: Duration,
         reply: oneshot::Sender<()>,
     },
-    /// The member (by connection) now goes by `member.name`, formerly `old`.
+    /// The member (by connection) now goes by `member.name`.
     Rename {
         member: Member,
-        old: UserName,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
@@ -183,11 +182,9 @@ impl Hub {
         self: &Arc<Self>,
         room: &RoomName,
         member: &Member,
-        old: &UserName,
     ) -> Result<(), StoreError> {
         self.ask(room, |reply| Command::Rename {
             member: member.clone(),
-            old: old.clone(),
             reply,
         })
         .await

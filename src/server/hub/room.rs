@@ -235,7 +235,7 @@ impl RoomTask {
                     }
                 });
             }
-            Command::Rename { member, old, reply } => {
+            Command::Rename { member, reply } => {
                 let Some(local) = self
                     .members
                     .iter_mut()
@@ -247,7 +247,7 @@ impl RoomTask {
                 local.member.name = member.name.clone();
                 let (hub, room) = (self.hub.clone(), self.room.clone());
                 tokio::spawn(async move {
-                    let rename = hub.store.rename(&room, &member, &old);
+                    let rename = hub.store.rename(&room, &member);
                     let _ = reply.send(hub.metrics.timed("rename", rename).await);
                 });
             }

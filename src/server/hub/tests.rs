@@ -1,6 +1,6 @@
 use super::*;
 use crate::{
-    protocol::{ChatMessage, MessageText, Position, ServerMsg},
+    protocol::{ChatMessage, MessageText, Position, ServerMsg, UserName},
     server::{
         bus::{BusItem, Subscription},
         store::{
@@ -187,13 +187,8 @@ impl Presence for SlowStore {
         tokio::time::sleep(SLOW).await;
         self.memory.leave(room, member).await
     }
-    async fn rename(
-        &self,
-        room: &RoomName,
-        member: &Member,
-        old: &UserName,
-    ) -> Result<(), StoreError> {
-        self.memory.rename(room, member, old).await
+    async fn rename(&self, room: &RoomName, member: &Member) -> Result<(), StoreError> {
+        self.memory.rename(room, member).await
     }
     async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
         tokio::time::sleep(SLOW).await;

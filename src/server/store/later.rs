@@ -111,13 +111,8 @@ impl Presence for Later {
         self.store()?.leave(room, member).await
     }
 
-    async fn rename(
-        &self,
-        room: &RoomName,
-        member: &Member,
-        old: &UserName,
-    ) -> Result<(), StoreError> {
-        self.store()?.rename(room, member, old).await
+    async fn rename(&self, room: &RoomName, member: &Member) -> Result<(), StoreError> {
+        self.store()?.rename(room, member).await
     }
 
     async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {

@@ -28,8 +28,8 @@ mod sessions;
 use sessions::SessionTable;
 
 struct Room {
-    /// Session → the connection carrying it here, and its name.
-    members: BTreeMap<SessionId, (ConnId, UserName)>,
+    /// Session → the connections carrying it here (a browser's tabs: one member), and its name.
+    members: BTreeMap<SessionId, (Vec<ConnId>, UserName)>,
     history: History,
     last_seq: u64,
     /// Names this life of the room: a room evicted and opened again numbers from 1 in a new
@@ -80,12 +80,6 @@ impl Room {
             last_seq: self.last_seq,
             created: false,
         }
-    }
-
-    fn holds(&self, member: &Member) -> bool {
-        self.members
-            .get(&member.session)
-            .is_some_and(|(conn, _)| *conn == member.conn)
     }
 }
 
@@ -262,16 +256,22 @@ impl Presence for MemoryStore {
         };
         let created = room.last_seq == 0 && room.members.is_empty() && room.history.is_empty();
         room.active = Instant::now();
-        let previous = room.members.insert(
-            member.session.clone(),
-            (member.conn.clone(), member.name.clone()),
-        );
-        match previous {
-            None => self.notice(room_name, NoticeKind::Joined, &member.name, None),
-            Some((_, old)) if old != member.name => {
-                self.notice(room_name, NoticeKind::Renamed, &member.name, Some(&old))
+        // Another connection of the session (a tab; or the one a resume replaced) is the
+        // same member: only a new name is news.
+        match room.members.get_mut(&member.session) {
+            None => {
+                let conns = vec![member.conn.clone()];
+                room.members
+                    .insert(member.session.clone(), (conns, member.name.clone()));
+                self.notice(room_name, NoticeKind::Joined, &member.name, None);
             }
-            Some(_) => {}
+            Some((conns, name)) => {
+                sessions::hold(conns, &member.conn);
+                if *name != member.name {
+                    let old = std::mem::replace(name, member.name.clone());
+                    self.notice(room_name, NoticeKind::Renamed, &member.name, Some(&old));
+                }
+            }
         }
         let recovered = since.and_then(|since| {
             (since.epoch == room.epoch)
@@ -300,34 +300,34 @@ impl Presence for MemoryStore {
             return Ok(());
         };
         let mut room = room_ref.lock().await;
-        if !room.holds(member) {
+        let Some((conns, _)) = room.members.get_mut(&member.session) else {
             return Ok(());
-        }
-        if let Some((_, name)) = room.members.remove(&member.session) {
+        };
+        conns.retain(|c| *c != member.conn);
+        // The member leaves with its last connection.
+        if conns.is_empty()
+            && let Some((_, name)) = room.members.remove(&member.session)
+        {
             self.notice(room_name, NoticeKind::Left, &name, None);
         }
         self.forget_if_empty(room_name, &room_ref, &mut room);
         Ok(())
     }
 
-    async fn rename(
-        &self,
-        room_name: &RoomName,
-        member: &Member,
-        old: &UserName,
-    ) -> Result<(), StoreError> {
+    async fn rename(&self, room_name: &RoomName, member: &Member) -> Result<(), StoreError> {
         let Some(room) = self.existing(room_name) else {
             return Ok(());
         };
         let mut room = room.lock().await;
-        if !room.holds(member) {
+        let Some((conns, name)) = room.members.get_mut(&member.session) else {
+            return Ok(());
+        };
+        // Another connection of the session may have said it first.
+        if !conns.contains(&member.conn) || *name == member.name {
             return Ok(());
         }
-        room.members.insert(
-            member.session.clone(),
-            (member.conn.clone(), member.name.clone()),
-        );
-        self.notice(room_name, NoticeKind::Renamed, &member.name, Some(old));
+        let old = std::mem::replace(name, member.name.clone());
+        self.notice(room_name, NoticeKind::Renamed, &member.name, Some(&old));
         Ok(())
     }
 

@@ -3,12 +3,15 @@
 //!
 //! [`MemoryStore`] keeps it in this process (one node). [`RedisStore`] keeps it in Redis so that
 //! any node can serve any user. Both keep the same rules:
-//! - a name is unique case-insensitively among live sessions; a session whose connection dropped
-//!   without a clean close keeps its name for `session_ttl_secs`, so its user can `resume` it;
+//! - a name is unique case-insensitively among live sessions; a session is held by one
+//!   connection or several (a browser's tabs, each `resume`s it), and while any holds it, it keeps
+//!   its name; when the last one closes, the name is free; when the last one dropped without a
+//!   clean close, the name is kept for `session_ttl_secs`, so its user can `resume` it;
 //! - a room's `seq` is allocated, its history stored and the message published in one step, so
 //!   every node sees the same order;
-//! - membership is per session: a connection that took over a session (resume) replaces the old
-//!   one in its rooms without a leave/join, and the old connection's late leave changes nothing.
+//! - membership is per session: the session is one member, joined (and announced) with its
+//!   first connection in the room and left with its last; a reconnect's new connection joins
+//!   without a notice, and the old connection's late leave changes nothing.
 
 mod history;
 mod later;
@@ -148,13 +151,10 @@ pub trait Presence: Send + Sync + 'static {
     /// Removes the member and announces it, unless another connection took its session over.
     async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), StoreError>;
 
-    /// Announces that the member, formerly `old`, is now called `member.name`.
-    async fn rename(
-        &self,
-        room: &RoomName,
-        member: &Member,
-        old: &UserName,
-    ) -> Result<(), StoreError>;
+    /// Announces that the member is now called `member.name` (the notice says what it was
+    /// called here). Nothing happens when the connection is not one of the member's, or when
+    /// another connection of its session said it first.
+    async fn rename(&self, room: &RoomName, member: &Member) -> Result<(), StoreError>;
 
     /// The room's member names, sorted as the protocol promises.
     async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError>;

@@ -1,20 +1,24 @@
--- KEYS: names, my session. ARGV: name key, session, conn, node, name, old key or "",
--- node prefix, session prefix. Returns 1, or 0 when a live session holds the name.
-local owner = redis.call('HGET', KEYS[1], ARGV[1])
-if owner and owner ~= ARGV[2] then
-  local s = ARGV[8] .. owner
-  local held = redis.call('HMGET', s, 'conn', 'node')
-  if held[1] then
-    if held[1] == '' or redis.call('EXISTS', ARGV[7] .. held[2]) == 1 then
-      return 0
-    end
+-- KEYS: names, my session. ARGV: name key, session, owner, name, old key or "", node prefix,
+-- session prefix. Returns 1, or 0 when a live session holds the name: one held by a
+-- connection on a live node, or by none while its ttl runs (it waits to be resumed).
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if holder and holder ~= ARGV[2] then
+  local s = ARGV[7] .. holder
+  if redis.call('EXISTS', s) == 1 then
+    local owners = session_owners(s)
+    if owners == '' then return 0 end
+    local live = owners_keep(owners, function(o) return owner_alive(ARGV[6], o) end)
+    if live ~= '' then return 0 end
   end
   redis.call('DEL', s)
 end
-if ARGV[6] ~= '' and ARGV[6] ~= ARGV[1] and redis.call('HGET', KEYS[1], ARGV[6]) == ARGV[2] then
-  redis.call('HDEL', KEYS[1], ARGV[6])
+if ARGV[5] ~= '' and ARGV[5] ~= ARGV[1] and redis.call('HGET', KEYS[1], ARGV[5]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[5])
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[2], 'name', ARGV[5], 'key', ARGV[1], 'conn', ARGV[3], 'node', ARGV[4])
+-- The session's other connections (tabs) keep holding it, under the new name.
+local owners = owners_add(session_owners(KEYS[2]), ARGV[3])
+redis.call('HDEL', KEYS[2], 'conn', 'node')
+redis.call('HSET', KEYS[2], 'name', ARGV[4], 'key', ARGV[1], 'owners', owners)
 redis.call('PERSIST', KEYS[2])
 return 1

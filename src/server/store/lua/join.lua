@@ -1,7 +1,8 @@
 -- KEYS: meta, log, members, owners, ids, id order, old history. ARGV: session, owner, name,
 -- channel, joined notice (opaque), may create (1/0), room ttl ms, window (newest messages
 -- sent), the joiner's epoch or '', its seq, most messages recovered. A session already in the
--- room under another name announces 'r<old name>\n<name>' (see bus/payload.rs).
+-- room (another tab, or the connection a reconnect replaces) gains an owner unannounced, or
+-- under another name announces 'r<old name>\n<name>' (see bus/payload.rs).
 -- Returns {names, messages, epoch, seq, 1 if the room was opened (0 if not, -1 if it may not
 -- be), 1 if the messages are exactly those after the joiner's seq}: else they are the window.
 local fresh = redis.call('EXISTS', KEYS[1], KEYS[3]) == 0
@@ -12,7 +13,7 @@ end
 adopt(KEYS[7], KEYS[2], KEYS[1])
 local prev = redis.call('HGET', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
-redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[4], ARGV[1], owners_add(redis.call('HGET', KEYS[4], ARGV[1]), ARGV[2]))
 if not prev then
   redis.call('PUBLISH', ARGV[4], ARGV[5])
 elseif prev ~= ARGV[3] then

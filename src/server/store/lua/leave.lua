@@ -1,6 +1,14 @@
--- KEYS: members, owners. ARGV: session, owner, channel, notice.
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+-- KEYS: members, owners. ARGV: session, owner, channel. The owner leaves; the member leaves
+-- (announced as 'l<name>', see bus/payload.rs) with its last owner.
+local owners = redis.call('HGET', KEYS[2], ARGV[1])
+if not owners or not owners_has(owners, ARGV[2]) then return 0 end
+local rest = owners_del(owners, ARGV[2])
+if rest ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[1], rest)
+  return 0
+end
+local name = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+if name then redis.call('PUBLISH', ARGV[3], 'l' .. name) end
 return 1

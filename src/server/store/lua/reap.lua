@@ -1,10 +1,13 @@
--- KEYS: members, owners. ARGV: owner prefix of the dead node, channel. Announces
--- 'l<name>' for each member removed (see bus/payload.rs).
+-- KEYS: members, owners. ARGV: owner prefix of the dead node, channel. Its connections stop
+-- holding their members; a member left without any is removed and announced as 'l<name>'
+-- (see bus/payload.rs). Returns how many were removed.
 local owners = redis.call('HGETALL', KEYS[2])
 local n = 0
+local function alive(owner) return string.sub(owner, 1, #ARGV[1]) ~= ARGV[1] end
 for i = 1, #owners, 2 do
-  local sid, owner = owners[i], owners[i + 1]
-  if string.sub(owner, 1, #ARGV[1]) == ARGV[1] then
+  local sid, list = owners[i], owners[i + 1]
+  local rest = owners_keep(list, alive)
+  if rest == '' then
     local name = redis.call('HGET', KEYS[1], sid)
     redis.call('HDEL', KEYS[1], sid)
     redis.call('HDEL', KEYS[2], sid)
@@ -12,6 +15,8 @@ for i = 1, #owners, 2 do
       redis.call('PUBLISH', ARGV[2], 'l' .. name)
     end
     n = n + 1
+  elseif rest ~= list then
+    redis.call('HSET', KEYS[2], sid, rest)
   end
 end
 return n

@@ -1,8 +1,9 @@
 -- KEYS: members, owners, meta. ARGV: channel, epoch delivered or "", seq delivered, then four
 -- per member: session, owner, name, joined notice. Puts back each member this node still has
--- (a session owned by another connection is left alone; only members it re-adds are
--- announced) and, when Redis lost messages this node delivered (same epoch, lower seq), raises
--- the room's seq to what was delivered, so no seq is given twice. Returns 1 if it raised it.
+-- (a session still in the room keeps its name, and gains the owner if it lost it; only members
+-- it re-adds are announced) and, when Redis lost messages this node delivered (same epoch,
+-- lower seq), raises the room's seq to what was delivered, so no seq is given twice. Returns 1
+-- if it raised it.
 local raised = 0
 if ARGV[2] ~= '' then
   local meta = redis.call('HMGET', KEYS[3], 'epoch', 'seq')
@@ -14,10 +15,10 @@ end
 for i = 4, #ARGV, 4 do
   local session, owner = ARGV[i], ARGV[i + 1]
   local held = redis.call('HGET', KEYS[2], session)
-  if not held or held == owner then
+  redis.call('HSET', KEYS[2], session, owners_add(held, owner))
+  if not held then
     redis.call('HSET', KEYS[1], session, ARGV[i + 2])
-    redis.call('HSET', KEYS[2], session, owner)
-    if not held then redis.call('PUBLISH', ARGV[1], ARGV[i + 3]) end
+    redis.call('PUBLISH', ARGV[1], ARGV[i + 3])
   end
 end
 return raised

@@ -1,5 +1,6 @@
-//! Names and sessions on one node: who holds which name, and for how long a dropped
-//! connection's session keeps it for a `resume`.
+//! Names and sessions on one node: who holds which name, which connections hold each session
+//! (a browser's tabs share one), and for how long a session whose last connection dropped keeps
+//! its name for a `resume`.
 
 use super::MemoryStore;
 use crate::{
@@ -13,15 +14,15 @@ use std::{
 
 pub(super) struct SessionRec {
     name: UserName,
-    /// The connection holding it; `None` while it waits to be resumed.
-    conn: Option<ConnId>,
+    /// The connections holding it; none while it waits to be resumed.
+    conns: Vec<ConnId>,
     /// When a detached session stops holding its name.
     expires: Option<Instant>,
 }
 
 impl SessionRec {
     fn live(&self, now: Instant) -> bool {
-        self.conn.is_some() || self.expires.is_some_and(|t| t > now)
+        !self.conns.is_empty() || self.expires.is_some_and(|t| t > now)
     }
 }
 
@@ -69,7 +70,7 @@ impl Sessions for MemoryStore {
         let now = Instant::now();
         Ok(match s.sessions.get_mut(session) {
             Some(rec) if rec.live(now) => {
-                rec.conn = Some(conn.clone());
+                hold(&mut rec.conns, conn);
                 rec.expires = None;
                 Some(rec.name.clone())
             }
@@ -102,14 +103,18 @@ impl Sessions for MemoryStore {
             s.names.remove(&old.key());
         }
         s.names.insert(key, session.clone());
-        s.sessions.insert(
-            session.clone(),
-            SessionRec {
+        // The session's other connections (tabs) keep holding it, under the new name.
+        let rec = s
+            .sessions
+            .entry(session.clone())
+            .or_insert_with(|| SessionRec {
                 name: name.clone(),
-                conn: Some(conn.clone()),
+                conns: Vec::new(),
                 expires: None,
-            },
-        );
+            });
+        rec.name = name.clone();
+        rec.expires = None;
+        hold(&mut rec.conns, conn);
         Ok(())
     }
 
@@ -118,18 +123,26 @@ impl Sessions for MemoryStore {
         let Some(rec) = s.sessions.get_mut(session) else {
             return;
         };
-        if rec.conn.as_ref() != Some(conn) {
-            // Another connection took the session over.
+        let before = rec.conns.len();
+        rec.conns.retain(|c| c != conn);
+        // Not one of its holders (any more), or others still hold it.
+        if rec.conns.len() == before || !rec.conns.is_empty() {
             return;
         }
         match how {
             Departure::Closed => s.drop_session(session),
             Departure::Dropped => {
                 let at = Instant::now() + self.session_ttl;
-                rec.conn = None;
                 rec.expires = Some(at);
                 s.expiring.push_back((at, session.clone()));
             }
         }
+    }
+}
+
+/// Adds `conn` to a session's (or a room member's) connections, once.
+pub(super) fn hold(conns: &mut Vec<ConnId>, conn: &ConnId) {
+    if !conns.contains(conn) {
+        conns.push(conn.clone());
     }
 }

@@ -1,5 +1,8 @@
 use super::*;
-use crate::server::store::{Departure, Sessions};
+use crate::server::{
+    bus::Subscription,
+    store::{Departure, Sessions},
+};
 
 fn store(history: usize) -> MemoryStore {
     MemoryStore::new(
@@ -163,33 +166,81 @@ async fn history_keeps_the_newest_messages_in_seq_order() {
     );
 }
 
+/// The notices published on `sub` so far, as (kind, name).
+async fn notices(sub: &mut Subscription) -> Vec<(NoticeKind, String)> {
+    let mut seen = Vec::new();
+    while let Ok(Ok(crate::server::bus::BusItem::Event(e))) =
+        tokio::time::timeout(Duration::from_millis(20), sub.recv()).await
+    {
+        if let ServerMsg::Notice { kind, name, .. } = &e.msg {
+            seen.push((*kind, name.clone()));
+        }
+    }
+    seen
+}
+
 #[tokio::test]
-async fn a_late_leave_of_a_taken_over_session_changes_nothing() {
+async fn a_session_held_by_two_connections_is_one_member_until_the_last_leaves() {
     let s = store(3);
     let room = RoomName::lobby();
-    let old = member("a", "ann");
-    let new = Member {
-        conn: "c-new".into(),
-        ..old.clone()
+    let tab1 = member("a", "ann");
+    let tab2 = Member {
+        conn: "c-tab2".into(),
+        ..tab1.clone()
     };
-    s.join(&room, &old, true, None).await.expect("joins");
+    s.join(&room, &tab1, true, None).await.expect("joins");
     let mut sub = s.subscribe(&room).await.expect("subscribes");
-    s.join(&room, &new, true, None).await.expect("joins again");
-    s.leave(&room, &old).await.expect("no-op");
+    s.join(&room, &tab2, true, None).await.expect("joins too");
     assert_eq!(s.members(&room).await.expect("ok"), ["ann"]);
-    s.leave(&room, &new).await.expect("leaves");
+    // A rename said by both tabs is announced once.
+    let bo = |m: &Member| Member {
+        name: name("bo"),
+        ..m.clone()
+    };
+    s.rename(&room, &bo(&tab1)).await.expect("renames");
+    s.rename(&room, &bo(&tab2)).await.expect("no-op");
+    // The tab that joined last goes first: the first still holds the member.
+    s.leave(&room, &tab2).await.expect("one tab goes");
+    assert_eq!(s.members(&room).await.expect("ok"), ["bo"]);
+    // A connection that is not one of the member's changes nothing.
+    s.leave(&room, &tab2).await.expect("no-op");
+    s.leave(&room, &tab1).await.expect("the last goes");
     assert_eq!(s.members(&room).await.expect("ok"), Vec::<String>::new());
-    // Only the real leave was announced.
-    match sub.recv().await.expect("an event") {
-        crate::server::bus::BusItem::Event(e) => assert!(matches!(
-            e.msg,
-            ServerMsg::Notice {
-                kind: NoticeKind::Left,
-                ..
-            }
-        )),
-        other => panic!("unexpected {other:?}"),
-    }
+    assert_eq!(
+        notices(&mut sub).await,
+        [
+            (NoticeKind::Renamed, "bo".into()),
+            (NoticeKind::Left, "bo".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_session_keeps_its_name_while_any_of_its_connections_holds_it() {
+    let s = store(3);
+    let (a, b): (SessionId, SessionId) = ("a".into(), "b".into());
+    let (tab1, tab2, cb): (ConnId, ConnId, ConnId) = ("t1".into(), "t2".into(), "cb".into());
+    let taken = |r: Result<(), StoreError>| matches!(r, Err(StoreError::NameTaken(_)));
+    s.claim_name(&a, &tab1, &name("ann"), None)
+        .await
+        .expect("free");
+    assert_eq!(s.resume(&a, &tab2).await.expect("ok"), Some(name("ann")));
+    // Renamed from one tab: the other still holds the session, under the new name.
+    s.claim_name(&a, &tab1, &name("bo"), Some(&name("ann")))
+        .await
+        .expect("renames");
+    s.release(&a, &tab1, Departure::Closed).await;
+    assert!(taken(s.claim_name(&b, &cb, &name("bo"), None).await));
+    s.claim_name(&b, &cb, &name("ann"), None)
+        .await
+        .expect("the old name is free");
+    // The late release of a connection that no longer holds it changes nothing.
+    s.release(&a, &tab1, Departure::Closed).await;
+    assert!(taken(s.claim_name(&b, &cb, &name("bo"), None).await));
+    s.release(&a, &tab2, Departure::Closed).await;
+    s.claim_name(&b, &cb, &name("bo"), Some(&name("ann")))
+        .await
+        .expect("free once the last tab closed");
 }
 
 #[tokio::test]

@@ -62,28 +62,35 @@ impl Scripts {
             true => Script::new(&source.replace(PUBLISH, SPUBLISH)),
             false => Script::new(source),
         };
-        // The scripts that read or write a room's messages share the history's functions.
+        // The scripts that read or write a room's messages share the history's functions; those
+        // that change who holds a session or a member, the owner lists'.
         let with_log = |source: &str| script(&format!("{LOG}\n{source}"));
+        let with_owners = |source: &str| script(&format!("{OWNERS}\n{source}"));
         Self {
-            claim: script(include_str!("../lua/claim.lua")),
-            resume: script(include_str!("../lua/resume.lua")),
-            release: script(include_str!("../lua/release.lua")),
-            join: with_log(include_str!("../lua/join.lua")),
-            reassert: script(include_str!("../lua/reassert.lua")),
-            leave: script(include_str!("../lua/leave.lua")),
-            rename: script(include_str!("../lua/rename.lua")),
+            claim: with_owners(include_str!("../lua/claim.lua")),
+            resume: with_owners(include_str!("../lua/resume.lua")),
+            release: with_owners(include_str!("../lua/release.lua")),
+            join: script(&format!(
+                "{LOG}\n{OWNERS}\n{}",
+                include_str!("../lua/join.lua")
+            )),
+            reassert: with_owners(include_str!("../lua/reassert.lua")),
+            leave: with_owners(include_str!("../lua/leave.lua")),
+            rename: with_owners(include_str!("../lua/rename.lua")),
             append: with_log(include_str!("../lua/append.lua")),
             since: with_log(include_str!("../lua/since.lua")),
             page: with_log(include_str!("../lua/page.lua")),
             peek: with_log(include_str!("../lua/peek.lua")),
-            sweep_names: script(include_str!("../lua/sweep_names.lua")),
-            reap: script(include_str!("../lua/reap.lua")),
+            sweep_names: with_owners(include_str!("../lua/sweep_names.lua")),
+            reap: with_owners(include_str!("../lua/reap.lua")),
         }
     }
 }
 
 /// The functions of a room's history (`lua/log.lua`).
 const LOG: &str = include_str!("../lua/log.lua");
+/// The functions of owner lists: who holds a session or a member (`lua/owners.lua`).
+const OWNERS: &str = include_str!("../lua/owners.lua");
 
 /// How the scripts publish; replaced by [`SPUBLISH`] on a cluster.
 pub(super) const PUBLISH: &str = "redis.call('PUBLISH',";

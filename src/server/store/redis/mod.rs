@@ -7,10 +7,12 @@
 //!   `history_size` entries and `history_bytes`; nodes before it kept a list, `:history`, that
 //!   the scripts adopt into the stream), `:ids` (hash:
 //!   client_id → seq) and `:id_order` (list of those ids, oldest first, trimmed to `dedup_window`),
-//!   `:members` (hash: session → name), `:owners` (hash: session → "<node> <conn>"), and the
-//!   channel `:events`;
+//!   `:members` (hash: session → name), `:owners` (hash: session → the connections holding it
+//!   there, "<node> <conn>" joined by `,`), and the channel `:events`;
 //! - users, tag `{u}`: `chorus:{u}:names` (hash: lower-cased name → session),
-//!   `chorus:{u}:s:<session>` (hash: `name`, `key`, `conn`, `node`; expires once detached),
+//!   `chorus:{u}:s:<session>` (hash: `name`, `key`, `owners`: the connections holding it, as in
+//!   a room's `:owners`; nodes before them wrote one, as `node` and `conn`; expires once no
+//!   connection holds it),
 //!   `chorus:{u}:node:<node>` (a live node's heartbeat, with a TTL), `chorus:{u}:nodes` (set of
 //!   nodes), `chorus:{u}:nr:<node>` (set of rooms where the node has members),
 //!   `chorus:{u}:status:<node>` (its status page report, JSON, with a TTL).
@@ -212,8 +214,7 @@ impl Sessions for RedisStore {
             .resume
             .key(session_key(session))
             .key(NAMES)
-            .arg(conn.as_ref())
-            .arg(self.settings.node.as_ref())
+            .arg(self.owner(conn))
             .arg(session.as_ref())
             .invoke_async(&mut self.link.conn())
             .await
@@ -235,8 +236,7 @@ impl Sessions for RedisStore {
             .key(session_key(session))
             .arg(name.key())
             .arg(session.as_ref())
-            .arg(conn.as_ref())
-            .arg(self.settings.node.as_ref())
+            .arg(self.owner(conn))
             .arg(name.as_str())
             .arg(old.map(|o| o.key()).unwrap_or_default())
             .arg(NODE_PREFIX)
@@ -257,7 +257,7 @@ impl Sessions for RedisStore {
             .release
             .key(session_key(session))
             .key(NAMES)
-            .arg(conn.as_ref())
+            .arg(self.owner(conn))
             .arg(if how == Departure::Dropped { "1" } else { "0" })
             .arg(self.settings.session_ttl.as_millis() as u64)
             .arg(session.as_ref())
@@ -348,24 +348,17 @@ impl Presence for RedisStore {
         let _: i64 = self
             .member_call(&self.scripts.leave, room, member)
             .arg(room_channel(room))
-            .arg(notice(room, NoticeKind::Left, &member.name, None))
             .invoke_async(&mut self.link.conn())
             .await
             .map_err(unavailable)?;
         Ok(())
     }
 
-    async fn rename(
-        &self,
-        room: &RoomName,
-        member: &Member,
-        old: &UserName,
-    ) -> Result<(), StoreError> {
+    async fn rename(&self, room: &RoomName, member: &Member) -> Result<(), StoreError> {
         let _: i64 = self
             .member_call(&self.scripts.rename, room, member)
             .arg(member.name.as_str())
             .arg(room_channel(room))
-            .arg(notice(room, NoticeKind::Renamed, &member.name, Some(old)))
             .invoke_async(&mut self.link.conn())
             .await
             .map_err(unavailable)?;

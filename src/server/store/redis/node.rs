@@ -94,7 +94,7 @@ impl RedisStore {
 
     /// Frees the names of sessions that are gone (expired after a dropped link, or held by a
     /// node that died), unless another node swept them lately. Returns how many were freed.
-    async fn sweep_names(&self) -> redis::RedisResult<u64> {
+    pub(super) async fn sweep_names(&self) -> redis::RedisResult<u64> {
         let mut conn = self.link.beats_conn();
         let every = u64::try_from(self.sweep_every().as_millis()).unwrap_or(60_000);
         let claimed: Option<String> = redis::cmd("SET")

@@ -370,3 +370,87 @@ async fn a_history_count_that_lost_its_entries_starts_again_and_nothing_precedes
     }
     stop.cancel();
 }
+
+/// A browser's two tabs on two nodes: one session, one member, held while either tab is; the
+/// tab on a node that died stops holding them and the other keeps them.
+#[tokio::test]
+async fn a_session_held_on_two_nodes_outlives_the_tab_on_a_dead_one() {
+    let server = Server::start();
+    let url = format!("redis://127.0.0.1:{}/", server.1);
+    let (stop1, stop2) = (CancellationToken::new(), CancellationToken::new());
+    let n1 = RedisStore::connect(settings(&url, HistoryBounds::messages(10)), stop1.clone())
+        .await
+        .expect("connects");
+    let n2 = RedisSettings {
+        node: "n2".into(),
+        ..settings(&url, HistoryBounds::messages(10))
+    };
+    let n2 = RedisStore::connect(n2, stop2.clone())
+        .await
+        .expect("connects");
+    let (room, ann) = (RoomName::lobby(), UserName::parse("ann").expect("valid"));
+    let (s1, s2): (SessionId, SessionId) = ("s1".into(), "s2".into());
+    let (tab1, tab2, other): (ConnId, ConnId, ConnId) = ("t1".into(), "t2".into(), "o".into());
+    n1.claim_name(&s1, &tab1, &ann, None).await.expect("free");
+    assert_eq!(n2.resume(&s1, &tab2).await.expect("ok"), Some(ann.clone()));
+    for (store, conn) in [(&n1, &tab1), (&n2, &tab2)] {
+        let member = Member {
+            session: s1.clone(),
+            conn: conn.clone(),
+            name: ann.clone(),
+        };
+        store.join(&room, &member, true, None).await.expect("joins");
+    }
+    let mut conn = n2.link.conn();
+    let reader = conn.clone();
+    let owners = |key: String, field: &'static str| {
+        let mut conn = reader.clone();
+        async move {
+            redis::cmd("HGET")
+                .arg(key)
+                .arg(field)
+                .query_async::<Option<String>>(&mut conn)
+                .await
+                .expect("reads")
+        }
+    };
+    assert_eq!(
+        owners(room_key(&room, "owners"), "s1").await.as_deref(),
+        Some("n1 t1,n2 t2")
+    );
+
+    // n1 dies: its tab stops holding the member and the session; n2's keeps both.
+    stop1.cancel();
+    redis::cmd("DEL")
+        .arg(node_key("n1"))
+        .arg(SWEEP_KEY)
+        .exec_async(&mut conn)
+        .await
+        .expect("deletes");
+    let reaped: i64 = n2
+        .scripts
+        .reap
+        .key(room_key(&room, "members"))
+        .key(room_key(&room, "owners"))
+        .arg("n1 ")
+        .arg(room_channel(&room))
+        .invoke_async(&mut conn)
+        .await
+        .expect("reaps");
+    assert_eq!(reaped, 0, "ann still has a tab");
+    assert_eq!(n2.members(&room).await.expect("reads"), ["ann"]);
+    n2.sweep_names().await.expect("sweeps");
+    assert_eq!(
+        owners(session_key("s1"), "owners").await.as_deref(),
+        Some("n2 t2")
+    );
+    let taken = n2.claim_name(&s2, &other, &ann, None).await;
+    assert!(matches!(taken, Err(StoreError::NameTaken(_))), "{taken:?}");
+
+    // The last tab closes: the name is free.
+    n2.release(&s1, &tab2, Departure::Closed).await;
+    n2.claim_name(&s2, &other, &ann, None)
+        .await
+        .expect("free once the last tab closed");
+    stop2.cancel();
+}
