@@ -15,7 +15,8 @@ use leptos::prelude::*;
 /// Where the name and language are remembered between visits.
 pub const NAME_KEY: &str = "chorus.name";
 pub const LANG_KEY: &str = "chorus.lang";
-/// Where this tab keeps its session across a reload (sessionStorage: one per tab).
+/// Where the browser keeps the session of the person its tabs are (localStorage: every tab
+/// resumes it, and a reload too), once it holds a name.
 pub const SESSION_KEY: &str = "chorus.session";
 
 /// Where this tab keeps the message a reader had at the top of the view, when scrolled up
@@ -220,6 +221,30 @@ mod imp {
         }
     }
 
+    /// Follows the browser's other tabs (`storage` events): one that took a name makes this one
+    /// the same person, and a rename in one is made in all.
+    fn watch_other_tabs(model: RwSignal<Model>) {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let on_change = wasm_bindgen::closure::Closure::<dyn Fn(web_sys::Event)>::new(
+            move |event: web_sys::Event| {
+                let key = js_sys::Reflect::get(&event, &"key".into())
+                    .ok()
+                    .and_then(|k| k.as_string());
+                if !matches!(key.as_deref(), Some(SESSION_KEY | NAME_KEY)) {
+                    return;
+                }
+                let (session, name) = (storage_get(SESSION_KEY), storage_get(NAME_KEY));
+                act(model, |m| m.other_tab(session, name));
+            },
+        );
+        let _ =
+            window.add_event_listener_with_callback("storage", on_change.as_ref().unchecked_ref());
+        // The page keeps listening as long as it lives.
+        on_change.forget();
+    }
+
     /// Follows whether the tab is shown (`visibilitychange`): while hidden, what others say is
     /// counted in the title and marked new.
     fn watch_visibility(model: RwSignal<Model>) {
@@ -271,6 +296,7 @@ mod imp {
     pub fn start(model: RwSignal<Model>) {
         watch_network(model);
         watch_visibility(model);
+        watch_other_tabs(model);
         leptos::task::spawn_local(async move {
             let Some(url) = ws_url() else { return };
             let attempt = Cell::new(0u32);

@@ -176,7 +176,9 @@ fn ChatPage(room: String) -> impl IntoView {
         let room = room.clone();
         move |_| {
             let remembered = client::storage_get(client::NAME_KEY);
-            let session = client::tab_get(client::SESSION_KEY);
+            // The browser's person; a tab of a version before it kept its own.
+            let session = client::storage_get(client::SESSION_KEY)
+                .or_else(|| client::tab_get(client::SESSION_KEY));
             let outbox = client::load_outbox(&room);
             model.update_untracked(|m| {
                 if m.wanted_name.is_none() {
@@ -190,12 +192,12 @@ fn ChatPage(room: String) -> impl IntoView {
             client::start(model);
         }
     });
-    let session = Memo::new(move |_| model.with(|m| m.session().map(str::to_owned)));
+    // Once it holds a name, the session is the browser's person: every tab resumes it.
+    let session = Memo::new(move |_| model.with(|m| m.named_session().map(str::to_owned)));
     Effect::new(move |_| {
-        client::tab_set(
-            client::SESSION_KEY,
-            session.get().as_deref().unwrap_or_default(),
-        )
+        if let Some(session) = session.get() {
+            client::storage_set(client::SESSION_KEY, &session);
+        }
     });
     let outbox = Memo::new(move |_| model.with(Model::outbox));
     Effect::new({

@@ -499,9 +499,16 @@ impl Model {
                 }
                 answers
             }
-            ServerMsg::Resumed { session, .. } => {
+            ServerMsg::Resumed { session, name } => {
                 self.session = Some(session);
-                Vec::new()
+                // Another tab's session, resumed by a tab that had no name: it is ours now.
+                match name {
+                    Some(name) if self.name.is_none() && self.wanted_name.is_none() => {
+                        self.wanted_name = Some(name.clone());
+                        vec![ClientMsg::SetName { name }]
+                    }
+                    _ => Vec::new(),
+                }
             }
             // Expected after a long absence: carry on with the new session.
             ServerMsg::Error {
@@ -774,8 +781,8 @@ impl Model {
         self.resend_pending(None)
     }
 
-    /// The session this tab had before a reload: resumed on connect, so that the room sees no
-    /// left/joined and the name stays this tab's.
+    /// The session of the browser's person (a reload's, another tab's): resumed on connect,
+    /// so that the room sees no left/joined and the name stays ours.
     pub fn resume_session(&mut self, session: String) {
         self.session.get_or_insert(session);
     }
@@ -783,6 +790,44 @@ impl Model {
     /// The session to resume after a reload.
     pub fn session(&self) -> Option<&str> {
         self.session.as_deref()
+    }
+
+    /// The session, once it holds a name: the one the browser's other tabs are to resume.
+    pub fn named_session(&self) -> Option<&str> {
+        self.name.as_ref().and(self.session.as_deref())
+    }
+
+    /// Another tab of this browser took a name in `session` (both as the browser now keeps
+    /// them). A tab without a name becomes that person (it resumes the session, whose name the
+    /// answer brings); a tab that is that person takes the name too, if it was renamed there. A
+    /// tab that is another person stays who it is.
+    pub fn other_tab(&mut self, session: Option<String>, name: Option<String>) -> Vec<ClientMsg> {
+        let Some(session) = session else {
+            return Vec::new();
+        };
+        if self.name.is_none() {
+            if self.session.as_deref() == Some(session.as_str()) {
+                return Vec::new();
+            }
+            self.wanted_name = None;
+            if self.status != Status::Online {
+                // The next connection resumes it, and claims its name.
+                self.session = Some(session);
+                self.wanted_name = name;
+                return Vec::new();
+            }
+            // Ours once the server says `resumed`; until then the tab stays what it was.
+            return vec![ClientMsg::Resume { session }];
+        }
+        match name {
+            Some(name)
+                if self.session.as_deref() == Some(session.as_str())
+                    && self.name.as_deref() != Some(name.as_str()) =>
+            {
+                self.request_name(&name)
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// What was written and not yet stored, oldest first, as `(client_id, text)`: kept by the
@@ -1183,6 +1228,62 @@ mod tests {
             ClientMsg::Resume {
                 session: "s3".into()
             }
+        );
+    }
+
+    #[test]
+    fn a_tab_without_a_name_becomes_the_person_another_tab_named() {
+        let mut m = Model::new("lobby", None);
+        m.apply(welcome_as("mine"));
+        assert_eq!(m.named_session(), None, "no name: nothing to share");
+        let other = || (Some("s1".to_owned()), Some("ann".to_owned()));
+        let (session, name) = other();
+        assert_eq!(
+            m.other_tab(session, name),
+            vec![ClientMsg::Resume {
+                session: "s1".into()
+            }]
+        );
+        assert_eq!(
+            m.session(),
+            Some("mine"),
+            "not ours until the server says so"
+        );
+        assert_eq!(
+            m.apply(ServerMsg::Resumed {
+                session: "s1".into(),
+                name: Some("ann".into()),
+            }),
+            vec![ClientMsg::SetName { name: "ann".into() }]
+        );
+        m.apply(ServerMsg::NameSet { name: "ann".into() });
+        assert_eq!(m.named_session(), Some("s1"));
+        // Nothing new: nothing to do.
+        let (session, name) = other();
+        assert_eq!(m.other_tab(session, name), vec![]);
+        // Renamed in the other tab: here too.
+        assert_eq!(
+            m.other_tab(Some("s1".into()), Some("bo".into())),
+            vec![ClientMsg::SetName { name: "bo".into() }]
+        );
+        // Another person's tab leaves this one as it is.
+        assert_eq!(m.other_tab(Some("s9".into()), Some("cy".into())), vec![]);
+    }
+
+    #[test]
+    fn a_tab_offline_without_a_name_resumes_another_tab_s_person_on_its_next_connection() {
+        let mut m = Model::new("lobby", None);
+        m.apply(welcome_as("mine"));
+        m.disconnected();
+        assert_eq!(m.other_tab(Some("s1".into()), Some("ann".into())), vec![]);
+        assert_eq!(
+            m.apply(welcome_as("new")),
+            vec![
+                ClientMsg::Resume {
+                    session: "s1".into()
+                },
+                ClientMsg::SetName { name: "ann".into() }
+            ]
         );
     }
 
