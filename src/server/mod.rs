@@ -98,6 +98,7 @@ impl AppState {
                     node: node_id.clone(),
                     history: config.history(),
                     dedup_window: config.rooms.dedup_window,
+                    list_max: config.rooms.presence_list_max,
                     session_ttl,
                     node_ttl: config.redis.node_ttl_ms,
                     room_ttl: room_idle,

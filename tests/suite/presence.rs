@@ -118,7 +118,9 @@ async fn a_big_room_sends_its_first_page_and_count_and_pages_the_rest_on_request
 
 #[tokio::test]
 async fn members_on_every_node_are_paged_from_any_node() {
-    let store = memory_store(&Default::default());
+    let mut config = chorus::server::config::Config::default();
+    config.rooms.presence_list_max = 2;
+    let store = memory_store(&config);
     let a = TestServer::on_store(store.clone(), "node-a", |c| c.rooms.presence_list_max = 2).await;
     let b = TestServer::on_store(store, "node-b", |c| c.rooms.presence_list_max = 2).await;
     let (mut clients, members, count) = five_in_the_lobby(&[&a, &b]).await;

@@ -17,9 +17,9 @@ use crate::server::{
     config::Config,
     frame::{self, CLOSE_POLICY},
     guard::{FrameKind, FrameLimits, Ticket, Verdict},
-    hub::{Hub, MEMBERS_PAGE_MAX, Outbox, members_page},
+    hub::{Hub, MEMBERS_PAGE_MAX, Outbox},
     metrics::Metrics,
-    store::{ConnId, Departure, Member, SessionId, Store, StoreError},
+    store::{ConnId, Departure, Member, MemberQuery, SessionId, Store, StoreError},
 };
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
@@ -480,17 +480,21 @@ impl Connection {
         limit: Option<u32>,
     ) -> Result<(), Invalid> {
         let room = self.joined_room(raw)?;
-        let node = &self.node;
-        let all = node
-            .metrics
-            .timed("members", node.store.members(&room))
-            .await?;
         let limit = limit.map_or(MEMBERS_PAGE_MAX, |l| l as usize);
-        let (members, next) = members_page(all, after.as_deref(), prefix.as_deref(), limit);
+        let query = MemberQuery::new(
+            after.as_deref(),
+            prefix.as_deref(),
+            limit.clamp(1, MEMBERS_PAGE_MAX),
+        );
+        let node = &self.node;
+        let page = node
+            .metrics
+            .timed("members", node.store.members(&room, &query))
+            .await?;
         self.reply(ServerMsg::Members {
             room: room.to_string(),
-            members,
-            next,
+            members: page.names,
+            next: page.next,
         })
         .await;
         Ok(())

@@ -29,7 +29,7 @@ use super::{
     store::{Member, Store, StoreError},
 };
 use crate::protocol::{Position, RoomName};
-pub use presence::{MEMBERS_PAGE_MAX, members_page};
+pub use presence::MEMBERS_PAGE_MAX;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},

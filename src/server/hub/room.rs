@@ -1,17 +1,13 @@
 //! One room's task on this node: its local members, its place in the room's stream, joins
 //! merged with the live stream, gap fills and throttled member lists (see the module above).
 
-use super::{
-    Command, Hub, Outbox,
-    joined::joined_frame,
-    presence::{PresenceThrottle, first_page},
-};
+use super::{Command, Hub, Outbox, joined::joined_frame, presence::PresenceThrottle};
 use crate::protocol::{ChatMessage, NoticeKind, RoomName, ServerMsg};
 use crate::server::outbox::Class;
 use crate::server::{
     bus::{BusEvent, BusItem, RecvError, Subscription},
     frame::encode,
-    store::{Member, Snapshot, StoreError},
+    store::{Member, MemberPage, MemberQuery, Snapshot, StoreError},
 };
 use std::{sync::Arc, time::Duration};
 use tokio::{
@@ -81,8 +77,8 @@ struct RoomTask {
 pub(super) const REFILL_FIRST: Duration = Duration::from_millis(100);
 const REFILL_MAX: Duration = Duration::from_secs(2);
 
-/// A room's member list as read from the store.
-type MemberList = Result<Vec<String>, StoreError>;
+/// The first page of a room's member list as read from the store.
+type MemberList = Result<MemberPage, StoreError>;
 
 pub(super) async fn room_task(
     hub: Arc<Hub>,
@@ -270,7 +266,7 @@ impl RoomTask {
         self.joins -= 1;
         let result = snapshot.map(|snapshot| {
             let created = snapshot.created;
-            self.count = snapshot.members.len();
+            self.count = snapshot.count;
             // A repeated join replaces the connection's entry and resends the room.
             self.members.retain(|m| m.member.conn != member.conn);
             let (epoch, last_seq) = (snapshot.epoch.clone(), snapshot.last_seq);
@@ -286,7 +282,7 @@ impl RoomTask {
                     self.delivered = last_seq;
                 }
             }
-            let joined = joined_frame(self.hub.list_max, &self.room, snapshot);
+            let joined = joined_frame(&self.room, snapshot);
             if let ServerMsg::Joined {
                 recovered: Some(complete),
                 ..
@@ -479,21 +475,24 @@ impl RoomTask {
         self.presence.reading = true;
         let (hub, room, done) = (self.hub.clone(), self.room.clone(), self.lists.0.clone());
         tokio::spawn(async move {
-            let list = hub.metrics.timed("members", hub.store.members(&room)).await;
+            let first = MemberQuery::first(hub.list_max);
+            let list = hub
+                .metrics
+                .timed("members", hub.store.members(&room, &first));
+            let list = list.await;
             let _ = done.send(list);
         });
     }
 
-    fn send_presence(&mut self, list: Result<Vec<String>, StoreError>) {
+    fn send_presence(&mut self, list: MemberList) {
         self.presence.reading = false;
         match list {
-            Ok(members) => {
-                self.count = members.len();
-                let (members, count) = first_page(members, self.hub.list_max);
+            Ok(page) => {
+                self.count = page.count;
                 let frame = encode(&ServerMsg::Presence {
                     room: self.room.to_string(),
-                    members,
-                    count,
+                    members: page.names,
+                    count: u32::try_from(page.count).unwrap_or(u32::MAX),
                 });
                 self.fan_out(&frame, Class::Presence(self.presence.id));
             }

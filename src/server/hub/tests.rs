@@ -4,8 +4,8 @@ use crate::{
     server::{
         bus::{BusItem, Subscription},
         store::{
-            Broker, ConnId, Departure, Health, HistoryBounds, MemoryStore, Page, Presence,
-            SessionId, Sessions, Snapshot, Stored,
+            Broker, ConnId, Departure, Health, HistoryBounds, MemberPage, MemberQuery, MemoryStore,
+            Page, Presence, SessionId, Sessions, Snapshot, Stored,
         },
     },
 };
@@ -190,9 +190,13 @@ impl Presence for SlowStore {
     async fn rename(&self, room: &RoomName, member: &Member) -> Result<(), StoreError> {
         self.memory.rename(room, member).await
     }
-    async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
+    async fn members(
+        &self,
+        room: &RoomName,
+        query: &MemberQuery,
+    ) -> Result<MemberPage, StoreError> {
         tokio::time::sleep(SLOW).await;
-        self.memory.members(room).await
+        self.memory.members(room, query).await
     }
     async fn reassert(
         &self,

@@ -4,8 +4,8 @@
 //! `internal` error. Once connected, every call goes straight to the Redis store.
 
 use super::{
-    Broker, ConnId, Departure, Health, Member, Page, Presence, SessionId, Sessions, Snapshot,
-    StoreError, Stored,
+    Broker, ConnId, Departure, Health, Member, MemberPage, MemberQuery, Page, Presence, SessionId,
+    Sessions, Snapshot, StoreError, Stored,
     redis::{RedisSettings, RedisStore},
 };
 use crate::{
@@ -115,8 +115,12 @@ impl Presence for Later {
         self.store()?.rename(room, member).await
     }
 
-    async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
-        self.store()?.members(room).await
+    async fn members(
+        &self,
+        room: &RoomName,
+        query: &MemberQuery,
+    ) -> Result<MemberPage, StoreError> {
+        self.store()?.members(room, query).await
     }
 
     async fn reassert(

@@ -3,13 +3,12 @@
 //! events go out in the order they happened.
 
 use super::{
-    Broker, ConnId, Health, HistoryBounds, Member, Page, Presence, RECOVER_MAX, RecentIds,
-    SessionId, Snapshot, StoreError, Stored, history::History, new_epoch, now_ms,
+    Broker, ConnId, Health, HistoryBounds, LIST_MAX, Member, MemberPage, MemberQuery, Page,
+    Presence, RECOVER_MAX, RecentIds, SessionId, Snapshot, StoreError, Stored, history::History,
+    new_epoch, now_ms,
 };
 use crate::{
-    protocol::{
-        ChatMessage, MessageText, NoticeKind, Position, RoomName, ServerMsg, UserName, sort_members,
-    },
+    protocol::{ChatMessage, MessageText, NoticeKind, Position, RoomName, ServerMsg, UserName},
     server::bus::{BusEvent, MemoryBus, Subscription},
 };
 use std::{
@@ -24,12 +23,16 @@ const DEFAULT_ROOM_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// is full.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
+mod roster;
 mod sessions;
+use roster::Roster;
 use sessions::SessionTable;
 
 struct Room {
     /// Session → the connections carrying it here (a browser's tabs: one member), and its name.
     members: BTreeMap<SessionId, (Vec<ConnId>, UserName)>,
+    /// Their names, in order.
+    roster: Roster,
     history: History,
     last_seq: u64,
     /// Names this life of the room: a room evicted and opened again numbers from 1 in a new
@@ -46,6 +49,7 @@ impl Room {
     fn new() -> Self {
         Self {
             members: BTreeMap::new(),
+            roster: Roster::default(),
             history: History::default(),
             last_seq: 0,
             epoch: new_epoch(),
@@ -55,14 +59,8 @@ impl Room {
         }
     }
 
-    fn member_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .members
-            .values()
-            .map(|(_, n)| n.as_str().to_owned())
-            .collect();
-        sort_members(&mut names);
-        names
+    fn members(&self, query: &MemberQuery) -> MemberPage {
+        self.roster.page(query, self.members.len())
     }
 
     /// The room's epoch, once its first message is stored (as in Redis).
@@ -70,10 +68,12 @@ impl Room {
         (self.last_seq > 0).then(|| self.epoch.clone())
     }
 
-    /// What a joiner (or a reader) is told: the members, and `history`.
-    fn snapshot(&self, history: Vec<ChatMessage>) -> Snapshot {
+    /// What a joiner (or a reader) is told: the first `list_max` members, and `history`.
+    fn snapshot(&self, list_max: usize, history: Vec<ChatMessage>) -> Snapshot {
+        let first = self.members(&MemberQuery::first(list_max));
         Snapshot {
-            members: self.member_names(),
+            members: first.names,
+            count: first.count,
             history,
             recovered: None,
             epoch: self.numbering(),
@@ -88,6 +88,8 @@ pub struct MemoryStore {
     history: HistoryBounds,
     dedup_window: usize,
     max_rooms: usize,
+    /// Most names a joiner is given.
+    list_max: usize,
     /// A room without members and without a join or message for this long is forgotten.
     room_idle: Duration,
     /// When idle rooms were last swept (on a room's creation, at most once a minute).
@@ -111,6 +113,7 @@ impl MemoryStore {
             history,
             dedup_window,
             max_rooms,
+            list_max: LIST_MAX,
             room_idle: DEFAULT_ROOM_IDLE,
             swept: Mutex::new(Instant::now()),
             session_ttl,
@@ -128,6 +131,13 @@ impl MemoryStore {
             config.rooms.session_ttl_secs,
         )
         .with_room_idle(config.rooms.room_idle_secs)
+        .with_list_max(config.rooms.presence_list_max)
+    }
+
+    /// How many names a joiner is given, at most (`presence_list_max`).
+    pub fn with_list_max(mut self, list_max: usize) -> Self {
+        self.list_max = list_max;
+        self
     }
 
     /// How long a room without members may stay idle before it is forgotten.
@@ -263,12 +273,15 @@ impl Presence for MemoryStore {
                 let conns = vec![member.conn.clone()];
                 room.members
                     .insert(member.session.clone(), (conns, member.name.clone()));
+                room.roster.add(member.name.as_str());
                 self.notice(room_name, NoticeKind::Joined, &member.name, None);
             }
             Some((conns, name)) => {
                 sessions::hold(conns, &member.conn);
                 if *name != member.name {
                     let old = std::mem::replace(name, member.name.clone());
+                    room.roster.remove(old.as_str());
+                    room.roster.add(member.name.as_str());
                     self.notice(room_name, NoticeKind::Renamed, &member.name, Some(&old));
                 }
             }
@@ -283,7 +296,7 @@ impl Presence for MemoryStore {
         Ok(Snapshot {
             recovered: complete,
             created,
-            ..room.snapshot(history)
+            ..room.snapshot(self.list_max, history)
         })
     }
 
@@ -292,7 +305,7 @@ impl Presence for MemoryStore {
             return Ok(Snapshot::default());
         };
         let room = room.lock().await;
-        Ok(room.snapshot(room.history.recent(self.history.window)))
+        Ok(room.snapshot(self.list_max, room.history.recent(self.history.window)))
     }
 
     async fn leave(&self, room_name: &RoomName, member: &Member) -> Result<(), StoreError> {
@@ -308,6 +321,7 @@ impl Presence for MemoryStore {
         if conns.is_empty()
             && let Some((_, name)) = room.members.remove(&member.session)
         {
+            room.roster.remove(name.as_str());
             self.notice(room_name, NoticeKind::Left, &name, None);
         }
         self.forget_if_empty(room_name, &room_ref, &mut room);
@@ -327,14 +341,20 @@ impl Presence for MemoryStore {
             return Ok(());
         }
         let old = std::mem::replace(name, member.name.clone());
+        room.roster.remove(old.as_str());
+        room.roster.add(member.name.as_str());
         self.notice(room_name, NoticeKind::Renamed, &member.name, Some(&old));
         Ok(())
     }
 
-    async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
+    async fn members(
+        &self,
+        room: &RoomName,
+        query: &MemberQuery,
+    ) -> Result<MemberPage, StoreError> {
         Ok(match self.existing(room) {
-            Some(room) => room.lock().await.member_names(),
-            None => Vec::new(),
+            Some(room) => room.lock().await.members(query),
+            None => MemberPage::default(),
         })
     }
 

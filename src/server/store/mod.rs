@@ -20,6 +20,8 @@ pub mod redis;
 
 pub use self::redis::RedisStore;
 pub use history::{HistoryBounds, Page, RECOVER_MAX};
+/// Most names a `joined` or `presence` frame lists (`presence_list_max`), until configured.
+pub const LIST_MAX: usize = 200;
 pub use later::Later;
 pub use memory::MemoryStore;
 
@@ -47,7 +49,11 @@ pub struct Member {
 /// nobody opened sees it).
 #[derive(Debug, Default)]
 pub struct Snapshot {
+    /// The first members in the protocol's order: all of them in a room of up to the store's
+    /// `list_max`, else that many.
     pub members: Vec<String>,
+    /// How many members the room has.
+    pub count: usize,
     /// The messages after the joiner's `since` when they could all be had (`recovered` is then
     /// `Some(true)`), else the room's newest window.
     pub history: Vec<ChatMessage>,
@@ -59,6 +65,46 @@ pub struct Snapshot {
     pub last_seq: u64,
     /// The join opened the room: it had neither members nor stored messages.
     pub created: bool,
+}
+
+/// Which of a room's members to read, in the protocol's order (case-insensitive): those after
+/// the name `after` whose names begin with `prefix` (both ignoring case), at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberQuery {
+    /// Lower-cased, as names are ordered.
+    pub after: Option<String>,
+    pub prefix: String,
+    pub limit: usize,
+}
+
+impl MemberQuery {
+    pub fn new(after: Option<&str>, prefix: Option<&str>, limit: usize) -> Self {
+        Self {
+            after: after.map(str::to_lowercase),
+            prefix: prefix.map(str::to_lowercase).unwrap_or_default(),
+            limit: limit.max(1),
+        }
+    }
+
+    /// The first `limit` members.
+    pub fn first(limit: usize) -> Self {
+        Self::new(None, None, limit)
+    }
+}
+
+/// A page of a room's members, in the protocol's order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberPage {
+    pub names: Vec<String>,
+    /// The `after` of the next page, when more names match.
+    pub next: Option<String>,
+    /// How many members the room has (all of them, whatever the query).
+    pub count: usize,
+}
+
+/// The key a member's name is ordered by: `sort_members`'s, which pages go by.
+pub(crate) fn order_key(name: &str) -> String {
+    name.to_lowercase()
 }
 
 /// Where `append` put a message.
@@ -156,8 +202,9 @@ pub trait Presence: Send + Sync + 'static {
     /// another connection of its session said it first.
     async fn rename(&self, room: &RoomName, member: &Member) -> Result<(), StoreError>;
 
-    /// The room's member names, sorted as the protocol promises.
-    async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError>;
+    /// A page of the room's members, without reading all of them.
+    async fn members(&self, room: &RoomName, query: &MemberQuery)
+    -> Result<MemberPage, StoreError>;
 
     /// Puts this node's members of the room back where the store may have lost them (Redis came
     /// back without its data, or thought this node dead). Announces only those it re-adds.

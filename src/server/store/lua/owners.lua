@@ -1,5 +1,6 @@
 -- Who holds a session, or a session's place in a room: a list of owners "<node> <conn>",
--- joined by ','. A browser's tabs are one session held by several connections.
+-- joined by ','. A browser's tabs are one session held by several connections. And how a
+-- room keeps its members' names.
 local function owners_has(list, owner)
   return string.find(',' .. list .. ',', ',' .. owner .. ',', 1, true) ~= nil
 end
@@ -35,4 +36,20 @@ local function session_owners(s)
   if f[1] then return f[1] end
   if f[3] and f[3] ~= '' then return f[2] .. ' ' .. f[3] end
   return ''
+end
+
+-- A room member as the room's `members` hash keeps it: '<order key>\n<name>' (a node before
+-- the sorted names kept the name alone). Its name:
+local function member_name(stored)
+  return string.match(stored, '\n(.*)$') or stored
+end
+
+-- The room's sorted names (`names`, a sorted set of score 0, read by ZRANGEBYLEX) hold each
+-- member as '<order key>\n<name>\n<session>'.
+local function names_add(names, stored, session)
+  redis.call('ZADD', names, 0, stored .. '\n' .. session)
+end
+
+local function names_del(names, stored, session)
+  if stored then redis.call('ZREM', names, stored .. '\n' .. session) end
 end

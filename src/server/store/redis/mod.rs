@@ -7,8 +7,11 @@
 //!   `history_size` entries and `history_bytes`; nodes before it kept a list, `:history`, that
 //!   the scripts adopt into the stream), `:ids` (hash:
 //!   client_id → seq) and `:id_order` (list of those ids, oldest first, trimmed to `dedup_window`),
-//!   `:members` (hash: session → name), `:owners` (hash: session → the connections holding it
-//!   there, "<node> <conn>" joined by `,`), and the channel `:events`;
+//!   `:members` (hash: session → "<order key>\n<name>", the order key being the lower-cased
+//!   name), `:names` (sorted set, all of score 0: "<order key>\n<name>\n<session>", so that a
+//!   page of members in the protocol's order is one `ZRANGEBYLEX`, and a join reads the first
+//!   page and `HLEN`, not the whole room), `:owners` (hash: session → the connections holding
+//!   it there, "<node> <conn>" joined by `,`), and the channel `:events`;
 //! - users, tag `{u}`: `chorus:{u}:names` (hash: lower-cased name → session),
 //!   `chorus:{u}:s:<session>` (hash: `name`, `key`, `owners`: the connections holding it, as in
 //!   a room's `:owners`; nodes before them wrote one, as `node` and `conn`; expires once no
@@ -26,14 +29,12 @@
 //! listed, announcing them as `left`, and its sessions stop holding names.
 
 use super::{
-    Broker, ConnId, Departure, Health, HistoryBounds, Member, Page, Presence, RECOVER_MAX,
-    SessionId, Sessions, Snapshot, StoreError, Stored, messages_after, new_epoch, now_ms,
-    unavailable,
+    Broker, ConnId, Departure, Health, HistoryBounds, Member, MemberPage, MemberQuery, Page,
+    Presence, RECOVER_MAX, SessionId, Sessions, Snapshot, StoreError, Stored, messages_after,
+    new_epoch, now_ms, order_key, unavailable,
 };
 use crate::{
-    protocol::{
-        ChatMessage, MessageText, NoticeKind, Position, RoomName, ServerMsg, UserName, sort_members,
-    },
+    protocol::{ChatMessage, MessageText, NoticeKind, Position, RoomName, ServerMsg, UserName},
     server::bus::{Conn, Link, RedisBus, Subscription, Target, payload, room_channel, slot},
 };
 use prometheus_client::metrics::counter::Counter;
@@ -64,6 +65,8 @@ pub struct RedisSettings {
     pub node: Arc<str>,
     pub history: HistoryBounds,
     pub dedup_window: usize,
+    /// Most names a joiner is given (`presence_list_max`).
+    pub list_max: usize,
     pub session_ttl: Duration,
     pub node_ttl: Duration,
     /// A room's messages, sequence and dedup ids expire after this long without a message or
@@ -90,12 +93,31 @@ fn notice(room: &RoomName, kind: NoticeKind, name: &UserName, old: Option<&UserN
     })
 }
 
-/// A snapshot from what the join and peek scripts return: member names, payloads, the room's
-/// epoch ('' before its first message) and seq.
-fn snapshot(mut members: Vec<String>, history: Vec<String>, epoch: String, seq: &str) -> Snapshot {
-    sort_members(&mut members);
+/// A member as the room's `members` hash keeps it, ordered in its `names` by the order key.
+fn stored(name: &UserName) -> String {
+    format!("{}\n{name}", order_key(name.as_str()))
+}
+
+/// The names of entries of a room's `names` ('<order key>\n<name>\n<session>'), in order.
+fn entry_names(entries: Vec<String>) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| e.split('\n').nth(1).map(str::to_owned))
+        .collect()
+}
+
+/// A snapshot from what the join and peek scripts return: entries of the room's first names,
+/// payloads, the room's epoch ('' before its first message) and seq, and its member count.
+fn snapshot(
+    first: Vec<String>,
+    history: Vec<String>,
+    epoch: String,
+    seq: &str,
+    count: usize,
+) -> Snapshot {
     Snapshot {
-        members,
+        members: entry_names(first),
+        count,
         history: decode_history(history),
         recovered: None,
         epoch: numbering(epoch),
@@ -185,8 +207,8 @@ impl RedisStore {
         format!("{} {conn}", self.settings.node)
     }
 
-    /// Starts a call of one of the scripts that change a member of a room: KEYS members, owners;
-    /// ARGV session, owner, then whatever the caller adds.
+    /// Starts a call of one of the scripts that change a member of a room: KEYS members, owners,
+    /// names; ARGV session, owner, then whatever the caller adds.
     fn member_call<'a>(
         &self,
         script: &'a Script,
@@ -196,6 +218,7 @@ impl RedisStore {
         let mut call = script.prepare_invoke();
         call.key(room_key(room, "members"))
             .key(room_key(room, "owners"))
+            .key(room_key(room, "names"))
             .arg(member.session.as_ref())
             .arg(self.owner(&member.conn));
         call
@@ -279,8 +302,8 @@ impl Presence for RedisStore {
         create: bool,
         since: Option<&Position>,
     ) -> Result<Snapshot, StoreError> {
-        type Joined = (Vec<String>, Vec<String>, String, String, i64, u8);
-        let (names, history, epoch, seq, opened, recovered): Joined = self
+        type Joined = (Vec<String>, Vec<String>, String, String, i64, u8, usize);
+        let (first, history, epoch, seq, opened, recovered, count): Joined = self
             .scripts
             .join
             .key(room_key(room, "meta"))
@@ -290,9 +313,10 @@ impl Presence for RedisStore {
             .key(room_key(room, "ids"))
             .key(room_key(room, "id_order"))
             .key(room_key(room, "history"))
+            .key(room_key(room, "names"))
             .arg(member.session.as_ref())
             .arg(self.owner(&member.conn))
-            .arg(member.name.as_str())
+            .arg(stored(&member.name))
             .arg(room_channel(room))
             .arg(notice(room, NoticeKind::Joined, &member.name, None))
             .arg(if create { "1" } else { "0" })
@@ -301,13 +325,14 @@ impl Presence for RedisStore {
             .arg(since.map_or("", |s| s.epoch.as_str()))
             .arg(since.map_or(0, |s| s.seq))
             .arg(RECOVER_MAX)
+            .arg(self.settings.list_max)
             .invoke_async(&mut self.link.conn())
             .await
             .map_err(unavailable)?;
         if opened < 0 {
             return Err(StoreError::CreationLimited);
         }
-        let mut snapshot = snapshot(names, history, epoch, &seq);
+        let mut snapshot = snapshot(first, history, epoch, &seq, count);
         snapshot.created = opened == 1;
         snapshot.recovered = since.map(|_| recovered == 1);
         // A stored message that did not decode leaves a hole: then it was not a recovery.
@@ -330,18 +355,21 @@ impl Presence for RedisStore {
     }
 
     async fn peek(&self, room: &RoomName) -> Result<Snapshot, StoreError> {
-        let (names, history, epoch, seq): (Vec<String>, Vec<String>, String, String) = self
+        type Peeked = (Vec<String>, Vec<String>, String, String, usize);
+        let (first, history, epoch, seq, count): Peeked = self
             .scripts
             .peek
             .key(room_key(room, "meta"))
             .key(room_key(room, "log"))
             .key(room_key(room, "members"))
             .key(room_key(room, "history"))
+            .key(room_key(room, "names"))
             .arg(self.settings.history.window)
+            .arg(self.settings.list_max)
             .invoke_async(&mut self.link.conn())
             .await
             .map_err(unavailable)?;
-        Ok(snapshot(names, history, epoch, &seq))
+        Ok(snapshot(first, history, epoch, &seq, count))
     }
 
     async fn leave(&self, room: &RoomName, member: &Member) -> Result<(), StoreError> {
@@ -357,7 +385,7 @@ impl Presence for RedisStore {
     async fn rename(&self, room: &RoomName, member: &Member) -> Result<(), StoreError> {
         let _: i64 = self
             .member_call(&self.scripts.rename, room, member)
-            .arg(member.name.as_str())
+            .arg(stored(&member.name))
             .arg(room_channel(room))
             .invoke_async(&mut self.link.conn())
             .await
@@ -365,14 +393,49 @@ impl Presence for RedisStore {
         Ok(())
     }
 
-    async fn members(&self, room: &RoomName) -> Result<Vec<String>, StoreError> {
-        let mut names: Vec<String> = redis::cmd("HVALS")
+    async fn members(
+        &self,
+        room: &RoomName,
+        query: &MemberQuery,
+    ) -> Result<MemberPage, StoreError> {
+        // Entries are '<order key>\n<name>\n<session>'; no UTF-8 has the byte 0xff, so
+        // '<key>\n\xff' comes after every entry of that key, '<prefix>\xff' after every key
+        // that begins with the prefix.
+        let prefix = query.prefix.as_bytes();
+        let min = match &query.after {
+            Some(after) if after.as_bytes() >= prefix => {
+                [b"(", after.as_bytes(), b"\n\xff"].concat()
+            }
+            _ if prefix.is_empty() => b"-".to_vec(),
+            _ => [b"[", prefix].concat(),
+        };
+        let max = match prefix.is_empty() {
+            true => b"+".to_vec(),
+            false => [b"(", prefix, b"\xff"].concat(),
+        };
+        let (entries, count): (Vec<String>, usize) = redis::pipe()
+            .cmd("ZRANGEBYLEX")
+            .arg(room_key(room, "names"))
+            .arg(min)
+            .arg(max)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(query.limit + 1)
+            .cmd("HLEN")
             .arg(room_key(room, "members"))
             .query_async(&mut self.link.conn())
             .await
             .map_err(unavailable)?;
-        sort_members(&mut names);
-        Ok(names)
+        let mut names = entry_names(entries);
+        let next = (names.len() > query.limit).then(|| {
+            names.truncate(query.limit);
+            names.last().cloned()
+        });
+        Ok(MemberPage {
+            names,
+            next: next.flatten(),
+            count,
+        })
     }
 
     async fn reassert(
@@ -387,13 +450,14 @@ impl Presence for RedisStore {
         call.key(room_key(room, "members"))
             .key(room_key(room, "owners"))
             .key(room_key(room, "meta"))
+            .key(room_key(room, "names"))
             .arg(room_channel(room))
             .arg(epoch)
             .arg(seq);
         for member in members {
             call.arg(member.session.as_ref())
                 .arg(self.owner(&member.conn))
-                .arg(member.name.as_str())
+                .arg(stored(&member.name))
                 .arg(notice(room, NoticeKind::Joined, &member.name, None));
         }
         let raised: i64 = call

@@ -62,6 +62,7 @@ impl RedisStore {
                     .reap
                     .key(room_key(&room, "members"))
                     .key(room_key(&room, "owners"))
+                    .key(room_key(&room, "names"))
                     .arg(format!("{dead} "))
                     .arg(room_channel(&room))
                     .invoke_async(&mut conn)

@@ -45,6 +45,7 @@ fn settings(url: &str, history: HistoryBounds) -> RedisSettings {
         node: "n1".into(),
         history,
         dedup_window: 10,
+        list_max: 200,
         session_ttl: Duration::from_secs(30),
         node_ttl: Duration::from_secs(5),
         room_ttl: Duration::from_secs(60),
@@ -213,6 +214,7 @@ async fn what_the_scripts_publish_reads_back_as_protocol_frames() {
         .reap
         .key(room_key(&room, "members"))
         .key(room_key(&room, "owners"))
+        .key(room_key(&room, "names"))
         .arg("n1 ")
         .arg(room_channel(&room))
         .invoke_async(&mut store.link.conn())
@@ -432,13 +434,20 @@ async fn a_session_held_on_two_nodes_outlives_the_tab_on_a_dead_one() {
         .reap
         .key(room_key(&room, "members"))
         .key(room_key(&room, "owners"))
+        .key(room_key(&room, "names"))
         .arg("n1 ")
         .arg(room_channel(&room))
         .invoke_async(&mut conn)
         .await
         .expect("reaps");
     assert_eq!(reaped, 0, "ann still has a tab");
-    assert_eq!(n2.members(&room).await.expect("reads"), ["ann"]);
+    assert_eq!(
+        n2.members(&room, &MemberQuery::first(100))
+            .await
+            .expect("reads")
+            .names,
+        ["ann"]
+    );
     n2.sweep_names().await.expect("sweeps");
     assert_eq!(
         owners(session_key("s1"), "owners").await.as_deref(),
@@ -453,4 +462,83 @@ async fn a_session_held_on_two_nodes_outlives_the_tab_on_a_dead_one() {
         .await
         .expect("free once the last tab closed");
     stop2.cancel();
+}
+
+/// Pages of a room's members come from its sorted names (no read of the whole room), in the
+/// protocol's order, with `after` and `prefix` ignoring case, also past ASCII; and agree with
+/// what the in-memory store answers.
+#[tokio::test]
+async fn member_pages_are_read_from_the_sorted_names_in_the_protocol_s_order() {
+    let server = Server::start();
+    let url = format!("redis://127.0.0.1:{}/", server.1);
+    let stop = CancellationToken::new();
+    let redis = RedisStore::connect(settings(&url, HistoryBounds::messages(10)), stop.clone())
+        .await
+        .expect("connects");
+    let memory = crate::server::store::MemoryStore::new(
+        HistoryBounds::messages(10),
+        10,
+        10,
+        Duration::from_secs(30),
+    )
+    .with_list_max(3);
+    let room = RoomName::lobby();
+    let names = ["öz", "Zoë", "ann", "Ödön", "Bo"];
+    for (i, name) in names.iter().enumerate() {
+        let m = member(&format!("s{i}"), name);
+        redis.join(&room, &m, true, None).await.expect("joins");
+        memory.join(&room, &m, true, None).await.expect("joins");
+    }
+    let page = async |after, prefix, limit| {
+        let q = MemberQuery::new(after, prefix, limit);
+        let r = redis.members(&room, &q).await.expect("reads");
+        let m = memory.members(&room, &q).await.expect("reads");
+        assert_eq!(r, m, "both stores answer alike");
+        assert_eq!(r.count, 5);
+        (r.names, r.next)
+    };
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        page(None, None, 10).await,
+        (strings(&["ann", "Bo", "Zoë", "Ödön", "öz"]), None)
+    );
+    assert_eq!(
+        page(Some("BO"), None, 2).await,
+        (strings(&["Zoë", "Ödön"]), Some("Ödön".into()))
+    );
+    assert_eq!(
+        page(None, Some("Ö"), 10).await,
+        (strings(&["Ödön", "öz"]), None)
+    );
+    assert_eq!(
+        page(Some("ödön"), Some("ö"), 10).await,
+        (strings(&["öz"]), None)
+    );
+    assert_eq!(
+        page(Some("a"), Some("z"), 10).await,
+        (strings(&["Zoë"]), None)
+    );
+    // A rename moves the name; a leave removes it.
+    let renamed = Member {
+        name: UserName::parse("Al").expect("valid"),
+        ..member("s1", "Zoë")
+    };
+    redis.rename(&room, &renamed).await.expect("renames");
+    redis
+        .leave(&room, &member("s0", "öz"))
+        .await
+        .expect("leaves");
+    let first = redis
+        .members(&room, &MemberQuery::first(10))
+        .await
+        .expect("reads");
+    assert_eq!(first.names, strings(&["Al", "ann", "Bo", "Ödön"]));
+    assert_eq!(first.count, 4);
+    // A joiner gets the first `list_max` and the count.
+    let snap = redis
+        .join(&room, &member("s9", "cy"), true, None)
+        .await
+        .expect("joins");
+    assert_eq!((snap.members.len(), snap.count), (5, 5));
+    stop.cancel();
 }
