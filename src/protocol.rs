@@ -213,6 +213,13 @@ pub enum ServerMsg {
         #[serde(default)]
         count: u32,
     },
+    /// The room's member count changed and the names a `presence` would list did not: in a
+    /// big room most joins and leaves are past its first page, and re-sending the same page
+    /// to every member for each would cost the room the square of its size.
+    MemberCount {
+        room: String,
+        count: u32,
+    },
     /// Answer to `members`: a page of the room's members, sorted. `next`, when present, is the
     /// `after` that asks for the page that follows.
     Members {

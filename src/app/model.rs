@@ -654,6 +654,11 @@ impl Model {
                 self.set_members(members, count);
                 Vec::new()
             }
+            // A big room's count moved past the names shown.
+            ServerMsg::MemberCount { room, count } if room == self.room => {
+                self.member_count = (count as usize).max(self.members.len());
+                Vec::new()
+            }
             ServerMsg::Error {
                 code: ErrorCode::NameTaken,
                 ..
@@ -1644,6 +1649,27 @@ mod tests {
         assert_eq!(m.compose(&"x".repeat(4001), "c".into()), None);
         assert_eq!(m.error, Some(ErrorCode::TooLong));
         assert!(m.pending.is_empty());
+    }
+
+    #[test]
+    fn a_member_count_moves_the_count_and_keeps_the_names() {
+        let mut m = Model::new("lobby", None);
+        m.apply(ServerMsg::Presence {
+            room: "lobby".into(),
+            members: vec!["ann".into(), "Zed".into()],
+            count: 2,
+        });
+        m.apply(ServerMsg::MemberCount {
+            room: "lobby".into(),
+            count: 1,
+        });
+        assert_eq!(m.member_total(), 2, "never fewer than the names shown");
+        m.apply(ServerMsg::MemberCount {
+            room: "lobby".into(),
+            count: 5000,
+        });
+        assert_eq!(m.member_total(), 5000);
+        assert_eq!(m.members, ["ann", "Zed"], "the names stay");
     }
 
     #[test]

@@ -124,6 +124,10 @@ struct FanoutArgs {
     /// Bytes of padding per message.
     #[arg(long, default_value_t = 32)]
     size: usize,
+    /// While sending: this many more people a second join the room, each leaving (a clean
+    /// close) a second later, so the room sees as many joins and leaves a second.
+    #[arg(long, default_value_t = 0)]
+    churn: u64,
 }
 
 #[derive(Args)]
@@ -561,11 +565,13 @@ async fn fanout(
             }));
         }
     }
+    let churned = churn_through(&a, &room, started, stop.clone());
     let mut sinks = Vec::new();
     for w in writers {
         sinks.push(w.await?);
     }
     let send_secs = started.elapsed().as_secs_f64();
+    let (churn_joins, churn_errors) = churned.await?;
     // Let the last messages arrive, then stop reading.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.cancel();
@@ -606,12 +612,63 @@ async fn fanout(
         "lost": (sent * receivers).saturating_sub(unique),
         "duplicated": duplicates,
         "connections_closed_early": closed,
+        "churn_joins": churn_joins,
+        "churn_errors": churn_errors,
         "latency_ms": latency_ms(&latency),
         "acked": acks.len(),
         "ack_latency_ms": latency_ms(&acks),
         "load_cpu_secs": cpu,
         "load_cpu_share": cpu / send_secs.max(1e-9),
     }))
+}
+
+/// `--churn`: from `started`, `churn` people a second join `room` and leave a second later, for
+/// the run's `secs` (or until `stop`). Returns how many joined, and how many could not.
+fn churn_through(
+    a: &FanoutArgs,
+    room: &str,
+    started: Instant,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<(u64, u64)> {
+    let (rate, total) = (a.churn, a.churn * a.secs);
+    let (urls, sources) = (a.common.urls.clone(), a.common.sources.clone());
+    let (prefix, room) = (a.common.prefix.clone(), room.to_owned());
+    tokio::spawn(async move {
+        let (joined, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let spacing = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+        let mut tasks = tokio::task::JoinSet::new();
+        for k in 0..total {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep_until(started + spacing * k as u32) => {}
+            }
+            let (url, source) = (pick(&urls, k as usize), pick(&sources, k as usize));
+            let (name, room) = (format!("{prefix}-c{k}"), room.clone());
+            let (joined, errors) = (joined.clone(), errors.clone());
+            tasks.spawn(async move {
+                match session(&url, source, &name, &room).await {
+                    Ok(mut ws) => {
+                        joined.fetch_add(1, Ordering::Relaxed);
+                        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                            while recv(&mut ws).await.is_some() {}
+                        })
+                        .await;
+                        let _ = ws.close(None).await;
+                        while recv(&mut ws).await.is_some() {}
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+            while tasks.try_join_next().is_some() {}
+        }
+        while tasks.join_next().await.is_some() {}
+        (
+            joined.load(Ordering::Relaxed),
+            errors.load(Ordering::Relaxed),
+        )
+    })
 }
 
 /// Latencies in microseconds, from 1 µs to a minute, three significant digits.
@@ -642,6 +699,7 @@ async fn crossnode(a: CrossnodeArgs) -> Result<serde_json::Value, AnyError> {
             rate: a.rate,
             secs: a.secs,
             size: 32,
+            churn: 0,
         },
         true,
     )

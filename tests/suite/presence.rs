@@ -80,17 +80,27 @@ async fn a_big_room_sends_its_first_page_and_count_and_pages_the_rest_on_request
     assert_eq!(members, ["ann", "Bo", "cy"], "the first page, sorted");
     assert_eq!(count, 6);
 
-    // Member lists to the others are the first page and the count too.
+    // zed's join left the first page as it was: the others hear the new count alone.
     let ann = &mut clients[0];
-    let list = ann
-        .recv_until(|m| matches!(m, ServerMsg::Presence { count: 6, .. }))
+    let heard = ann
+        .recv_until(|m| matches!(m, ServerMsg::MemberCount { count: 6, .. }))
         .await;
-    assert!(matches!(list, ServerMsg::Presence { members, .. } if members == ["ann", "Bo", "cy"]));
+    assert!(matches!(heard, ServerMsg::MemberCount { .. }));
+    // One that changes the first page sends it.
+    let (mut aaron, members, _) = Client::in_room(&server, "aaron", "lobby").await;
+    assert_eq!(members, ["aaron", "ann", "Bo"]);
+    let list = ann
+        .recv_until(|m| matches!(m, ServerMsg::Presence { count: 7, .. }))
+        .await;
+    assert!(
+        matches!(list, ServerMsg::Presence { members, .. } if members == ["aaron", "ann", "Bo"])
+    );
+    aaron.drain().await;
 
     // Paging walks the whole room in order; a prefix searches it, ignoring case.
     assert_eq!(
         all_pages(ann, 2).await,
-        ["ann", "Bo", "cy", "Dee", "eve", "zed"]
+        ["aaron", "ann", "Bo", "cy", "Dee", "eve", "zed"]
     );
     assert_eq!(
         page(ann, None, Some("D"), 10).await,

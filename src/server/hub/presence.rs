@@ -36,6 +36,12 @@ impl PresenceThrottle {
         }
     }
 
+    /// This room's counts in a connection's queue: a newer one replaces an older one, and a
+    /// count never replaces a list (whose names would be lost).
+    pub(super) fn count_id(&self) -> u64 {
+        self.id | 1 << 63
+    }
+
     pub(super) fn sent(&mut self) {
         self.pending = false;
         self.next_at = Instant::now() + self.interval;

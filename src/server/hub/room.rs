@@ -47,6 +47,9 @@ struct RoomTask {
     room: RoomName,
     members: Vec<LocalMember>,
     presence: PresenceThrottle,
+    /// The names the last `presence` from here listed: while a list would repeat them, only
+    /// the count goes out (`member_count`). `None`: the next list goes out whole.
+    listed: Option<Vec<String>>,
     /// How many members the room had at the last look (a join's snapshot, a member list):
     /// above `notices_max`, joins and leaves are not announced.
     count: usize,
@@ -102,6 +105,7 @@ pub(super) async fn room_task(
         hub,
         room,
         members: Vec::new(),
+        listed: None,
         epoch: None,
         delivered: 0,
         count: 0,
@@ -267,6 +271,11 @@ impl RoomTask {
         let result = snapshot.map(|snapshot| {
             let created = snapshot.created;
             self.count = snapshot.count;
+            // A joiner whose first page is not the one last listed here hears the next list
+            // whole, like everyone.
+            if self.listed.as_ref() != Some(&snapshot.members) {
+                self.listed = None;
+            }
             // A repeated join replaces the connection's entry and resends the room.
             self.members.retain(|m| m.member.conn != member.conn);
             let (epoch, last_seq) = (snapshot.epoch.clone(), snapshot.last_seq);
@@ -489,10 +498,19 @@ impl RoomTask {
         match list {
             Ok(page) => {
                 self.count = page.count;
+                let (room, count) = (self.room.to_string(), u32::try_from(page.count));
+                let count = count.unwrap_or(u32::MAX);
+                if self.listed.as_ref() == Some(&page.names) {
+                    let frame = encode(&ServerMsg::MemberCount { room, count });
+                    self.fan_out(&frame, Class::Presence(self.presence.count_id()));
+                    return;
+                }
+                self.listed = Some(page.names.clone());
+                let members = page.names;
                 let frame = encode(&ServerMsg::Presence {
-                    room: self.room.to_string(),
-                    members: page.names,
-                    count: u32::try_from(page.count).unwrap_or(u32::MAX),
+                    room,
+                    members,
+                    count,
                 });
                 self.fan_out(&frame, Class::Presence(self.presence.id));
             }

@@ -205,13 +205,17 @@ impl Client {
         let mut client = Self::named(server, name).await;
         let (members, history) = client.join(room).await;
         // Its own `joined` notice and then a member list with it follow (the list is read by the
-        // room after the notice; in a big room, a first page without it); start the story after
-        // them.
+        // room after the notice; in a big room, a first page without it, or only the count when
+        // the first page stayed as it was); start the story after them.
         loop {
-            if let ServerMsg::Presence { members, count, .. } = client.recv().await
-                && (members.iter().any(|m| m == name) || count as usize > members.len())
-            {
-                break;
+            match client.recv().await {
+                ServerMsg::Presence { members, count, .. }
+                    if members.iter().any(|m| m == name) || count as usize > members.len() =>
+                {
+                    break;
+                }
+                ServerMsg::MemberCount { .. } => break,
+                _ => {}
             }
         }
         client.drain().await;
