@@ -9,6 +9,8 @@
 #   scripts/bench.sh many       100,000 idle connections over six nodes on one Redis, from six
 #                               load processes (each process may hold 20,000 open files at most);
 #                               RAMP sets each process's connects per second (default 400);
+#                               PER_NODE connections per process (default 16,667); ROOM=<name>
+#                               puts all of them in that one room instead of rooms of 100;
 #                               REDIS=cluster runs it on the three-master cluster instead
 #   QUICK=1 scripts/bench.sh    smaller numbers, for a smoke run
 # Prints one JSON line per run and keeps them in target/bench/single-node.jsonl,
@@ -158,7 +160,8 @@ if [[ "$which" == all || "$which" == many ]]; then
     url="ws://${node_urls[$i]#http://}/ws"
     target/release/chorus-load capacity --url "$url" --pid "${node_pids[$i]}" \
       --source "127.0.$((i + 1)).1" --source "127.0.$((i + 1)).2" --prefix "six$i" \
-      --connections "$per_node" --ramp "${RAMP:-400}" --room-size 100 --hold-secs 90 --max-secs 500 \
+      --connections "${PER_NODE:-$per_node}" --ramp "${RAMP:-400}" --room-size 100 \
+      ${ROOM:+--room "$ROOM"} --hold-secs 90 --max-secs 500 \
       >"target/bench/six-$i.json" &
     loads+=($!)
   done

@@ -96,6 +96,9 @@ struct CapacityArgs {
     /// Members per room (rooms are `<prefix>-cap-<k>`).
     #[arg(long, default_value_t = 100)]
     room_size: usize,
+    /// Every connection joins this one room instead (several processes can fill one room).
+    #[arg(long)]
+    room: Option<String>,
     /// Seconds to hold the connections open before measuring.
     #[arg(long, default_value_t = 5)]
     hold_secs: u64,
@@ -315,7 +318,10 @@ fn own_cpu_secs() -> f64 {
 
 async fn capacity(a: CapacityArgs) -> Result<serde_json::Value, AnyError> {
     let c = &a.common;
-    let room_of = |i: usize| format!("{}-cap-{}", c.prefix, i / a.room_size.max(1));
+    let room_of = |i: usize| match &a.room {
+        Some(room) => room.clone(),
+        None => format!("{}-cap-{}", c.prefix, i / a.room_size.max(1)),
+    };
     let mut filled = 0;
     if a.fill_messages > 0 {
         for (k, first) in (0..a.connections).step_by(a.room_size.max(1)).enumerate() {
@@ -544,9 +550,12 @@ async fn fanout(
         if is_sender {
             let (sent, pad, room) = (sent.clone(), "x".repeat(a.size), room.clone());
             let interval = Duration::from_secs_f64(senders as f64 / a.rate.max(1) as f64);
+            // Senders take turns, so the room hears the aggregate rate evenly rather than
+            // `senders` messages at once every interval.
+            let first = started + interval.mul_f64(i as f64 / senders as f64);
             writers.push(tokio::spawn(async move {
                 for n in 0..per_sender {
-                    tokio::time::sleep_until(started + interval * n as u32).await;
+                    tokio::time::sleep_until(first + interval * n as u32).await;
                     let at = now_us();
                     let msg = ClientMsg::Send {
                         room: room.clone(),
