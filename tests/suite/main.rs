@@ -19,6 +19,7 @@ mod http;
 mod load_tool;
 mod logs;
 mod metrics;
+mod names;
 mod nodes;
 mod presence;
 mod reading;

@@ -114,6 +114,8 @@ impl Connection {
         outbox: Outbox,
         ticket: Ticket,
     ) -> Self {
+        // Should its session lose its name (see `Sessions::watch`), the connection ends.
+        app.store.watch(&conn, outbox.close.clone());
         Self {
             // A signed-in user's connections share one session, on every node.
             session: identity
@@ -243,6 +245,7 @@ impl Peer for Connection {
         let node = &self.node;
         let release = node.store.release(&self.session, &self.conn, how);
         node.metrics.timed("release", release).await;
+        node.store.forget(&self.conn);
     }
 }
 

@@ -89,6 +89,19 @@ impl Sessions for Later {
             store.release(session, conn, how).await;
         }
     }
+
+    // A node without Redis yet takes no connections (it is not ready), so none goes unwatched.
+    fn watch(&self, conn: &ConnId, end: CancellationToken) {
+        if let Ok(store) = self.store() {
+            store.watch(conn, end);
+        }
+    }
+
+    fn forget(&self, conn: &ConnId) {
+        if let Ok(store) = self.store() {
+            store.forget(conn);
+        }
+    }
 }
 
 #[async_trait::async_trait]

@@ -172,6 +172,14 @@ pub trait Sessions: Send + Sync + 'static {
 
     /// The connection holding the session ended.
     async fn release(&self, session: &SessionId, conn: &ConnId, how: Departure);
+
+    /// Lets the store end `conn` (cancel `end`) should its session lose its name: a store
+    /// shared by many nodes that lost its data puts names back, and where two sessions came to
+    /// hold one, the later holder's connections are ended. Until [`Sessions::forget`].
+    fn watch(&self, _conn: &ConnId, _end: tokio_util::sync::CancellationToken) {}
+
+    /// The connection has ended.
+    fn forget(&self, _conn: &ConnId) {}
 }
 
 /// Who is in which room: joins, leaves and renames, each announced to the room.

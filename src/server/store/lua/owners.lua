@@ -53,3 +53,9 @@ end
 local function names_del(names, stored, session)
   if stored then redis.call('ZREM', names, stored .. '\n' .. session) end
 end
+
+-- Now on Redis's clock, in milliseconds.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end

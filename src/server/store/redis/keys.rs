@@ -51,6 +51,8 @@ pub(super) struct Scripts {
     pub(super) peek: Script,
     pub(super) reap: Script,
     pub(super) sweep_names: Script,
+    pub(super) reclaim: Script,
+    pub(super) verify: Script,
 }
 
 impl Scripts {
@@ -83,6 +85,8 @@ impl Scripts {
             peek: with_log(include_str!("../lua/peek.lua")),
             sweep_names: with_owners(include_str!("../lua/sweep_names.lua")),
             reap: with_owners(include_str!("../lua/reap.lua")),
+            reclaim: with_owners(include_str!("../lua/reclaim.lua")),
+            verify: script(include_str!("../lua/verify.lua")),
         }
     }
 }

@@ -46,11 +46,13 @@ use redis::{
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
+mod held;
 mod keys;
 mod node;
 #[cfg(test)]
 mod tests;
 
+use held::HeldSessions;
 use keys::*;
 use node::heartbeat;
 
@@ -81,6 +83,9 @@ pub struct RedisStore {
     bus: RedisBus,
     scripts: Scripts,
     settings: RedisSettings,
+    /// The sessions this node serves, to put back should Redis lose them. std Mutex: never
+    /// held across `.await`.
+    held: std::sync::Mutex<HeldSessions>,
 }
 
 /// A notice as the scripts publish it.
@@ -165,6 +170,7 @@ impl RedisStore {
             link,
             bus,
             settings,
+            held: Default::default(),
         });
         tokio::spawn(heartbeat(Arc::downgrade(&store), stop));
         Ok(store)
@@ -203,6 +209,10 @@ impl RedisStore {
         u64::try_from(self.settings.room_ttl.as_millis()).unwrap_or(u64::MAX)
     }
 
+    fn held(&self) -> std::sync::MutexGuard<'_, HeldSessions> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn owner(&self, conn: &ConnId) -> String {
         format!("{} {conn}", self.settings.node)
     }
@@ -232,7 +242,7 @@ impl Sessions for RedisStore {
         session: &SessionId,
         conn: &ConnId,
     ) -> Result<Option<UserName>, StoreError> {
-        let name: Option<String> = self
+        let resumed: Option<(String, u64)> = self
             .scripts
             .resume
             .key(session_key(session))
@@ -242,7 +252,14 @@ impl Sessions for RedisStore {
             .invoke_async(&mut self.link.conn())
             .await
             .map_err(unavailable)?;
-        Ok(name.and_then(|n| UserName::parse(&n).ok()))
+        let Some((name, since)) = resumed else {
+            return Ok(None);
+        };
+        let name = UserName::parse(&name).ok();
+        if let Some(name) = &name {
+            self.held().hold(session, conn, name, since);
+        }
+        Ok(name)
     }
 
     async fn claim_name(
@@ -267,14 +284,25 @@ impl Sessions for RedisStore {
             .invoke_async(&mut self.link.conn())
             .await
             .map_err(unavailable)?;
-        if claimed == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NameTaken(name.clone()))
+        match u64::try_from(claimed) {
+            Ok(since) if since > 0 => {
+                self.held().hold(session, conn, name, since);
+                Ok(())
+            }
+            _ => Err(StoreError::NameTaken(name.clone())),
         }
     }
 
+    fn watch(&self, conn: &ConnId, end: CancellationToken) {
+        self.held().watch(conn, end);
+    }
+
+    fn forget(&self, conn: &ConnId) {
+        self.held().forget(conn);
+    }
+
     async fn release(&self, session: &SessionId, conn: &ConnId, how: Departure) {
+        self.held().let_go(session, conn);
         let result: redis::RedisResult<i64> = self
             .scripts
             .release

@@ -25,6 +25,69 @@ impl RedisStore {
         Ok(prev.is_none() && !first)
     }
 
+    /// After Redis lost data (this node's heartbeat key was gone): puts back the sessions this
+    /// node serves and the names they held; a session whose name another session held first
+    /// loses it, and its connections here end.
+    async fn reclaim(&self) -> redis::RedisResult<()> {
+        let mut conn = self.link.beats_conn();
+        let held = self.held().to_reclaim();
+        let mut lost = Vec::new();
+        for (session, name, since, conns) in held {
+            let owners: Vec<String> = conns.iter().map(|c| self.owner(c)).collect();
+            let kept: i64 = self
+                .scripts
+                .reclaim
+                .key(NAMES)
+                .key(session_key(&session))
+                .arg(name.key())
+                .arg(session.as_ref())
+                .arg(name.as_str())
+                .arg(since)
+                .arg(owners.join(","))
+                .arg(NODE_PREFIX)
+                .arg(SESSION_PREFIX)
+                .invoke_async(&mut conn)
+                .await?;
+            if kept == 0 {
+                lost.push(session);
+            }
+        }
+        self.end_sessions(lost);
+        Ok(())
+    }
+
+    /// Ends the connections of sessions this node serves that no longer hold their name
+    /// (another node put back an earlier holder). Returns how many sessions.
+    async fn verify(&self) -> redis::RedisResult<usize> {
+        let mut conn = self.link.beats_conn();
+        let sessions = self.held().sessions();
+        let mut lost = Vec::new();
+        for batch in sessions.chunks(500) {
+            let mut call = self.scripts.verify.prepare_invoke();
+            call.key(NAMES).arg(SESSION_PREFIX);
+            for session in batch {
+                call.arg(session.as_ref());
+            }
+            let gone: Vec<String> = call.invoke_async(&mut conn).await?;
+            lost.extend(gone.into_iter().map(SessionId::from));
+        }
+        let n = lost.len();
+        self.end_sessions(lost);
+        Ok(n)
+    }
+
+    fn end_sessions(&self, lost: Vec<SessionId>) {
+        let mut held = self.held();
+        for session in lost {
+            let conns = held.end(&session);
+            // Not the session itself: it is a bearer secret.
+            tracing::warn!(
+                conns,
+                "a session lost its name to an earlier holder after redis lost data: its connections end"
+            );
+        }
+    }
+
     /// Removes the members of nodes whose heartbeat expired, announcing them as `left`.
     async fn reap(&self) -> redis::RedisResult<()> {
         let mut conn = self.link.beats_conn();
@@ -132,6 +195,9 @@ impl RedisStore {
     }
 }
 
+/// Beats after a lapse at which this node checks its sessions' names (see `verify`).
+const VERIFY_BEATS: u32 = 4;
+
 /// Keeps this node's heartbeat fresh and removes dead nodes' members, until `stop`.
 pub(super) async fn heartbeat(store: std::sync::Weak<RedisStore>, stop: CancellationToken) {
     let every = match store.upgrade() {
@@ -146,6 +212,9 @@ pub(super) async fn heartbeat(store: std::sync::Weak<RedisStore>, stop: Cancella
     // beat again before anyone is declared dead.
     let mut beating_since: Option<tokio::time::Instant> = None;
     let mut last_sweep = tokio::time::Instant::now();
+    // Beats left at which to check that this node's sessions still hold their names, after
+    // Redis lost data: another node may put back an earlier holder of one a beat later.
+    let mut verify_beats = 0u32;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -157,8 +226,19 @@ pub(super) async fn heartbeat(store: std::sync::Weak<RedisStore>, stop: Cancella
                 first = false;
                 beating_since.get_or_insert_with(tokio::time::Instant::now);
                 if lapsed {
-                    tracing::warn!("this node's heartbeat had lapsed: re-registering its members");
+                    tracing::warn!(
+                        "this node's heartbeat had lapsed: re-registering its sessions and members"
+                    );
+                    if let Err(e) = store.reclaim().await {
+                        tracing::warn!(cause = %e, "putting back this node's sessions failed");
+                    }
                     store.bus.resync_all();
+                    verify_beats = VERIFY_BEATS;
+                } else if verify_beats > 0 {
+                    verify_beats -= 1;
+                    if let Err(e) = store.verify().await {
+                        tracing::warn!(cause = %e, "checking this node's names failed");
+                    }
                 }
             }
             Err(e) => {
