@@ -5,24 +5,15 @@
 
 use crate::common;
 
-use chorus::protocol::{ClientMsg, NoticeKind, ServerMsg};
+use chorus::protocol::{ClientMsg, ServerMsg};
 use common::{
     Client, Endpoint, TestServer,
     cluster::{Node, Redis},
+    notices,
 };
 use std::time::{Duration, Instant};
 
 const GRACE: Duration = Duration::from_millis(1500);
-
-fn notices(heard: &[ServerMsg]) -> Vec<(NoticeKind, String)> {
-    heard
-        .iter()
-        .filter_map(|m| match m {
-            ServerMsg::Notice { kind, name, .. } => Some((*kind, name.clone())),
-            _ => None,
-        })
-        .collect()
-}
 
 /// bo's page goes away on `first` and comes back on `second`, resuming its session: ann, who
 /// watches on `first`, hears nothing of it, before or after the grace.

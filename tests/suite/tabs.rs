@@ -8,18 +8,8 @@ use chorus::protocol::{NoticeKind, ServerMsg};
 use common::{
     Client, Endpoint, TestServer,
     cluster::{Node, Redis},
-    metric, scrape, wait_for_metric,
+    metric, notices, scrape, wait_for_metric,
 };
-
-fn notices(heard: &[ServerMsg]) -> Vec<(NoticeKind, String)> {
-    heard
-        .iter()
-        .filter_map(|m| match m {
-            ServerMsg::Notice { kind, name, .. } => Some((*kind, name.clone())),
-            _ => None,
-        })
-        .collect()
-}
 
 /// Another tab's connection resumes the session of `of` and takes its name, as the same person.
 async fn hold(tab: &mut Client, of: &Client, name: &str) {

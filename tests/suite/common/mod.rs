@@ -480,6 +480,17 @@ impl Client {
     }
 }
 
+/// The join, leave and rename notices among `heard`, as (kind, name).
+pub fn notices(heard: &[ServerMsg]) -> Vec<(NoticeKind, String)> {
+    heard
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::Notice { kind, name, .. } => Some((*kind, name.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Reads `expected.len()` chat messages from `reader` and checks they are `expected`, in that
 /// order, with consecutive seqs, and that none comes twice.
 pub async fn assert_in_order_once(reader: &mut Client, expected: &[String]) {

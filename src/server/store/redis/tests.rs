@@ -29,6 +29,21 @@ impl Server {
     }
 }
 
+impl Server {
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.1)
+    }
+}
+
+/// A store with `settings`, and what stops it.
+async fn store(settings: RedisSettings) -> (Arc<RedisStore>, CancellationToken) {
+    let stop = CancellationToken::new();
+    let store = RedisStore::connect(settings, stop.clone())
+        .await
+        .expect("connects");
+    (store, stop)
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -95,7 +110,7 @@ const BUSY: &str = "local t = redis.call('TIME') local t0 = t[1] * 1000000 + t[2
 #[tokio::test]
 async fn a_burst_past_redis_s_pace_queues_in_the_node_and_the_heartbeat_goes_first() {
     let server = Server::start();
-    let url = format!("redis://127.0.0.1:{}/", server.1);
+    let url = server.url();
     let link = Link::connect(&Target::Url(url), false, CancellationToken::new())
         .await
         .expect("redis answers");
@@ -134,11 +149,8 @@ async fn a_burst_past_redis_s_pace_queues_in_the_node_and_the_heartbeat_goes_fir
 #[tokio::test]
 async fn what_the_scripts_publish_reads_back_as_protocol_frames() {
     let server = Server::start();
-    let url = format!("redis://127.0.0.1:{}/", server.1);
-    let stop = CancellationToken::new();
-    let store = RedisStore::connect(settings(&url, HistoryBounds::messages(10)), stop.clone())
-        .await
-        .expect("connects");
+    let url = server.url();
+    let (store, stop) = store(settings(&url, HistoryBounds::messages(10))).await;
     let room = RoomName::lobby();
     let mut events = redis::Client::open(url.as_str())
         .expect("url")
@@ -236,16 +248,13 @@ async fn what_the_scripts_publish_reads_back_as_protocol_frames() {
 #[tokio::test]
 async fn history_a_node_before_the_stream_kept_is_adopted_and_paged() {
     let server = Server::start();
-    let url = format!("redis://127.0.0.1:{}/", server.1);
-    let stop = CancellationToken::new();
+    let url = server.url();
     let history = HistoryBounds {
         size: 100,
         bytes: 1 << 20,
         window: 2,
     };
-    let store = RedisStore::connect(settings(&url, history), stop.clone())
-        .await
-        .expect("connects");
+    let (store, stop) = store(settings(&url, history)).await;
     let room = RoomName::lobby();
     // What an older node left: a list of three payloads and the room's numbering.
     let mut conn = store.link.conn();
@@ -319,16 +328,13 @@ async fn history_a_node_before_the_stream_kept_is_adopted_and_paged() {
 #[tokio::test]
 async fn a_history_count_that_lost_its_entries_starts_again_and_nothing_precedes_the_first() {
     let server = Server::start();
-    let url = format!("redis://127.0.0.1:{}/", server.1);
-    let stop = CancellationToken::new();
+    let url = server.url();
     let history = HistoryBounds {
         size: 100,
         bytes: 64 * 1024,
         window: 10,
     };
-    let store = RedisStore::connect(settings(&url, history), stop.clone())
-        .await
-        .expect("connects");
+    let (store, stop) = store(settings(&url, history)).await;
     let room = RoomName::lobby();
     let ann = UserName::parse("ann").expect("valid name");
     let say = async |text: &str| {
@@ -378,18 +384,13 @@ async fn a_history_count_that_lost_its_entries_starts_again_and_nothing_precedes
 #[tokio::test]
 async fn a_session_held_on_two_nodes_outlives_the_tab_on_a_dead_one() {
     let server = Server::start();
-    let url = format!("redis://127.0.0.1:{}/", server.1);
-    let (stop1, stop2) = (CancellationToken::new(), CancellationToken::new());
-    let n1 = RedisStore::connect(settings(&url, HistoryBounds::messages(10)), stop1.clone())
-        .await
-        .expect("connects");
-    let n2 = RedisSettings {
+    let url = server.url();
+    let (n1, stop1) = store(settings(&url, HistoryBounds::messages(10))).await;
+    let (n2, stop2) = store(RedisSettings {
         node: "n2".into(),
         ..settings(&url, HistoryBounds::messages(10))
-    };
-    let n2 = RedisStore::connect(n2, stop2.clone())
-        .await
-        .expect("connects");
+    })
+    .await;
     let (room, ann) = (RoomName::lobby(), UserName::parse("ann").expect("valid"));
     let (s1, s2): (SessionId, SessionId) = ("s1".into(), "s2".into());
     let (tab1, tab2, other): (ConnId, ConnId, ConnId) = ("t1".into(), "t2".into(), "o".into());
@@ -470,11 +471,8 @@ async fn a_session_held_on_two_nodes_outlives_the_tab_on_a_dead_one() {
 #[tokio::test]
 async fn member_pages_are_read_from_the_sorted_names_in_the_protocol_s_order() {
     let server = Server::start();
-    let url = format!("redis://127.0.0.1:{}/", server.1);
-    let stop = CancellationToken::new();
-    let redis = RedisStore::connect(settings(&url, HistoryBounds::messages(10)), stop.clone())
-        .await
-        .expect("connects");
+    let url = server.url();
+    let (redis, stop) = store(settings(&url, HistoryBounds::messages(10))).await;
     let memory = crate::server::store::MemoryStore::new(
         HistoryBounds::messages(10),
         10,
