@@ -130,6 +130,11 @@ pub struct Strings {
     pub show_older: &'static str,
     /// The divider before the first message that came while the reader was away.
     pub new_messages: &'static str,
+    /// Day separators for the last two days; older days are written by the browser.
+    pub today: &'static str,
+    pub yesterday: &'static str,
+    /// The colour-scheme switch's name.
+    pub dark_mode: &'static str,
     /// The button that scrolls down to messages that came while the reader was scrolled up.
     pub new_below: fn(usize) -> String,
     pub loading_older: &'static str,
@@ -184,6 +189,9 @@ pub static EN: Strings = Strings {
     gap: "Some messages from while you were away could not be recovered; the recent ones are below.",
     show_older: "Show older messages",
     new_messages: "New messages",
+    today: "Today",
+    yesterday: "Yesterday",
+    dark_mode: "Dark mode",
     new_below: |n| match n {
         1 => "1 new message ↓".to_owned(),
         n => format!("{n} new messages ↓"),
@@ -263,6 +271,9 @@ pub static ZH_HANS: Strings = Strings {
     gap: "离线期间的部分消息无法恢复；以下是最近的消息。",
     show_older: "显示更早的消息",
     new_messages: "新消息",
+    today: "今天",
+    yesterday: "昨天",
+    dark_mode: "深色模式",
     new_below: |n| format!("{n} 条新消息 ↓"),
     loading_older: "正在加载更早的消息…",
     history_begins: "这是房间的第一条消息。",
@@ -328,6 +339,9 @@ pub static JA: Strings = Strings {
     gap: "離れていた間のメッセージの一部を復元できませんでした。最近のメッセージを以下に表示します。",
     show_older: "以前のメッセージを表示",
     new_messages: "新着メッセージ",
+    today: "今日",
+    yesterday: "昨日",
+    dark_mode: "ダークモード",
     new_below: |n| format!("新着 {n} 件 ↓"),
     loading_older: "以前のメッセージを読み込み中…",
     history_begins: "ここがこのルームの始まりです。",

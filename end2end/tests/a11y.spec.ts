@@ -15,16 +15,19 @@ for (const [size, viewport] of [
   ['phone', { width: 390, height: 844 }],
   ['desktop', { width: 1280, height: 800 }],
 ] as const) {
-  test(`the chat page has no serious accessibility violation (${size})`, async ({ browser }) => {
-    const context = await browser.newContext({ viewport });
-    const page = await openRoom(context, unique('a11y'));
-    expect(await seriousViolations(page), 'before a name').toEqual([]);
-    await pickName(page, unique('ann'));
-    await say(page, 'hello, screen readers');
-    await expect(page.getByTestId('message')).toContainText('hello, screen readers');
-    expect(await seriousViolations(page), 'chatting').toEqual([]);
-    await context.close();
-  });
+  for (const colorScheme of ['light', 'dark'] as const) {
+    test(`the chat page has no serious accessibility violation (${size}, ${colorScheme})`, async ({ browser }) => {
+      const context = await browser.newContext({ viewport, colorScheme });
+      const page = await openRoom(context, unique('a11y'));
+      expect(await seriousViolations(page), 'before a name').toEqual([]);
+      await pickName(page, unique('ann'));
+      await say(page, 'hello, screen readers');
+      await say(page, 'and again, grouped');
+      await expect(page.getByTestId('message')).toHaveCount(2);
+      expect(await seriousViolations(page), 'chatting').toEqual([]);
+      await context.close();
+    });
+  }
 
   test(`the status page has no serious accessibility violation (${size})`, async ({ browser }) => {
     const context = await browser.newContext({ viewport });

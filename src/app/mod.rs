@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod model;
+pub mod reading;
 pub mod status;
 
 use crate::{
@@ -19,6 +20,7 @@ use leptos_router::{
     path,
 };
 use model::{Edge, Item, Model, SendState, Status};
+use reading::Theme;
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -97,8 +99,10 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     let lang = RwSignal::new(page_language());
     provide_context(lang);
+    let theme = RwSignal::new(page_theme());
+    provide_context(theme);
     view! {
-        <Html {..} lang=move || lang.get().tag() />
+        <Html {..} lang=move || lang.get().tag() data-theme=move || theme.get().map(Theme::tag) />
         <Title text="Chorus" />
         <Router>
             <Routes fallback=|| view! { <NotFound /> }>
@@ -130,6 +134,23 @@ fn page_language() -> Lang {
         client::page_language()
             .and_then(|tag| Lang::from_tag(&tag))
             .unwrap_or_default()
+    }
+}
+
+/// The colour scheme the reader chose over their system's, if any: on the server, from its
+/// cookie; in the browser, the one the server rendered.
+fn page_theme() -> Option<Theme> {
+    #[cfg(feature = "ssr")]
+    {
+        let parts = use_context::<axum::http::request::Parts>();
+        parts
+            .as_ref()
+            .and_then(|p| p.headers.get(axum::http::header::COOKIE)?.to_str().ok())
+            .and_then(Theme::from_cookies)
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        reading::page_theme()
     }
 }
 
@@ -247,6 +268,7 @@ fn ChatPage(room: String) -> impl IntoView {
                     " "
                     {move || count.get()}
                 </button>
+                <ThemeToggle />
                 <LangPicker />
             </header>
             <main class="main">
@@ -375,6 +397,43 @@ fn LangPicker() -> impl IntoView {
     }
 }
 
+/// Dark or light: the system's scheme until the reader picks the other one. Picking the system's
+/// own scheme again follows the system again.
+#[component]
+fn ThemeToggle() -> impl IntoView {
+    let theme = expect_context::<RwSignal<Option<Theme>>>();
+    let t = use_strings();
+    // Known in the browser only: the page is rendered as if light, then told.
+    let system_dark = RwSignal::new(false);
+    Effect::new(move |_| system_dark.set(reading::system_dark()));
+    let dark = move || match theme.get() {
+        Some(chosen) => chosen == Theme::Dark,
+        None => system_dark.get(),
+    };
+    let toggle = move |_| {
+        let want_dark = !dark();
+        let chosen = (want_dark != system_dark.get_untracked())
+            .then_some(if want_dark { Theme::Dark } else { Theme::Light });
+        reading::remember_theme(chosen);
+        theme.set(chosen);
+    };
+    view! {
+        <button
+            type="button"
+            class="theme-toggle"
+            data-testid="theme"
+            aria-pressed=move || dark().to_string()
+            aria-label=move || t().dark_mode
+            title=move || t().dark_mode
+            on:click=toggle
+        >
+            <svg viewBox="0 0 24 24" width="16" height="16" aria-hidden="true">
+                <path d="M20 14.5A8.5 8.5 0 0 1 9.5 4a8.5 8.5 0 1 0 10.5 10.5z" fill="currentColor" />
+            </svg>
+        </button>
+    }
+}
+
 #[component]
 fn ErrorBanner(model: RwSignal<Model>) -> impl IntoView {
     let t = use_strings();
@@ -456,7 +515,7 @@ fn MemberList(model: RwSignal<Model>) -> impl IntoView {
             <ul data-testid="members">
                 <For each=move || members.get() key=|name| name.clone() let:name>
                     <li>
-                        {name.clone()}
+                        <span class=reading::name_class(&name)>{name.clone()}</span>
                         <Show when={
                             let name = name.clone();
                             move || me.get().as_deref() == Some(name.as_str())
@@ -486,21 +545,8 @@ fn item_by_key(
     found.dyn_into().ok()
 }
 
-/// Local time of day for a server timestamp (ms since the Unix epoch).
-fn local_time(ts: u64) -> String {
-    #[cfg(feature = "hydrate")]
-    {
-        let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ts as f64));
-        let h = date.get_hours();
-        let m = date.get_minutes();
-        format!("{h:02}:{m:02}")
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        let minutes = (ts / 60_000) % (24 * 60);
-        format!("{:02}:{:02}", minutes / 60, minutes % 60)
-    }
-}
+/// How long a finger rests on a message before its full time is shown.
+const LONG_PRESS: std::time::Duration = std::time::Duration::from_millis(450);
 
 #[component]
 fn MessageList(model: RwSignal<Model>) -> impl IntoView {
@@ -515,6 +561,9 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
     let author = Memo::new(move |_| model.with(|m| m.name.clone().or(m.wanted_name.clone())));
     let edge = Memo::new(move |_| model.with(Model::edge));
     let first_unread = Memo::new(move |_| model.with(Model::first_unread));
+    let lang = expect_context::<RwSignal<Lang>>();
+    // Where days begin and which messages run on from the one before.
+    let looks = Memo::new(move |_| items.with(|i| reading::layout(i, reading::day_of)));
     // The newest message the reader has had in view; what others said after it, while they
     // read further up, is offered with a button down to it.
     let seen = RwSignal::new(0u64);
@@ -693,19 +742,67 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                 match item {
                     Item::Message(m) => {
                         let seq = m.seq;
+                        let ts = m.ts;
                         let mine = {
                             let from = m.from.clone();
                             move || me.get().as_deref() == Some(from.as_str())
                         };
+                        let look = Memo::new(move |_| looks.with(|l| l.get(&seq).copied().unwrap_or_default()));
+                        let tag = move || lang.get().tag();
+                        // When it was said, in full and how long ago: worked out as the pointer
+                        // comes over it (hover), or held down on it (a long press on a phone).
+                        let when = RwSignal::new(String::new());
+                        let show_when = RwSignal::new(false);
+                        let press = StoredValue::new(None::<TimeoutHandle>);
+                        let release = move || {
+                            if let Some(handle) = press.get_value() {
+                                handle.clear();
+                                press.set_value(None);
+                            }
+                        };
+                        let on_down = move |ev: ev::PointerEvent| {
+                            release();
+                            if show_when.get_untracked() {
+                                show_when.set(false);
+                            } else if ev.pointer_type() == "touch" {
+                                let handle = set_timeout_with_handle(
+                                    move || {
+                                        when.set(reading::when(ts, lang.get_untracked().tag()));
+                                        show_when.set(true);
+                                    },
+                                    LONG_PRESS,
+                                );
+                                press.set_value(handle.ok());
+                            }
+                        };
                         view! {
+                            <Show when=move || look.get().new_day>
+                                <div class="day" data-testid="day">
+                                    <span>{move || reading::day_label(ts, tag(), t().today, t().yesterday)}</span>
+                                </div>
+                            </Show>
                             <Show when=move || first_unread.get() == Some(seq)>
                                 <div class="divider" role="separator" data-testid="new-divider">
                                     <span>{move || t().new_messages}</span>
                                 </div>
                             </Show>
-                            <div class="message" class:mine=mine data-testid="message" data-key=key>
-                                <span class="from">{m.from.clone()}</span>
-                                <time class="ts">{local_time(m.ts)}</time>
+                            <div
+                                class="message"
+                                class:mine=mine
+                                class:grouped=move || look.get().grouped
+                                data-testid="message"
+                                data-key=key
+                                title=move || when.get()
+                                on:pointerenter=move |_| when.set(reading::when(ts, lang.get_untracked().tag()))
+                                on:pointerdown=on_down
+                                on:pointerup=move |_| release()
+                                on:pointercancel=move |_| release()
+                            >
+                                <span class=format!("from {}", reading::name_class(&m.from))>{m.from.clone()}</span>
+                                <time class="ts">{move || reading::time_of_day(ts, tag())}</time>
+                                <Show when=move || show_when.get()>
+                                    <span class="when" data-testid="when" role="status">{move || when.get()}</span>
+                                </Show>
                                 <p class="text">{m.text.clone()}</p>
                             </div>
                         }
