@@ -83,12 +83,24 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// "I am typing in `room`": sent while the composer's text changes, at most once per
+    /// [`TYPING_EVERY_MS`]. Never stored and never answered; the room hears `typing`. Only for
+    /// rooms joined with a name.
+    Typing { room: String },
 }
+
+/// A typing person says so again at most this often; the server passes on at most one `typing`
+/// per connection and room in this time (earlier ones are dropped without an answer).
+pub const TYPING_EVERY_MS: u64 = 3_000;
+
+/// How long a page shows someone as typing after the last `typing` that named them (unless their
+/// message comes first).
+pub const TYPING_SHOWN_MS: u64 = 6_000;
 
 impl ClientMsg {
     /// Every `type` a client may send; used to tell an unknown type from a malformed known one.
     pub const TYPES: &'static [&'static str] = &[
-        "set_name", "resume", "join", "leave", "send", "ping", "members", "history",
+        "set_name", "resume", "join", "leave", "send", "ping", "members", "history", "typing",
     ];
 
     /// The frame's `type`, as on the wire: what metrics and logs call it.
@@ -102,6 +114,7 @@ impl ClientMsg {
             Self::Ping => "ping",
             Self::Members { .. } => "members",
             Self::History { .. } => "history",
+            Self::Typing { .. } => "typing",
         }
     }
 
@@ -219,6 +232,14 @@ pub enum ServerMsg {
     MemberCount {
         room: String,
         count: u32,
+    },
+    /// Who said they were typing in `room` lately: the `typing` frames of the room's members,
+    /// folded on each node to at most one of these per room a second. A page shows each name
+    /// for [`TYPING_SHOWN_MS`], or until that person's message. Never stored, not recovered
+    /// after a reconnect, and the first thing dropped when a reader's queue is full.
+    Typing {
+        room: String,
+        names: Vec<String>,
     },
     /// Answer to `members`: a page of the room's members, sorted. `next`, when present, is the
     /// `after` that asks for the page that follows.

@@ -66,6 +66,8 @@ pub struct Metrics {
     pub errors_sent: Family<Code, Counter>,
     pub messages_stored: Counter,
     pub messages_deduplicated: Counter,
+    /// `typing` frames that came sooner than one per `TYPING_EVERY_MS` and were not passed on.
+    pub typing_dropped: Counter,
     /// Frames handed to members' queues by the rooms' fan-out.
     pub deliveries: Counter,
     pub resyncs: Counter,
@@ -104,6 +106,7 @@ impl Metrics {
             errors_sent: Family::default(),
             messages_stored: Counter::default(),
             messages_deduplicated: Counter::default(),
+            typing_dropped: Counter::default(),
             deliveries: Counter::default(),
             resyncs: Counter::default(),
             gap_fills: Counter::default(),
@@ -159,6 +162,11 @@ impl Metrics {
             "messages_deduplicated",
             "Re-sent messages acknowledged again without storing",
             m.messages_deduplicated.clone(),
+        );
+        r.register(
+            "typing_dropped",
+            "Typing frames that came too soon after the last one and were not passed on",
+            m.typing_dropped.clone(),
         );
         r.register(
             "deliveries",

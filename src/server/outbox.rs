@@ -8,7 +8,8 @@
 //!
 //! The queue is bounded in frames and in bytes, and what does not fit is shed in order
 //! ([`Class`]): a room's member list replaces the one still queued for that room (the newest list
-//! wins, so at most one per room waits); join and leave notices are dropped to make room; only
+//! wins, so at most one per room waits, and so does who is typing); who is typing, and join and
+//! leave notices, are dropped to make room; only
 //! when what must arrive (messages, answers) does not fit is the reader closed as too slow
 //! (`offer`), and its client recovers what it missed with `since`. The connection's own reader
 //! waits instead (`send`), which stops reading from a client that does not read its answers.
@@ -41,9 +42,24 @@ pub enum Class {
     /// A room's member list (`presence`), for the room with this id: replaces the one still
     /// queued for the same room (the old one goes, the new one queues behind what came since).
     Presence(u64),
+    /// Who is typing in the room with this id: replaces the one still queued for the room, and
+    /// is dropped, not waited for, whenever anything else needs the room.
+    Typing(u64),
     /// What a joiner gets first (`joined` and the messages held while it joined): must arrive,
     /// and is not held to the byte bound, as a full history of long messages can exceed it.
     Catchup,
+}
+
+impl Class {
+    /// Dropped to make room for anything else (and dropped itself when there is none).
+    fn sheddable(self) -> bool {
+        matches!(self, Class::Notice | Class::Typing(_))
+    }
+
+    /// A newer frame of this class replaces the one still queued.
+    fn replaceable(self) -> bool {
+        matches!(self, Class::Presence(_) | Class::Typing(_))
+    }
 }
 
 struct Shared {
@@ -159,7 +175,7 @@ impl Outbox {
         if queue.gone || queue.ended {
             return false;
         }
-        if let Class::Presence(room) = class
+        if class.replaceable()
             && let Some(at) = queue.frames.iter().position(|(_, c)| *c == class)
             && let Some((old, _)) = queue.frames.remove(at)
         {
@@ -168,11 +184,11 @@ impl Outbox {
             queue.frames.push_back((frame, class));
             drop(queue);
             self.count_shed(1);
-            tracing::trace!(room, "member list replaced in the outbound queue");
+            tracing::trace!(?class, "replaced in the outbound queue");
             return true;
         }
         if !self.admit(&mut queue, frame.len(), class) {
-            if class == Class::Notice {
+            if class.sheddable() {
                 drop(queue);
                 self.count_shed(1);
                 return true;
@@ -205,11 +221,11 @@ impl Outbox {
         if fits(queue) {
             return true;
         }
-        if class == Class::Notice {
+        if class.sheddable() {
             return false;
         }
         let before = queue.frames.len();
-        queue.frames.retain(|(_, class)| *class != Class::Notice);
+        queue.frames.retain(|(_, class)| !class.sheddable());
         queue.bytes = queue.frames.iter().map(|(f, _)| f.len()).sum();
         self.count_shed(before - queue.frames.len());
         fits(queue)
@@ -370,6 +386,29 @@ mod tests {
             taken(&outbox).await,
             [text("hello"), text("world"), text("again")]
         );
+    }
+
+    #[tokio::test]
+    async fn who_is_typing_waits_once_per_room_and_never_closes_a_reader() {
+        let shed = Counter::default();
+        let outbox = Outbox::bounded(3, usize::MAX, None, Some(shed.clone()));
+        assert!(outbox.offer_as(text("ann typing"), Class::Typing(1)));
+        assert!(outbox.offer(text("hello")));
+        // Newer news of the room replaces what still waits.
+        assert!(outbox.offer_as(text("bo typing"), Class::Typing(1)));
+        assert!(outbox.offer_as(text("cy typing in 2"), Class::Typing(2)));
+        assert_eq!(shed.get(), 1);
+        // Full: a message pushes them out; another typing frame is dropped, not waited for.
+        assert!(outbox.offer(text("world")));
+        assert!(outbox.offer_as(text("dee typing in 3"), Class::Typing(3)));
+        assert!(outbox.offer(text("again")));
+        assert!(outbox.offer_as(text("eve typing in 4"), Class::Typing(4)));
+        assert!(!outbox.close.is_cancelled());
+        assert_eq!(
+            taken(&outbox).await,
+            [text("hello"), text("world"), text("again")]
+        );
+        assert_eq!(shed.get(), 5);
     }
 
     #[tokio::test]

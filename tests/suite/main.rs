@@ -28,3 +28,4 @@ mod reload;
 mod sentinel;
 mod tabs;
 mod tls;
+mod typing;

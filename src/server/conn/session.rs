@@ -9,7 +9,7 @@ use super::socket::{Close, Heartbeat, Peer};
 use crate::protocol::{
     ChatMessage, ClientMsg, ErrorCode, HISTORY_PAGE, HISTORY_PAGE_MAX, Invalid, Limits,
     MAX_NAME_CHARS, MessageText, PROTOCOL_VERSION, Position, RoomName, ServerMsg, UserName,
-    decode_client, parse_client_id,
+    TYPING_EVERY_MS, decode_client, parse_client_id,
 };
 use crate::server::{
     AppState,
@@ -21,7 +21,10 @@ use crate::server::{
     metrics::Metrics,
     store::{ConnId, Departure, Member, MemberQuery, SessionId, Store, StoreError},
 };
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 use tokio_util::sync::CancellationToken;
 use tungstenite::Message;
 
@@ -96,6 +99,8 @@ pub(super) struct Connection {
     bound: Option<UserName>,
     /// Rooms joined, in join order; a handful at most, so a Vec beats a set.
     rooms: Vec<RoomName>,
+    /// When this connection's last `typing` was passed on (in any room).
+    typed: Option<Instant>,
     /// Rooms read before a name was set (a `join` without one; see `Hub::read`).
     reading: Vec<RoomName>,
     outbox: Outbox,
@@ -126,6 +131,7 @@ impl Connection {
             name: None,
             bound: identity.map(|id| id.name),
             rooms: Vec::new(),
+            typed: None,
             reading: Vec::new(),
             outbox,
             limits: FrameLimits::default(),
@@ -298,6 +304,19 @@ impl Connection {
         }
     }
 
+    /// A room this connection is a member of (joined with its name), to send in.
+    fn taking_part(&self, raw: &str) -> Result<RoomName, Invalid> {
+        let room = self.joined_room(raw)?;
+        if !self.rooms.contains(&room) {
+            // Read before a name was set: a member only after a join with the name.
+            return Err(Invalid::new(
+                ErrorCode::NotInRoom,
+                format!("reading {room} only; join it to take part"),
+            ));
+        }
+        Ok(room)
+    }
+
     /// One handler per client frame type.
     async fn handle(&mut self, msg: ClientMsg) {
         let result = match msg {
@@ -321,6 +340,7 @@ impl Connection {
                 before,
                 limit,
             } => self.history(&room, before, limit).await,
+            ClientMsg::Typing { room } => self.typing(&room).await,
             ClientMsg::Ping => {
                 self.reply(ServerMsg::Pong).await;
                 Ok(())
@@ -527,6 +547,28 @@ impl Connection {
         Ok(())
     }
 
+    /// Tells the room this person is typing, at most once per [`TYPING_GAP`]: more often is
+    /// dropped without an answer (a page says so every few seconds while its composer changes).
+    /// Nothing is stored, and a store that cannot pass it on now is not worth an error.
+    async fn typing(&mut self, raw_room: &str) -> Result<(), Invalid> {
+        let name = self.name()?.to_string();
+        let room = self.taking_part(raw_room)?;
+        let now = Instant::now();
+        if self.typed.is_some_and(|at| now.duration_since(at) < TYPING_GAP) {
+            self.node.metrics.typing_dropped.inc();
+            return Ok(());
+        }
+        self.typed = Some(now);
+        let msg = ServerMsg::Typing {
+            room: room.to_string(),
+            names: vec![name],
+        };
+        if let Err(e) = self.node.store.signal(&room, &msg).await {
+            tracing::debug!(cause = %e, %room, "typing not passed on");
+        }
+        Ok(())
+    }
+
     async fn send(
         &mut self,
         raw_room: &str,
@@ -534,14 +576,7 @@ impl Connection {
         client_id: Option<String>,
     ) -> Result<(), Invalid> {
         let name = self.name()?;
-        let room = self.joined_room(raw_room)?;
-        if !self.rooms.contains(&room) {
-            // Read before a name was set: a member only after a join with the name.
-            return Err(Invalid::new(
-                ErrorCode::NotInRoom,
-                format!("reading {room} only; join it to take part"),
-            ));
-        }
+        let room = self.taking_part(raw_room)?;
         let text = MessageText::parse(text, self.node.config.conn.max_text_chars)?;
         let client_id = parse_client_id(client_id)?;
         let node = &self.node;
@@ -567,6 +602,10 @@ impl Connection {
         Ok(())
     }
 }
+
+/// The least time between two `typing` frames of one connection that are passed on: a little
+/// under the pages' [`TYPING_EVERY_MS`], for timers that fire early.
+const TYPING_GAP: Duration = Duration::from_millis(TYPING_EVERY_MS - 500);
 
 /// Bytes of message text and names in one `history` page: a page of long messages is cut
 /// short (from its oldest end) so that it fits a reader's queue beside live traffic.

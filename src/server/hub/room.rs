@@ -71,6 +71,8 @@ struct RoomTask {
         mpsc::UnboundedSender<MemberList>,
         mpsc::UnboundedReceiver<MemberList>,
     ),
+    /// Who said they were typing since the last `typing` went out, and when the next may.
+    typing: TypingFold,
     /// A gap fill the store could not answer (unreachable, failing over) is tried again then,
     /// and live messages wait for it; the count says how many tries in a row failed.
     refill: Option<(Instant, u32)>,
@@ -79,6 +81,38 @@ struct RoomTask {
 /// The first wait before a failed gap fill is tried again, and the longest.
 pub(super) const REFILL_FIRST: Duration = Duration::from_millis(100);
 const REFILL_MAX: Duration = Duration::from_secs(2);
+
+/// A room's `typing` frames go out from a node at most this often, each with the names heard
+/// since the one before: however many type, a member gets one a second.
+const TYPING_FOLD: Duration = Duration::from_secs(1);
+
+/// At most this many names in one `typing`: past two, a page says "several people".
+const TYPING_NAMES_MAX: usize = 3;
+
+/// The names heard typing since the room's last `typing` went out from here.
+struct TypingFold {
+    names: Vec<String>,
+    next_at: Instant,
+}
+
+impl Default for TypingFold {
+    fn default() -> Self {
+        Self {
+            names: Vec::new(),
+            next_at: Instant::now(),
+        }
+    }
+}
+
+impl TypingFold {
+    fn heard(&mut self, names: &[String]) {
+        for name in names {
+            if self.names.len() < TYPING_NAMES_MAX && !self.names.contains(name) {
+                self.names.push(name.clone());
+            }
+        }
+    }
+}
 
 /// The first page of a room's member list as read from the store.
 type MemberList = Result<MemberPage, StoreError>;
@@ -113,6 +147,7 @@ pub(super) async fn room_task(
         held: Vec::new(),
         joined: mpsc::unbounded_channel(),
         lists: mpsc::unbounded_channel(),
+        typing: TypingFold::default(),
         refill: None,
     };
     let open = task.run(&mut sub, &mut commands).await;
@@ -149,6 +184,9 @@ impl RoomTask {
                     self.read_presence();
                 }
                 Some(list) = self.lists.1.recv() => self.send_presence(list),
+                _ = tokio::time::sleep_until(self.typing.next_at), if !self.typing.names.is_empty() => {
+                    self.send_typing();
+                }
                 // (Without a retry due the branch is off and its deadline never looked at.)
                 _ = tokio::time::sleep_until(self.refill.map_or(self.presence.next_at, |(at, _)| at)),
                     if self.refill.is_some() => {
@@ -356,6 +394,10 @@ impl RoomTask {
     }
 
     async fn deliver(&mut self, event: &BusEvent) {
+        if let ServerMsg::Message(m) = &event.msg {
+            // Said, not typing any more: not announced after the message it typed.
+            self.typing.names.retain(|name| *name != m.from);
+        }
         match &event.msg {
             ServerMsg::Message(m) if self.members.is_empty() => {
                 // Only joiners are waiting: nobody to fill a gap for; note where the stream is.
@@ -401,8 +443,25 @@ impl RoomTask {
                     self.fan_out(&Message::Text(event.frame.clone()), Class::Notice);
                 }
             }
+            ServerMsg::Typing { names, .. } => {
+                self.typing.heard(names);
+                if Instant::now() >= self.typing.next_at {
+                    self.send_typing();
+                }
+            }
             _ => self.fan_out(&Message::Text(event.frame.clone()), Class::Keep),
         }
+    }
+
+    /// Tells the members here who said they were typing since the last time.
+    fn send_typing(&mut self) {
+        let names = std::mem::take(&mut self.typing.names);
+        self.typing.next_at = Instant::now() + TYPING_FOLD;
+        let frame = encode(&ServerMsg::Typing {
+            room: self.room.to_string(),
+            names,
+        });
+        self.fan_out(&frame, Class::Typing(self.presence.id));
     }
 
     /// Queues `frame` for every local member.

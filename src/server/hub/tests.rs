@@ -258,6 +258,10 @@ impl Broker for SlowStore {
         });
         Ok(Subscription::new(rx))
     }
+
+    async fn signal(&self, room: &RoomName, msg: &ServerMsg) -> Result<(), StoreError> {
+        self.memory.signal(room, msg).await
+    }
 }
 
 #[async_trait::async_trait]

@@ -9,7 +9,7 @@ use super::{
     redis::{RedisSettings, RedisStore},
 };
 use crate::{
-    protocol::{ChatMessage, MessageText, Position, RoomName, UserName},
+    protocol::{ChatMessage, MessageText, Position, RoomName, ServerMsg, UserName},
     server::bus::Subscription,
 };
 use std::{
@@ -178,6 +178,10 @@ impl Broker for Later {
 
     async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {
         self.store()?.subscribe(room).await
+    }
+
+    async fn signal(&self, room: &RoomName, msg: &ServerMsg) -> Result<(), StoreError> {
+        self.store()?.signal(room, msg).await
     }
 }
 

@@ -447,6 +447,11 @@ impl Broker for MemoryStore {
     async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {
         Ok(self.bus.subscribe(room))
     }
+
+    async fn signal(&self, room: &RoomName, msg: &ServerMsg) -> Result<(), StoreError> {
+        self.bus.publish(room, BusEvent::new(msg.clone()));
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]

@@ -26,7 +26,7 @@ pub use later::Later;
 pub use memory::MemoryStore;
 
 use super::bus::Subscription;
-use crate::protocol::{ChatMessage, MessageText, Position, RoomName, UserName};
+use crate::protocol::{ChatMessage, MessageText, Position, RoomName, ServerMsg, UserName};
 use std::{
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -261,6 +261,10 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Subscribes this node to the room's events.
     async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError>;
+
+    /// Publishes `msg` to every node with members in the room, storing nothing (`typing`): it
+    /// is heard by those listening now, or never.
+    async fn signal(&self, room: &RoomName, msg: &ServerMsg) -> Result<(), StoreError>;
 }
 
 /// How the store is doing, and what it tells other nodes about this one.

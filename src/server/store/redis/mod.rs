@@ -608,4 +608,19 @@ impl Broker for RedisStore {
     async fn subscribe(&self, room: &RoomName) -> Result<Subscription, StoreError> {
         self.bus.subscribe(room).await.map_err(unavailable)
     }
+
+    async fn signal(&self, room: &RoomName, msg: &ServerMsg) -> Result<(), StoreError> {
+        // As the scripts publish: sharded on a cluster (see `Scripts`).
+        let publish = match self.link.is_cluster() {
+            true => "SPUBLISH",
+            false => "PUBLISH",
+        };
+        let _: u64 = redis::cmd(publish)
+            .arg(room_channel(room))
+            .arg(payload::frame(msg))
+            .query_async(&mut self.link.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
 }
