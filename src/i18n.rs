@@ -133,6 +133,10 @@ pub struct Strings {
     /// Day separators for the last two days; older days are written by the browser.
     pub today: &'static str,
     pub yesterday: &'static str,
+    /// Who is typing: one name, two, or more.
+    pub typing_one: fn(&str) -> String,
+    pub typing_two: fn(&str, &str) -> String,
+    pub typing_several: &'static str,
     /// The colour-scheme switch's name.
     pub dark_mode: &'static str,
     /// The button that scrolls down to messages that came while the reader was scrolled up.
@@ -192,6 +196,9 @@ pub static EN: Strings = Strings {
     today: "Today",
     yesterday: "Yesterday",
     dark_mode: "Dark mode",
+    typing_one: |a| format!("{a} is typing…"),
+    typing_two: |a, b| format!("{a} and {b} are typing…"),
+    typing_several: "Several people are typing…",
     new_below: |n| match n {
         1 => "1 new message ↓".to_owned(),
         n => format!("{n} new messages ↓"),
@@ -274,6 +281,9 @@ pub static ZH_HANS: Strings = Strings {
     today: "今天",
     yesterday: "昨天",
     dark_mode: "深色模式",
+    typing_one: |a| format!("{a} 正在输入…"),
+    typing_two: |a, b| format!("{a} 和 {b} 正在输入…"),
+    typing_several: "多人正在输入…",
     new_below: |n| format!("{n} 条新消息 ↓"),
     loading_older: "正在加载更早的消息…",
     history_begins: "这是房间的第一条消息。",
@@ -342,6 +352,9 @@ pub static JA: Strings = Strings {
     today: "今日",
     yesterday: "昨日",
     dark_mode: "ダークモード",
+    typing_one: |a| format!("{a} さんが入力中…"),
+    typing_two: |a, b| format!("{a} さんと {b} さんが入力中…"),
+    typing_several: "複数の人が入力中…",
     new_below: |n| format!("新着 {n} 件 ↓"),
     loading_older: "以前のメッセージを読み込み中…",
     history_begins: "ここがこのルームの始まりです。",

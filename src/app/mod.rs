@@ -6,6 +6,7 @@
 pub mod client;
 pub mod model;
 pub mod reading;
+pub mod typing;
 pub mod status;
 
 use crate::{
@@ -21,6 +22,7 @@ use leptos_router::{
 };
 use model::{Edge, Item, Model, SendState, Status};
 use reading::Theme;
+use typing::{Typing, Typists};
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -277,6 +279,7 @@ fn ChatPage(room: String) -> impl IntoView {
                 <div class="body">
                     <section class="conversation" aria-label=move || t().conversation_label>
                         <MessageList model />
+                        <TypingLine model />
                         <Composer model />
                     </section>
                     <aside class="side" id="side" aria-label=move || t().members_heading>
@@ -889,6 +892,30 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
     }
 }
 
+/// Who is typing: "Ann is typing…", "Ann and Bo are typing…", "Several people are typing…".
+/// Always there, one line high, so the conversation does not move when it changes; not read
+/// out as it changes (it would talk over the messages), but there to read.
+#[component]
+fn TypingLine(model: RwSignal<Model>) -> impl IntoView {
+    let t = use_strings();
+    let typists = Memo::new(move |_| model.with(|m| m.typists.clone()));
+    // Each time someone is heard typing, look again once they would have stopped.
+    Effect::new(move |_| {
+        typists.track();
+        set_timeout(
+            move || client::act(model, Model::expire_typing),
+            std::time::Duration::from_millis(crate::protocol::TYPING_SHOWN_MS + 100),
+        );
+    });
+    let text = move || match typists.with(Typists::line) {
+        Typing::Nobody => String::new(),
+        Typing::One(a) => (t().typing_one)(&a),
+        Typing::Two(a, b) => (t().typing_two)(&a, &b),
+        Typing::Several => t().typing_several.to_owned(),
+    };
+    view! { <p class="typing" data-testid="typing">{text}</p> }
+}
+
 #[component]
 fn Composer(model: RwSignal<Model>) -> impl IntoView {
     let t = use_strings();
@@ -941,7 +968,11 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
                 }
                 disabled=move || !can_send.get()
                 on:keydown=on_key
-                on:input=move |ev| keep_draft(&event_target_value(&ev))
+                on:input=move |ev| {
+                    let text = event_target_value(&ev);
+                    keep_draft(&text);
+                    client::act(model, |m| m.typed(&text));
+                }
             ></textarea>
             <button type="submit" data-testid="send" disabled=move || !can_send.get()>
                 {move || t().send}

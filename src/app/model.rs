@@ -5,10 +5,11 @@
 use crate::{
     protocol::{
         ChatMessage, ClientMsg, ErrorCode, HISTORY_PAGE, NoticeKind, Position, ServerMsg,
-        sort_members,
+        TYPING_EVERY_MS, sort_members,
     },
     rate::{Bucket, Rate},
 };
+use super::typing::Typists;
 
 /// Items kept on screen while the reader follows the newest; older ones are let go (and read
 /// again with `history`) so a long session stays light. Pages the reader asked for stay until
@@ -183,6 +184,10 @@ pub struct Model {
     refused: bool,
     /// The time of the current call, in nanoseconds from any fixed origin (see [`Model::set_clock`]).
     now_ns: u64,
+    /// Who is typing in the room.
+    pub typists: Typists,
+    /// When this page last said it was typing (ms on the model's clock).
+    typing_said_ms: Option<u64>,
 }
 
 /// The server's send limits (a little under them, see [`Rate::paced`]) and this page's buckets.
@@ -289,6 +294,33 @@ impl Model {
         if now_ms.is_finite() && now_ms >= 0.0 {
             self.now_ns = (now_ms * 1e6) as u64;
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.now_ns / 1_000_000
+    }
+
+    /// The composer's text changed to `text`: the room hears that we are typing, at most once
+    /// per [`TYPING_EVERY_MS`], and only while there is something to send and we take part.
+    pub fn typed(&mut self, text: &str) -> Vec<ClientMsg> {
+        let now = self.now_ms();
+        let due = self
+            .typing_said_ms
+            .is_none_or(|said| now.saturating_sub(said) >= TYPING_EVERY_MS);
+        if !due || !self.can_send() || text.trim().is_empty() {
+            return Vec::new();
+        }
+        self.typing_said_ms = Some(now);
+        vec![ClientMsg::Typing {
+            room: self.room.clone(),
+        }]
+    }
+
+    /// Stops showing whoever has not said they were typing for a while.
+    pub fn expire_typing(&mut self) -> Vec<ClientMsg> {
+        let now = self.now_ms();
+        self.typists.expire(now);
+        Vec::new()
     }
 
     /// The user sends `text`; `client_id` identifies it in the server's answers. It stays
@@ -611,7 +643,13 @@ impl Model {
                 Vec::new()
             }
             ServerMsg::Message(m) if m.room == self.room => {
+                self.typists.stopped(&m.from);
                 self.push_message(m);
+                Vec::new()
+            }
+            ServerMsg::Typing { room, names } if room == self.room => {
+                let now = self.now_ms();
+                self.typists.heard(&names, self.name.as_deref(), now);
                 Vec::new()
             }
             ServerMsg::Notice {
@@ -620,6 +658,7 @@ impl Model {
                 name,
                 old_name,
             } if room == self.room => {
+                self.typists.stopped(old_name.as_deref().unwrap_or(&name));
                 // Keep the list current at once; `presence` (sent less often) stays the truth.
                 // In a big room the list is a page: whoever comes or goes counts.
                 let partial = self.member_count > self.members.len();
@@ -1019,6 +1058,7 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::typing::Typing;
 
     fn welcome() -> ServerMsg {
         ServerMsg::Welcome {
@@ -1879,6 +1919,45 @@ mod tests {
             from: from.into(),
             ..msg(seq, "e")
         })
+    }
+
+    #[test]
+    fn typing_is_said_every_few_seconds_while_there_is_text_and_ends_with_the_message() {
+        let mut m = Model::new("lobby", None);
+        let at = |m: &mut Model, ms: u64| m.set_clock(ms as f64);
+        at(&mut m, 1_000);
+        assert!(m.typed("hi").is_empty(), "not before the room is joined");
+        online_in_lobby(&mut m);
+        assert!(m.typed("  ").is_empty(), "nothing to send yet");
+        assert_eq!(m.typed("h"), [ClientMsg::Typing { room: "lobby".into() }]);
+        at(&mut m, 1_000 + TYPING_EVERY_MS - 1);
+        assert!(m.typed("hi").is_empty(), "once per few seconds");
+        at(&mut m, 1_000 + TYPING_EVERY_MS);
+        assert_eq!(m.typed("hi b").len(), 1);
+
+        // Others typing; ourselves never shown.
+        let typing = |names: &[&str]| ServerMsg::Typing {
+            room: "lobby".into(),
+            names: names.iter().map(|n| n.to_string()).collect(),
+        };
+        m.apply(typing(&["bo", "ann"]));
+        assert_eq!(m.typists.line(), Typing::One("bo".into()));
+        m.apply(typing(&["cy"]));
+        assert_eq!(m.typists.line(), Typing::Two("bo".into(), "cy".into()));
+        // bo's message ends bo's typing; cy, renamed, is not typing under the old name.
+        m.apply(said(3, "bo"));
+        m.apply(ServerMsg::Notice {
+            room: "lobby".into(),
+            kind: NoticeKind::Renamed,
+            name: "cyd".into(),
+            old_name: Some("cy".into()),
+        });
+        assert_eq!(m.typists.line(), Typing::Nobody);
+        // And a name not heard again is let go after a while.
+        m.apply(typing(&["dee"]));
+        at(&mut m, 1_000 + TYPING_EVERY_MS + crate::protocol::TYPING_SHOWN_MS);
+        m.expire_typing();
+        assert_eq!(m.typists.line(), Typing::Nobody);
     }
 
     #[test]
