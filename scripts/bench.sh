@@ -6,6 +6,7 @@
 #   scripts/bench.sh shards     the two-node fan-out and cross-node runs again, on a Redis Cluster
 #                               of three masters with a replica each (REDIS=cluster), to set
 #                               beside the one-Redis numbers of `cluster`
+#   scripts/bench.sh typing     the two-node fan-out without and with 50 people typing, by turns
 #   scripts/bench.sh many       100,000 idle connections over six nodes on one Redis, from six
 #                               load processes (each process may hold 20,000 open files at most);
 #                               RAMP sets each process's connects per second (default 400);
@@ -142,6 +143,23 @@ if [[ "$which" == all || "$which" == cluster ]]; then
   # Connect/join/close cycles through nginx.
   run churn --url "$lb" "${nodes[@]}" --prefix cchurn --cycles "$((cycles / 5))" --rate 1000 \
     --concurrency 64
+  stop_cluster
+fi
+
+# Typing beside the fan-out (issue 19): the two-node 400k deliveries/s run, by turns without and
+# with 50 of its members saying `typing` every 3 s, three rounds.
+if [[ "$which" == typing ]]; then
+  out=target/bench/typing.jsonl
+  : >"$out"
+  REDIS=single start_cluster 2 target/bench/cluster-typing.log
+  a="ws://${NODE_A_URL#http://}/ws" b="ws://${NODE_B_URL#http://}/ws"
+  for round in 1 2 3; do
+    for typists in 0 50; do
+      target/release/chorus-load fanout --url "$a" --url "$b" --pid "$NODE_A_PID" --pid "$NODE_B_PID" \
+        --prefix "typ$round-$typists" --members 200 --senders 20 --rate 2000 --secs 10 \
+        --typists "$typists" --max-secs 300 | tee -a "$out"
+    done
+  done
   stop_cluster
 fi
 

@@ -131,6 +131,10 @@ struct FanoutArgs {
     /// close) a second later, so the room sees as many joins and leaves a second.
     #[arg(long, default_value_t = 0)]
     churn: u64,
+    /// While sending: this many of the members who do not send say `typing` every 3 s (as a
+    /// page does while its composer changes), staggered.
+    #[arg(long, default_value_t = 0)]
+    typists: usize,
 }
 
 #[derive(Args)]
@@ -442,6 +446,8 @@ struct Seen {
     deliveries: u64,
     duplicates: u64,
     closed_early: bool,
+    /// `typing` frames received.
+    typing: u64,
 }
 
 async fn fanout(
@@ -477,6 +483,7 @@ async fn fanout(
     for (i, ws) in members.into_iter().enumerate() {
         let (mut sink, mut stream) = ws.split();
         let is_sender = i < senders;
+        let is_typist = !is_sender && i >= a.members.saturating_sub(a.typists);
         {
             let (stop, prefix) = (stop.clone(), prefix.clone());
             let counts = !(receivers_exclude_senders && is_sender);
@@ -489,6 +496,7 @@ async fn fanout(
                     deliveries: 0,
                     duplicates: 0,
                     closed_early: false,
+                    typing: 0,
                 };
                 loop {
                     let frame = tokio::select! {
@@ -505,6 +513,10 @@ async fn fanout(
                     };
                     let m = match serde_json::from_str::<ServerMsg>(&text) {
                         Ok(ServerMsg::Message(m)) if seen.counts => m,
+                        Ok(ServerMsg::Typing { .. }) => {
+                            seen.typing += 1;
+                            continue;
+                        }
                         // client_id: "<sender>:<seq>:<sent at, µs>"
                         Ok(ServerMsg::Ack {
                             client_id: Some(id),
@@ -572,6 +584,23 @@ async fn fanout(
                 }
                 sink
             }));
+        } else if is_typist {
+            let (room, until) = (room.clone(), started + Duration::from_secs(a.secs));
+            let every = Duration::from_millis(chorus::protocol::TYPING_EVERY_MS);
+            let k = i - a.members.saturating_sub(a.typists);
+            let first = started + every.mul_f64(k as f64 / a.typists as f64);
+            writers.push(tokio::spawn(async move {
+                let json = serde_json::to_string(&ClientMsg::Typing { room }).unwrap_or_default();
+                let mut at = first;
+                while at < until {
+                    tokio::time::sleep_until(at).await;
+                    if sink.send(Message::text(json.clone())).await.is_err() {
+                        break;
+                    }
+                    at += every;
+                }
+                sink
+            }));
         }
     }
     let churned = churn_through(&a, &room, started, stop.clone());
@@ -586,10 +615,12 @@ async fn fanout(
     stop.cancel();
     let (mut latency, mut acks) = (latency_histogram(), latency_histogram());
     let (mut deliveries, mut duplicates, mut unique, mut closed) = (0u64, 0u64, 0u64, 0u64);
+    let mut typing = 0u64;
     let mut receivers = 0u64;
     for r in readers {
         let seen = r.await?;
         acks.add(&seen.acks).map_err(|e| e.to_string())?;
+        typing += seen.typing;
         if !seen.counts {
             continue;
         }
@@ -623,6 +654,8 @@ async fn fanout(
         "connections_closed_early": closed,
         "churn_joins": churn_joins,
         "churn_errors": churn_errors,
+        "typists": a.typists,
+        "typing_frames_received": typing,
         "latency_ms": latency_ms(&latency),
         "acked": acks.len(),
         "ack_latency_ms": latency_ms(&acks),
@@ -709,6 +742,7 @@ async fn crossnode(a: CrossnodeArgs) -> Result<serde_json::Value, AnyError> {
             secs: a.secs,
             size: 32,
             churn: 0,
+            typists: 0,
         },
         true,
     )
