@@ -4,6 +4,7 @@
 //! updates; the components only read it and turn clicks and key presses into protocol frames.
 
 pub mod client;
+pub mod markup;
 pub mod model;
 pub mod reading;
 pub mod typing;
@@ -806,7 +807,7 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                                 <Show when=move || show_when.get()>
                                     <span class="when" data-testid="when" role="status">{move || when.get()}</span>
                                 </Show>
-                                <p class="text">{m.text.clone()}</p>
+                                <div class="text">{markup::render(markup::parse(&m.text))}</div>
                             </div>
                         }
                             .into_any()
@@ -877,7 +878,7 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                             <Show when=move || state.get() == SendState::Failed>
                                 <TryNow model class="retry-send" label=|s| s.retry />
                             </Show>
-                            <p class="text">{p.text.clone()}</p>
+                            <div class="text">{markup::render(markup::parse(&p.text))}</div>
                         </div>
                     }
                 }
