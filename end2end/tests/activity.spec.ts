@@ -1,21 +1,9 @@
 import { test, expect, type Page } from '@playwright/test';
-import { openRoom, pickName, say, unique } from './helpers';
+import { openRoom, pickName, say, setHidden, unique } from './helpers';
 
 // Signs of new activity: a reader scrolled up is offered a button down to what came meanwhile,
 // one's own message is always brought into view, and while the tab is hidden the title counts
 // what others said and a divider marks where it starts.
-
-// Makes the page believe its tab was hidden (or shown again), as switching tabs does.
-async function setHidden(page: Page, hidden: boolean) {
-  await page.evaluate((hidden) => {
-    Object.defineProperty(document, 'hidden', { value: hidden, configurable: true });
-    Object.defineProperty(document, 'visibilityState', {
-      value: hidden ? 'hidden' : 'visible',
-      configurable: true,
-    });
-    document.dispatchEvent(new Event('visibilitychange'));
-  }, hidden);
-}
 
 for (const size of [
   { name: 'phone', width: 390, height: 844 },

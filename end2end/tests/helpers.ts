@@ -91,3 +91,15 @@ export async function holdSends(page: Page): Promise<{ holding: boolean }> {
   });
   return control;
 }
+
+// Makes the page believe its tab was hidden (or shown again), as switching tabs does.
+export async function setHidden(page: Page, hidden: boolean) {
+  await page.evaluate((hidden) => {
+    Object.defineProperty(document, 'hidden', { value: hidden, configurable: true });
+    Object.defineProperty(document, 'visibilityState', {
+      value: hidden ? 'hidden' : 'visible',
+      configurable: true,
+    });
+    document.dispatchEvent(new Event('visibilitychange'));
+  }, hidden);
+}

@@ -25,6 +25,11 @@ pub fn place_key(room: &str) -> String {
     format!("chorus.place.{room}")
 }
 
+/// Where a room's notification choice is kept (localStorage).
+pub fn notify_key(room: &str) -> String {
+    format!("chorus.notify.{room}")
+}
+
 /// Where a room's unsent draft is kept (localStorage: it is there in the next visit too).
 pub fn draft_key(room: &str) -> String {
     format!("chorus.draft.{room}")
@@ -188,20 +193,59 @@ mod imp {
     /// Runs `f` on the model at the current time, sends the frames it answers, and schedules
     /// the retries it asks for (a name claim, or frames held back for speed).
     pub fn act(model: RwSignal<Model>, f: impl FnOnce(&mut Model) -> Vec<ClientMsg>) {
-        let (frames, reclaim, retry) = model
+        let (frames, reclaim, retry, notes) = model
             .try_update(|m| {
                 m.set_clock(now_ms());
                 let frames = f(m);
-                (frames, m.retry_name_in_ms.take(), m.retry_in_ms.take())
+                let notes = std::mem::take(&mut m.to_notify);
+                (frames, m.retry_name_in_ms.take(), m.retry_in_ms.take(), notes)
             })
             .unwrap_or_default();
         frames.into_iter().for_each(send);
+        if !notes.is_empty() {
+            let room = model.with_untracked(|m| m.room.clone());
+            for (from, text) in notes {
+                notify(&room, &from, &text);
+            }
+        }
         if let Some(ms) = reclaim {
             leptos::task::spawn_local(reclaim_name_after(model, ms));
         }
         if let Some(ms) = retry {
             leptos::task::spawn_local(retry_after(model, ms));
         }
+    }
+
+    /// Asks the browser for leave to notify, unless it was already given or refused. Call it
+    /// from a click (or a choice made): browsers ignore the question otherwise.
+    pub fn ask_to_notify() {
+        if web_sys::Notification::permission() == web_sys::NotificationPermission::Default {
+            let _ = web_sys::Notification::request_permission();
+        }
+    }
+
+    /// Shows a notification of `from`'s message in `room`, if the browser lets the page. One
+    /// per room at a time (a newer one replaces it); a click brings the tab forward.
+    fn notify(room: &str, from: &str, text: &str) {
+        if web_sys::Notification::permission() != web_sys::NotificationPermission::Granted {
+            return;
+        }
+        let options = web_sys::NotificationOptions::new();
+        let body: String = text.chars().take(160).collect();
+        options.set_body(&body);
+        options.set_tag(&format!("chorus-{room}"));
+        let Ok(shown) =
+            web_sys::Notification::new_with_options(&format!("{from} · #{room}"), &options)
+        else {
+            return;
+        };
+        let on_click = wasm_bindgen::closure::Closure::<dyn Fn()>::new(|| {
+            if let Some(window) = web_sys::window() {
+                let _ = window.focus();
+            }
+        });
+        shown.set_onclick(Some(on_click.as_ref().unchecked_ref()));
+        on_click.forget();
     }
 
     /// Follows what the browser says of its network (`online` and `offline` events).
@@ -426,6 +470,7 @@ mod imp {
     pub fn first_in_view(_list: &leptos::web_sys::HtmlElement) -> Option<String> {
         None
     }
+    pub fn ask_to_notify() {}
     /// Nothing is sent from the server's render: the model changes, the frames are dropped.
     pub fn act(model: RwSignal<Model>, f: impl FnOnce(&mut Model) -> Vec<ClientMsg>) {
         model.update(|m| {
@@ -435,6 +480,6 @@ mod imp {
 }
 
 pub use imp::{
-    act, first_in_view, load_outbox, on_resize, page_language, random_id, save_outbox, send,
+    act, ask_to_notify, first_in_view, load_outbox, on_resize, page_language, random_id, save_outbox, send,
     set_cookie, start, storage_get, storage_set, tab_get, tab_set,
 };

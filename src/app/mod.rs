@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod markup;
+pub mod mention;
 pub mod model;
 pub mod reading;
 pub mod typing;
@@ -21,7 +22,7 @@ use leptos_router::{
     hooks::use_params_map,
     path,
 };
-use model::{Edge, Item, Model, SendState, Status};
+use model::{Edge, Item, Model, Notify, SendState, Status};
 use reading::Theme;
 use typing::{Typing, Typists};
 
@@ -237,13 +238,14 @@ fn ChatPage(room: String) -> impl IntoView {
     let named = Memo::new(move |_| model.with(|m| m.name.is_some() || m.named_once));
     let side_open = move || toggled.get() || !named.get();
     let count = Memo::new(move |_| model.with(Model::member_total));
-    // While the tab is hidden, its title counts what others said.
-    let unread = Memo::new(move |_| model.with(|m| m.unread));
+    // While the tab is hidden, its title counts what others said, and those that named us.
+    let unread = Memo::new(move |_| model.with(|m| (m.unread, m.unread_mentions)));
     let title = {
         let room_title = room_title.clone();
         move || match unread.get() {
-            0 => format!("{room_title} · Chorus"),
-            n => format!("({n}) {room_title} · Chorus"),
+            (0, _) => format!("{room_title} · Chorus"),
+            (n, 0) => format!("({n}) {room_title} · Chorus"),
+            (n, m) => format!("(@{m} · {n}) {room_title} · Chorus"),
         }
     };
     view! {
@@ -285,6 +287,7 @@ fn ChatPage(room: String) -> impl IntoView {
                     </section>
                     <aside class="side" id="side" aria-label=move || t().members_heading>
                         <NameForm model />
+                        <NotifyPicker model />
                         <MemberList model />
                     </aside>
                 </div>
@@ -503,6 +506,47 @@ fn NameForm(model: RwSignal<Model>) -> impl IntoView {
     }
 }
 
+/// This room's notifications while the tab is hidden: every message, mentions (the default), or
+/// nothing. Kept in this browser per room; choosing one that notifies asks the browser's leave.
+#[component]
+fn NotifyPicker(model: RwSignal<Model>) -> impl IntoView {
+    let t = use_strings();
+    let key = StoredValue::new(client::notify_key(&model.with_untracked(|m| m.room.clone())));
+    let level = Memo::new(move |_| model.with(|m| m.notify));
+    Effect::new(move |_| {
+        let kept = key.with_value(|k| client::storage_get(k)).and_then(|t| Notify::from_tag(&t));
+        if let Some(kept) = kept {
+            model.update(|m| m.notify = kept);
+        }
+    });
+    let on_change = move |ev: ev::Event| {
+        let Some(picked) = Notify::from_tag(&event_target_value(&ev)) else {
+            return;
+        };
+        key.with_value(|k| client::storage_set(k, picked.tag()));
+        model.update(|m| m.notify = picked);
+        if picked != Notify::Nothing {
+            client::ask_to_notify();
+        }
+    };
+    let label = move |n: Notify| match n {
+        Notify::All => t().notify_all,
+        Notify::Mentions => t().notify_mentions,
+        Notify::Nothing => t().notify_nothing,
+    };
+    view! {
+        <label class="notify-pick">
+            <span>{move || t().notify_label}</span>
+            <select data-testid="notify" on:change=on_change prop:value=move || level.get().tag()>
+                {Notify::ALL
+                    .into_iter()
+                    .map(|n| view! { <option value=n.tag()>{move || label(n)}</option> })
+                    .collect_view()}
+            </select>
+        </label>
+    }
+}
+
 #[component]
 fn MemberList(model: RwSignal<Model>) -> impl IntoView {
     let t = use_strings();
@@ -567,7 +611,9 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
     let first_unread = Memo::new(move |_| model.with(Model::first_unread));
     let lang = expect_context::<RwSignal<Lang>>();
     // Where days begin and which messages run on from the one before.
-    let looks = Memo::new(move |_| items.with(|i| reading::layout(i, reading::day_of)));
+    let looks = Memo::new(move |_| {
+        items.with(|i| reading::layout(i, reading::day_of, first_unread.get()))
+    });
     // The newest message the reader has had in view; what others said after it, while they
     // read further up, is offered with a button down to it.
     let seen = RwSignal::new(0u64);
@@ -752,6 +798,12 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                             move || me.get().as_deref() == Some(from.as_str())
                         };
                         let look = Memo::new(move |_| looks.with(|l| l.get(&seq).copied().unwrap_or_default()));
+                        let mentioned = {
+                            let (from, text) = (m.from.clone(), m.text.clone());
+                            move || {
+                                me.get().is_some_and(|me| me != from && mention::mentions(&text, &me))
+                            }
+                        };
                         let tag = move || lang.get().tag();
                         // When it was said, in full and how long ago: worked out as the pointer
                         // comes over it (hover), or held down on it (a long press on a phone).
@@ -794,6 +846,7 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                                 class="message"
                                 class:mine=mine
                                 class:grouped=move || look.get().grouped
+                                class:mention=mentioned
                                 data-testid="message"
                                 data-key=key
                                 title=move || when.get()
@@ -948,12 +1001,83 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
             keep_draft("");
         }
     };
+    // Names offered after an `@` just before the caret, the one the arrows are on, and where
+    // that `@` is (a byte offset in the text).
+    let suggest = RwSignal::new(Vec::<String>::new());
+    let active = RwSignal::new(0usize);
+    let at = StoredValue::new(None::<usize>);
+    let caret = move |el: &leptos::web_sys::HtmlTextAreaElement, text: &str| {
+        let units = el.selection_start().ok().flatten().unwrap_or_default();
+        mention::byte_offset(text, units as usize)
+    };
+    let close_suggest = move || {
+        at.set_value(None);
+        if !suggest.with_untracked(Vec::is_empty) {
+            suggest.set(Vec::new());
+        }
+    };
+    let look_for_names = move || {
+        let Some(el) = input.get_untracked() else { return };
+        let text = el.value();
+        let before = &text[..caret(&el, &text)];
+        let found = mention::at_caret(before).map(|(start, prefix)| {
+            let names = model.with_untracked(|m| mention::suggest(&m.members, prefix, m.name.as_deref()));
+            (start, names)
+        });
+        match found {
+            Some((start, names)) if !names.is_empty() => {
+                at.set_value(Some(start));
+                active.set(0);
+                suggest.set(names);
+            }
+            _ => close_suggest(),
+        }
+    };
+    let pick = move |name: &str| {
+        let (Some(el), Some(start)) = (input.get_untracked(), at.get_value()) else {
+            return;
+        };
+        let text = el.value();
+        let (done, end) = mention::complete(&text, start, caret(&el, &text), name);
+        el.set_value(&done);
+        let end = mention::utf16_offset(&done, end) as u32;
+        let _ = el.set_selection_range(end, end);
+        keep_draft(&done);
+        close_suggest();
+    };
     let on_key = move |ev: ev::KeyboardEvent| {
+        let offered = suggest.with_untracked(Vec::len);
+        if offered > 0 && !ev.is_composing() {
+            let key = ev.key();
+            match key.as_str() {
+                "ArrowDown" | "ArrowUp" => {
+                    ev.prevent_default();
+                    let step = if key == "ArrowDown" { 1 } else { offered - 1 };
+                    active.update(|i| *i = (*i + step) % offered);
+                    return;
+                }
+                "Enter" | "Tab" if !ev.shift_key() => {
+                    ev.prevent_default();
+                    let name = suggest.with_untracked(|s| s.get(active.get_untracked()).cloned());
+                    if let Some(name) = name {
+                        pick(&name);
+                    }
+                    return;
+                }
+                "Escape" => {
+                    ev.prevent_default();
+                    close_suggest();
+                    return;
+                }
+                _ => {}
+            }
+        }
         if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
             ev.prevent_default();
             submit();
         }
     };
+    let offering = move || !suggest.with(Vec::is_empty);
     view! {
         <form class="composer" on:submit=move |ev: ev::SubmitEvent| {
             ev.prevent_default();
@@ -973,11 +1097,43 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
                     let text = event_target_value(&ev);
                     keep_draft(&text);
                     client::act(model, |m| m.typed(&text));
+                    look_for_names();
                 }
+                on:click=move |_| look_for_names()
+                on:blur=move |_| close_suggest()
+                aria-autocomplete="list"
+                aria-controls=move || offering().then_some("mention-list")
+                aria-activedescendant=move || offering().then(|| format!("mention-{}", active.get()))
             ></textarea>
             <button type="submit" data-testid="send" disabled=move || !can_send.get()>
                 {move || t().send}
             </button>
+            <Show when=offering>
+                <ul class="suggest" role="listbox" id="mention-list" data-testid="suggest" aria-label=move || t().mention_label>
+                    <For
+                        each=move || suggest.get().into_iter().enumerate()
+                        key=|(i, name)| format!("{i}\n{name}")
+                        let:((i, name))
+                    >
+                        <li
+                            role="option"
+                            id=format!("mention-{i}")
+                            class:active=move || active.get() == i
+                            aria-selected=move || (active.get() == i).to_string()
+                            // Before the composer's blur, which would close the list.
+                            on:mousedown={
+                                let name = name.clone();
+                                move |ev: ev::MouseEvent| {
+                                    ev.prevent_default();
+                                    pick(&name);
+                                }
+                            }
+                        >
+                            <span class=reading::name_class(&name)>{name.clone()}</span>
+                        </li>
+                    </For>
+                </ul>
+            </Show>
         </form>
     }
 }

@@ -9,7 +9,7 @@ use crate::{
     },
     rate::{Bucket, Rate},
 };
-use super::typing::Typists;
+use super::{mention, typing::Typists};
 
 /// Items kept on screen while the reader follows the newest; older ones are let go (and read
 /// again with `history`) so a long session stays light. Pages the reader asked for stay until
@@ -184,6 +184,13 @@ pub struct Model {
     refused: bool,
     /// The time of the current call, in nanoseconds from any fixed origin (see [`Model::set_clock`]).
     now_ns: u64,
+    /// Of `unread`, the messages that mention this page's person.
+    pub unread_mentions: usize,
+    /// What raises a browser notification while the tab is hidden (the reader's choice, kept
+    /// per room).
+    pub notify: Notify,
+    /// Notifications due (who, what), taken by the page as it shows them.
+    pub to_notify: Vec<(String, String)>,
     /// Who is typing in the room.
     pub typists: Typists,
     /// When this page last said it was typing (ms on the model's clock).
@@ -222,6 +229,34 @@ impl Pacer {
         Ok(())
     }
 }
+
+/// What raises a notification while the tab is hidden.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Notify {
+    All,
+    #[default]
+    Mentions,
+    Nothing,
+}
+
+impl Notify {
+    pub const ALL: [Notify; 3] = [Notify::All, Notify::Mentions, Notify::Nothing];
+
+    pub fn tag(self) -> &'static str {
+        match self {
+            Notify::All => "all",
+            Notify::Mentions => "mentions",
+            Notify::Nothing => "nothing",
+        }
+    }
+
+    pub fn from_tag(tag: &str) -> Option<Notify> {
+        Notify::ALL.into_iter().find(|n| n.tag() == tag)
+    }
+}
+
+/// At most this many notifications wait to be shown (a burst is not a notification each).
+const NOTIFY_MAX: usize = 3;
 
 /// Reclaim attempts after a reconnect, spaced 250 ms, 500 ms, … apart.
 const RECLAIM_TRIES: u32 = 6;
@@ -909,6 +944,12 @@ impl Model {
         }
         self.away = away;
         self.unread = 0;
+        self.unread_mentions = 0;
+    }
+
+    /// Whether `m` mentions this page's person (and is not theirs).
+    pub fn mentions_me(&self, m: &ChatMessage) -> bool {
+        !self.is_mine(m) && self.name.as_deref().is_some_and(|me| mention::mentions(&m.text, me))
     }
 
     /// The first message that came while the reader was away, if it is shown.
@@ -1010,6 +1051,16 @@ impl Model {
         self.last_seq = m.seq;
         if self.away && !self.is_mine(&m) {
             self.unread += 1;
+            let mentioned = self.mentions_me(&m);
+            self.unread_mentions += usize::from(mentioned);
+            let notify = match self.notify {
+                Notify::All => true,
+                Notify::Mentions => mentioned,
+                Notify::Nothing => false,
+            };
+            if notify && self.to_notify.len() < NOTIFY_MAX {
+                self.to_notify.push((m.from.clone(), m.text.clone()));
+            }
         }
         self.push(Item::Message(m));
     }
@@ -1958,6 +2009,36 @@ mod tests {
         at(&mut m, 1_000 + TYPING_EVERY_MS + crate::protocol::TYPING_SHOWN_MS);
         m.expire_typing();
         assert_eq!(m.typists.line(), Typing::Nobody);
+    }
+
+    #[test]
+    fn mentions_are_counted_apart_and_notify_as_the_reader_chose() {
+        let mut m = Model::new("lobby", None);
+        online_in_lobby(&mut m);
+        let text = |seq: u64, from: &str, text: &str| {
+            ServerMsg::Message(ChatMessage {
+                from: from.into(),
+                text: text.into(),
+                ..msg(seq, "e")
+            })
+        };
+        m.apply(text(3, "bo", "@ann hi"));
+        assert!(m.to_notify.is_empty(), "not while the tab is shown");
+        m.set_away(true);
+        m.apply(text(4, "bo", "@Ann, look"));
+        m.apply(text(5, "bo", "no one"));
+        m.apply(text(6, "ann", "@ann talking to myself"));
+        assert_eq!((m.unread, m.unread_mentions), (2, 1));
+        assert_eq!(m.to_notify, [("bo".to_owned(), "@Ann, look".to_owned())]);
+        m.to_notify.clear();
+        m.notify = Notify::All;
+        m.apply(text(7, "bo", "anything"));
+        assert_eq!(m.to_notify.len(), 1);
+        m.notify = Notify::Nothing;
+        m.apply(text(8, "bo", "@ann anything"));
+        assert_eq!(m.to_notify.len(), 1);
+        m.set_away(false);
+        assert_eq!((m.unread, m.unread_mentions), (0, 0));
     }
 
     #[test]

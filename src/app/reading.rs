@@ -23,8 +23,12 @@ pub struct Look {
 }
 
 /// The look of each message in `items`, by `seq`. `day_of` says which day a timestamp falls on,
-/// in the reader's time zone.
-pub fn layout(items: &[Item], day_of: impl Fn(u64) -> i64) -> HashMap<u64, Look> {
+/// in the reader's time zone; a "new messages" divider above `first_unread` starts a new run.
+pub fn layout(
+    items: &[Item],
+    day_of: impl Fn(u64) -> i64,
+    first_unread: Option<u64>,
+) -> HashMap<u64, Look> {
     let mut looks = HashMap::with_capacity(items.len());
     // The message just before, if nothing else came between: its author and time.
     let mut before: Option<(&str, u64)> = None;
@@ -37,6 +41,7 @@ pub fn layout(items: &[Item], day_of: impl Fn(u64) -> i64) -> HashMap<u64, Look>
         let day = day_of(m.ts);
         let new_day = last_day != Some(day);
         let grouped = !new_day
+            && first_unread != Some(m.seq)
             && before.is_some_and(|(from, ts)| {
                 from == m.from && m.ts.saturating_sub(ts) < GROUP_WITHIN_MS
             });
@@ -277,18 +282,22 @@ mod tests {
             msg(8, "ann", 11 * DAY),
             msg(9, "ann", 11 * DAY + MIN),
         ];
-        let looks = layout(&items, utc_day);
+        let looks = layout(&items, utc_day, None);
         let grouped: Vec<u64> = (1..=9).filter(|s| looks[s].grouped).collect();
         let new_days: Vec<u64> = (1..=9).filter(|s| looks[s].new_day).collect();
         assert_eq!(grouped, vec![2, 6, 9]);
         assert_eq!(new_days, vec![1, 8]);
+        // Below the "new messages" divider, a run starts again.
+        let looks = layout(&items, utc_day, Some(6));
+        let grouped: Vec<u64> = (1..=9).filter(|s| looks[s].grouped).collect();
+        assert_eq!(grouped, vec![2, 9]);
     }
 
     #[test]
     fn a_day_separator_counts_days_not_gaps() {
         // Across midnight is another day however close; later the same day is not.
         let items = vec![msg(1, "ann", DAY - 30 * MIN), msg(2, "bo", DAY + 30 * MIN), msg(3, "bo", 2 * DAY - MIN)];
-        let looks = layout(&items, utc_day);
+        let looks = layout(&items, utc_day, None);
         assert!(looks[&1].new_day && looks[&2].new_day && !looks[&3].new_day);
     }
 
