@@ -24,6 +24,8 @@ fn message(text_len: usize) -> ServerMsg {
         text: "x".repeat(text_len),
         ts: 1_795_330_001_234,
         client_id: Some("k3j9-1".into()),
+        edits: None,
+        deleted: false,
     })
 }
 

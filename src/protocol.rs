@@ -87,6 +87,25 @@ pub enum ClientMsg {
     /// [`TYPING_EVERY_MS`]. Never stored and never answered; the room hears `typing`. Only for
     /// rooms joined with a name.
     Typing { room: String },
+    /// Changes the text of one's own message `seq` (of `epoch`) in `room`, within the server's
+    /// edit window (`limits.edit_window_ms`). The room gets a `message` that `edits` it.
+    Edit {
+        room: String,
+        epoch: String,
+        seq: u64,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+    /// Deletes one's own message `seq` (of `epoch`) in `room`, within the edit window. The room
+    /// gets a `message` that `edits` it with `deleted`.
+    Delete {
+        room: String,
+        epoch: String,
+        seq: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
 }
 
 /// A typing person says so again at most this often; the server passes on at most one `typing`
@@ -101,6 +120,7 @@ impl ClientMsg {
     /// Every `type` a client may send; used to tell an unknown type from a malformed known one.
     pub const TYPES: &'static [&'static str] = &[
         "set_name", "resume", "join", "leave", "send", "ping", "members", "history", "typing",
+        "edit", "delete",
     ];
 
     /// The frame's `type`, as on the wire: what metrics and logs call it.
@@ -115,6 +135,8 @@ impl ClientMsg {
             Self::Members { .. } => "members",
             Self::History { .. } => "history",
             Self::Typing { .. } => "typing",
+            Self::Edit { .. } => "edit",
+            Self::Delete { .. } => "delete",
         }
     }
 
@@ -148,6 +170,37 @@ pub struct ChatMessage {
     pub ts: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// This entry changes the room's earlier message `edits` (its `seq`, of this epoch): its text
+    /// is now `text`, or, with `deleted`, it is deleted. Shown in that message's place, never as
+    /// a message of its own. Numbered in the room's stream like any message, so a client that
+    /// was away gets it with `since` or `history`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edits: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+/// What an entry of a room's stream does to an earlier message (see [`ChatMessage::edits`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Change {
+    pub edits: Option<u64>,
+    pub deleted: bool,
+}
+
+impl Change {
+    pub fn edit(seq: u64) -> Self {
+        Self {
+            edits: Some(seq),
+            deleted: false,
+        }
+    }
+
+    pub fn delete(seq: u64) -> Self {
+        Self {
+            edits: Some(seq),
+            deleted: true,
+        }
+    }
 }
 
 /// What a `notice` announces.
@@ -291,6 +344,9 @@ pub struct Limits {
     /// Bytes of frames this connection may send, as a rate and a burst. Absent when unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<Rate>,
+    /// How long after sending a message its author may edit or delete it (0: never).
+    #[serde(default)]
+    pub edit_window_ms: u64,
 }
 
 /// Stable, machine-readable error codes. Clients match on these, never on `message`.
@@ -338,6 +394,12 @@ pub enum ErrorCode {
     /// Too many frames (or bytes) too fast; nothing was done. Send again after `retry_after_ms`.
     /// A client that keeps on regardless is closed with 1008.
     RateLimited,
+    /// `edit`/`delete`: no such message in the room's kept history (or it is a change itself).
+    NoSuchMessage,
+    /// `edit`/`delete`: the message is someone else's.
+    NotYours,
+    /// `edit`/`delete`: the message is older than the edit window.
+    EditWindowPassed,
     /// The server could not do it; retrying later may work.
     Internal,
 }
@@ -366,6 +428,9 @@ impl ErrorCode {
             Self::InvalidToken => "invalid_token",
             Self::TokenExpired => "token_expired",
             Self::NameBound => "name_bound",
+            Self::NoSuchMessage => "no_such_message",
+            Self::NotYours => "not_yours",
+            Self::EditWindowPassed => "edit_window_passed",
             Self::Internal => "internal",
         }
     }
@@ -556,6 +621,11 @@ impl fmt::Display for RoomName {
 pub struct MessageText(String);
 
 impl MessageText {
+    /// The text of a `delete`: none.
+    pub fn deleted() -> Self {
+        Self(String::new())
+    }
+
     pub fn parse(raw: String, max_chars: usize) -> Result<Self, Invalid> {
         if raw.trim().is_empty() {
             return Err(Invalid::new(ErrorCode::EmptyText, "the message is empty"));
@@ -726,6 +796,31 @@ mod tests {
                     client_id: Some("c1".into()),
                 },
             ),
+            (
+                r#"{"type":"typing","room":"lobby"}"#,
+                ClientMsg::Typing {
+                    room: "lobby".into(),
+                },
+            ),
+            (
+                r#"{"type":"edit","room":"lobby","epoch":"e","seq":3,"text":"hi!"}"#,
+                ClientMsg::Edit {
+                    room: "lobby".into(),
+                    epoch: "e".into(),
+                    seq: 3,
+                    text: "hi!".into(),
+                    client_id: None,
+                },
+            ),
+            (
+                r#"{"type":"delete","room":"lobby","epoch":"e","seq":3,"client_id":"d1"}"#,
+                ClientMsg::Delete {
+                    room: "lobby".into(),
+                    epoch: "e".into(),
+                    seq: 3,
+                    client_id: Some("d1".into()),
+                },
+            ),
         ];
         let mut kinds = Vec::new();
         for (json, msg) in cases {
@@ -754,6 +849,8 @@ mod tests {
             text: "hi".into(),
             ts: 1,
             client_id: Some("c".into()),
+            edits: None,
+            deleted: false,
         });
         let v: serde_json::Value = serde_json::to_value(&msg).expect("serializes");
         assert_eq!(v["type"], "message");
@@ -809,6 +906,9 @@ mod tests {
             ErrorCode::InvalidToken,
             ErrorCode::TokenExpired,
             ErrorCode::NameBound,
+            ErrorCode::NoSuchMessage,
+            ErrorCode::NotYours,
+            ErrorCode::EditWindowPassed,
             ErrorCode::Internal,
         ];
         for code in all {

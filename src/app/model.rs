@@ -1123,6 +1123,7 @@ mod tests {
                 max_rooms_per_connection: 16,
                 sends: None,
                 bytes: None,
+                edit_window_ms: 3_600_000,
             },
             ping_interval_ms: 1000,
             name: None,
@@ -1150,6 +1151,8 @@ mod tests {
             text: format!("m{seq}"),
             ts: 0,
             client_id: None,
+            edits: None,
+            deleted: false,
         }
     }
     fn seqs(m: &Model) -> Vec<u64> {

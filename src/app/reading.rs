@@ -257,6 +257,8 @@ mod tests {
             text: "hi".into(),
             ts,
             client_id: None,
+            edits: None,
+            deleted: false,
         })
     }
 

@@ -29,3 +29,4 @@ mod sentinel;
 mod tabs;
 mod tls;
 mod typing;
+mod edits;

@@ -11,7 +11,7 @@
 //! | `r<old name>\n<name>` | `join.lua` | notice: `old name` is now `name` |
 //! | `{…}` | nodes before this format | that frame, as JSON (still read) |
 
-use crate::protocol::{ChatMessage, NoticeKind, ServerMsg};
+use crate::protocol::{Change, ChatMessage, NoticeKind, ServerMsg};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -28,6 +28,10 @@ struct Body<'a> {
     ts: u64,
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     client_id: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    edits: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
 }
 
 /// What the append script is given: the message's body.
@@ -37,6 +41,7 @@ pub fn message_body(
     text: &str,
     ts: u64,
     client_id: Option<&str>,
+    change: Change,
 ) -> String {
     let body = Body {
         room: room.into(),
@@ -44,6 +49,8 @@ pub fn message_body(
         text: text.into(),
         ts,
         client_id: client_id.map(Cow::from),
+        edits: change.edits,
+        deleted: change.deleted,
     };
     // Strings and numbers only: this cannot fail.
     serde_json::to_string(&body).unwrap_or_default()
@@ -108,6 +115,8 @@ fn decode_message(rest: &str) -> Result<ChatMessage, Unreadable> {
         text: body.text.into_owned(),
         ts: body.ts,
         client_id: body.client_id.map(Cow::into_owned),
+        edits: body.edits,
+        deleted: body.deleted,
     })
 }
 
@@ -132,7 +141,7 @@ mod tests {
     #[test]
     fn a_message_reads_back_with_the_seq_and_epoch_the_script_put_in_front() {
         let text = "hé \"quoted\" \\ {json} \n two lines";
-        let body = message_body("lobby", "ann", text, 17, Some("c1"));
+        let body = message_body("lobby", "ann", text, 17, Some("c1"), Change::default());
         let payload = appended(42, "00ff", &body);
         let ServerMsg::Message(m) = decode("lobby", &payload).expect("readable") else {
             panic!("a message");

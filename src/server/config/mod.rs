@@ -111,6 +111,9 @@ settings! {
         /// resumes its session and joins again within it comes back without a left/joined pair.
         /// 0 announces at once.
         leave_grace_ms: Millis => Duration = Duration::from_millis(5_000), env "CHORUS_LEAVE_GRACE_MS";
+        /// Milliseconds after sending a message during which its author may edit or delete it
+        /// (`edit`, `delete`). 0 turns editing and deleting off.
+        edit_window_ms: Millis => Duration = Duration::from_millis(3_600_000), env "CHORUS_EDIT_WINDOW_MS";
         /// Seconds a session whose connection dropped keeps its name for a `resume`.
         session_ttl_secs: Secs => Duration = Duration::from_secs(30), env "CHORUS_SESSION_TTL_SECS";
         /// Most names in a `joined` or `presence` frame. A bigger room sends its first that many

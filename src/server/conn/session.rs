@@ -7,7 +7,7 @@
 
 use super::socket::{Close, Heartbeat, Peer};
 use crate::protocol::{
-    ChatMessage, ClientMsg, ErrorCode, HISTORY_PAGE, HISTORY_PAGE_MAX, Invalid, Limits,
+    Change, ChatMessage, ClientMsg, ErrorCode, HISTORY_PAGE, HISTORY_PAGE_MAX, Invalid, Limits,
     MAX_NAME_CHARS, MessageText, PROTOCOL_VERSION, Position, RoomName, ServerMsg, UserName,
     TYPING_EVERY_MS, decode_client, parse_client_id,
 };
@@ -161,6 +161,8 @@ impl Connection {
                 max_rooms_per_connection: config.conn.max_rooms_per_connection,
                 sends: config.limits.send_rate(),
                 bytes: config.byte_rate(),
+                edit_window_ms: u64::try_from(config.rooms.edit_window_ms.as_millis())
+                    .unwrap_or(u64::MAX),
             },
             ping_interval_ms: u64::try_from(config.conn.ping_interval_ms.as_millis())
                 .unwrap_or(u64::MAX),
@@ -341,6 +343,28 @@ impl Connection {
                 limit,
             } => self.history(&room, before, limit).await,
             ClientMsg::Typing { room } => self.typing(&room).await,
+            ClientMsg::Edit {
+                room,
+                epoch,
+                seq,
+                text,
+                client_id,
+            } => {
+                let max = self.node.config.conn.max_text_chars;
+                match MessageText::parse(text, max) {
+                    Ok(text) => self.change(&room, &epoch, seq, text, client_id).await,
+                    Err(e) => Err(e),
+                }
+            }
+            ClientMsg::Delete {
+                room,
+                epoch,
+                seq,
+                client_id,
+            } => {
+                let text = MessageText::deleted();
+                self.change(&room, &epoch, seq, text, client_id).await
+            }
             ClientMsg::Ping => {
                 self.reply(ServerMsg::Pong).await;
                 Ok(())
@@ -569,6 +593,71 @@ impl Connection {
         Ok(())
     }
 
+    /// Edits (or, with an empty text, deletes) this person's message `seq` of `epoch`: checked
+    /// against the stored message (it is a message, not a change; it is theirs, by name; it is
+    /// within the edit window), then appended as a change of it, acknowledged like a `send`.
+    async fn change(
+        &mut self,
+        raw_room: &str,
+        epoch: &str,
+        seq: u64,
+        text: MessageText,
+        client_id: Option<String>,
+    ) -> Result<(), Invalid> {
+        let name = self.name()?.clone();
+        let room = self.taking_part(raw_room)?;
+        let client_id = parse_client_id(client_id)?;
+        let node = &self.node;
+        let window = node.config.rooms.edit_window_ms;
+        let at = Position {
+            epoch: epoch.to_owned(),
+            seq: seq.saturating_add(1),
+        };
+        let page = node
+            .metrics
+            .timed("page", node.store.page(&room, Some(&at), 1))
+            .await?;
+        let Some(target) = page
+            .messages
+            .into_iter()
+            .find(|m| m.seq == seq && m.epoch == epoch && m.edits.is_none())
+        else {
+            return Err(Invalid::new(
+                ErrorCode::NoSuchMessage,
+                format!("no message {seq} in {room} (or no longer kept)"),
+            ));
+        };
+        if target.from != name.as_str() {
+            return Err(Invalid::new(ErrorCode::NotYours, "that message is someone else's"));
+        }
+        let age = crate::server::store::now_ms().saturating_sub(target.ts);
+        if window.is_zero() || u128::from(age) > window.as_millis() {
+            return Err(Invalid::new(
+                ErrorCode::EditWindowPassed,
+                "that message is too old to change",
+            ));
+        }
+        let change = match text.as_str().is_empty() {
+            true => Change::delete(seq),
+            false => Change::edit(seq),
+        };
+        let stored = node
+            .metrics
+            .timed(
+                "append",
+                node.store.append(&room, &name, text, client_id.clone(), change),
+            )
+            .await?;
+        tracing::info!(%room, seq, change = stored.seq, deleted = change.deleted, "message changed");
+        self.reply(ServerMsg::Ack {
+            room: room.to_string(),
+            client_id,
+            seq: stored.seq,
+        })
+        .await;
+        Ok(())
+    }
+
     async fn send(
         &mut self,
         raw_room: &str,
@@ -584,7 +673,7 @@ impl Connection {
             .metrics
             .timed(
                 "append",
-                node.store.append(&room, name, text, client_id.clone()),
+                node.store.append(&room, name, text, client_id.clone(), Change::default()),
             )
             .await?;
         if stored.duplicate {

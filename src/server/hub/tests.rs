@@ -1,6 +1,6 @@
 use super::*;
 use crate::{
-    protocol::{ChatMessage, MessageText, Position, ServerMsg, UserName},
+    protocol::{Change, ChatMessage, MessageText, Position, ServerMsg, UserName},
     server::{
         bus::{BusItem, Subscription},
         store::{
@@ -171,7 +171,7 @@ impl Presence for SlowStore {
         if let Some(text) = said {
             let ann = UserName::parse("ann").expect("valid name");
             let text = MessageText::parse(text.into(), 100).expect("valid text");
-            self.memory.append(room, &ann, text, None).await?;
+            self.memory.append(room, &ann, text, None, Change::default()).await?;
         }
         let snapshot = self.memory.join(room, member, create, since).await;
         if self.slow_joins.load(std::sync::atomic::Ordering::Relaxed) {
@@ -216,8 +216,9 @@ impl Broker for SlowStore {
         from: &UserName,
         text: MessageText,
         client_id: Option<String>,
+        change: Change,
     ) -> Result<Stored, StoreError> {
-        self.memory.append(room, from, text, client_id).await
+        self.memory.append(room, from, text, client_id, change).await
     }
     async fn since(
         &self,
@@ -346,7 +347,7 @@ async fn a_slow_leave_or_member_list_does_not_hold_up_delivery() {
 async fn say(store: &dyn Store, room: &RoomName, from: &Member, text: &str) {
     let text = MessageText::parse(text.into(), 100).expect("valid text");
     store
-        .append(room, &from.name, text, None)
+        .append(room, &from.name, text, None, Change::default())
         .await
         .expect("stored");
 }

@@ -150,6 +150,8 @@ mod tests {
             text: text.into(),
             ts: 0,
             client_id: None,
+            edits: None,
+            deleted: false,
         }
     }
 

@@ -9,7 +9,7 @@ use super::{
     redis::{RedisSettings, RedisStore},
 };
 use crate::{
-    protocol::{ChatMessage, MessageText, Position, RoomName, ServerMsg, UserName},
+    protocol::{Change, ChatMessage, MessageText, Position, RoomName, ServerMsg, UserName},
     server::bus::Subscription,
 };
 use std::{
@@ -154,8 +154,9 @@ impl Broker for Later {
         from: &UserName,
         text: MessageText,
         client_id: Option<String>,
+        change: Change,
     ) -> Result<Stored, StoreError> {
-        self.store()?.append(room, from, text, client_id).await
+        self.store()?.append(room, from, text, client_id, change).await
     }
 
     async fn since(

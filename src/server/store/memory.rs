@@ -8,7 +8,7 @@ use super::{
     new_epoch, now_ms,
 };
 use crate::{
-    protocol::{ChatMessage, MessageText, NoticeKind, Position, RoomName, ServerMsg, UserName},
+    protocol::{Change, ChatMessage, MessageText, NoticeKind, Position, RoomName, ServerMsg, UserName},
     server::bus::{BusEvent, MemoryBus, Subscription},
 };
 use std::{
@@ -377,6 +377,7 @@ impl Broker for MemoryStore {
         from: &UserName,
         text: MessageText,
         client_id: Option<String>,
+        change: Change,
     ) -> Result<Stored, StoreError> {
         let Some(room) = self.existing(room_name) else {
             return Err(StoreError::NotInRoom);
@@ -397,6 +398,8 @@ impl Broker for MemoryStore {
             text: text.into_string(),
             ts: now_ms(),
             client_id,
+            edits: change.edits,
+            deleted: change.deleted,
         };
         room.last_seq = msg.seq;
         if let Some(id) = &msg.client_id {

@@ -26,7 +26,7 @@ pub use later::Later;
 pub use memory::MemoryStore;
 
 use super::bus::Subscription;
-use crate::protocol::{ChatMessage, MessageText, Position, RoomName, ServerMsg, UserName};
+use crate::protocol::{Change, ChatMessage, MessageText, Position, RoomName, ServerMsg, UserName};
 use std::{
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -233,12 +233,15 @@ pub trait Broker: Send + Sync + 'static {
     /// Stores a message under the room's next `seq` and publishes it, as one step — unless its
     /// `client_id` is among the room's last `dedup_window` ones: then nothing is stored and the
     /// original `seq` is returned.
+    /// `change` says what the entry does to an earlier message, if anything (an edit or a
+    /// delete): checked by the caller, stored and numbered like any message.
     async fn append(
         &self,
         room: &RoomName,
         from: &UserName,
         text: MessageText,
         client_id: Option<String>,
+        change: Change,
     ) -> Result<Stored, StoreError>;
 
     /// The stored messages after `seq` of `epoch`, in order — `None` when they cannot all be
@@ -378,6 +381,8 @@ mod tests {
             text: "hi".into(),
             ts: 0,
             client_id: None,
+            edits: None,
+            deleted: false,
         }
     }
 

@@ -34,7 +34,9 @@ use super::{
     new_epoch, now_ms, order_key, unavailable,
 };
 use crate::{
-    protocol::{ChatMessage, MessageText, NoticeKind, Position, RoomName, ServerMsg, UserName},
+    protocol::{
+        Change, ChatMessage, MessageText, NoticeKind, Position, RoomName, ServerMsg, UserName,
+    },
     server::bus::{Conn, Link, RedisBus, Subscription, Target, payload, room_channel, slot},
 };
 use prometheus_client::metrics::counter::Counter;
@@ -515,6 +517,7 @@ impl Broker for RedisStore {
         from: &UserName,
         text: MessageText,
         client_id: Option<String>,
+        change: Change,
     ) -> Result<Stored, StoreError> {
         let body = payload::message_body(
             room.as_str(),
@@ -522,6 +525,7 @@ impl Broker for RedisStore {
             text.as_str(),
             now_ms(),
             client_id.as_deref(),
+            change,
         );
         // With `wait_replicas`, the link has a connection of its own for appends and their WAIT.
         let waited = self.link.waited_conn();
