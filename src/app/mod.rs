@@ -22,7 +22,7 @@ use leptos_router::{
     hooks::use_params_map,
     path,
 };
-use model::{Edge, Item, Model, Notify, SendState, Status};
+use model::{Changed, Edge, Item, Model, Notify, SendState, Status};
 use reading::Theme;
 use typing::{Typing, Typists};
 
@@ -611,6 +611,7 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
     let first_unread = Memo::new(move |_| model.with(Model::first_unread));
     let lang = expect_context::<RwSignal<Lang>>();
     // Where days begin and which messages run on from the one before.
+    let changes = Memo::new(move |_| model.with(Model::changes));
     let looks = Memo::new(move |_| {
         items.with(|i| reading::layout(i, reading::day_of, first_unread.get()))
     });
@@ -790,6 +791,8 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
             <For each=move || items.get() key=|item| item.key() let:item>
                 {let key = item.key();
                 match item {
+                    // A change of an earlier message: shown in that message's place.
+                    Item::Message(m) if m.edits.is_some() => ().into_any(),
                     Item::Message(m) => {
                         let seq = m.seq;
                         let ts = m.ts;
@@ -798,6 +801,31 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                             move || me.get().as_deref() == Some(from.as_str())
                         };
                         let look = Memo::new(move |_| looks.with(|l| l.get(&seq).copied().unwrap_or_default()));
+                        // As edited or deleted since, if it was.
+                        let change = Memo::new(move |_| changes.with(|c| c.get(&seq).cloned()));
+                        let deleted = move || change.with(|c| c.as_ref().is_some_and(|c| c.deleted));
+                        let body = {
+                            let original = m.text.clone();
+                            move || match change.get() {
+                                Some(Changed { deleted: true, .. }) => view! {
+                                    <p class="text deleted" data-testid="deleted">{move || t().message_deleted}</p>
+                                }
+                                    .into_any(),
+                                Some(Changed { text, .. }) => view! {
+                                    <div class="text">{markup::render(markup::parse(&text))}</div>
+                                    <span class="edited" data-testid="edited">{move || t().edited}</span>
+                                }
+                                    .into_any(),
+                                None => view! {
+                                    <div class="text">{markup::render(markup::parse(&original))}</div>
+                                }
+                                    .into_any(),
+                            }
+                        };
+                        let changeable = {
+                            let m = m.clone();
+                            Memo::new(move |_| model.with(|md| md.may_change(&m, reading::wall_ms())))
+                        };
                         let mentioned = {
                             let (from, text) = (m.from.clone(), m.text.clone());
                             move || {
@@ -857,10 +885,20 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                             >
                                 <span class=format!("from {}", reading::name_class(&m.from))>{m.from.clone()}</span>
                                 <time class="ts">{move || reading::time_of_day(ts, tag())}</time>
+                                <Show when=move || changeable.get() && !deleted()>
+                                    <span class="actions">
+                                        <button type="button" class="act" data-testid="edit" on:click=move |_| client::act(model, |md| md.start_edit(seq))>
+                                            {move || t().edit}
+                                        </button>
+                                        <button type="button" class="act" data-testid="delete" on:click=move |_| client::act(model, |md| md.delete(seq))>
+                                            {move || t().delete}
+                                        </button>
+                                    </span>
+                                </Show>
                                 <Show when=move || show_when.get()>
                                     <span class="when" data-testid="when" role="status">{move || when.get()}</span>
                                 </Show>
-                                <div class="text">{markup::render(markup::parse(&m.text))}</div>
+                                {body}
                             </div>
                         }
                             .into_any()
@@ -987,9 +1025,36 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
             el.set_value(&draft);
         }
     });
+    // Editing one of the reader's messages: the composer holds its text meanwhile, and the
+    // draft comes back after.
+    let editing = Memo::new(move |_| model.with(|m| m.editing));
+    let kept_draft = StoredValue::new(None::<String>);
+    Effect::new(move |was: Option<Option<u64>>| {
+        let now = editing.get();
+        let Some(el) = input.get() else { return now };
+        match (was.flatten(), now) {
+            (_, Some(seq)) if was.flatten() != Some(seq) => {
+                if kept_draft.with_value(Option::is_none) {
+                    kept_draft.set_value(Some(el.value()));
+                }
+                el.set_value(&model.with_untracked(|m| m.text_of(seq)).unwrap_or_default());
+                let _ = el.focus();
+            }
+            (Some(_), None) => {
+                el.set_value(&kept_draft.with_value(|d| d.clone()).unwrap_or_default());
+                kept_draft.set_value(None);
+            }
+            _ => {}
+        }
+        now
+    });
     let submit = move || {
         let Some(el) = input.get() else { return };
         let text = el.value();
+        if editing.get_untracked().is_some() {
+            client::act(model, |m| m.save_edit(&text));
+            return;
+        }
         let mut accepted = false;
         client::act(model, |m| {
             let frames = m.compose(&text, client::random_id());
@@ -1072,6 +1137,11 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
                 _ => {}
             }
         }
+        if ev.key() == "Escape" && editing.get_untracked().is_some() {
+            ev.prevent_default();
+            client::act(model, Model::cancel_edit);
+            return;
+        }
         if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
             ev.prevent_default();
             submit();
@@ -1079,6 +1149,14 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
     };
     let offering = move || !suggest.with(Vec::is_empty);
     view! {
+        <Show when=move || editing.get().is_some()>
+            <div class="editing-bar" data-testid="editing">
+                <span>{move || t().editing}</span>
+                <button type="button" data-testid="cancel-edit" on:click=move |_| client::act(model, Model::cancel_edit)>
+                    {move || t().cancel}
+                </button>
+            </div>
+        </Show>
         <form class="composer" on:submit=move |ev: ev::SubmitEvent| {
             ev.prevent_default();
             submit();
@@ -1095,8 +1173,10 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
                 on:keydown=on_key
                 on:input=move |ev| {
                     let text = event_target_value(&ev);
-                    keep_draft(&text);
-                    client::act(model, |m| m.typed(&text));
+                    if editing.get_untracked().is_none() {
+                        keep_draft(&text);
+                        client::act(model, |m| m.typed(&text));
+                    }
                     look_for_names();
                 }
                 on:click=move |_| look_for_names()

@@ -10,6 +10,7 @@ use crate::{
     rate::{Bucket, Rate},
 };
 use super::{mention, typing::Typists};
+use std::collections::HashMap;
 
 /// Items kept on screen while the reader follows the newest; older ones are let go (and read
 /// again with `history`) so a long session stays light. Pages the reader asked for stay until
@@ -193,6 +194,10 @@ pub struct Model {
     pub to_notify: Vec<(String, String)>,
     /// Who is typing in the room.
     pub typists: Typists,
+    /// How long after sending a message it may be edited or deleted (from `welcome`).
+    pub edit_window_ms: u64,
+    /// The `seq` of the reader's message being edited in the composer.
+    pub editing: Option<u64>,
     /// When this page last said it was typing (ms on the model's clock).
     typing_said_ms: Option<u64>,
 }
@@ -228,6 +233,13 @@ impl Pacer {
         (self.send_bucket, self.byte_bucket) = (sends, bytes);
         Ok(())
     }
+}
+
+/// A message as changed by later entries of the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    pub text: String,
+    pub deleted: bool,
 }
 
 /// What raises a notification while the tab is hidden.
@@ -538,6 +550,7 @@ impl Model {
                 }
                 self.ping_interval_ms = ping_interval_ms;
                 self.max_text_chars = Some(limits.max_text_chars);
+                self.edit_window_ms = limits.edit_window_ms;
                 // A new connection: the server's buckets for it start full, and so do ours.
                 self.pacer = Pacer::new(limits.sends, limits.bytes);
                 self.status = Status::Online;
@@ -956,7 +969,9 @@ impl Model {
     pub fn first_unread(&self) -> Option<u64> {
         let (epoch, seq) = self.read_marker.as_ref()?;
         self.items.iter().find_map(|item| match item {
-            Item::Message(m) if &m.epoch == epoch && m.seq > *seq => Some(m.seq),
+            Item::Message(m) if &m.epoch == epoch && m.seq > *seq && m.edits.is_none() => {
+                Some(m.seq)
+            }
             _ => None,
         })
     }
@@ -969,12 +984,95 @@ impl Model {
             .rev()
             .map_while(|item| match item {
                 Item::Message(m) if m.seq > seq && Some(&m.epoch) == self.epoch.as_ref() => {
-                    Some(usize::from(!self.is_mine(m)))
+                    Some(usize::from(!self.is_mine(m) && m.edits.is_none()))
                 }
                 Item::Message(_) => None,
                 _ => Some(0),
             })
             .sum()
+    }
+
+    /// The changes (edits and deletes) among the items, by the `seq` of the message each
+    /// changes: the latest edit, or the delete whatever came after it.
+    pub fn changes(&self) -> HashMap<u64, Changed> {
+        let mut changes: HashMap<u64, Changed> = HashMap::new();
+        for item in &self.items {
+            if let Item::Message(m) = item
+                && let Some(target) = m.edits
+                && Some(&m.epoch) == self.epoch.as_ref()
+            {
+                let was_deleted = changes.get(&target).is_some_and(|c| c.deleted);
+                if !was_deleted {
+                    changes.insert(target, Changed { text: m.text.clone(), deleted: m.deleted });
+                }
+            }
+        }
+        changes
+    }
+
+    /// The text of message `seq` as shown now (after its edits), if shown.
+    pub fn text_of(&self, seq: u64) -> Option<String> {
+        if let Some(changed) = self.changes().remove(&seq) {
+            return Some(changed.text);
+        }
+        self.items.iter().find_map(|item| match item {
+            Item::Message(m) if m.seq == seq && m.edits.is_none() => Some(m.text.clone()),
+            _ => None,
+        })
+    }
+
+    /// Whether this page may offer to edit or delete `m` at `now_ms` (wall clock): ours, a
+    /// message (not a change), and, as far as this clock tells, within the server's window.
+    pub fn may_change(&self, m: &ChatMessage, now_ms: u64) -> bool {
+        self.is_mine(m)
+            && m.edits.is_none()
+            && self.can_send()
+            && now_ms.saturating_sub(m.ts) < self.edit_window_ms
+    }
+
+    /// The reader starts editing its message `seq` (the composer takes its text).
+    pub fn start_edit(&mut self, seq: u64) -> Vec<ClientMsg> {
+        self.editing = Some(seq);
+        Vec::new()
+    }
+
+    pub fn cancel_edit(&mut self) -> Vec<ClientMsg> {
+        self.editing = None;
+        Vec::new()
+    }
+
+    /// Saves the message being edited with `text`: the frame to send (none if nothing is being
+    /// edited, or the text is empty: deleting is its own action).
+    pub fn save_edit(&mut self, text: &str) -> Vec<ClientMsg> {
+        let (Some(seq), Some(epoch)) = (self.editing.take(), self.epoch.clone()) else {
+            return Vec::new();
+        };
+        if text.trim().is_empty() || !self.can_send() {
+            return Vec::new();
+        }
+        vec![ClientMsg::Edit {
+            room: self.room.clone(),
+            epoch,
+            seq,
+            text: text.to_owned(),
+            client_id: None,
+        }]
+    }
+
+    /// Deletes the reader's message `seq`.
+    pub fn delete(&mut self, seq: u64) -> Vec<ClientMsg> {
+        if self.editing == Some(seq) {
+            self.editing = None;
+        }
+        match (&self.epoch, self.can_send()) {
+            (Some(epoch), true) => vec![ClientMsg::Delete {
+                room: self.room.clone(),
+                epoch: epoch.clone(),
+                seq,
+                client_id: None,
+            }],
+            _ => Vec::new(),
+        }
     }
 
     /// Whether we wrote `m` (under the name this connection holds).
@@ -1049,7 +1147,7 @@ impl Model {
             return;
         }
         self.last_seq = m.seq;
-        if self.away && !self.is_mine(&m) {
+        if self.away && !self.is_mine(&m) && m.edits.is_none() {
             self.unread += 1;
             let mentioned = self.mentions_me(&m);
             self.unread_mentions += usize::from(mentioned);
@@ -2012,6 +2110,53 @@ mod tests {
         at(&mut m, 1_000 + TYPING_EVERY_MS + crate::protocol::TYPING_SHOWN_MS);
         m.expire_typing();
         assert_eq!(m.typists.line(), Typing::Nobody);
+    }
+
+    #[test]
+    fn edits_and_deletes_change_the_message_they_name_and_are_not_messages_themselves() {
+        let mut m = Model::new("lobby", None);
+        online_in_lobby(&mut m);
+        let change = |seq: u64, of: u64, text: &str, deleted: bool| {
+            ServerMsg::Message(ChatMessage {
+                text: text.into(),
+                edits: Some(of),
+                deleted,
+                ..msg(seq, "e")
+            })
+        };
+        // ann's own messages 1 and 2 (see `msg`), from the joined history.
+        assert!(m.may_change(&msg(1, "e"), 1_000));
+        assert!(!m.may_change(&msg(1, "e"), 3_600_000), "past the window");
+        m.set_away(true);
+        m.apply(said(3, "bo"));
+        m.apply(change(4, 3, "bo's, edited", false));
+        assert_eq!(m.unread, 1, "a change is not news");
+        assert_eq!(m.text_of(3).as_deref(), Some("bo's, edited"));
+        let bos = ChatMessage {
+            from: "bo".into(),
+            ..msg(3, "e")
+        };
+        assert!(!m.may_change(&bos, 1_000), "not ours");
+        m.apply(change(5, 1, "", true));
+        m.apply(change(6, 1, "too late", false));
+        let changes = m.changes();
+        assert!(changes[&1].deleted, "deleted stays deleted");
+        assert_eq!(m.newer_than(2), 1);
+        // Editing ours in the composer.
+        m.set_away(false);
+        m.start_edit(2);
+        assert_eq!(
+            m.save_edit("m2, better"),
+            [ClientMsg::Edit {
+                room: "lobby".into(),
+                epoch: "e".into(),
+                seq: 2,
+                text: "m2, better".into(),
+                client_id: None,
+            }]
+        );
+        assert_eq!(m.editing, None);
+        assert_eq!(m.delete(2).len(), 1);
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub fn layout(
             before = None;
             continue;
         };
+        if m.edits.is_some() {
+            // A change of an earlier message: not shown where it stands.
+            continue;
+        }
         let day = day_of(m.ts);
         let new_day = last_day != Some(day);
         let grouped = !new_day
@@ -182,6 +186,11 @@ mod imp {
         format!("{absolute} · {}", String::from(relative))
     }
 
+    /// The wall clock, ms since the Unix epoch.
+    pub fn wall_ms() -> u64 {
+        Date::now() as u64
+    }
+
     /// Whether the system asks for dark colours.
     pub fn system_dark() -> bool {
         web_sys::window()
@@ -229,6 +238,12 @@ mod imp {
 
     pub fn system_dark() -> bool {
         false
+    }
+
+    pub fn wall_ms() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
     }
 
     pub fn page_theme() -> Option<Theme> {
