@@ -109,7 +109,7 @@ pub enum ClientMsg {
 }
 
 /// A typing person says so again at most this often; the server passes on at most one `typing`
-/// per connection and room in this time (earlier ones are dropped without an answer).
+/// per connection in this time, whatever the room (earlier ones are dropped without an answer).
 pub const TYPING_EVERY_MS: u64 = 3_000;
 
 /// How long a page shows someone as typing after the last `typing` that named them (unless their
@@ -178,6 +178,10 @@ pub struct ChatMessage {
     pub edits: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// Who may change this message (a key the server derives from the sender's session, or its
+    /// signed identity). Kept by the store, never sent.
+    #[serde(skip)]
+    pub author: Option<String>,
 }
 
 /// What an entry of a room's stream does to an earlier message (see [`ChatMessage::edits`]).
@@ -851,6 +855,7 @@ mod tests {
             client_id: Some("c".into()),
             edits: None,
             deleted: false,
+            author: None,
         });
         let v: serde_json::Value = serde_json::to_value(&msg).expect("serializes");
         assert_eq!(v["type"], "message");

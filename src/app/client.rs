@@ -216,6 +216,18 @@ mod imp {
         }
     }
 
+    /// As [`act`], without telling the page the model changed: for what nothing shows (when
+    /// the page last said it was typing), so a keystroke does not redraw the conversation.
+    pub fn act_quietly(model: RwSignal<Model>, f: impl FnOnce(&mut Model) -> Vec<ClientMsg>) {
+        let frames = model
+            .try_update_untracked(|m| {
+                m.set_clock(now_ms());
+                f(m)
+            })
+            .unwrap_or_default();
+        frames.into_iter().for_each(send);
+    }
+
     /// Asks the browser for leave to notify, unless it was already given or refused. Call it
     /// from a click (or a choice made): browsers ignore the question otherwise.
     pub fn ask_to_notify() {
@@ -471,6 +483,11 @@ mod imp {
         None
     }
     pub fn ask_to_notify() {}
+    pub fn act_quietly(model: RwSignal<Model>, f: impl FnOnce(&mut Model) -> Vec<ClientMsg>) {
+        model.update_untracked(|m| {
+            f(m);
+        });
+    }
     /// Nothing is sent from the server's render: the model changes, the frames are dropped.
     pub fn act(model: RwSignal<Model>, f: impl FnOnce(&mut Model) -> Vec<ClientMsg>) {
         model.update(|m| {
@@ -480,6 +497,6 @@ mod imp {
 }
 
 pub use imp::{
-    act, ask_to_notify, first_in_view, load_outbox, on_resize, page_language, random_id, save_outbox, send,
+    act, act_quietly, ask_to_notify, first_in_view, load_outbox, on_resize, page_language, random_id, save_outbox, send,
     set_cookie, start, storage_get, storage_set, tab_get, tab_set,
 };

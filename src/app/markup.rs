@@ -11,7 +11,7 @@
 
 use leptos::prelude::*;
 use linkify::{LinkFinder, LinkKind};
-use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
+use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd, utils::TextMergeWithOffset};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
@@ -79,7 +79,10 @@ pub fn parse(text: &str) -> Vec<Node> {
     // Inside an element shown as typed: events are skipped until it ends.
     let mut as_typed = 0usize;
     let options = Options::ENABLE_STRIKETHROUGH;
-    for (event, range) in Parser::new_ext(text, options).into_offset_iter() {
+    // Consecutive text events joined first: the parser splits a run of text at characters
+    // such as `~`, `_` or `&`, and a URL cut in two would link to its first half.
+    let events = TextMergeWithOffset::new(Parser::new_ext(text, options).into_offset_iter());
+    for (event, range) in events {
         if as_typed > 0 {
             match event {
                 Event::Start(_) => as_typed += 1,
@@ -152,10 +155,17 @@ pub fn parse(text: &str) -> Vec<Node> {
                     parent.push(node);
                 }
             }
-            Event::Text(t) => match open {
-                Open::CodeBlock | Open::Link(_) => push_text(children, &t),
-                _ => linkified(&t, children),
-            },
+            Event::Text(t) => {
+                // No link in a link (nor in code).
+                let in_link = stack.iter().any(|(o, _)| matches!(o, Open::Link(_) | Open::CodeBlock));
+                let Some((_, children)) = stack.last_mut() else {
+                    break;
+                };
+                match in_link {
+                    true => push_text(children, &t),
+                    false => linkified(&t, children),
+                }
+            }
             Event::Code(code) => children.push(Node::Code(code.into_string())),
             Event::SoftBreak | Event::HardBreak => children.push(Node::Break),
             // Raw HTML, and anything else: as typed.
@@ -265,6 +275,22 @@ mod tests {
         }
         // Shown as typed, not dropped.
         assert_eq!(parse("[x](javascript:alert(1))"), [p(vec![text("[x](javascript:alert(1))")])]);
+    }
+
+    #[test]
+    fn a_url_is_linked_whole_and_never_inside_a_link() {
+        let url = "https://host.example/~ann/a_b?x=1&y=2";
+        assert_eq!(
+            parse(url),
+            [p(vec![Link { href: url.into(), children: vec![text(url)] }])]
+        );
+        assert_eq!(
+            parse("[**https://a.example**](https://b.example)"),
+            [p(vec![Link {
+                href: "https://b.example".into(),
+                children: vec![Strong(vec![text("https://a.example")])]
+            }])]
+        );
     }
 
     #[test]

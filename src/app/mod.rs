@@ -1066,17 +1066,14 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
             keep_draft("");
         }
     };
-    // Names offered after an `@` just before the caret, the one the arrows are on, and where
-    // that `@` is (a byte offset in the text).
+    // Names offered after an `@` just before the caret, and the one the arrows are on.
     let suggest = RwSignal::new(Vec::<String>::new());
     let active = RwSignal::new(0usize);
-    let at = StoredValue::new(None::<usize>);
     let caret = move |el: &leptos::web_sys::HtmlTextAreaElement, text: &str| {
         let units = el.selection_start().ok().flatten().unwrap_or_default();
         mention::byte_offset(text, units as usize)
     };
     let close_suggest = move || {
-        at.set_value(None);
         if !suggest.with_untracked(Vec::is_empty) {
             suggest.set(Vec::new());
         }
@@ -1085,13 +1082,11 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
         let Some(el) = input.get_untracked() else { return };
         let text = el.value();
         let before = &text[..caret(&el, &text)];
-        let found = mention::at_caret(before).map(|(start, prefix)| {
-            let names = model.with_untracked(|m| mention::suggest(&m.members, prefix, m.name.as_deref()));
-            (start, names)
+        let names = mention::at_caret(before).map(|(_, prefix)| {
+            model.with_untracked(|m| mention::suggest(&m.members, prefix, m.name.as_deref()))
         });
-        match found {
-            Some((start, names)) if !names.is_empty() => {
-                at.set_value(Some(start));
+        match names {
+            Some(names) if !names.is_empty() => {
                 active.set(0);
                 suggest.set(names);
             }
@@ -1099,11 +1094,15 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
         }
     };
     let pick = move |name: &str| {
-        let (Some(el), Some(start)) = (input.get_untracked(), at.get_value()) else {
+        let Some(el) = input.get_untracked() else { return };
+        let text = el.value();
+        // Where the `@` is now: the caret may have moved since the names were offered.
+        let end = caret(&el, &text);
+        let Some((start, _)) = mention::at_caret(&text[..end]) else {
+            close_suggest();
             return;
         };
-        let text = el.value();
-        let (done, end) = mention::complete(&text, start, caret(&el, &text), name);
+        let (done, end) = mention::complete(&text, start, end, name);
         el.set_value(&done);
         let end = mention::utf16_offset(&done, end) as u32;
         let _ = el.set_selection_range(end, end);
@@ -1175,7 +1174,7 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
                     let text = event_target_value(&ev);
                     if editing.get_untracked().is_none() {
                         keep_draft(&text);
-                        client::act(model, |m| m.typed(&text));
+                        client::act_quietly(model, |m| m.typed(&text));
                     }
                     look_for_names();
                 }

@@ -1041,15 +1041,16 @@ impl Model {
         Vec::new()
     }
 
-    /// Saves the message being edited with `text`: the frame to send (none if nothing is being
-    /// edited, or the text is empty: deleting is its own action).
+    /// Saves the message being edited with `text`: the frame to send. None, and still editing,
+    /// when the text is empty (deleting is its own action) or nothing can be sent now.
     pub fn save_edit(&mut self, text: &str) -> Vec<ClientMsg> {
-        let (Some(seq), Some(epoch)) = (self.editing.take(), self.epoch.clone()) else {
-            return Vec::new();
-        };
+        // Kept in the composer (still editing) while it cannot go: offline, or emptied.
         if text.trim().is_empty() || !self.can_send() {
             return Vec::new();
         }
+        let (Some(seq), Some(epoch)) = (self.editing.take(), self.epoch.clone()) else {
+            return Vec::new();
+        };
         vec![ClientMsg::Edit {
             room: self.room.clone(),
             epoch,
@@ -1251,6 +1252,7 @@ mod tests {
             client_id: None,
             edits: None,
             deleted: false,
+            author: None,
         }
     }
     fn seqs(m: &Model) -> Vec<u64> {

@@ -274,6 +274,7 @@ mod tests {
             client_id: None,
             edits: None,
             deleted: false,
+            author: None,
         })
     }
 

@@ -117,3 +117,35 @@ async fn the_edit_window_closes() {
     let limits = Client::connect(&server).await.limits.expect("welcome's limits");
     assert_eq!(limits.edit_window_ms, 300);
 }
+
+/// A message belongs to who sent it, not to its name: another tab of the person (the same
+/// session) may change it; someone who takes the name after the person left may not.
+#[tokio::test]
+async fn the_name_alone_does_not_make_a_message_yours() {
+    let server = TestServer::start().await;
+    let metrics = server.http_url("/metrics");
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    let (mut bo, _, _) = Client::in_room(&server, "bo", "lobby").await;
+    ann.say("lobby", "mine", "a1").await;
+    let said = bo.next_message().await;
+
+    // ann's other tab.
+    let mut tab = Client::connect(&server).await;
+    tab.resume(&ann.session).await;
+    tab.set_name("ann").await;
+    tab.recv_until(|m| matches!(m, chorus::protocol::ServerMsg::NameSet { .. })).await;
+    tab.join("lobby").await;
+    edit(&mut tab, &said, "mine, from my phone").await;
+    assert_eq!(bo.next_message().await.text, "mine, from my phone");
+
+    // ann leaves for good; eve takes the name.
+    let open = common::metric(&common::scrape(&metrics).await, "chorus_connections_open", None);
+    tab.close().await;
+    ann.close().await;
+    common::wait_for_metric(&metrics, "chorus_connections_open", None, open - 2.0).await;
+    let (mut eve, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    edit(&mut eve, &said, "not what ann said").await;
+    assert_eq!(eve.next_error().await, "not_yours");
+    delete(&mut eve, &said).await;
+    assert_eq!(eve.next_error().await, "not_yours");
+}

@@ -32,6 +32,9 @@ struct Body<'a> {
     edits: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     deleted: bool,
+    /// Who may change the message (see [`ChatMessage::author`]).
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    author: Option<Cow<'a, str>>,
 }
 
 /// What the append script is given: the message's body.
@@ -42,6 +45,7 @@ pub fn message_body(
     ts: u64,
     client_id: Option<&str>,
     change: Change,
+    author: Option<&str>,
 ) -> String {
     let body = Body {
         room: room.into(),
@@ -51,6 +55,7 @@ pub fn message_body(
         client_id: client_id.map(Cow::from),
         edits: change.edits,
         deleted: change.deleted,
+        author: author.map(Cow::from),
     };
     // Strings and numbers only: this cannot fail.
     serde_json::to_string(&body).unwrap_or_default()
@@ -117,6 +122,7 @@ fn decode_message(rest: &str) -> Result<ChatMessage, Unreadable> {
         client_id: body.client_id.map(Cow::into_owned),
         edits: body.edits,
         deleted: body.deleted,
+        author: body.author.map(Cow::into_owned),
     })
 }
 
@@ -141,7 +147,7 @@ mod tests {
     #[test]
     fn a_message_reads_back_with_the_seq_and_epoch_the_script_put_in_front() {
         let text = "hé \"quoted\" \\ {json} \n two lines";
-        let body = message_body("lobby", "ann", text, 17, Some("c1"), Change::default());
+        let body = message_body("lobby", "ann", text, 17, Some("c1"), Change::default(), None);
         let payload = appended(42, "00ff", &body);
         let ServerMsg::Message(m) = decode("lobby", &payload).expect("readable") else {
             panic!("a message");

@@ -199,7 +199,10 @@ impl Peer for Connection {
                     .metrics
                     .frame(decoded.as_ref().map_or("invalid", ClientMsg::kind));
                 let kind = match &decoded {
-                    Ok(ClientMsg::Send { .. }) => FrameKind::Send,
+                    // Edits and deletes are stored like messages: paced like them.
+                    Ok(ClientMsg::Send { .. } | ClientMsg::Edit { .. } | ClientMsg::Delete { .. }) => {
+                        FrameKind::Send
+                    }
                     _ => FrameKind::Control,
                 };
                 (kind, text.len(), decoded)
@@ -303,6 +306,21 @@ impl Connection {
                 ErrorCode::NotInRoom,
                 format!("not in room {room}; join it first"),
             ))
+        }
+    }
+
+    /// Who may change what this connection sends, kept with each message: its signed identity,
+    /// or else a digest of its session (every tab of the person, and their resumed
+    /// connections, hold the same one; someone who takes the name later does not).
+    fn author(&self) -> String {
+        use sha2::{Digest, Sha256};
+        match &self.bound {
+            Some(name) => format!("n:{name}"),
+            None => {
+                let digest = Sha256::digest(self.session.to_string().as_bytes());
+                let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+                format!("s:{hex}")
+            }
         }
     }
 
@@ -627,7 +645,7 @@ impl Connection {
                 format!("no message {seq} in {room} (or no longer kept)"),
             ));
         };
-        if target.from != name.as_str() {
+        if target.from != name.as_str() || target.author.as_deref() != Some(&self.author()) {
             return Err(Invalid::new(ErrorCode::NotYours, "that message is someone else's"));
         }
         let age = crate::server::store::now_ms().saturating_sub(target.ts);
@@ -645,7 +663,8 @@ impl Connection {
             .metrics
             .timed(
                 "append",
-                node.store.append(&room, &name, text, client_id.clone(), change),
+                node.store
+                    .append(&room, &name, text, client_id.clone(), change, Some(self.author())),
             )
             .await?;
         tracing::info!(%room, seq, change = stored.seq, deleted = change.deleted, "message changed");
@@ -673,7 +692,14 @@ impl Connection {
             .metrics
             .timed(
                 "append",
-                node.store.append(&room, name, text, client_id.clone(), Change::default()),
+                node.store.append(
+                    &room,
+                    name,
+                    text,
+                    client_id.clone(),
+                    Change::default(),
+                    Some(self.author()),
+                ),
             )
             .await?;
         if stored.duplicate {

@@ -171,7 +171,7 @@ impl Presence for SlowStore {
         if let Some(text) = said {
             let ann = UserName::parse("ann").expect("valid name");
             let text = MessageText::parse(text.into(), 100).expect("valid text");
-            self.memory.append(room, &ann, text, None, Change::default()).await?;
+            self.memory.append(room, &ann, text, None, Change::default(), None).await?;
         }
         let snapshot = self.memory.join(room, member, create, since).await;
         if self.slow_joins.load(std::sync::atomic::Ordering::Relaxed) {
@@ -217,8 +217,9 @@ impl Broker for SlowStore {
         text: MessageText,
         client_id: Option<String>,
         change: Change,
+        author: Option<String>,
     ) -> Result<Stored, StoreError> {
-        self.memory.append(room, from, text, client_id, change).await
+        self.memory.append(room, from, text, client_id, change, author).await
     }
     async fn since(
         &self,
@@ -347,7 +348,7 @@ async fn a_slow_leave_or_member_list_does_not_hold_up_delivery() {
 async fn say(store: &dyn Store, room: &RoomName, from: &Member, text: &str) {
     let text = MessageText::parse(text.into(), 100).expect("valid text");
     store
-        .append(room, &from.name, text, None, Change::default())
+        .append(room, &from.name, text, None, Change::default(), None)
         .await
         .expect("stored");
 }

@@ -155,8 +155,9 @@ impl Broker for Later {
         text: MessageText,
         client_id: Option<String>,
         change: Change,
+        author: Option<String>,
     ) -> Result<Stored, StoreError> {
-        self.store()?.append(room, from, text, client_id, change).await
+        self.store()?.append(room, from, text, client_id, change, author).await
     }
 
     async fn since(

@@ -378,6 +378,7 @@ impl Broker for MemoryStore {
         text: MessageText,
         client_id: Option<String>,
         change: Change,
+        author: Option<String>,
     ) -> Result<Stored, StoreError> {
         let Some(room) = self.existing(room_name) else {
             return Err(StoreError::NotInRoom);
@@ -400,6 +401,7 @@ impl Broker for MemoryStore {
             client_id,
             edits: change.edits,
             deleted: change.deleted,
+            author,
         };
         room.last_seq = msg.seq;
         if let Some(id) = &msg.client_id {

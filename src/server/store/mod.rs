@@ -234,7 +234,8 @@ pub trait Broker: Send + Sync + 'static {
     /// `client_id` is among the room's last `dedup_window` ones: then nothing is stored and the
     /// original `seq` is returned.
     /// `change` says what the entry does to an earlier message, if anything (an edit or a
-    /// delete): checked by the caller, stored and numbered like any message.
+    /// delete): checked by the caller, stored and numbered like any message. `author` is kept
+    /// with it (never sent): who may change it later.
     async fn append(
         &self,
         room: &RoomName,
@@ -242,6 +243,7 @@ pub trait Broker: Send + Sync + 'static {
         text: MessageText,
         client_id: Option<String>,
         change: Change,
+        author: Option<String>,
     ) -> Result<Stored, StoreError>;
 
     /// The stored messages after `seq` of `epoch`, in order — `None` when they cannot all be
@@ -383,6 +385,7 @@ mod tests {
             client_id: None,
             edits: None,
             deleted: false,
+            author: None,
         }
     }
 

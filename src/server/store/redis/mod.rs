@@ -518,6 +518,7 @@ impl Broker for RedisStore {
         text: MessageText,
         client_id: Option<String>,
         change: Change,
+        author: Option<String>,
     ) -> Result<Stored, StoreError> {
         let body = payload::message_body(
             room.as_str(),
@@ -526,6 +527,7 @@ impl Broker for RedisStore {
             now_ms(),
             client_id.as_deref(),
             change,
+            author.as_deref(),
         );
         // With `wait_replicas`, the link has a connection of its own for appends and their WAIT.
         let waited = self.link.waited_conn();
