@@ -50,6 +50,8 @@ fn protocol(c: &mut Criterion) {
         &"x".repeat(32),
         1_795_330_001_234,
         Some("k3j9-1"),
+        chorus::protocol::Change::default(),
+        Some("s:0123456789abcdef01234567"),
     );
     let published = format!("m123456 e04606e979136862 {body}");
     let room = chorus::protocol::RoomName::lobby();

@@ -198,7 +198,12 @@ mod imp {
                 m.set_clock(now_ms());
                 let frames = f(m);
                 let notes = std::mem::take(&mut m.to_notify);
-                (frames, m.retry_name_in_ms.take(), m.retry_in_ms.take(), notes)
+                (
+                    frames,
+                    m.retry_name_in_ms.take(),
+                    m.retry_in_ms.take(),
+                    notes,
+                )
             })
             .unwrap_or_default();
         frames.into_iter().for_each(send);
@@ -497,6 +502,6 @@ mod imp {
 }
 
 pub use imp::{
-    act, act_quietly, ask_to_notify, first_in_view, load_outbox, on_resize, page_language, random_id, save_outbox, send,
-    set_cookie, start, storage_get, storage_set, tab_get, tab_set,
+    act, act_quietly, ask_to_notify, first_in_view, load_outbox, on_resize, page_language,
+    random_id, save_outbox, send, set_cookie, start, storage_get, storage_set, tab_get, tab_set,
 };

@@ -11,7 +11,9 @@
 
 use leptos::prelude::*;
 use linkify::{LinkFinder, LinkKind};
-use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd, utils::TextMergeWithOffset};
+use pulldown_cmark::{
+    CodeBlockKind, Event, Options, Parser, Tag, TagEnd, utils::TextMergeWithOffset,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
@@ -19,7 +21,10 @@ pub enum Node {
     Code(String),
     /// A line break where the text had one.
     Break,
-    Link { href: String, children: Vec<Node> },
+    Link {
+        href: String,
+        children: Vec<Node>,
+    },
     Strong(Vec<Node>),
     Emphasis(Vec<Node>),
     Strike(Vec<Node>),
@@ -157,7 +162,9 @@ pub fn parse(text: &str) -> Vec<Node> {
             }
             Event::Text(t) => {
                 // No link in a link (nor in code).
-                let in_link = stack.iter().any(|(o, _)| matches!(o, Open::Link(_) | Open::CodeBlock));
+                let in_link = stack
+                    .iter()
+                    .any(|(o, _)| matches!(o, Open::Link(_) | Open::CodeBlock));
                 let Some((_, children)) = stack.last_mut() else {
                     break;
                 };
@@ -241,7 +248,10 @@ mod tests {
             ]
         );
         // Lines stay lines.
-        assert_eq!(parse("one\ntwo"), [p(vec![text("one"), Break, text("two")])]);
+        assert_eq!(
+            parse("one\ntwo"),
+            [p(vec![text("one"), Break, text("two")])]
+        );
     }
 
     #[test]
@@ -274,7 +284,10 @@ mod tests {
             assert!(!nodes.contains("Link"), "{hostile}: {nodes}");
         }
         // Shown as typed, not dropped.
-        assert_eq!(parse("[x](javascript:alert(1))"), [p(vec![text("[x](javascript:alert(1))")])]);
+        assert_eq!(
+            parse("[x](javascript:alert(1))"),
+            [p(vec![text("[x](javascript:alert(1))")])]
+        );
     }
 
     #[test]
@@ -282,7 +295,10 @@ mod tests {
         let url = "https://host.example/~ann/a_b?x=1&y=2";
         assert_eq!(
             parse(url),
-            [p(vec![Link { href: url.into(), children: vec![text(url)] }])]
+            [p(vec![Link {
+                href: url.into(),
+                children: vec![text(url)]
+            }])]
         );
         assert_eq!(
             parse("[**https://a.example**](https://b.example)"),
@@ -311,7 +327,10 @@ mod tests {
     fn the_rest_of_markdown_is_shown_as_typed() {
         assert_eq!(parse("# not a heading"), [p(vec![text("# not a heading")])]);
         assert_eq!(parse("1. one\n2. two"), [p(vec![text("1. one\n2. two")])]);
-        assert_eq!(parse("![cat](https://x/cat.png)"), [p(vec![text("![cat](https://x/cat.png)")])]);
+        assert_eq!(
+            parse("![cat](https://x/cat.png)"),
+            [p(vec![text("![cat](https://x/cat.png)")])]
+        );
         assert_eq!(parse(""), Vec::<Node>::new());
         assert_eq!(parse("   "), [p(vec![text("   ")])]);
     }

@@ -26,14 +26,22 @@ pub fn mentions(text: &str, name: &str) -> bool {
 pub fn at_caret(before: &str) -> Option<(usize, &str)> {
     let at = before.rfind('@')?;
     let prefix = &before[at + 1..];
-    let starts_word = before[..at].chars().next_back().is_none_or(char::is_whitespace);
-    let plausible = !prefix.contains('\n') && prefix.chars().count() <= crate::protocol::MAX_NAME_CHARS;
+    let starts_word = before[..at]
+        .chars()
+        .next_back()
+        .is_none_or(char::is_whitespace);
+    let plausible =
+        !prefix.contains('\n') && prefix.chars().count() <= crate::protocol::MAX_NAME_CHARS;
     (starts_word && plausible).then_some((at, prefix))
 }
 
 /// The names among `names` that begin with `prefix` (ignoring case), not `me`, at most
 /// [`SUGGEST_MAX`], in the order given.
-pub fn suggest<'a>(names: impl IntoIterator<Item = &'a String>, prefix: &str, me: Option<&str>) -> Vec<String> {
+pub fn suggest<'a>(
+    names: impl IntoIterator<Item = &'a String>,
+    prefix: &str,
+    me: Option<&str>,
+) -> Vec<String> {
     let prefix = prefix.to_lowercase();
     names
         .into_iter()
@@ -98,10 +106,16 @@ mod tests {
 
     #[test]
     fn completing_puts_the_name_and_a_space() {
-        let names: Vec<String> = ["ann", "Anna", "bo", "me"].iter().map(|s| s.to_string()).collect();
+        let names: Vec<String> = ["ann", "Anna", "bo", "me"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(suggest(&names, "an", Some("me")), ["ann", "Anna"]);
         assert_eq!(suggest(&names, "", Some("me")), ["ann", "Anna", "bo"]);
-        assert_eq!(complete("hi @an and", 3, 6, "Anna"), ("hi @Anna  and".into(), 9));
+        assert_eq!(
+            complete("hi @an and", 3, 6, "Anna"),
+            ("hi @Anna  and".into(), 9)
+        );
         // Carets in UTF-16 units, as the browser gives them.
         let text = "é😀 @a";
         let byte = byte_offset(text, 5);

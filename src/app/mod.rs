@@ -8,8 +8,8 @@ pub mod markup;
 pub mod mention;
 pub mod model;
 pub mod reading;
-pub mod typing;
 pub mod status;
+pub mod typing;
 
 use crate::{
     i18n::{Lang, Strings},
@@ -419,8 +419,11 @@ fn ThemeToggle() -> impl IntoView {
     };
     let toggle = move |_| {
         let want_dark = !dark();
-        let chosen = (want_dark != system_dark.get_untracked())
-            .then_some(if want_dark { Theme::Dark } else { Theme::Light });
+        let chosen = (want_dark != system_dark.get_untracked()).then_some(if want_dark {
+            Theme::Dark
+        } else {
+            Theme::Light
+        });
         reading::remember_theme(chosen);
         theme.set(chosen);
     };
@@ -511,10 +514,14 @@ fn NameForm(model: RwSignal<Model>) -> impl IntoView {
 #[component]
 fn NotifyPicker(model: RwSignal<Model>) -> impl IntoView {
     let t = use_strings();
-    let key = StoredValue::new(client::notify_key(&model.with_untracked(|m| m.room.clone())));
+    let key = StoredValue::new(client::notify_key(
+        &model.with_untracked(|m| m.room.clone()),
+    ));
     let level = Memo::new(move |_| model.with(|m| m.notify));
     Effect::new(move |_| {
-        let kept = key.with_value(|k| client::storage_get(k)).and_then(|t| Notify::from_tag(&t));
+        let kept = key
+            .with_value(|k| client::storage_get(k))
+            .and_then(|t| Notify::from_tag(&t));
         if let Some(kept) = kept {
             model.update(|m| m.notify = kept);
         }
@@ -612,9 +619,8 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
     // Where days begin and which messages run on from the one before.
     let changes = Memo::new(move |_| model.with(Model::changes));
-    let looks = Memo::new(move |_| {
-        items.with(|i| reading::layout(i, reading::day_of, first_unread.get()))
-    });
+    let looks =
+        Memo::new(move |_| items.with(|i| reading::layout(i, reading::day_of, first_unread.get())));
     // The newest message the reader has had in view; what others said after it, while they
     // read further up, is offered with a button down to it.
     let seen = RwSignal::new(0u64);
@@ -1079,7 +1085,9 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
         }
     };
     let look_for_names = move || {
-        let Some(el) = input.get_untracked() else { return };
+        let Some(el) = input.get_untracked() else {
+            return;
+        };
         let text = el.value();
         let before = &text[..caret(&el, &text)];
         let names = mention::at_caret(before).map(|(_, prefix)| {
@@ -1094,7 +1102,9 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
         }
     };
     let pick = move |name: &str| {
-        let Some(el) = input.get_untracked() else { return };
+        let Some(el) = input.get_untracked() else {
+            return;
+        };
         let text = el.value();
         // Where the `@` is now: the caret may have moved since the names were offered.
         let end = caret(&el, &text);

@@ -2,6 +2,7 @@
 //! sends in answer. Kept free of signals and browser APIs so it is unit-tested natively; the UI
 //! keeps one of these in a signal.
 
+use super::{mention, typing::Typists};
 use crate::{
     protocol::{
         ChatMessage, ClientMsg, ErrorCode, HISTORY_PAGE, NoticeKind, Position, ServerMsg,
@@ -9,7 +10,6 @@ use crate::{
     },
     rate::{Bucket, Rate},
 };
-use super::{mention, typing::Typists};
 use std::collections::HashMap;
 
 /// Items kept on screen while the reader follows the newest; older ones are let go (and read
@@ -962,7 +962,11 @@ impl Model {
 
     /// Whether `m` mentions this page's person (and is not theirs).
     pub fn mentions_me(&self, m: &ChatMessage) -> bool {
-        !self.is_mine(m) && self.name.as_deref().is_some_and(|me| mention::mentions(&m.text, me))
+        !self.is_mine(m)
+            && self
+                .name
+                .as_deref()
+                .is_some_and(|me| mention::mentions(&m.text, me))
     }
 
     /// The first message that came while the reader was away, if it is shown.
@@ -1003,7 +1007,13 @@ impl Model {
             {
                 let was_deleted = changes.get(&target).is_some_and(|c| c.deleted);
                 if !was_deleted {
-                    changes.insert(target, Changed { text: m.text.clone(), deleted: m.deleted });
+                    changes.insert(
+                        target,
+                        Changed {
+                            text: m.text.clone(),
+                            deleted: m.deleted,
+                        },
+                    );
                 }
             }
         }
@@ -2083,7 +2093,12 @@ mod tests {
         assert!(m.typed("hi").is_empty(), "not before the room is joined");
         online_in_lobby(&mut m);
         assert!(m.typed("  ").is_empty(), "nothing to send yet");
-        assert_eq!(m.typed("h"), [ClientMsg::Typing { room: "lobby".into() }]);
+        assert_eq!(
+            m.typed("h"),
+            [ClientMsg::Typing {
+                room: "lobby".into()
+            }]
+        );
         at(&mut m, 1_000 + TYPING_EVERY_MS - 1);
         assert!(m.typed("hi").is_empty(), "once per few seconds");
         at(&mut m, 1_000 + TYPING_EVERY_MS);
@@ -2109,7 +2124,10 @@ mod tests {
         assert_eq!(m.typists.line(), Typing::Nobody);
         // And a name not heard again is let go after a while.
         m.apply(typing(&["dee"]));
-        at(&mut m, 1_000 + TYPING_EVERY_MS + crate::protocol::TYPING_SHOWN_MS);
+        at(
+            &mut m,
+            1_000 + TYPING_EVERY_MS + crate::protocol::TYPING_SHOWN_MS,
+        );
         m.expire_typing();
         assert_eq!(m.typists.line(), Typing::Nobody);
     }

@@ -100,7 +100,9 @@ impl Theme {
     pub fn from_cookies(header: &str) -> Option<Theme> {
         header.split(';').find_map(|c| {
             let (name, value) = c.trim().split_once('=')?;
-            (name == Self::COOKIE).then(|| Theme::from_tag(value)).flatten()
+            (name == Self::COOKIE)
+                .then(|| Theme::from_tag(value))
+                .flatten()
         })
     }
 }
@@ -171,7 +173,10 @@ mod imp {
     /// When, in full and relative to now: "Friday, 4 December 2026 at 19:55 · 5 minutes ago".
     pub fn when(ts: u64, lang: &str) -> String {
         let absolute: String = date(ts)
-            .to_locale_string(lang, &options(&[("dateStyle", "full"), ("timeStyle", "short")]))
+            .to_locale_string(
+                lang,
+                &options(&[("dateStyle", "full"), ("timeStyle", "short")]),
+            )
             .into();
         let ago_s = ((Date::now() - ts as f64) / 1000.0).max(0.0);
         let (value, unit) = match ago_s {
@@ -207,7 +212,11 @@ mod imp {
     /// Remembers a chosen scheme in a cookie (`None`: follow the system again).
     pub fn remember_theme(theme: Option<Theme>) {
         let cookie = match theme {
-            Some(t) => format!("{}={}; path=/; max-age=31536000; samesite=lax", Theme::COOKIE, t.tag()),
+            Some(t) => format!(
+                "{}={}; path=/; max-age=31536000; samesite=lax",
+                Theme::COOKIE,
+                t.tag()
+            ),
             None => format!("{}=; path=/; max-age=0; samesite=lax", Theme::COOKIE),
         };
         super::super::client::set_cookie(&cookie);
@@ -293,7 +302,12 @@ mod tests {
             // Too long after.
             msg(5, "ann", t0 + 3 * MIN + GROUP_WITHIN_MS),
             msg(6, "ann", t0 + 4 * MIN + GROUP_WITHIN_MS),
-            Item::Notice { key: 0, kind: NoticeKind::Joined, names: vec!["cy".into()], old_name: None },
+            Item::Notice {
+                key: 0,
+                kind: NoticeKind::Joined,
+                names: vec!["cy".into()],
+                old_name: None,
+            },
             // A notice between: a new group.
             msg(7, "ann", t0 + 5 * MIN + GROUP_WITHIN_MS),
             // The next day, a minute after the last: a new day and a new group.
@@ -314,7 +328,11 @@ mod tests {
     #[test]
     fn a_day_separator_counts_days_not_gaps() {
         // Across midnight is another day however close; later the same day is not.
-        let items = vec![msg(1, "ann", DAY - 30 * MIN), msg(2, "bo", DAY + 30 * MIN), msg(3, "bo", 2 * DAY - MIN)];
+        let items = vec![
+            msg(1, "ann", DAY - 30 * MIN),
+            msg(2, "bo", DAY + 30 * MIN),
+            msg(3, "bo", 2 * DAY - MIN),
+        ];
         let looks = layout(&items, utc_day, None);
         assert!(looks[&1].new_day && looks[&2].new_day && !looks[&3].new_day);
     }
@@ -322,11 +340,12 @@ mod tests {
     #[test]
     fn a_name_has_one_colour() {
         assert_eq!(name_class("ann"), name_class("ann"));
-        let classes: std::collections::HashSet<String> =
-            ["ann", "bo", "cy", "dee", "eve", "finn", "gus", "hal", "ivy", "jo", "鈴木", "李"]
-                .iter()
-                .map(|n| name_class(n))
-                .collect();
+        let classes: std::collections::HashSet<String> = [
+            "ann", "bo", "cy", "dee", "eve", "finn", "gus", "hal", "ivy", "jo", "鈴木", "李",
+        ]
+        .iter()
+        .map(|n| name_class(n))
+        .collect();
         // Twelve names do not all land on one colour.
         assert!(classes.len() >= 4, "{classes:?}");
         assert!(classes.iter().all(|c| c.starts_with("name-")));
@@ -334,8 +353,14 @@ mod tests {
 
     #[test]
     fn the_theme_cookie_is_read_among_others() {
-        assert_eq!(Theme::from_cookies("chorus_lang=ja; chorus_theme=dark"), Some(Theme::Dark));
-        assert_eq!(Theme::from_cookies("chorus_theme=light"), Some(Theme::Light));
+        assert_eq!(
+            Theme::from_cookies("chorus_lang=ja; chorus_theme=dark"),
+            Some(Theme::Dark)
+        );
+        assert_eq!(
+            Theme::from_cookies("chorus_theme=light"),
+            Some(Theme::Light)
+        );
         assert_eq!(Theme::from_cookies("chorus_theme=purple; x=y"), None);
         assert_eq!(Theme::from_cookies(""), None);
     }

@@ -35,7 +35,10 @@ async fn delete(client: &mut Client, m: &ChatMessage) {
 }
 
 /// ann writes on `first`; bo reads on `second`; cy is away while the message changes.
-async fn changes_reach_everyone_and_those_who_were_away(first: &impl Endpoint, second: &impl Endpoint) {
+async fn changes_reach_everyone_and_those_who_were_away(
+    first: &impl Endpoint,
+    second: &impl Endpoint,
+) {
     let (mut ann, _, _) = Client::in_room(first, "ann", "lobby").await;
     let (mut bo, _, _) = Client::in_room(second, "bo", "lobby").await;
     let (mut cy, _, _) = Client::in_room(second, "cy", "lobby").await;
@@ -58,7 +61,12 @@ async fn changes_reach_everyone_and_those_who_were_away(first: &impl Endpoint, s
     edit(&mut ann, &said, "hello").await;
     let edited = bo.next_message().await;
     assert_eq!(
-        (edited.edits, edited.deleted, edited.text.as_str(), edited.from.as_str()),
+        (
+            edited.edits,
+            edited.deleted,
+            edited.text.as_str(),
+            edited.from.as_str()
+        ),
         (Some(said.seq), false, "hello", "ann")
     );
     assert!(edited.seq > said.seq, "numbered in the stream");
@@ -80,7 +88,10 @@ async fn changes_reach_everyone_and_those_who_were_away(first: &impl Endpoint, s
     let mut cy = Client::named(second, "cy2").await;
     let (_, history, recovered) = cy.join_since("lobby", Some(seen)).await;
     assert_eq!(recovered, Some(true));
-    let changes: Vec<_> = history.iter().map(|m| (m.edits, m.deleted, m.text.as_str())).collect();
+    let changes: Vec<_> = history
+        .iter()
+        .map(|m| (m.edits, m.deleted, m.text.as_str()))
+        .collect();
     assert_eq!(
         changes,
         [(Some(said.seq), false, "hello"), (Some(said.seq), true, "")]
@@ -114,7 +125,10 @@ async fn the_edit_window_closes() {
     delete(&mut ann, &said).await;
     assert_eq!(ann.next_error().await, "edit_window_passed");
     // And the welcome says how long it is.
-    let limits = Client::connect(&server).await.limits.expect("welcome's limits");
+    let limits = Client::connect(&server)
+        .await
+        .limits
+        .expect("welcome's limits");
     assert_eq!(limits.edit_window_ms, 300);
 }
 
@@ -133,13 +147,18 @@ async fn the_name_alone_does_not_make_a_message_yours() {
     let mut tab = Client::connect(&server).await;
     tab.resume(&ann.session).await;
     tab.set_name("ann").await;
-    tab.recv_until(|m| matches!(m, chorus::protocol::ServerMsg::NameSet { .. })).await;
+    tab.recv_until(|m| matches!(m, chorus::protocol::ServerMsg::NameSet { .. }))
+        .await;
     tab.join("lobby").await;
     edit(&mut tab, &said, "mine, from my phone").await;
     assert_eq!(bo.next_message().await.text, "mine, from my phone");
 
     // ann leaves for good; eve takes the name.
-    let open = common::metric(&common::scrape(&metrics).await, "chorus_connections_open", None);
+    let open = common::metric(
+        &common::scrape(&metrics).await,
+        "chorus_connections_open",
+        None,
+    );
     tab.close().await;
     ann.close().await;
     common::wait_for_metric(&metrics, "chorus_connections_open", None, open - 2.0).await;

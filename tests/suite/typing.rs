@@ -65,7 +65,9 @@ async fn typing_reaches_the_room_and_stops_at_the_message(
         .await;
     let after = bo.listen_for(Duration::from_millis(1500)).await;
     assert!(
-        typing(&after).iter().all(|names| !names.contains(&"ann".to_owned())),
+        typing(&after)
+            .iter()
+            .all(|names| !names.contains(&"ann".to_owned())),
         "typing after the message: {after:?}"
     );
     // Nothing of it was stored: a newcomer's history has the message only.
@@ -108,7 +110,11 @@ async fn many_typing_at_once_are_folded() {
     let heard = typing(&reader.listen_for(Duration::from_millis(2500)).await);
     assert!(!heard.is_empty() && heard.len() <= 3, "{heard:?}");
     assert!(heard.iter().all(|names| names.len() <= 3), "{heard:?}");
-    assert_eq!(heard[0], ["t1"], "the first after a quiet spell goes at once");
+    assert_eq!(
+        heard[0],
+        ["t1"],
+        "the first after a quiet spell goes at once"
+    );
 }
 
 /// Typing is for members: a reader without a name, or a room not joined, is refused.

@@ -147,7 +147,15 @@ mod tests {
     #[test]
     fn a_message_reads_back_with_the_seq_and_epoch_the_script_put_in_front() {
         let text = "hé \"quoted\" \\ {json} \n two lines";
-        let body = message_body("lobby", "ann", text, 17, Some("c1"), Change::default(), None);
+        let body = message_body(
+            "lobby",
+            "ann",
+            text,
+            17,
+            Some("c1"),
+            Change::default(),
+            None,
+        );
         let payload = appended(42, "00ff", &body);
         let ServerMsg::Message(m) = decode("lobby", &payload).expect("readable") else {
             panic!("a message");

@@ -8,8 +8,8 @@
 use super::socket::{Close, Heartbeat, Peer};
 use crate::protocol::{
     Change, ChatMessage, ClientMsg, ErrorCode, HISTORY_PAGE, HISTORY_PAGE_MAX, Invalid, Limits,
-    MAX_NAME_CHARS, MessageText, PROTOCOL_VERSION, Position, RoomName, ServerMsg, UserName,
-    TYPING_EVERY_MS, decode_client, parse_client_id,
+    MAX_NAME_CHARS, MessageText, PROTOCOL_VERSION, Position, RoomName, ServerMsg, TYPING_EVERY_MS,
+    UserName, decode_client, parse_client_id,
 };
 use crate::server::{
     AppState,
@@ -200,9 +200,9 @@ impl Peer for Connection {
                     .frame(decoded.as_ref().map_or("invalid", ClientMsg::kind));
                 let kind = match &decoded {
                     // Edits and deletes are stored like messages: paced like them.
-                    Ok(ClientMsg::Send { .. } | ClientMsg::Edit { .. } | ClientMsg::Delete { .. }) => {
-                        FrameKind::Send
-                    }
+                    Ok(
+                        ClientMsg::Send { .. } | ClientMsg::Edit { .. } | ClientMsg::Delete { .. },
+                    ) => FrameKind::Send,
                     _ => FrameKind::Control,
                 };
                 (kind, text.len(), decoded)
@@ -596,7 +596,10 @@ impl Connection {
         let name = self.name()?.to_string();
         let room = self.taking_part(raw_room)?;
         let now = Instant::now();
-        if self.typed.is_some_and(|at| now.duration_since(at) < TYPING_GAP) {
+        if self
+            .typed
+            .is_some_and(|at| now.duration_since(at) < TYPING_GAP)
+        {
             self.node.metrics.typing_dropped.inc();
             return Ok(());
         }
@@ -646,7 +649,10 @@ impl Connection {
             ));
         };
         if target.from != name.as_str() || target.author.as_deref() != Some(&self.author()) {
-            return Err(Invalid::new(ErrorCode::NotYours, "that message is someone else's"));
+            return Err(Invalid::new(
+                ErrorCode::NotYours,
+                "that message is someone else's",
+            ));
         }
         let age = crate::server::store::now_ms().saturating_sub(target.ts);
         if window.is_zero() || u128::from(age) > window.as_millis() {
@@ -659,22 +665,44 @@ impl Connection {
             true => Change::delete(seq),
             false => Change::edit(seq),
         };
+        let stored = self.append(&room, &name, text, client_id, change).await?;
+        tracing::info!(%room, seq, change = stored.seq, deleted = change.deleted, "message changed");
+        Ok(())
+    }
+
+    /// Stores an entry of the room's stream (a message, or a change of one) under this
+    /// connection's author key, and acknowledges it.
+    async fn append(
+        &self,
+        room: &RoomName,
+        name: &UserName,
+        text: MessageText,
+        client_id: Option<String>,
+        change: Change,
+    ) -> Result<crate::server::store::Stored, Invalid> {
+        let node = &self.node;
+        let author = Some(self.author());
         let stored = node
             .metrics
             .timed(
                 "append",
                 node.store
-                    .append(&room, &name, text, client_id.clone(), change, Some(self.author())),
+                    .append(room, name, text, client_id.clone(), change, author),
             )
             .await?;
-        tracing::info!(%room, seq, change = stored.seq, deleted = change.deleted, "message changed");
+        if stored.duplicate {
+            tracing::debug!(%room, seq = stored.seq, "re-sent entry acknowledged again");
+            node.metrics.messages_deduplicated.inc();
+        } else {
+            node.metrics.messages_stored.inc();
+        }
         self.reply(ServerMsg::Ack {
             room: room.to_string(),
             client_id,
             seq: stored.seq,
         })
         .await;
-        Ok(())
+        Ok(stored)
     }
 
     async fn send(
@@ -687,33 +715,8 @@ impl Connection {
         let room = self.taking_part(raw_room)?;
         let text = MessageText::parse(text, self.node.config.conn.max_text_chars)?;
         let client_id = parse_client_id(client_id)?;
-        let node = &self.node;
-        let stored = node
-            .metrics
-            .timed(
-                "append",
-                node.store.append(
-                    &room,
-                    name,
-                    text,
-                    client_id.clone(),
-                    Change::default(),
-                    Some(self.author()),
-                ),
-            )
+        self.append(&room, name, text, client_id, Change::default())
             .await?;
-        if stored.duplicate {
-            tracing::debug!(%room, seq = stored.seq, "re-sent message acknowledged again");
-            self.node.metrics.messages_deduplicated.inc();
-        } else {
-            self.node.metrics.messages_stored.inc();
-        }
-        self.reply(ServerMsg::Ack {
-            room: room.to_string(),
-            client_id,
-            seq: stored.seq,
-        })
-        .await;
         Ok(())
     }
 }

@@ -171,7 +171,9 @@ impl Presence for SlowStore {
         if let Some(text) = said {
             let ann = UserName::parse("ann").expect("valid name");
             let text = MessageText::parse(text.into(), 100).expect("valid text");
-            self.memory.append(room, &ann, text, None, Change::default(), None).await?;
+            self.memory
+                .append(room, &ann, text, None, Change::default(), None)
+                .await?;
         }
         let snapshot = self.memory.join(room, member, create, since).await;
         if self.slow_joins.load(std::sync::atomic::Ordering::Relaxed) {
@@ -219,7 +221,9 @@ impl Broker for SlowStore {
         change: Change,
         author: Option<String>,
     ) -> Result<Stored, StoreError> {
-        self.memory.append(room, from, text, client_id, change, author).await
+        self.memory
+            .append(room, from, text, client_id, change, author)
+            .await
     }
     async fn since(
         &self,

@@ -157,7 +157,9 @@ impl Broker for Later {
         change: Change,
         author: Option<String>,
     ) -> Result<Stored, StoreError> {
-        self.store()?.append(room, from, text, client_id, change, author).await
+        self.store()?
+            .append(room, from, text, client_id, change, author)
+            .await
     }
 
     async fn since(

@@ -8,7 +8,9 @@ use super::{
     new_epoch, now_ms,
 };
 use crate::{
-    protocol::{Change, ChatMessage, MessageText, NoticeKind, Position, RoomName, ServerMsg, UserName},
+    protocol::{
+        Change, ChatMessage, MessageText, NoticeKind, Position, RoomName, ServerMsg, UserName,
+    },
     server::bus::{BusEvent, MemoryBus, Subscription},
 };
 use std::{

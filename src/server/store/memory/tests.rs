@@ -97,7 +97,16 @@ async fn a_resent_client_id_is_acknowledged_with_its_first_seq_not_stored_again(
         .await
         .expect("joins");
     let ann = name("ann");
-    let send = |id: &'static str| s.append(&room, &ann, text("hi"), Some(id.into()), Change::default(), None);
+    let send = |id: &'static str| {
+        s.append(
+            &room,
+            &ann,
+            text("hi"),
+            Some(id.into()),
+            Change::default(),
+            None,
+        )
+    };
     let first = send("c1").await.expect("stored");
     assert_eq!(
         first,
@@ -139,7 +148,14 @@ async fn history_keeps_the_newest_messages_in_seq_order() {
         .expect("joins");
     for i in 1..=5 {
         let m = s
-            .append(&room, &name("ann"), text(&format!("m{i}")), None, Change::default(), None)
+            .append(
+                &room,
+                &name("ann"),
+                text(&format!("m{i}")),
+                None,
+                Change::default(),
+                None,
+            )
             .await
             .expect("stored");
         assert_eq!(m.seq, i);
@@ -270,9 +286,16 @@ async fn an_empty_room_without_history_is_forgotten_but_one_with_history_is_kept
     let a = member("a", "ann");
     s.join(&quiet, &a, true, None).await.expect("joins");
     s.join(&busy, &a, true, None).await.expect("joins");
-    s.append(&busy, &name("ann"), text("hi"), None, Change::default(), None)
-        .await
-        .expect("stored");
+    s.append(
+        &busy,
+        &name("ann"),
+        text("hi"),
+        None,
+        Change::default(),
+        None,
+    )
+    .await
+    .expect("stored");
     s.leave(&quiet, &a).await.expect("leaves");
     s.leave(&busy, &a).await.expect("leaves");
     let rooms = s.rooms.lock().expect("not poisoned");
@@ -300,9 +323,16 @@ async fn abandoned(s: &MemoryStore, room: &str) -> RoomName {
     let room = RoomName::parse(room).expect("valid");
     let a = member("a", "ann");
     s.join(&room, &a, true, None).await.expect("joins");
-    s.append(&room, &name("ann"), text("hi"), None, Change::default(), None)
-        .await
-        .expect("stored");
+    s.append(
+        &room,
+        &name("ann"),
+        text("hi"),
+        None,
+        Change::default(),
+        None,
+    )
+    .await
+    .expect("stored");
     s.leave(&room, &a).await.expect("leaves");
     room
 }
@@ -338,9 +368,16 @@ async fn a_full_node_forgets_the_room_without_members_idle_longest_instead_of_re
         .await
         .expect("joins");
     assert!(again.created && again.history.is_empty());
-    s.append(&first, &name("bo"), text("new"), None, Change::default(), None)
-        .await
-        .expect("stored");
+    s.append(
+        &first,
+        &name("bo"),
+        text("new"),
+        None,
+        Change::default(),
+        None,
+    )
+    .await
+    .expect("stored");
     let after = s
         .join(&first, &member("b", "bo"), true, None)
         .await

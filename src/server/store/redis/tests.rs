@@ -201,7 +201,14 @@ async fn what_the_scripts_publish_reads_back_as_protocol_frames() {
     let text = MessageText::parse("hé \"quoted\" \\ {json}".into(), 100).expect("valid");
     let from = UserName::parse("anna").expect("valid name");
     let stored = store
-        .append(&room, &from, text, Some("c1".into()), Change::default(), None)
+        .append(
+            &room,
+            &from,
+            text,
+            Some("c1".into()),
+            Change::default(),
+            None,
+        )
         .await
         .expect("stored");
     let ServerMsg::Message(m) = next().await else {
@@ -259,7 +266,15 @@ async fn history_a_node_before_the_stream_kept_is_adopted_and_paged() {
     // What an older node left: a list of three payloads and the room's numbering.
     let mut conn = store.link.conn();
     for seq in 1..=3 {
-        let body = payload::message_body("lobby", "ann", &format!("old {seq}"), 0, None, Change::default(), None);
+        let body = payload::message_body(
+            "lobby",
+            "ann",
+            &format!("old {seq}"),
+            0,
+            None,
+            Change::default(),
+            None,
+        );
         let _: () = redis::cmd("RPUSH")
             .arg(room_key(&room, "history"))
             .arg(format!("m{seq} e1 {body}"))
@@ -339,7 +354,10 @@ async fn a_history_count_that_lost_its_entries_starts_again_and_nothing_precedes
     let ann = UserName::parse("ann").expect("valid name");
     let say = async |text: &str| {
         let text = MessageText::parse(text.into(), 100).expect("valid");
-        store.append(&room, &ann, text, None, Change::default(), None).await.expect("stored")
+        store
+            .append(&room, &ann, text, None, Change::default(), None)
+            .await
+            .expect("stored")
     };
     say("one").await;
     say("two").await;
