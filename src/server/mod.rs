@@ -30,6 +30,7 @@ pub mod hub;
 pub mod metrics;
 pub mod net;
 mod outbox;
+mod packed;
 mod site;
 pub mod status;
 pub mod store;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// This node's recent history, for the status page.
     pub status: Arc<status::Sampler>,
+    /// The site's content-named files, compressed once.
+    pub packed: Arc<packed::Packed>,
 }
 
 impl AppState {
@@ -117,9 +120,13 @@ impl AppState {
         let hub = Hub::new(store.clone(), &config, metrics.clone());
         let gate = guard::Gate::new(&config);
         let verifier = auth::Verifier::from_config(&config)?.map(Arc::new);
+        let leptos_options = site::leptos_options(&config);
+        let pkg =
+            std::path::Path::new(&*leptos_options.site_root).join(&*leptos_options.site_pkg_dir);
         Ok(Self {
             verifier,
-            leptos_options: site::leptos_options(&config),
+            packed: packed::Packed::new(pkg),
+            leptos_options,
             gate,
             config: Arc::new(config),
             node_id,

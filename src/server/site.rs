@@ -62,17 +62,7 @@ pub(super) fn leptos_options(config: &Config) -> LeptosOptions {
 /// so a release is never half-loaded.
 fn cache_policy(path: &str) -> &'static str {
     let name = path.rsplit('/').next().unwrap_or_default();
-    let mut parts = name.rsplit('.');
-    let hashed = path.starts_with("/pkg/")
-        && parts.next().is_some()
-        && parts.next().is_some_and(|hash| {
-            hash.len() == 22
-                && hash
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-        && parts.next().is_some();
-    if hashed {
+    if path.starts_with("/pkg/") && super::packed::content_named(name) {
         "public, max-age=31536000, immutable"
     } else {
         "no-cache"
@@ -111,6 +101,10 @@ pub(super) fn site(app: &AppState, status: bool) -> Router<AppState> {
         site.route(STATUS_PATH, get(|| async { StatusCode::NOT_FOUND }))
     };
     site.fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(
+            app.packed.clone(),
+            super::packed::serve,
+        ))
         .layer(CompressionLayer::new().gzip(true).br(true))
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header(header::X_FRAME_OPTIONS, "DENY"))

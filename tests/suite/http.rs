@@ -120,6 +120,38 @@ async fn the_wasm_is_compressed_when_the_browser_asks() {
         header(&hashed, "cache-control"),
         "public, max-age=31536000, immutable"
     );
+    // Named after its content, it is compressed once, at brotli's best, and then served from
+    // memory (with its length: not streamed through the compression layer).
+    let hashed_url = server.http_url("/pkg/chorus.gK0Nbvuw8yQivQZ5ssnnvg.wasm");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let packed = loop {
+        let response = http
+            .get(&hashed_url)
+            .header("accept-encoding", "gzip, br")
+            .send()
+            .await
+            .expect("GET the hashed wasm");
+        assert_eq!(header(&response, "content-encoding"), "br");
+        assert_eq!(header(&response, "content-type"), "application/wasm");
+        let length = response.content_length();
+        let body = response.bytes().await.expect("body");
+        if length.is_some() {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never compressed once"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let mut unpacked = Vec::new();
+    std::io::Read::read_to_end(
+        &mut brotli::Decompressor::new(&packed[..], 4096),
+        &mut unpacked,
+    )
+    .expect("valid brotli");
+    assert_eq!(unpacked.len(), full, "the same file");
+    assert!(packed.len() < full / 2);
     server.shutdown().await.expect("clean shutdown");
     let _ = std::fs::remove_dir_all(site);
 }
