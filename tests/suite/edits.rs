@@ -168,3 +168,21 @@ async fn the_name_alone_does_not_make_a_message_yours() {
     delete(&mut eve, &said).await;
     assert_eq!(eve.next_error().await, "not_yours");
 }
+
+/// A rename does not take one's messages away: they stay the sender's to change.
+#[tokio::test]
+async fn after_a_rename_ones_messages_are_still_ones_own() {
+    let server = TestServer::start().await;
+    let (mut ann, _, _) = Client::in_room(&server, "ann", "lobby").await;
+    ann.say("lobby", "as ann", "a1").await;
+    let said = ann.next_message().await;
+    ann.set_name("anna").await;
+    ann.recv_until(|m| matches!(m, chorus::protocol::ServerMsg::NameSet { .. }))
+        .await;
+    edit(&mut ann, &said, "as anna now").await;
+    let edited = ann.next_message().await;
+    assert_eq!(
+        (edited.edits, edited.text.as_str(), edited.from.as_str()),
+        (Some(said.seq), "as anna now", "anna")
+    );
+}

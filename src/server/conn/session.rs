@@ -615,8 +615,9 @@ impl Connection {
     }
 
     /// Edits (or, with an empty text, deletes) this person's message `seq` of `epoch`: checked
-    /// against the stored message (it is a message, not a change; it is theirs, by name; it is
-    /// within the edit window), then appended as a change of it, acknowledged like a `send`.
+    /// against the stored message (it is a message, not a change; it was sent with this
+    /// connection's author key, whatever the name then; it is within the edit window), then
+    /// appended as a change of it, acknowledged like a `send`.
     async fn change(
         &mut self,
         raw_room: &str,
@@ -648,7 +649,7 @@ impl Connection {
                 format!("no message {seq} in {room} (or no longer kept)"),
             ));
         };
-        if target.from != name.as_str() || target.author.as_deref() != Some(&self.author()) {
+        if target.author.as_deref() != Some(&self.author()) {
             return Err(Invalid::new(
                 ErrorCode::NotYours,
                 "that message is someone else's",

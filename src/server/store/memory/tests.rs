@@ -1,5 +1,12 @@
 use super::*;
 use crate::protocol::Change;
+
+/// `who` says `said` in `room` (a plain message, no client id).
+async fn say(s: &MemoryStore, room: &RoomName, who: &str, said: &str) -> Stored {
+    s.append(room, &name(who), text(said), None, Change::default(), None)
+        .await
+        .expect("stored")
+}
 use crate::server::{
     bus::Subscription,
     store::{Departure, Sessions},
@@ -147,17 +154,7 @@ async fn history_keeps_the_newest_messages_in_seq_order() {
         .await
         .expect("joins");
     for i in 1..=5 {
-        let m = s
-            .append(
-                &room,
-                &name("ann"),
-                text(&format!("m{i}")),
-                None,
-                Change::default(),
-                None,
-            )
-            .await
-            .expect("stored");
+        let m = say(&s, &room, "ann", &format!("m{i}")).await;
         assert_eq!(m.seq, i);
     }
     let snap = s
@@ -286,16 +283,7 @@ async fn an_empty_room_without_history_is_forgotten_but_one_with_history_is_kept
     let a = member("a", "ann");
     s.join(&quiet, &a, true, None).await.expect("joins");
     s.join(&busy, &a, true, None).await.expect("joins");
-    s.append(
-        &busy,
-        &name("ann"),
-        text("hi"),
-        None,
-        Change::default(),
-        None,
-    )
-    .await
-    .expect("stored");
+    say(&s, &busy, "ann", "hi").await;
     s.leave(&quiet, &a).await.expect("leaves");
     s.leave(&busy, &a).await.expect("leaves");
     let rooms = s.rooms.lock().expect("not poisoned");
@@ -323,16 +311,7 @@ async fn abandoned(s: &MemoryStore, room: &str) -> RoomName {
     let room = RoomName::parse(room).expect("valid");
     let a = member("a", "ann");
     s.join(&room, &a, true, None).await.expect("joins");
-    s.append(
-        &room,
-        &name("ann"),
-        text("hi"),
-        None,
-        Change::default(),
-        None,
-    )
-    .await
-    .expect("stored");
+    say(s, &room, "ann", "hi").await;
     s.leave(&room, &a).await.expect("leaves");
     room
 }
@@ -368,16 +347,7 @@ async fn a_full_node_forgets_the_room_without_members_idle_longest_instead_of_re
         .await
         .expect("joins");
     assert!(again.created && again.history.is_empty());
-    s.append(
-        &first,
-        &name("bo"),
-        text("new"),
-        None,
-        Change::default(),
-        None,
-    )
-    .await
-    .expect("stored");
+    say(&s, &first, "bo", "new").await;
     let after = s
         .join(&first, &member("b", "bo"), true, None)
         .await
