@@ -77,14 +77,9 @@ impl Lang {
     /// The language a page is rendered in: the visitor's remembered choice (the cookie), else
     /// the browser's preference, else English.
     pub fn for_request(cookie_header: Option<&str>, accept_language: Option<&str>) -> Lang {
-        let chosen = cookie_header.and_then(|cookies| {
-            cookies.split(';').find_map(|c| {
-                let (name, value) = c.trim().split_once('=')?;
-                (name == Self::COOKIE)
-                    .then(|| Lang::from_tag(value))
-                    .flatten()
-            })
-        });
+        let chosen = cookie_header
+            .and_then(|cookies| cookie(cookies, Self::COOKIE))
+            .and_then(Lang::from_tag);
         chosen
             .or_else(|| accept_language.and_then(Lang::from_accept_language))
             .unwrap_or_default()
@@ -97,6 +92,14 @@ impl Lang {
             Lang::Ja => &JA,
         }
     }
+}
+
+/// The value of the cookie `name` in a request's `Cookie` header (`a=1; b=2`), if there.
+pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|c| {
+        let (key, value) = c.trim().split_once('=')?;
+        (key == name).then_some(value)
+    })
 }
 
 pub struct Strings {

@@ -25,6 +25,15 @@ pub fn place_key(room: &str) -> String {
     format!("chorus.place.{room}")
 }
 
+/// Keeps a choice of this page in a cookie for a year (`None` forgets it), so the server renders
+/// the next page with it from the first byte.
+pub fn keep_cookie(name: &str, value: Option<&str>) {
+    set_cookie(&match value {
+        Some(value) => format!("{name}={value}; path=/; max-age=31536000; samesite=lax"),
+        None => format!("{name}=; path=/; max-age=0; samesite=lax"),
+    });
+}
+
 /// Where a room's notification choice is kept (localStorage).
 pub fn notify_key(room: &str) -> String {
     format!("chorus.notify.{room}")

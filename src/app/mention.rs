@@ -21,6 +21,11 @@ pub fn mentions(text: &str, name: &str) -> bool {
     })
 }
 
+/// Whether a message `from` someone with `text` names the reader `me` (never their own).
+pub fn names_reader(text: &str, from: &str, me: Option<&str>) -> bool {
+    me.is_some_and(|me| me != from && mentions(text, me))
+}
+
 /// The name being typed after an `@` just before the caret: where its `@` is (a byte offset in
 /// `before`) and what follows it. The `@` must start the text or follow a space.
 pub fn at_caret(before: &str) -> Option<(usize, &str)> {

@@ -125,13 +125,11 @@ fn page_language() -> Lang {
     #[cfg(feature = "ssr")]
     {
         use axum::http::header;
-        let parts = use_context::<axum::http::request::Parts>();
-        let get = |name| {
-            parts
-                .as_ref()
-                .and_then(|p| p.headers.get(name)?.to_str().ok())
-        };
-        Lang::for_request(get(header::COOKIE), get(header::ACCEPT_LANGUAGE))
+        let (cookie, accept) = (
+            request_header(header::COOKIE),
+            request_header(header::ACCEPT_LANGUAGE),
+        );
+        Lang::for_request(cookie.as_deref(), accept.as_deref())
     }
     #[cfg(not(feature = "ssr"))]
     {
@@ -141,16 +139,19 @@ fn page_language() -> Lang {
     }
 }
 
+/// A header of the request the page is rendered for (on the server).
+#[cfg(feature = "ssr")]
+fn request_header(name: axum::http::HeaderName) -> Option<String> {
+    let parts = use_context::<axum::http::request::Parts>()?;
+    Some(parts.headers.get(name)?.to_str().ok()?.to_owned())
+}
+
 /// The colour scheme the reader chose over their system's, if any: on the server, from its
 /// cookie; in the browser, the one the server rendered.
 fn page_theme() -> Option<Theme> {
     #[cfg(feature = "ssr")]
     {
-        let parts = use_context::<axum::http::request::Parts>();
-        parts
-            .as_ref()
-            .and_then(|p| p.headers.get(axum::http::header::COOKIE)?.to_str().ok())
-            .and_then(Theme::from_cookies)
+        request_header(axum::http::header::COOKIE).and_then(|c| Theme::from_cookies(&c))
     }
     #[cfg(not(feature = "ssr"))]
     {
@@ -363,11 +364,7 @@ fn TryNow(
 /// in it from the first byte.
 fn remember(lang: Lang) {
     client::storage_set(client::LANG_KEY, lang.tag());
-    client::set_cookie(&format!(
-        "{}={}; path=/; max-age=31536000; samesite=lax",
-        Lang::COOKIE,
-        lang.tag()
-    ));
+    client::keep_cookie(Lang::COOKIE, Some(lang.tag()));
 }
 
 #[component]
@@ -424,7 +421,7 @@ fn ThemeToggle() -> impl IntoView {
         } else {
             Theme::Light
         });
-        reading::remember_theme(chosen);
+        client::keep_cookie(Theme::COOKIE, chosen.map(Theme::tag));
         theme.set(chosen);
     };
     view! {
@@ -834,9 +831,7 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                         };
                         let mentioned = {
                             let (from, text) = (m.from.clone(), m.text.clone());
-                            move || {
-                                me.get().is_some_and(|me| me != from && mention::mentions(&text, &me))
-                            }
+                            move || me.with(|me| mention::names_reader(&text, &from, me.as_deref()))
                         };
                         let tag = move || lang.get().tag();
                         // When it was said, in full and how long ago: worked out as the pointer

@@ -962,11 +962,7 @@ impl Model {
 
     /// Whether `m` mentions this page's person (and is not theirs).
     pub fn mentions_me(&self, m: &ChatMessage) -> bool {
-        !self.is_mine(m)
-            && self
-                .name
-                .as_deref()
-                .is_some_and(|me| mention::mentions(&m.text, me))
+        mention::names_reader(&m.text, &m.from, self.name.as_deref())
     }
 
     /// The first message that came while the reader was away, if it is shown.

@@ -98,12 +98,7 @@ impl Theme {
 
     /// The choice in a request's `Cookie` header, if any.
     pub fn from_cookies(header: &str) -> Option<Theme> {
-        header.split(';').find_map(|c| {
-            let (name, value) = c.trim().split_once('=')?;
-            (name == Self::COOKIE)
-                .then(|| Theme::from_tag(value))
-                .flatten()
-        })
+        Theme::from_tag(crate::i18n::cookie(header, Self::COOKIE)?)
     }
 }
 
@@ -208,19 +203,6 @@ mod imp {
         let root = web_sys::window()?.document()?.document_element()?;
         Theme::from_tag(&root.get_attribute("data-theme")?)
     }
-
-    /// Remembers a chosen scheme in a cookie (`None`: follow the system again).
-    pub fn remember_theme(theme: Option<Theme>) {
-        let cookie = match theme {
-            Some(t) => format!(
-                "{}={}; path=/; max-age=31536000; samesite=lax",
-                Theme::COOKIE,
-                t.tag()
-            ),
-            None => format!("{}=; path=/; max-age=0; samesite=lax", Theme::COOKIE),
-        };
-        super::super::client::set_cookie(&cookie);
-    }
 }
 
 #[cfg(not(feature = "hydrate"))]
@@ -258,8 +240,6 @@ mod imp {
     pub fn page_theme() -> Option<Theme> {
         None
     }
-
-    pub fn remember_theme(_theme: Option<Theme>) {}
 }
 
 pub use imp::*;
