@@ -26,6 +26,7 @@ fn message(text_len: usize) -> ServerMsg {
         client_id: Some("k3j9-1".into()),
         edits: None,
         deleted: false,
+        moderation: None,
         author: None,
     })
 }

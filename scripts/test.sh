@@ -34,6 +34,8 @@ port=$(free_port)
 url="http://127.0.0.1:$port"
 log "starting chorus on $url"
 # Pings every second, so the offline test sees the page notice a dead link within seconds.
+# The operator token makes moderators of the pages that give it (moderation.spec.ts).
+CHORUS_OPERATOR_TOKEN=e2e-operator-token-0123 \
 LEPTOS_SITE_ROOT=target/site target/debug/chorus --listen "127.0.0.1:$port" --ping-interval-ms 1000 \
   >target/e2e-server.log 2>&1 &
 server_pid=$!

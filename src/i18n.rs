@@ -3,7 +3,7 @@
 //! A struct with one field per string (rather than a key → text map) makes a missing translation a
 //! compile error. Strings that embed a value are functions.
 
-use crate::protocol::ErrorCode;
+use crate::protocol::{ErrorCode, ModAction};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Lang {
@@ -152,6 +152,17 @@ pub struct Strings {
     pub delete: &'static str,
     pub edited: &'static str,
     pub message_deleted: &'static str,
+    pub deleted_by_moderator: &'static str,
+    /// A length of time, from seconds: "30 s", "10 min", "2 h".
+    pub duration: fn(u64) -> String,
+    /// A moderator's action, as a notice: who did it, what, to whom, for how long (written
+    /// by `duration`; empty when it ends something).
+    pub moderation: fn(&str, ModAction, &str, &str) -> String,
+    /// What holds the composer (`slow_mode`, `muted` or `kicked`), for how much longer.
+    pub hold: fn(ErrorCode, &str) -> String,
+    /// Slow mode is on: one message per this long.
+    pub slow_mode_on: fn(&str) -> String,
+    pub moderator: &'static str,
     pub editing: &'static str,
     pub cancel: &'static str,
     /// The colour-scheme switch's name.
@@ -217,6 +228,29 @@ pub static EN: Strings = Strings {
     delete: "Delete",
     edited: "(edited)",
     message_deleted: "This message was deleted.",
+    deleted_by_moderator: "This message was deleted by a moderator.",
+    duration: |s| match s {
+        0..120 => format!("{s} s"),
+        120..7200 => format!("{} min", s.div_ceil(60)),
+        _ => format!("{} h", s.div_ceil(3600)),
+    },
+    moderation: |by, action, name, d| match (action, d.is_empty()) {
+        (ModAction::Mute, false) => format!("{by} muted {name} for {d}"),
+        (ModAction::Mute, true) => format!("{by} let {name} speak again"),
+        (ModAction::Kick, _) => format!("{by} removed {name} from the room for {d}"),
+        (ModAction::SlowMode, false) => format!("{by} turned on slow mode: one message every {d}"),
+        (ModAction::SlowMode, true) => format!("{by} turned off slow mode"),
+        (ModAction::Delete, _) => format!("{by} deleted a message by {name}"),
+    },
+    hold: |code, d| match code {
+        ErrorCode::Muted => format!("A moderator muted you here for {d}."),
+        ErrorCode::Kicked => {
+            format!("A moderator removed you from this room. You can come back in {d}.")
+        }
+        _ => format!("Slow mode: you can send again in {d}."),
+    },
+    slow_mode_on: |d| format!("Slow mode: one message every {d}."),
+    moderator: "You are a moderator here: /mute, /unmute, /kick, /slow",
     editing: "Editing your message — Enter saves, Esc cancels",
     cancel: "Cancel",
     notify_label: "Notify me of",
@@ -277,6 +311,7 @@ pub static EN: Strings = Strings {
         ErrorCode::NameBound => "Your name comes from your sign-in and cannot be changed here.",
         ErrorCode::NotYours => "That message is someone else's.",
         ErrorCode::EditWindowPassed => "That message is too old to change.",
+        ErrorCode::NotModerator => "Only moderators can do that.",
         ErrorCode::NoSuchMessage => "That message is no longer kept.",
         _ => "The server refused that request.",
     },
@@ -316,6 +351,27 @@ pub static ZH_HANS: Strings = Strings {
     delete: "删除",
     edited: "（已编辑）",
     message_deleted: "此消息已删除。",
+    deleted_by_moderator: "此消息已被管理员删除。",
+    duration: |s| match s {
+        0..120 => format!("{s} 秒"),
+        120..7200 => format!("{} 分钟", s.div_ceil(60)),
+        _ => format!("{} 小时", s.div_ceil(3600)),
+    },
+    moderation: |by, action, name, d| match (action, d.is_empty()) {
+        (ModAction::Mute, false) => format!("{by} 已将 {name} 禁言 {d}"),
+        (ModAction::Mute, true) => format!("{by} 已解除 {name} 的禁言"),
+        (ModAction::Kick, _) => format!("{by} 已将 {name} 移出房间 {d}"),
+        (ModAction::SlowMode, false) => format!("{by} 开启了慢速模式：每 {d} 一条消息"),
+        (ModAction::SlowMode, true) => format!("{by} 关闭了慢速模式"),
+        (ModAction::Delete, _) => format!("{by} 删除了 {name} 的一条消息"),
+    },
+    hold: |code, d| match code {
+        ErrorCode::Muted => format!("管理员已将你在此禁言，剩余 {d}。"),
+        ErrorCode::Kicked => format!("管理员已将你移出此房间，{d}后可以回来。"),
+        _ => format!("慢速模式：{d}后可以再发送。"),
+    },
+    slow_mode_on: |d| format!("慢速模式：每 {d} 一条消息。"),
+    moderator: "你是这里的管理员：/mute、/unmute、/kick、/slow",
     editing: "正在编辑你的消息 — Enter 保存，Esc 取消",
     cancel: "取消",
     notify_label: "通知我",
@@ -361,6 +417,7 @@ pub static ZH_HANS: Strings = Strings {
         ErrorCode::Internal => "服务器暂时无法完成，请重试。",
         ErrorCode::NotYours => "那是别人的消息。",
         ErrorCode::EditWindowPassed => "那条消息太久了，不能再更改。",
+        ErrorCode::NotModerator => "只有管理员可以这样做。",
         ErrorCode::NoSuchMessage => "那条消息已不再保留。",
         ErrorCode::RateLimited => "请稍慢一点：你的消息马上就会发出。",
         _ => "服务器拒绝了该请求。",
@@ -401,6 +458,29 @@ pub static JA: Strings = Strings {
     delete: "削除",
     edited: "（編集済み）",
     message_deleted: "このメッセージは削除されました。",
+    deleted_by_moderator: "このメッセージはモデレーターが削除しました。",
+    duration: |s| match s {
+        0..120 => format!("{s} 秒"),
+        120..7200 => format!("{} 分", s.div_ceil(60)),
+        _ => format!("{} 時間", s.div_ceil(3600)),
+    },
+    moderation: |by, action, name, d| match (action, d.is_empty()) {
+        (ModAction::Mute, false) => format!("{by} が {name} を {d} ミュートしました"),
+        (ModAction::Mute, true) => format!("{by} が {name} のミュートを解除しました"),
+        (ModAction::Kick, _) => format!("{by} が {name} をルームから {d} 退出させました"),
+        (ModAction::SlowMode, false) => format!("{by} がスローモードにしました：{d} に 1 件まで"),
+        (ModAction::SlowMode, true) => format!("{by} がスローモードを解除しました"),
+        (ModAction::Delete, _) => format!("{by} が {name} のメッセージを削除しました"),
+    },
+    hold: |code, d| match code {
+        ErrorCode::Muted => format!("モデレーターによりここでミュートされています（残り {d}）。"),
+        ErrorCode::Kicked => {
+            format!("モデレーターによりこのルームから退出させられました。{d} 後に戻れます。")
+        }
+        _ => format!("スローモード：あと {d} で送信できます。"),
+    },
+    slow_mode_on: |d| format!("スローモード：{d} に 1 件まで。"),
+    moderator: "ここではモデレーターです：/mute、/unmute、/kick、/slow",
     editing: "メッセージを編集中 — Enter で保存、Esc で取消",
     cancel: "キャンセル",
     notify_label: "通知",
@@ -448,6 +528,7 @@ pub static JA: Strings = Strings {
         ErrorCode::Internal => "サーバーで処理できませんでした。もう一度お試しください。",
         ErrorCode::NotYours => "他の人のメッセージです。",
         ErrorCode::EditWindowPassed => "古すぎて変更できないメッセージです。",
+        ErrorCode::NotModerator => "モデレーターだけができる操作です。",
         ErrorCode::NoSuchMessage => "そのメッセージはもう保存されていません。",
         ErrorCode::RateLimited => "少しゆっくりお願いします。メッセージはまもなく送信されます。",
         _ => "サーバーがリクエストを拒否しました。",

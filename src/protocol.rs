@@ -106,7 +106,36 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,
     },
+    /// Asks for moderator rights on this connection with the server's operator token (its
+    /// `operator_token` setting). The answer is `moderator`, or a `not_moderator` error. With
+    /// signed identity, a token's `moderator: true` claim gives them from the start.
+    Moderate { token: String },
+    /// Moderators: `name` may not say anything in `room` for `seconds` (at most a week); 0
+    /// lets them speak again. The room gets a `message` with its `moderation`.
+    Mute {
+        room: String,
+        name: String,
+        seconds: u64,
+    },
+    /// Moderators: removes `name` (every connection of theirs, on every node) from `room`, and
+    /// keeps them out of it for `seconds` (default 300, at most a week).
+    Kick {
+        room: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seconds: Option<u64>,
+    },
+    /// Moderators: each person may send one message per `seconds` in `room` (at most an hour;
+    /// 0 turns slow mode off). Moderators are not slowed.
+    SlowMode { room: String, seconds: u64 },
 }
+
+/// The longest a mute or a kick lasts, in seconds.
+pub const MODERATION_MAX_S: u64 = 7 * 24 * 3600;
+/// The longest slow-mode interval, in seconds.
+pub const SLOW_MODE_MAX_S: u64 = 3600;
+/// How long a kick keeps someone out of the room when the moderator does not say.
+pub const KICK_DEFAULT_S: u64 = 300;
 
 /// A typing person says so again at most this often; the server passes on at most one `typing`
 /// per connection in this time, whatever the room (earlier ones are dropped without an answer).
@@ -119,8 +148,21 @@ pub const TYPING_SHOWN_MS: u64 = 6_000;
 impl ClientMsg {
     /// Every `type` a client may send; used to tell an unknown type from a malformed known one.
     pub const TYPES: &'static [&'static str] = &[
-        "set_name", "resume", "join", "leave", "send", "ping", "members", "history", "typing",
-        "edit", "delete",
+        "set_name",
+        "resume",
+        "join",
+        "leave",
+        "send",
+        "ping",
+        "members",
+        "history",
+        "typing",
+        "edit",
+        "delete",
+        "moderate",
+        "mute",
+        "kick",
+        "slow_mode",
     ];
 
     /// The frame's `type`, as on the wire: what metrics and logs call it.
@@ -137,6 +179,10 @@ impl ClientMsg {
             Self::Typing { .. } => "typing",
             Self::Edit { .. } => "edit",
             Self::Delete { .. } => "delete",
+            Self::Moderate { .. } => "moderate",
+            Self::Mute { .. } => "mute",
+            Self::Kick { .. } => "kick",
+            Self::SlowMode { .. } => "slow_mode",
         }
     }
 
@@ -178,24 +224,38 @@ pub struct ChatMessage {
     pub edits: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// A moderator's action (the entry is from the moderator, with an empty `text`): shown as
+    /// a notice. With `edits`, a moderator deleted someone else's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moderation: Option<Moderation>,
     /// Who may change this message (a key the server derives from the sender's session, or its
     /// signed identity). Kept by the store, never sent.
     #[serde(skip)]
     pub author: Option<String>,
 }
 
-/// What an entry of a room's stream does to an earlier message (see [`ChatMessage::edits`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+impl ChatMessage {
+    /// Something someone said, shown as a message of its own: not a change of an earlier
+    /// message, nor a moderator's action.
+    pub fn is_said(&self) -> bool {
+        self.edits.is_none() && self.moderation.is_none()
+    }
+}
+
+/// What an entry of a room's stream does to an earlier message (see [`ChatMessage::edits`]),
+/// or which moderator's action it records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Change {
     pub edits: Option<u64>,
     pub deleted: bool,
+    pub moderation: Option<Moderation>,
 }
 
 impl Change {
     pub fn edit(seq: u64) -> Self {
         Self {
             edits: Some(seq),
-            deleted: false,
+            ..Self::default()
         }
     }
 
@@ -203,8 +263,43 @@ impl Change {
         Self {
             edits: Some(seq),
             deleted: true,
+            ..Self::default()
         }
     }
+
+    /// A moderator's action, recorded in the room's stream.
+    pub fn moderation(moderation: Moderation) -> Self {
+        Self {
+            moderation: Some(moderation),
+            ..Self::default()
+        }
+    }
+}
+
+/// What a moderator did (see [`ChatMessage::moderation`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moderation {
+    pub action: ModAction,
+    /// Whom it was done to: the muted or kicked name, or the author of the deleted message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// How long it lasts (mute, kick), or the slow-mode interval; 0 ends it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seconds: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The moderators' actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModAction {
+    Delete,
+    Mute,
+    Kick,
+    SlowMode,
 }
 
 /// What a `notice` announces.
@@ -233,6 +328,18 @@ pub enum ServerMsg {
         /// name is taken).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// With signed identity: the token makes this connection a moderator.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        moderator: bool,
+    },
+    /// Answer to `moderate`: this connection may now `mute`, `kick`, set `slow_mode` and
+    /// delete anyone's message.
+    Moderator,
+    /// The room's slow mode: sent after `joined` while it is on, and to the members whenever a
+    /// moderator changes it. Each person may send one message per `seconds` (0: off).
+    SlowMode {
+        room: String,
+        seconds: u64,
     },
     /// Answer to `resume`: this connection now carries that session, and the name it held is
     /// reserved for it (claim it with `set_name`).
@@ -404,6 +511,15 @@ pub enum ErrorCode {
     NotYours,
     /// `edit`/`delete`: the message is older than the edit window.
     EditWindowPassed,
+    /// A moderator muted this name here: nothing is said until `retry_after_ms`.
+    Muted,
+    /// The room is in slow mode: the next message may go after `retry_after_ms`.
+    SlowMode,
+    /// A moderator removed this person from the room: they may join again after
+    /// `retry_after_ms`.
+    Kicked,
+    /// Moderators only (or `moderate` with a wrong token, or on a server without one).
+    NotModerator,
     /// The server could not do it; retrying later may work.
     Internal,
 }
@@ -435,6 +551,10 @@ impl ErrorCode {
             Self::NoSuchMessage => "no_such_message",
             Self::NotYours => "not_yours",
             Self::EditWindowPassed => "edit_window_passed",
+            Self::Muted => "muted",
+            Self::SlowMode => "slow_mode",
+            Self::Kicked => "kicked",
+            Self::NotModerator => "not_moderator",
             Self::Internal => "internal",
         }
     }
@@ -462,6 +582,15 @@ impl Invalid {
             code,
             message: message.into(),
             retry_after_ms: None,
+        }
+    }
+
+    /// A refusal that lasts until `retry_after_ms` (mute, slow mode, kick).
+    pub fn until(code: ErrorCode, message: impl Into<String>, retry_after_ms: u64) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retry_after_ms: Some(retry_after_ms),
         }
     }
 
@@ -825,6 +954,33 @@ mod tests {
                     client_id: Some("d1".into()),
                 },
             ),
+            (
+                r#"{"type":"moderate","token":"t"}"#,
+                ClientMsg::Moderate { token: "t".into() },
+            ),
+            (
+                r#"{"type":"mute","room":"lobby","name":"bo","seconds":600}"#,
+                ClientMsg::Mute {
+                    room: "lobby".into(),
+                    name: "bo".into(),
+                    seconds: 600,
+                },
+            ),
+            (
+                r#"{"type":"kick","room":"lobby","name":"bo"}"#,
+                ClientMsg::Kick {
+                    room: "lobby".into(),
+                    name: "bo".into(),
+                    seconds: None,
+                },
+            ),
+            (
+                r#"{"type":"slow_mode","room":"lobby","seconds":30}"#,
+                ClientMsg::SlowMode {
+                    room: "lobby".into(),
+                    seconds: 30,
+                },
+            ),
         ];
         let mut kinds = Vec::new();
         for (json, msg) in cases {
@@ -855,6 +1011,7 @@ mod tests {
             client_id: Some("c".into()),
             edits: None,
             deleted: false,
+            moderation: None,
             author: None,
         });
         let v: serde_json::Value = serde_json::to_value(&msg).expect("serializes");

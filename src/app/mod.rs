@@ -13,7 +13,7 @@ pub mod typing;
 
 use crate::{
     i18n::{Lang, Strings},
-    protocol::{DEFAULT_ROOM, ErrorCode, NoticeKind, RoomName},
+    protocol::{ChatMessage, DEFAULT_ROOM, ErrorCode, NoticeKind, RoomName},
 };
 use leptos::{ev, html, prelude::*, wasm_bindgen::JsCast};
 use leptos_meta::{HashedStylesheet, Html, MetaTags, Title, provide_meta_context};
@@ -22,7 +22,7 @@ use leptos_router::{
     hooks::use_params_map,
     path,
 };
-use model::{Changed, Edge, Item, Model, Notify, SendState, Status};
+use model::{Changed, Edge, Hold, Item, Model, Notify, SendState, Status};
 use reading::Theme;
 use typing::{Typing, Typists};
 
@@ -284,6 +284,7 @@ fn ChatPage(room: String) -> impl IntoView {
                     <section class="conversation" aria-label=move || t().conversation_label>
                         <MessageList model />
                         <TypingLine model />
+                        <RoomRules model />
                         <Composer model />
                     </section>
                     <aside class="side" id="side" aria-label=move || t().members_heading>
@@ -796,6 +797,18 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                 match item {
                     // A change of an earlier message: shown in that message's place.
                     Item::Message(m) if m.edits.is_some() => ().into_any(),
+                    // A moderator's action: a notice.
+                    Item::Message(ChatMessage { moderation: Some(md), from, .. }) => {
+                        let text = move || {
+                            let s = t();
+                            let d = match md.seconds {
+                                0 => String::new(),
+                                n => (s.duration)(n),
+                            };
+                            (s.moderation)(&from, md.action, md.name.as_deref().unwrap_or_default(), &d)
+                        };
+                        view! { <div class="notice moderation" data-testid="moderation" data-key=key>{text}</div> }.into_any()
+                    }
                     Item::Message(m) => {
                         let seq = m.seq;
                         let ts = m.ts;
@@ -810,8 +823,13 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                         let body = {
                             let original = m.text.clone();
                             move || match change.get() {
-                                Some(Changed { deleted: true, .. }) => view! {
-                                    <p class="text deleted" data-testid="deleted">{move || t().message_deleted}</p>
+                                Some(Changed { deleted: true, by_moderator, .. }) => view! {
+                                    <p class="text deleted" data-testid="deleted">
+                                        {move || match by_moderator {
+                                            true => t().deleted_by_moderator,
+                                            false => t().message_deleted,
+                                        }}
+                                    </p>
                                 }
                                     .into_any(),
                                 Some(Changed { text, .. }) => view! {
@@ -828,6 +846,10 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                         let changeable = {
                             let m = m.clone();
                             Memo::new(move |_| model.with(|md| md.may_change(&m, reading::wall_ms())))
+                        };
+                        let deletable = {
+                            let m = m.clone();
+                            Memo::new(move |_| model.with(|md| md.may_delete(&m, reading::wall_ms())))
                         };
                         let mentioned = {
                             let (from, text) = (m.from.clone(), m.text.clone());
@@ -886,11 +908,13 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                             >
                                 <span class=format!("from {}", reading::name_class(&m.from))>{m.from.clone()}</span>
                                 <time class="ts">{move || reading::time_of_day(ts, tag())}</time>
-                                <Show when=move || changeable.get() && !deleted()>
+                                <Show when=move || deletable.get() && !deleted()>
                                     <span class="actions">
-                                        <button type="button" class="act" data-testid="edit" on:click=move |_| client::act(model, |md| md.start_edit(seq))>
-                                            {move || t().edit}
-                                        </button>
+                                        <Show when=move || changeable.get()>
+                                            <button type="button" class="act" data-testid="edit" on:click=move |_| client::act(model, |md| md.start_edit(seq))>
+                                                {move || t().edit}
+                                            </button>
+                                        </Show>
                                         <button type="button" class="act" data-testid="delete" on:click=move |_| client::act(model, |md| md.delete(seq))>
                                             {move || t().delete}
                                         </button>
@@ -1009,12 +1033,56 @@ fn TypingLine(model: RwSignal<Model>) -> impl IntoView {
     view! { <p class="typing" data-testid="typing">{text}</p> }
 }
 
+/// The room's rules as they touch the reader, above the composer: how long until slow mode,
+/// a mute or a removal lets them write (counting down), that slow mode is on, or that they
+/// moderate here.
+#[component]
+fn RoomRules(model: RwSignal<Model>) -> impl IntoView {
+    let t = use_strings();
+    let held = Memo::new(move |_| model.with(Model::held));
+    // Counts down: the model looks at the clock again each second while something holds.
+    Effect::new(move |_| {
+        if held.get().is_some() {
+            set_timeout(
+                move || client::act(model, |_| Vec::new()),
+                std::time::Duration::from_secs(1),
+            );
+        }
+    });
+    let rules = Memo::new(move |_| model.with(|m| (m.slow_mode_s, m.moderator)));
+    let line = move || {
+        let s = t();
+        match (held.get(), rules.get()) {
+            (Some((hold, left)), _) => {
+                let code = match hold {
+                    Hold::Slow => ErrorCode::SlowMode,
+                    Hold::Muted => ErrorCode::Muted,
+                    Hold::Kicked => ErrorCode::Kicked,
+                };
+                Some((s.hold)(code, &(s.duration)(left)))
+            }
+            (None, (_, true)) => Some(s.moderator.to_owned()),
+            (None, (slow, false)) if slow > 0 => Some((s.slow_mode_on)(&(s.duration)(slow))),
+            _ => None,
+        }
+    };
+    view! {
+        <Show when=move || line().is_some()>
+            <p class="rules" data-testid="rules" role="status">{line}</p>
+        </Show>
+    }
+}
+
 #[component]
 fn Composer(model: RwSignal<Model>) -> impl IntoView {
     let t = use_strings();
     let input = NodeRef::<html::Textarea>::new();
     // Open once a name was ours, also while the link is down: what is sent then waits.
     let can_send = Memo::new(move |_| model.with(|m| m.can_compose()));
+    // Closed by a moderator (muted, or out of the room), not for want of a name.
+    let silenced = Memo::new(move |_| {
+        model.with(|m| matches!(m.held(), Some((Hold::Muted | Hold::Kicked, _))))
+    });
     // The room's draft is kept as it is typed, and is there again after a reload.
     let draft_key = StoredValue::new(client::draft_key(&model.with_untracked(|m| m.room.clone())));
     let keep_draft = move |text: &str| draft_key.with_value(|key| client::storage_set(key, text));
@@ -1171,7 +1239,14 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
                 aria-label=move || t().composer_label
                 rows="2"
                 placeholder=move || {
-                    if can_send.get() { t().composer_placeholder } else { t().composer_placeholder_no_name }
+                    if can_send.get() {
+                        t().composer_placeholder
+                    } else if silenced.get() {
+                        // The rules line above says why and for how long.
+                        ""
+                    } else {
+                        t().composer_placeholder_no_name
+                    }
                 }
                 disabled=move || !can_send.get()
                 on:keydown=on_key

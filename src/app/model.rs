@@ -5,8 +5,8 @@
 use super::{mention, typing::Typists};
 use crate::{
     protocol::{
-        ChatMessage, ClientMsg, ErrorCode, HISTORY_PAGE, NoticeKind, Position, ServerMsg,
-        TYPING_EVERY_MS, sort_members,
+        ChatMessage, ClientMsg, ErrorCode, HISTORY_PAGE, ModAction, NoticeKind, Position,
+        ServerMsg, TYPING_EVERY_MS, sort_members,
     },
     rate::{Bucket, Rate},
 };
@@ -87,6 +87,17 @@ pub enum SendState {
     Failed,
 }
 
+/// Why the page holds what is written a while: the room's rules, as the server told them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Slow mode: this person's next message goes after the interval.
+    Slow,
+    /// A moderator muted this person here.
+    Muted,
+    /// A moderator removed this person from the room; the page joins again after.
+    Kicked,
+}
+
 /// Unanswered tries after which a message is shown as not sent.
 const TRIES_BEFORE_FAILED: u32 = 3;
 
@@ -164,6 +175,14 @@ pub struct Model {
     /// shows it).
     pub away: bool,
     pub unread: usize,
+    /// This connection may mute, kick, set slow mode and delete anyone's message.
+    pub moderator: bool,
+    /// The operator token this page became a moderator with: asked with again on a new link.
+    operator_token: Option<String>,
+    /// The room's slow-mode interval (0: off).
+    pub slow_mode_s: u64,
+    /// What holds the composer, and until when (the page's clock, ms).
+    hold: Option<(Hold, u64)>,
     /// The last message shown when the reader last left the tab: the first one after it is
     /// marked "new" until the reader writes.
     read_marker: Option<(String, u64)>,
@@ -240,6 +259,8 @@ impl Pacer {
 pub struct Changed {
     pub text: String,
     pub deleted: bool,
+    /// Deleted by a moderator (not its author).
+    pub by_moderator: bool,
 }
 
 /// What raises a notification while the tab is hidden.
@@ -288,9 +309,106 @@ impl Model {
     }
 
     /// The composer takes messages once we have had a name, also through a drop: they wait
-    /// (shown as sending) and go out, once each, when the room is ours again.
+    /// (shown as sending) and go out, once each, when the room is ours again. Not while a
+    /// moderator keeps us quiet or out.
     pub fn can_compose(&self) -> bool {
-        self.can_send() || (self.named_once && self.wanted_name.is_some())
+        let silenced = matches!(self.held(), Some((Hold::Muted | Hold::Kicked, _)));
+        !silenced && (self.can_send() || (self.named_once && self.wanted_name.is_some()))
+    }
+
+    /// What holds the composer now, and for how many more seconds.
+    pub fn held(&self) -> Option<(Hold, u64)> {
+        let (hold, until) = self.hold?;
+        let left = until.saturating_sub(self.now_ms());
+        (left > 0).then(|| (hold, left.div_ceil(1000)))
+    }
+
+    /// Holds what is written for `ms` (the server's word, or slow mode after our own message),
+    /// then asks again for what was refused: the room, and every message not yet stored.
+    fn hold_for(&mut self, hold: Hold, ms: u64) {
+        self.hold = Some((hold, self.now_ms() + ms));
+        self.refused = true;
+        self.retry_scheduled = false;
+        self.schedule_retry(ms.max(50));
+    }
+
+    /// A slash command typed in the composer, as the frames it stands for: `/mod <token>`,
+    /// `/mute <name> [minutes]`, `/unmute <name>`, `/kick <name> [minutes]`,
+    /// `/slow <seconds>|off`. None when `text` is not one (it is then a message).
+    pub fn command(&mut self, text: &str) -> Option<Vec<ClientMsg>> {
+        let (verb, rest) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
+        let rest = rest.trim();
+        // "ann lee 10": a trailing number is minutes; the rest is the name.
+        let name_and_minutes = |default: u64| {
+            let (name, minutes) = match rest.rsplit_once(' ') {
+                Some((name, n)) if n.parse::<u64>().is_ok() => (name, n.parse().unwrap_or(default)),
+                _ => (rest, default),
+            };
+            (
+                name.trim().trim_start_matches('@').to_owned(),
+                minutes.saturating_mul(60),
+            )
+        };
+        let room = self.room.clone();
+        let frame = match verb {
+            "/mod" if !rest.is_empty() => {
+                self.operator_token = Some(rest.to_owned());
+                ClientMsg::Moderate {
+                    token: rest.to_owned(),
+                }
+            }
+            "/mute" if !rest.is_empty() => {
+                let (name, seconds) = name_and_minutes(10);
+                ClientMsg::Mute {
+                    room,
+                    name,
+                    seconds,
+                }
+            }
+            "/unmute" if !rest.is_empty() => ClientMsg::Mute {
+                room,
+                name: rest.trim_start_matches('@').to_owned(),
+                seconds: 0,
+            },
+            "/kick" if !rest.is_empty() => {
+                let (name, seconds) = name_and_minutes(5);
+                ClientMsg::Kick {
+                    room,
+                    name,
+                    seconds: Some(seconds),
+                }
+            }
+            "/slow" => ClientMsg::SlowMode {
+                room,
+                seconds: rest.parse().unwrap_or(0),
+            },
+            _ => return None,
+        };
+        self.clear_error();
+        Some(vec![frame])
+    }
+
+    /// What a moderator's entry in the stream means for this page.
+    fn moderated(&mut self, m: &ChatMessage) {
+        let Some(md) = &m.moderation else {
+            return;
+        };
+        let mine = md.name.is_some() && md.name == self.name;
+        match md.action {
+            ModAction::SlowMode => {
+                self.slow_mode_s = md.seconds;
+                if md.seconds == 0 && matches!(self.hold, Some((Hold::Slow, _))) {
+                    self.hold = None;
+                }
+            }
+            ModAction::Mute if mine && md.seconds == 0 => self.hold = None,
+            ModAction::Mute if mine => self.hold_for(Hold::Muted, md.seconds * 1000),
+            ModAction::Kick if mine => {
+                self.joined = false;
+                self.hold_for(Hold::Kicked, md.seconds * 1000);
+            }
+            _ => {}
+        }
     }
 
     /// What the browser says of its network (`navigator.onLine` and its events).
@@ -375,6 +493,12 @@ impl Model {
     /// stays in the composer); otherwise the frames to send now, which may be none while the
     /// pace holds it back (then `retry_in_ms` says when to call [`Model::retry_now`]).
     pub fn compose(&mut self, text: &str, client_id: String) -> Option<Vec<ClientMsg>> {
+        if text.trim_start().starts_with('/')
+            && let Some(frames) = self.command(text)
+        {
+            // A command goes now or not at all: the draft stays until it can.
+            return self.can_send().then_some(frames);
+        }
         if !self.can_compose() || text.trim().is_empty() {
             return None;
         }
@@ -421,6 +545,11 @@ impl Model {
     /// schedules [`Model::retry_now`].
     fn flush(&mut self) -> Vec<ClientMsg> {
         if !self.can_send() {
+            return Vec::new();
+        }
+        if let Some((_, left_s)) = self.held() {
+            // Goes once the hold is over.
+            self.schedule_retry(left_s * 1000);
             return Vec::new();
         }
         let (now, tick, room) = (self.now_ns, self.ticks, &self.room);
@@ -542,8 +671,10 @@ impl Model {
                 limits,
                 ping_interval_ms,
                 name: bound,
+                moderator,
                 ..
             } => {
+                self.moderator = moderator;
                 // Signed in by the site we came from: that is our name.
                 if let Some(bound) = bound {
                     self.wanted_name = Some(bound);
@@ -568,6 +699,10 @@ impl Model {
                 // already counts as ours. If the session is gone, the new one is kept.
                 if let Some(previous) = self.session.replace(session) {
                     answers.push(ClientMsg::Resume { session: previous });
+                }
+                // Moderator rights by the operator token are the link's: asked for again.
+                if let Some(token) = self.operator_token.clone() {
+                    answers.push(ClientMsg::Moderate { token });
                 }
                 match &self.wanted_name {
                     Some(name) => answers.push(ClientMsg::SetName { name: name.clone() }),
@@ -682,8 +817,36 @@ impl Model {
                     .find(|p| Some(&p.client_id) == client_id.as_ref())
                 {
                     p.acked = true;
+                    if self.slow_mode_s > 0 && !self.moderator {
+                        self.hold_for(Hold::Slow, self.slow_mode_s * 1000);
+                    }
                 }
                 self.note_when_all_out();
+                Vec::new()
+            }
+            ServerMsg::Moderator => {
+                self.moderator = true;
+                self.clear_error();
+                Vec::new()
+            }
+            ServerMsg::SlowMode { room, seconds } if room == self.room => {
+                self.slow_mode_s = seconds;
+                Vec::new()
+            }
+            ServerMsg::Error {
+                code: code @ (ErrorCode::SlowMode | ErrorCode::Muted | ErrorCode::Kicked),
+                retry_after_ms,
+                ..
+            } => {
+                let hold = match code {
+                    ErrorCode::SlowMode => Hold::Slow,
+                    ErrorCode::Muted => Hold::Muted,
+                    _ => {
+                        self.joined = false;
+                        Hold::Kicked
+                    }
+                };
+                self.hold_for(hold, retry_after_ms.unwrap_or(1000));
                 Vec::new()
             }
             ServerMsg::Left { room } if room == self.room => {
@@ -692,6 +855,7 @@ impl Model {
             }
             ServerMsg::Message(m) if m.room == self.room => {
                 self.typists.stopped(&m.from);
+                self.moderated(&m);
                 self.push_message(m);
                 Vec::new()
             }
@@ -969,9 +1133,7 @@ impl Model {
     pub fn first_unread(&self) -> Option<u64> {
         let (epoch, seq) = self.read_marker.as_ref()?;
         self.items.iter().find_map(|item| match item {
-            Item::Message(m) if &m.epoch == epoch && m.seq > *seq && m.edits.is_none() => {
-                Some(m.seq)
-            }
+            Item::Message(m) if &m.epoch == epoch && m.seq > *seq && m.is_said() => Some(m.seq),
             _ => None,
         })
     }
@@ -984,7 +1146,7 @@ impl Model {
             .rev()
             .map_while(|item| match item {
                 Item::Message(m) if m.seq > seq && Some(&m.epoch) == self.epoch.as_ref() => {
-                    Some(usize::from(!self.is_mine(m) && m.edits.is_none()))
+                    Some(usize::from(!self.is_mine(m) && m.is_said()))
                 }
                 Item::Message(_) => None,
                 _ => Some(0),
@@ -1008,6 +1170,7 @@ impl Model {
                         Changed {
                             text: m.text.clone(),
                             deleted: m.deleted,
+                            by_moderator: m.moderation.is_some(),
                         },
                     );
                 }
@@ -1022,7 +1185,7 @@ impl Model {
             return Some(changed.text);
         }
         self.items.iter().find_map(|item| match item {
-            Item::Message(m) if m.seq == seq && m.edits.is_none() => Some(m.text.clone()),
+            Item::Message(m) if m.seq == seq && m.is_said() => Some(m.text.clone()),
             _ => None,
         })
     }
@@ -1031,9 +1194,15 @@ impl Model {
     /// message (not a change), and, as far as this clock tells, within the server's window.
     pub fn may_change(&self, m: &ChatMessage, now_ms: u64) -> bool {
         self.is_mine(m)
-            && m.edits.is_none()
+            && m.is_said()
             && self.can_send()
             && now_ms.saturating_sub(m.ts) < self.edit_window_ms
+    }
+
+    /// Whether the reader may delete `m` now: its own within the window, anyone's as a
+    /// moderator.
+    pub fn may_delete(&self, m: &ChatMessage, now_ms: u64) -> bool {
+        self.may_change(m, now_ms) || (self.moderator && m.is_said() && self.can_send())
     }
 
     /// The reader starts editing its message `seq` (the composer takes its text).
@@ -1154,7 +1323,7 @@ impl Model {
             return;
         }
         self.last_seq = m.seq;
-        if self.away && !self.is_mine(&m) && m.edits.is_none() {
+        if self.away && !self.is_mine(&m) && m.is_said() {
             self.unread += 1;
             let mentioned = self.mentions_me(&m);
             self.unread_mentions += usize::from(mentioned);
@@ -1232,6 +1401,7 @@ mod tests {
             },
             ping_interval_ms: 1000,
             name: None,
+            moderator: false,
         }
     }
 
@@ -1247,6 +1417,88 @@ mod tests {
         m.apply(empty_lobby());
         m
     }
+    #[test]
+    fn slash_commands_become_moderation_frames_and_holds_keep_what_is_written() {
+        let mut m = online_with_limits(None, None);
+        m.set_clock(1_000.0);
+        let frames = |m: &mut Model, text: &str| m.compose(text, "c".into()).unwrap_or_default();
+        assert_eq!(
+            frames(&mut m, "/mute @Ann Lee 3"),
+            [ClientMsg::Mute {
+                room: "lobby".into(),
+                name: "Ann Lee".into(),
+                seconds: 180
+            }]
+        );
+        assert_eq!(
+            frames(&mut m, "/kick bo"),
+            [ClientMsg::Kick {
+                room: "lobby".into(),
+                name: "bo".into(),
+                seconds: Some(300)
+            }]
+        );
+        assert_eq!(
+            frames(&mut m, "/slow off"),
+            [ClientMsg::SlowMode {
+                room: "lobby".into(),
+                seconds: 0
+            }]
+        );
+        // Not a command: a message.
+        assert!(matches!(
+            &frames(&mut m, "/shrug")[..],
+            [ClientMsg::Send { .. }]
+        ));
+        // The operator token is asked with again on the next link.
+        frames(&mut m, "/mod sesame");
+        let again = m.apply(welcome_as("s2"));
+        assert!(again.contains(&ClientMsg::Moderate {
+            token: "sesame".into()
+        }));
+
+        // Slow mode: after our message is stored, the next waits its turn, then goes.
+        let mut m = online_with_limits(None, None);
+        m.set_clock(1_000.0);
+        m.apply(ServerMsg::SlowMode {
+            room: "lobby".into(),
+            seconds: 30,
+        });
+        let sent = frames(&mut m, "one");
+        assert_eq!(sent.len(), 1);
+        m.apply(ServerMsg::Ack {
+            room: "lobby".into(),
+            client_id: Some("c".into()),
+            seq: 1,
+        });
+        assert_eq!(m.held(), Some((Hold::Slow, 30)));
+        assert!(m.can_compose(), "slow mode still lets one write");
+        assert!(m.compose("two", "c2".into()).is_some_and(|f| f.is_empty()));
+        m.set_clock(31_500.0);
+        assert_eq!(m.held(), None);
+        assert!(matches!(&m.retry_now()[..], [ClientMsg::Send { .. }]));
+
+        // A mute of us closes the composer until it ends, or is lifted.
+        let mut muted = msg(2, "e");
+        muted.from = "mod".into();
+        muted.text = String::new();
+        muted.moderation = Some(crate::protocol::Moderation {
+            action: ModAction::Mute,
+            name: Some("ann".into()),
+            seconds: 60,
+        });
+        m.apply(ServerMsg::Message(muted.clone()));
+        assert_eq!(m.held(), Some((Hold::Muted, 60)));
+        assert!(!m.can_compose());
+        muted.seq = 3;
+        if let Some(md) = muted.moderation.as_mut() {
+            md.seconds = 0;
+        }
+        m.apply(ServerMsg::Message(muted));
+        assert_eq!(m.held(), None);
+        assert!(m.can_compose());
+    }
+
     fn msg(seq: u64, epoch: &str) -> ChatMessage {
         ChatMessage {
             room: "lobby".into(),
@@ -1258,6 +1510,7 @@ mod tests {
             client_id: None,
             edits: None,
             deleted: false,
+            moderation: None,
             author: None,
         }
     }
@@ -1384,6 +1637,7 @@ mod tests {
                 limits,
                 ping_interval_ms,
                 name: None,
+                moderator: false,
             },
             _ => unreachable!(),
         }

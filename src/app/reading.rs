@@ -42,6 +42,11 @@ pub fn layout(
             // A change of an earlier message: not shown where it stands.
             continue;
         }
+        if m.moderation.is_some() {
+            // A moderator's action, shown as a notice.
+            before = None;
+            continue;
+        }
         let day = day_of(m.ts);
         let new_day = last_day != Some(day);
         let grouped = !new_day
@@ -263,6 +268,7 @@ mod tests {
             client_id: None,
             edits: None,
             deleted: false,
+            moderation: None,
             author: None,
         })
     }

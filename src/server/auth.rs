@@ -17,6 +17,8 @@ use sha2::{Digest, Sha256};
 pub struct Identity {
     pub subject: String,
     pub name: UserName,
+    /// The token's `moderator: true` claim.
+    pub moderator: bool,
 }
 
 impl Identity {
@@ -32,6 +34,8 @@ impl Identity {
 struct Claims {
     sub: String,
     name: String,
+    #[serde(default)]
+    moderator: bool,
 }
 
 /// Checks tokens against the configured key and algorithm.
@@ -108,6 +112,7 @@ impl Verifier {
         Ok(Identity {
             subject: data.claims.sub,
             name,
+            moderator: data.claims.moderator,
         })
     }
 }
@@ -136,6 +141,7 @@ mod tests {
         let id = |sub: &str| Identity {
             subject: sub.into(),
             name: UserName::parse("ann").expect("valid"),
+            moderator: false,
         };
         assert_eq!(id("u1").session(), id("u1").session());
         assert_ne!(id("u1").session(), id("u2").session());

@@ -20,6 +20,7 @@ mod http;
 mod load_tool;
 mod logs;
 mod metrics;
+mod moderation;
 mod names;
 mod nodes;
 mod presence;

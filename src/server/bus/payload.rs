@@ -11,7 +11,7 @@
 //! | `r<old name>\n<name>` | `join.lua` | notice: `old name` is now `name` |
 //! | `{…}` | nodes before this format | that frame, as JSON (still read) |
 
-use crate::protocol::{Change, ChatMessage, NoticeKind, ServerMsg};
+use crate::protocol::{Change, ChatMessage, Moderation, NoticeKind, ServerMsg};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -32,6 +32,8 @@ struct Body<'a> {
     edits: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     deleted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    moderation: Option<Moderation>,
     /// Who may change the message (see [`ChatMessage::author`]).
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     author: Option<Cow<'a, str>>,
@@ -55,6 +57,7 @@ pub fn message_body(
         client_id: client_id.map(Cow::from),
         edits: change.edits,
         deleted: change.deleted,
+        moderation: change.moderation,
         author: author.map(Cow::from),
     };
     // Strings and numbers only: this cannot fail.
@@ -122,6 +125,7 @@ fn decode_message(rest: &str) -> Result<ChatMessage, Unreadable> {
         client_id: body.client_id.map(Cow::into_owned),
         edits: body.edits,
         deleted: body.deleted,
+        moderation: body.moderation,
         author: body.author.map(Cow::into_owned),
     })
 }

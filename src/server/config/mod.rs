@@ -214,6 +214,10 @@ settings! {
         jwt_secret: String => Option<String> = None, env "CHORUS_JWT_SECRET";
         /// The public key (a PEM file) for `RS256` and `EdDSA`.
         jwt_public_key: String => Option<String> = None, env "CHORUS_JWT_PUBLIC_KEY";
+        /// A secret that makes a connection a moderator (`moderate {token}`): it may mute, kick,
+        /// set slow mode and delete any message. At least 16 bytes; unset, only tokens with a
+        /// `moderator` claim make moderators. Prefer the environment variable to the flag.
+        operator_token: String => Option<String> = None, env "CHORUS_OPERATOR_TOKEN";
     }
 
     /// Logs, metrics and the status page.
@@ -347,8 +351,13 @@ impl Config {
     /// A copy safe to log: passwords in Redis URLs and the JWT secret are masked.
     pub fn redacted(&self) -> Self {
         let mut copy = self.clone();
-        if copy.identity.jwt_secret.is_some() {
-            copy.identity.jwt_secret = Some("***".to_owned());
+        for secret in [
+            &mut copy.identity.jwt_secret,
+            &mut copy.identity.operator_token,
+        ] {
+            if secret.is_some() {
+                *secret = Some("***".to_owned());
+            }
         }
         let mask = |url: &mut String| {
             if let Some((scheme, rest)) = url.split_once("://")

@@ -396,7 +396,7 @@ fn every_key_has_its_flag_and_variable_and_the_readme_table_names_them() {
             "README names another flag for {key}"
         );
     }
-    assert_eq!(keys, 55);
+    assert_eq!(keys, 56);
 }
 
 #[test]

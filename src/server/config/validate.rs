@@ -213,6 +213,14 @@ impl Config {
             "tls_cert",
             "set together with tls_key (or neither)",
         )?;
+        check(
+            self.identity
+                .operator_token
+                .as_ref()
+                .is_none_or(|t| t.len() >= 16),
+            "operator_token",
+            "at least 16 bytes (a shorter one can be guessed)",
+        )?;
         if self.identity.auth == Auth::Jwt {
             if self.identity.jwt_algorithm == JwtAlgorithm::Hs256 {
                 check(

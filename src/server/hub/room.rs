@@ -2,12 +2,14 @@
 //! merged with the live stream, gap fills and throttled member lists (see the module above).
 
 use super::{Command, Hub, Outbox, joined::joined_frame, presence::PresenceThrottle};
-use crate::protocol::{ChatMessage, NoticeKind, RoomName, ServerMsg};
+use crate::protocol::{
+    ChatMessage, ModAction, Moderation, NoticeKind, RoomName, ServerMsg, UserName,
+};
 use crate::server::outbox::Class;
 use crate::server::{
     bus::{BusEvent, BusItem, RecvError, Subscription},
     frame::encode,
-    store::{Member, MemberPage, MemberQuery, Snapshot, StoreError},
+    store::{Member, MemberPage, MemberQuery, Rule, Snapshot, StoreError, session_key},
 };
 use std::{sync::Arc, time::Duration};
 use tokio::{
@@ -433,6 +435,9 @@ impl RoomTask {
                 let n = fan_out(&mut self.members, &frame, Class::Keep, |lm| lm.has(m));
                 self.hub.metrics.deliveries.inc_by(n);
                 self.hold(m, &frame);
+                if let Some(moderation) = &m.moderation {
+                    self.moderated(m.ts, moderation);
+                }
             }
             ServerMsg::Notice { kind, .. } => {
                 self.presence.pending = true;
@@ -451,6 +456,61 @@ impl RoomTask {
             }
             _ => self.fan_out(&Message::Text(event.frame.clone()), Class::Keep),
         }
+    }
+
+    /// A moderator muted or kicked a name (the rule for the name is stored already): whoever
+    /// holds it here now is muted (or kept out) by their session too, so that taking another
+    /// name does not lift it; a kick also takes them out of the room here, and the room hears
+    /// they left. Each node does this for its own members.
+    fn moderated(&mut self, at_ms: u64, moderation: &Moderation) {
+        let (Some(name), ModAction::Mute | ModAction::Kick) = (&moderation.name, moderation.action)
+        else {
+            return;
+        };
+        let Ok(target) = UserName::parse(name) else {
+            return;
+        };
+        let key = target.key();
+        let kick = moderation.action == ModAction::Kick;
+        let mut sessions: Vec<Arc<str>> = Vec::new();
+        let mut gone = Vec::new();
+        self.members.retain(|lm| {
+            if lm.reader || lm.member.name.key() != key {
+                return true;
+            }
+            if !sessions.contains(&lm.member.session) {
+                sessions.push(lm.member.session.clone());
+            }
+            if kick {
+                gone.push(lm.member.clone());
+            }
+            !kick
+        });
+        if sessions.is_empty() {
+            return;
+        }
+        let until_ms = match moderation.seconds {
+            0 => 0,
+            s => at_ms + s * 1000,
+        };
+        let (hub, room) = (self.hub.clone(), self.room.clone());
+        tokio::spawn(async move {
+            for session in sessions {
+                let who = session_key(&session);
+                let rule = match kick {
+                    true => Rule::Kick { who, until_ms },
+                    false => Rule::Mute { who, until_ms },
+                };
+                if let Err(e) = hub.store.rule(&room, rule).await {
+                    tracing::warn!(cause = %e, %room, "moderation not kept for a session");
+                }
+            }
+            for member in gone {
+                if let Err(e) = hub.store.leave(&room, &member).await {
+                    tracing::warn!(cause = %e, %room, "kicked member's leave not announced");
+                }
+            }
+        });
     }
 
     /// Tells the members here who said they were typing since the last time.

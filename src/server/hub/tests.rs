@@ -268,6 +268,21 @@ impl Broker for SlowStore {
     async fn signal(&self, room: &RoomName, msg: &ServerMsg) -> Result<(), StoreError> {
         self.memory.signal(room, msg).await
     }
+    async fn rule(
+        &self,
+        room: &RoomName,
+        rule: crate::server::store::Rule,
+    ) -> Result<(), StoreError> {
+        self.memory.rule(room, rule).await
+    }
+    async fn gate(
+        &self,
+        room: &RoomName,
+        who: &[String],
+        act: crate::server::store::Act,
+    ) -> Result<u64, StoreError> {
+        self.memory.gate(room, who, act).await
+    }
 }
 
 #[async_trait::async_trait]

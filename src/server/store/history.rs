@@ -152,6 +152,7 @@ mod tests {
             client_id: None,
             edits: None,
             deleted: false,
+            moderation: None,
             author: None,
         }
     }

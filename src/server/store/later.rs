@@ -4,8 +4,8 @@
 //! `internal` error. Once connected, every call goes straight to the Redis store.
 
 use super::{
-    Broker, ConnId, Departure, Health, Member, MemberPage, MemberQuery, Page, Presence, SessionId,
-    Sessions, Snapshot, StoreError, Stored,
+    Act, Broker, ConnId, Departure, Health, Member, MemberPage, MemberQuery, Page, Presence, Rule,
+    SessionId, Sessions, Snapshot, StoreError, Stored,
     redis::{RedisSettings, RedisStore},
 };
 use crate::{
@@ -186,6 +186,14 @@ impl Broker for Later {
 
     async fn signal(&self, room: &RoomName, msg: &ServerMsg) -> Result<(), StoreError> {
         self.store()?.signal(room, msg).await
+    }
+
+    async fn rule(&self, room: &RoomName, rule: Rule) -> Result<(), StoreError> {
+        self.store()?.rule(room, rule).await
+    }
+
+    async fn gate(&self, room: &RoomName, who: &[String], act: Act) -> Result<u64, StoreError> {
+        self.store()?.gate(room, who, act).await
     }
 }
 

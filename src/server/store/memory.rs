@@ -3,9 +3,9 @@
 //! events go out in the order they happened.
 
 use super::{
-    Broker, ConnId, Health, HistoryBounds, LIST_MAX, Member, MemberPage, MemberQuery, Page,
-    Presence, RECOVER_MAX, RecentIds, SessionId, Snapshot, StoreError, Stored, history::History,
-    new_epoch, now_ms,
+    Act, Broker, ConnId, Health, HistoryBounds, LIST_MAX, Member, MemberPage, MemberQuery, Page,
+    Presence, RECOVER_MAX, RecentIds, Rule, SessionId, Snapshot, StoreError, Stored,
+    history::History, new_epoch, now_ms, rules::RoomRules,
 };
 use crate::{
     protocol::{
@@ -43,6 +43,8 @@ struct Room {
     /// The last join or message: rooms without members are evicted oldest first.
     active: Instant,
     recent_ids: RecentIds,
+    /// What moderators set here.
+    rules: RoomRules,
     /// Set when the room is dropped from the map; whoever still holds it must look it up again.
     retired: bool,
 }
@@ -57,6 +59,7 @@ impl Room {
             epoch: new_epoch(),
             active: Instant::now(),
             recent_ids: RecentIds::default(),
+            rules: RoomRules::default(),
             retired: false,
         }
     }
@@ -403,6 +406,7 @@ impl Broker for MemoryStore {
             client_id,
             edits: change.edits,
             deleted: change.deleted,
+            moderation: change.moderation,
             author,
         };
         room.last_seq = msg.seq;
@@ -458,6 +462,22 @@ impl Broker for MemoryStore {
     async fn signal(&self, room: &RoomName, msg: &ServerMsg) -> Result<(), StoreError> {
         self.bus.publish(room, BusEvent::new(msg.clone()));
         Ok(())
+    }
+
+    async fn rule(&self, room: &RoomName, rule: Rule) -> Result<(), StoreError> {
+        let Some(room) = self.existing(room) else {
+            return Err(StoreError::NotInRoom);
+        };
+        room.lock().await.rules.set(rule, now_ms());
+        Ok(())
+    }
+
+    async fn gate(&self, room: &RoomName, who: &[String], act: Act) -> Result<u64, StoreError> {
+        // A room nobody opened has no rules.
+        match self.existing(room) {
+            Some(room) => room.lock().await.rules.gate(who, act, now_ms()),
+            None => Ok(0),
+        }
     }
 }
 

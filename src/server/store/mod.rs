@@ -17,6 +17,7 @@ mod history;
 mod later;
 mod memory;
 pub mod redis;
+mod rules;
 
 pub use self::redis::RedisStore;
 pub use history::{HistoryBounds, Page, RECOVER_MAX};
@@ -24,6 +25,7 @@ pub use history::{HistoryBounds, Page, RECOVER_MAX};
 pub const LIST_MAX: usize = 200;
 pub use later::Later;
 pub use memory::MemoryStore;
+pub use rules::{Act, Rule, name_key, session_key};
 
 use super::bus::Subscription;
 use crate::protocol::{Change, ChatMessage, MessageText, Position, RoomName, ServerMsg, UserName};
@@ -270,6 +272,14 @@ pub trait Broker: Send + Sync + 'static {
     /// Publishes `msg` to every node with members in the room, storing nothing (`typing`): it
     /// is heard by those listening now, or never.
     async fn signal(&self, room: &RoomName, msg: &ServerMsg) -> Result<(), StoreError>;
+
+    /// Records what a moderator set for the room (see [`Rule`]), for every node.
+    async fn rule(&self, room: &RoomName, rule: Rule) -> Result<(), StoreError>;
+
+    /// Whether the person known by the keys `who` (see [`name_key`]) may `act` in the room now:
+    /// `Muted`, `Kicked` or `Slowed` with how long, else the room's slow-mode interval in
+    /// seconds (0: off). Saying something takes the person's slow-mode turn.
+    async fn gate(&self, room: &RoomName, who: &[String], act: Act) -> Result<u64, StoreError>;
 }
 
 /// How the store is doing, and what it tells other nodes about this one.
@@ -322,6 +332,15 @@ pub enum StoreError {
     /// A message for a room the sender is not in.
     #[error("not in the room")]
     NotInRoom,
+    /// A moderator muted the person here, for this many more milliseconds.
+    #[error("muted for {0} ms")]
+    Muted(u64),
+    /// A moderator removed the person from the room, for this many more milliseconds.
+    #[error("kicked for {0} ms")]
+    Kicked(u64),
+    /// Slow mode: the person's next message may go in this many milliseconds.
+    #[error("slow mode: {0} ms to wait")]
+    Slowed(u64),
 }
 
 /// The store could not do it; `cause` says why (kept for the logs, never sent to clients).
@@ -385,6 +404,7 @@ mod tests {
             client_id: None,
             edits: None,
             deleted: false,
+            moderation: None,
             author: None,
         }
     }

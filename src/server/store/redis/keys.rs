@@ -53,6 +53,8 @@ pub(super) struct Scripts {
     pub(super) sweep_names: Script,
     pub(super) reclaim: Script,
     pub(super) verify: Script,
+    pub(super) rule: Script,
+    pub(super) gate: Script,
 }
 
 impl Scripts {
@@ -87,6 +89,8 @@ impl Scripts {
             reap: with_owners(include_str!("../lua/reap.lua")),
             reclaim: with_owners(include_str!("../lua/reclaim.lua")),
             verify: script(include_str!("../lua/verify.lua")),
+            rule: script(include_str!("../lua/rule.lua")),
+            gate: script(include_str!("../lua/gate.lua")),
         }
     }
 }

@@ -29,8 +29,8 @@
 //! listed, announcing them as `left`, and its sessions stop holding names.
 
 use super::{
-    Broker, ConnId, Departure, Health, HistoryBounds, Member, MemberPage, MemberQuery, Page,
-    Presence, RECOVER_MAX, SessionId, Sessions, Snapshot, StoreError, Stored, messages_after,
+    Act, Broker, ConnId, Departure, Health, HistoryBounds, Member, MemberPage, MemberQuery, Page,
+    Presence, RECOVER_MAX, Rule, SessionId, Sessions, Snapshot, StoreError, Stored, messages_after,
     new_epoch, now_ms, order_key, unavailable,
 };
 use crate::{
@@ -628,5 +628,49 @@ impl Broker for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn rule(&self, room: &RoomName, rule: Rule) -> Result<(), StoreError> {
+        let now = now_ms();
+        let (field, value, until) = match rule {
+            Rule::Slow(seconds) => ("slow".to_owned(), seconds, 0),
+            Rule::Mute { who, until_ms } => (format!("m:{who}"), until_ms, until_ms),
+            Rule::Kick { who, until_ms } => (format!("k:{who}"), until_ms, until_ms),
+        };
+        let keep = self.room_ttl_ms().max(until.saturating_sub(now));
+        let _: u64 = self
+            .scripts
+            .rule
+            .key(room_key(room, "rules"))
+            .arg(field)
+            .arg(value)
+            .arg(keep)
+            .invoke_async(&mut self.link.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn gate(&self, room: &RoomName, who: &[String], act: Act) -> Result<u64, StoreError> {
+        let turn = who.first().map(String::as_str).unwrap_or_default();
+        let mut call = self.scripts.gate.prepare_invoke();
+        call.key(room_key(room, "rules"))
+            .key(room_key(room, &format!("turn:{turn}")))
+            .arg(now_ms())
+            .arg(act.as_str())
+            .arg(self.room_ttl_ms());
+        for key in who {
+            call.arg(key);
+        }
+        let (verdict, n): (u8, u64) = call
+            .invoke_async(&mut self.link.conn())
+            .await
+            .map_err(unavailable)?;
+        match verdict {
+            0 => Ok(n),
+            1 => Err(StoreError::Muted(n)),
+            2 => Err(StoreError::Kicked(n)),
+            _ => Err(StoreError::Slowed(n)),
+        }
     }
 }
