@@ -1,5 +1,5 @@
-import { test, expect, type Browser } from '@playwright/test';
-import { pickName, say, unique } from './helpers';
+import { test, expect } from '@playwright/test';
+import { personIn as person, pickName, say, unique } from './helpers';
 
 // Editing and deleting one's own messages: Edit puts the text in the composer (Enter saves, Esc
 // cancels, the draft comes back), Delete deletes; everyone sees "(edited)" or "deleted", also a
@@ -10,15 +10,6 @@ const langs = [
   { tag: 'zh-Hans', edit: '编辑', del: '删除', edited: '（已编辑）', deleted: '此消息已删除。' },
   { tag: 'ja', edit: '編集', del: '削除', edited: '（編集済み）', deleted: 'このメッセージは削除されました。' },
 ];
-
-async function person(browser: Browser, room: string, lang: string, viewport: { width: number; height: number }) {
-  const context = await browser.newContext({ viewport, hasTouch: viewport.width < 500 });
-  await context.addCookies([{ name: 'chorus_lang', value: lang, url: test.info().project.use.baseURL! }]);
-  const page = await context.newPage();
-  await page.goto(`/r/${room}`);
-  await expect(page.getByTestId('status')).toHaveClass(/online/);
-  return page;
-}
 
 for (const size of [
   { name: 'phone', viewport: { width: 390, height: 844 } },

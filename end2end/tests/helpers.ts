@@ -1,4 +1,4 @@
-import { expect, type Page, type BrowserContext } from '@playwright/test';
+import { expect, test, type Browser, type Page, type BrowserContext } from '@playwright/test';
 import { spawn, type ChildProcess } from 'child_process';
 import * as net from 'net';
 import * as path from 'path';
@@ -102,4 +102,15 @@ export async function setHidden(page: Page, hidden: boolean) {
     });
     document.dispatchEvent(new Event('visibilitychange'));
   }, hidden);
+}
+
+// A person on their own browser context, in language `lang` (the page's cookie), at `viewport`
+// (touch below 500 px wide), on /r/<room> and online.
+export async function personIn(browser: Browser, room: string, lang: string, viewport: { width: number; height: number }): Promise<Page> {
+  const context = await browser.newContext({ viewport, hasTouch: viewport.width < 500 });
+  await context.addCookies([{ name: 'chorus_lang', value: lang, url: test.info().project.use.baseURL! }]);
+  const page = await context.newPage();
+  await page.goto(`/r/${room}`);
+  await expect(page.getByTestId('status')).toHaveClass(/online/);
+  return page;
 }

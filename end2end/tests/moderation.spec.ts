@@ -1,5 +1,5 @@
-import { test, expect, type Browser } from '@playwright/test';
-import { pickName, say, unique } from './helpers';
+import { test, expect } from '@playwright/test';
+import { personIn as person, pickName, say, unique } from './helpers';
 
 // Moderation in the page: a moderator (here by the operator token, typed as `/mod <token>`)
 // deletes someone else's message, sets slow mode, mutes and removes a person, with slash
@@ -43,15 +43,6 @@ const langs = [
     kicked: /^モデレーターによりこのルームから退出させられました。\d+ (秒|分) 後に戻れます。$/,
   },
 ];
-
-async function person(browser: Browser, room: string, lang: string, viewport: { width: number; height: number }) {
-  const context = await browser.newContext({ viewport, hasTouch: viewport.width < 500 });
-  await context.addCookies([{ name: 'chorus_lang', value: lang, url: test.info().project.use.baseURL! }]);
-  const page = await context.newPage();
-  await page.goto(`/r/${room}`);
-  await expect(page.getByTestId('status')).toHaveClass(/online/);
-  return page;
-}
 
 for (const size of [
   { name: 'phone', viewport: { width: 390, height: 844 } },

@@ -867,24 +867,32 @@ impl Connection {
             ModAction::Kick => Rule::Kick { who, until_ms },
             _ => Rule::Mute { who, until_ms },
         };
-        let node = &self.node;
-        node.metrics
-            .timed("rule", node.store.rule(&room, rule))
-            .await?;
         let moderation = Moderation {
             action,
             name: Some(target.to_string()),
             seconds,
         };
-        self.append(
-            &room,
-            &name,
-            MessageText::deleted(),
-            None,
-            Change::moderation(moderation),
-        )
-        .await?;
+        self.enact(&room, &name, rule, moderation).await?;
         tracing::info!(%room, target = %target, ?action, seconds, moderator = %name, "moderation");
+        Ok(())
+    }
+
+    /// Stores a moderator's rule for every node, then records the action in the room's stream,
+    /// where every member (and a later `since`) sees it.
+    async fn enact(
+        &self,
+        room: &RoomName,
+        moderator: &UserName,
+        rule: Rule,
+        moderation: Moderation,
+    ) -> Result<(), Invalid> {
+        let node = &self.node;
+        node.metrics
+            .timed("rule", node.store.rule(room, rule))
+            .await?;
+        let entry = Change::moderation(moderation);
+        self.append(room, moderator, MessageText::deleted(), None, entry)
+            .await?;
         Ok(())
     }
 
@@ -899,23 +907,13 @@ impl Connection {
                 format!("slow mode is at most {SLOW_MODE_MAX_S} seconds"),
             ));
         }
-        let node = &self.node;
-        node.metrics
-            .timed("rule", node.store.rule(&room, Rule::Slow(seconds)))
-            .await?;
         let moderation = Moderation {
             action: ModAction::SlowMode,
             name: None,
             seconds,
         };
-        self.append(
-            &room,
-            &name,
-            MessageText::deleted(),
-            None,
-            Change::moderation(moderation),
-        )
-        .await?;
+        self.enact(&room, &name, Rule::Slow(seconds), moderation)
+            .await?;
         tracing::info!(%room, seconds, moderator = %name, "slow mode set");
         Ok(())
     }
