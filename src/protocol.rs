@@ -186,6 +186,24 @@ impl ClientMsg {
         }
     }
 
+    /// The room the frame is about, if it names one.
+    pub fn room(&self) -> Option<&str> {
+        match self {
+            Self::Join { room, .. }
+            | Self::Leave { room }
+            | Self::Send { room, .. }
+            | Self::Members { room, .. }
+            | Self::History { room, .. }
+            | Self::Typing { room }
+            | Self::Edit { room, .. }
+            | Self::Delete { room, .. }
+            | Self::Mute { room, .. }
+            | Self::Kick { room, .. }
+            | Self::SlowMode { room, .. } => Some(room),
+            Self::SetName { .. } | Self::Resume { .. } | Self::Ping | Self::Moderate { .. } => None,
+        }
+    }
+
     /// `join` without a position: the room's recent history.
     pub fn join(room: impl Into<String>) -> Self {
         Self::Join {
@@ -436,9 +454,39 @@ pub enum ServerMsg {
         /// With `rate_limited`: milliseconds after which the refused frame would be taken.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
+        /// The room of the refused frame, when it named one: a client in several rooms knows
+        /// which of them it concerns.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
     },
     /// Answer to `ping`.
     Pong,
+}
+
+impl ServerMsg {
+    /// The room the frame is about: `None` for what concerns the whole connection (`welcome`,
+    /// `name_set`, …, and errors about no room).
+    pub fn room(&self) -> Option<&str> {
+        match self {
+            Self::Joined { room, .. }
+            | Self::Left { room }
+            | Self::Notice { room, .. }
+            | Self::Presence { room, .. }
+            | Self::MemberCount { room, .. }
+            | Self::Typing { room, .. }
+            | Self::Members { room, .. }
+            | Self::History { room, .. }
+            | Self::Ack { room, .. }
+            | Self::SlowMode { room, .. } => Some(room),
+            Self::Message(m) => Some(&m.room),
+            Self::Error { room, .. } => room.as_deref(),
+            Self::Welcome { .. }
+            | Self::Resumed { .. }
+            | Self::NameSet { .. }
+            | Self::Moderator
+            | Self::Pong => None,
+        }
+    }
 }
 
 /// Limits a client should respect, sent in `welcome` so clients need not hard-code them.
@@ -610,6 +658,7 @@ impl From<Invalid> for ServerMsg {
             code: e.code,
             message: e.message,
             retry_after_ms: e.retry_after_ms,
+            room: None,
         }
     }
 }
@@ -1025,6 +1074,7 @@ mod tests {
             code: ErrorCode::NameTaken,
             message: "x".into(),
             retry_after_ms: None,
+            room: None,
         };
         let v = serde_json::to_value(&err).expect("serializes");
         assert_eq!(v["type"], "error");

@@ -47,7 +47,13 @@ pub fn draft_key(room: &str) -> String {
 #[cfg(feature = "hydrate")]
 mod imp {
     use super::*;
-    use crate::{app::model::Status, protocol::ServerMsg};
+    use crate::{
+        app::{
+            model::Status,
+            rooms::{Rooms, beside_may_send},
+        },
+        protocol::ServerMsg,
+    };
     use futures::{SinkExt, StreamExt, channel::mpsc};
     use gloo_net::websocket::{Message as WsMessage, futures::WebSocket};
     use std::cell::{Cell, RefCell};
@@ -202,6 +208,12 @@ mod imp {
     /// Runs `f` on the model at the current time, sends the frames it answers, and schedules
     /// the retries it asks for (a name claim, or frames held back for speed).
     pub fn act(model: RwSignal<Model>, f: impl FnOnce(&mut Model) -> Vec<ClientMsg>) {
+        act_as(model, true, f);
+    }
+
+    /// As [`act`], for a room in view (which answers for the connection) or not (which sends
+    /// only its own room's frames: see `rooms::beside_may_send`).
+    fn act_as(model: RwSignal<Model>, in_view: bool, f: impl FnOnce(&mut Model) -> Vec<ClientMsg>) {
         let (frames, reclaim, retry, notes) = model
             .try_update(|m| {
                 m.set_clock(now_ms());
@@ -215,14 +227,17 @@ mod imp {
                 )
             })
             .unwrap_or_default();
-        frames.into_iter().for_each(send);
+        frames
+            .into_iter()
+            .filter(|f| in_view || beside_may_send(f))
+            .for_each(send);
         if !notes.is_empty() {
             let room = model.with_untracked(|m| m.room.clone());
             for (from, text) in notes {
                 notify(&room, &from, &text);
             }
         }
-        if let Some(ms) = reclaim {
+        if let Some(ms) = reclaim.filter(|_| in_view) {
             leptos::task::spawn_local(reclaim_name_after(model, ms));
         }
         if let Some(ms) = retry {
@@ -275,14 +290,20 @@ mod imp {
     }
 
     /// Follows what the browser says of its network (`online` and `offline` events).
-    fn watch_network(model: RwSignal<Model>) {
+    fn watch_network(rooms: Rooms) {
         let Some(window) = web_sys::window() else {
             return;
         };
-        model.update(|m| m.set_network(window.navigator().on_line()));
+        let on_line = window.navigator().on_line();
+        rooms
+            .each()
+            .into_iter()
+            .for_each(|model| model.update(|m| m.set_network(on_line)));
         for (event, online) in [("online", true), ("offline", false)] {
             let on_event = wasm_bindgen::closure::Closure::<dyn Fn()>::new(move || {
-                model.update(|m| m.set_network(online));
+                for model in rooms.each() {
+                    model.update(|m| m.set_network(online));
+                }
             });
             let _ =
                 window.add_event_listener_with_callback(event, on_event.as_ref().unchecked_ref());
@@ -293,7 +314,7 @@ mod imp {
 
     /// Follows the browser's other tabs (`storage` events): one that took a name makes this one
     /// the same person, and a rename in one is made in all.
-    fn watch_other_tabs(model: RwSignal<Model>) {
+    fn watch_other_tabs(rooms: Rooms) {
         let Some(window) = web_sys::window() else {
             return;
         };
@@ -306,7 +327,7 @@ mod imp {
                     return;
                 }
                 let (session, name) = (storage_get(SESSION_KEY), storage_get(NAME_KEY));
-                act(model, |m| m.other_tab(session, name));
+                act(rooms.in_view(), |m| m.other_tab(session, name));
             },
         );
         let _ =
@@ -317,14 +338,14 @@ mod imp {
 
     /// Follows whether the tab is shown (`visibilitychange`): while hidden, what others say is
     /// counted in the title and marked new.
-    fn watch_visibility(model: RwSignal<Model>) {
+    fn watch_visibility(rooms: Rooms) {
         let Some(document) = web_sys::window().and_then(|w| w.document()) else {
             return;
         };
-        model.update(|m| m.set_away(document.hidden()));
+        rooms.in_view().update(|m| m.set_away(document.hidden()));
         let on_change = wasm_bindgen::closure::Closure::<dyn Fn()>::new({
             let document = document.clone();
-            move || model.update(|m| m.set_away(document.hidden()))
+            move || rooms.in_view().update(|m| m.set_away(document.hidden()))
         });
         let _ = document.add_event_listener_with_callback(
             "visibilitychange",
@@ -363,10 +384,40 @@ mod imp {
         std::mem::forget(observer);
     }
 
-    pub fn start(model: RwSignal<Model>) {
-        watch_network(model);
-        watch_visibility(model);
-        watch_other_tabs(model);
+    /// Whether the tab is hidden.
+    pub fn tab_hidden() -> bool {
+        web_sys::window()
+            .and_then(|w| w.document())
+            .is_some_and(|d| d.hidden())
+    }
+
+    /// Shows `path` in the address bar without loading anything (the rooms switch in place).
+    pub fn show_path(path: &str) {
+        if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
+            let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(path));
+        }
+    }
+
+    /// A server frame to the rooms it concerns: a room's to that room's model; the
+    /// connection's to every one, answered by the room in view only.
+    fn route(rooms: Rooms, msg: ServerMsg) {
+        if let Some(room) = msg.room() {
+            if let Some(model) = rooms.find(room) {
+                act_as(model, true, |m| m.apply(msg));
+            }
+            return;
+        }
+        let in_view = rooms.in_view();
+        for model in rooms.each() {
+            let msg = msg.clone();
+            act_as(model, model == in_view, |m| m.apply(msg));
+        }
+    }
+
+    pub fn start(rooms: Rooms) {
+        watch_network(rooms);
+        watch_visibility(rooms);
+        watch_other_tabs(rooms);
         leptos::task::spawn_local(async move {
             let Some(url) = ws_url() else { return };
             let attempt = Cell::new(0u32);
@@ -386,13 +437,14 @@ mod imp {
                         }
                     };
                     let last_heard = Cell::new(js_sys::Date::now());
-                    let drops = model.with_untracked(|m| m.drops);
+                    let drops = rooms.in_view().with_untracked(|m| m.drops);
                     let heartbeat = async {
                         let mut last_tick = js_sys::Date::now();
                         loop {
                             // Looks four times a second: the browser may say it went offline
                             // (and maybe back already: the link is made again either way).
                             gloo_timers::future::TimeoutFuture::new(250).await;
+                            let model = rooms.in_view();
                             if model.with_untracked(|m| m.offline || m.drops != drops) {
                                 leptos::logging::warn!("the browser is offline: closing the link");
                                 break;
@@ -410,7 +462,9 @@ mod imp {
                             }
                             if known != 0 && now - last_tick >= every {
                                 last_tick = now;
-                                act(model, Model::tick);
+                                for each in rooms.each() {
+                                    act_as(each, each == model, Model::tick);
+                                }
                             }
                         }
                     };
@@ -431,7 +485,7 @@ mod imp {
                                 ServerMsg::NameSet { name } => Some(name.clone()),
                                 _ => None,
                             };
-                            act(model, |m| m.apply(msg));
+                            route(rooms, msg);
                             if let Some(name) = confirmed {
                                 storage_set(NAME_KEY, &name);
                             }
@@ -442,27 +496,33 @@ mod imp {
                         .await;
                     OUTBOX.with(|o| *o.borrow_mut() = None);
                 }
-                model.update(|m| m.disconnected());
+                for each in rooms.each() {
+                    each.update(|m| m.disconnected());
+                }
                 let wait = backoff_ms(attempt.get());
                 attempt.set(attempt.get() + 1);
                 // While offline, wait for the network; once it is back (or the user asks), try at
                 // once. Meanwhile the page says when the next try is.
                 let mut waited = 0;
                 loop {
-                    let (offline, wake) = model
+                    let (offline, wake) = rooms
+                        .in_view()
                         .try_update_untracked(|m| (m.offline, std::mem::take(&mut m.wake)))
                         .unwrap_or_default();
                     if wake || (waited >= wait && !offline) {
                         break;
                     }
                     let left = (!offline).then(|| (wait - waited).div_ceil(1000));
+                    let model = rooms.in_view();
                     if model.with_untracked(|m| m.reconnect_in_s != left) {
                         model.update(|m| m.reconnect_in_s = left);
                     }
                     gloo_timers::future::TimeoutFuture::new(250).await;
                     waited += 250;
                 }
-                model.update(|m| m.reconnect_in_s = None);
+                for each in rooms.each() {
+                    each.update(|m| m.reconnect_in_s = None);
+                }
             }
         });
     }
@@ -491,7 +551,11 @@ mod imp {
     pub fn random_id() -> String {
         String::new()
     }
-    pub fn start(_model: RwSignal<Model>) {}
+    pub fn start(_rooms: super::super::rooms::Rooms) {}
+    pub fn tab_hidden() -> bool {
+        false
+    }
+    pub fn show_path(_path: &str) {}
     pub fn on_resize(_list: &leptos::web_sys::HtmlElement, _settle: impl Fn() + 'static) {}
     pub fn first_in_view(_list: &leptos::web_sys::HtmlElement) -> Option<String> {
         None
@@ -512,5 +576,6 @@ mod imp {
 
 pub use imp::{
     act, act_quietly, ask_to_notify, first_in_view, load_outbox, on_resize, page_language,
-    random_id, save_outbox, send, set_cookie, start, storage_get, storage_set, tab_get, tab_set,
+    random_id, save_outbox, send, set_cookie, show_path, start, storage_get, storage_set, tab_get,
+    tab_hidden, tab_set,
 };

@@ -8,6 +8,7 @@ pub mod markup;
 pub mod mention;
 pub mod model;
 pub mod reading;
+pub mod rooms;
 pub mod status;
 pub mod typing;
 
@@ -24,6 +25,8 @@ use leptos_router::{
 };
 use model::{Changed, Edge, Hold, Item, Model, Notify, SendState, Status};
 use reading::Theme;
+use rooms::{ROOMS_KEY, Rooms};
+use std::collections::HashMap;
 use typing::{Typing, Typists};
 
 /// The HTML document around the app, rendered on the server.
@@ -193,11 +196,14 @@ fn RoomPage() -> impl IntoView {
     }
 }
 
+/// The page: every room this browser is in, on one connection, one of them in view (the
+/// address's). Switching rooms changes what is shown, never the page.
 #[component]
 fn ChatPage(room: String) -> impl IntoView {
-    let model = RwSignal::new(Model::new(&room, None));
+    let first = RwSignal::new(Model::new(&room, None));
+    let rooms = Rooms::new(first);
     // Runs in the browser only, after hydration. A reload carries on where the tab was: its
-    // session (others see no left/joined) and what it had not sent yet.
+    // session (others see no left/joined), what it had not sent yet, and the other rooms open.
     Effect::new({
         let room = room.clone();
         move |_| {
@@ -205,35 +211,264 @@ fn ChatPage(room: String) -> impl IntoView {
             // The browser's person; a tab of a version before it kept its own.
             let session = client::storage_get(client::SESSION_KEY)
                 .or_else(|| client::tab_get(client::SESSION_KEY));
-            let outbox = client::load_outbox(&room);
-            model.update_untracked(|m| {
+            let others: Vec<String> = client::storage_get(ROOMS_KEY)
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default();
+            first.update_untracked(|m| {
                 if m.wanted_name.is_none() {
                     m.wanted_name = remembered.filter(|n| !n.trim().is_empty());
                 }
                 if let Some(session) = session {
                     m.resume_session(session);
                 }
-                m.restore_outbox(outbox);
             });
-            client::start(model);
+            load_room(first);
+            for other in others
+                .iter()
+                .filter(|r| **r != room)
+                .take(ROOMS_OPEN_MAX - 1)
+            {
+                if RoomName::parse(other).is_ok() {
+                    let _ = open_room(rooms, other, false);
+                }
+            }
+            client::start(rooms);
+        }
+    });
+    // What each room keeps in this browser: the rooms open, each one's unsent messages and
+    // where its reader left it; written when it changes.
+    let written = StoredValue::new(HashMap::<String, (Vec<(String, String)>, String)>::new());
+    let names = Memo::new(move |_| rooms.names());
+    Effect::new(move |_| {
+        let json = names.with(|names| serde_json::to_string(names).unwrap_or_default());
+        client::storage_set(ROOMS_KEY, &json);
+    });
+    Effect::new(move |_| {
+        for model in rooms.open.get() {
+            let (room, outbox, seen) = model.with(|m| {
+                let seen = m
+                    .seen
+                    .as_ref()
+                    .map(|(e, s)| format!("{e} {s}"))
+                    .unwrap_or_default();
+                (m.room.clone(), m.outbox(), seen)
+            });
+            if written.with_value(|w| w.get(&room) == Some(&(outbox.clone(), seen.clone()))) {
+                continue;
+            }
+            client::save_outbox(&room, &outbox);
+            if !seen.is_empty() {
+                client::storage_set(&rooms::seen_key(&room), &seen);
+            }
+            written.update_value(|w| {
+                w.insert(room, (outbox, seen));
+            });
         }
     });
     // Once it holds a name, the session is the browser's person: every tab resumes it.
-    let session = Memo::new(move |_| model.with(|m| m.named_session().map(str::to_owned)));
+    let session = Memo::new(move |_| {
+        rooms
+            .current
+            .get()
+            .with(|m| m.named_session().map(str::to_owned))
+    });
     Effect::new(move |_| {
         if let Some(session) = session.get() {
             client::storage_set(client::SESSION_KEY, &session);
         }
     });
-    let outbox = Memo::new(move |_| model.with(Model::outbox));
-    Effect::new({
-        let room = room.clone();
-        move |_| outbox.with(|o| client::save_outbox(&room, o))
+    view! { {move || view! { <RoomView model=rooms.current.get() rooms /> }} }
+}
+
+/// Most rooms a page keeps open (the server may allow fewer: `max_rooms_per_connection`).
+const ROOMS_OPEN_MAX: usize = 16;
+
+/// What a room's model takes from this browser when it opens: its unsent messages, where its
+/// reader left it, and their notification choice.
+fn load_room(model: RwSignal<Model>) {
+    let room = model.with_untracked(|m| m.room.clone());
+    let outbox = client::load_outbox(&room);
+    let seen = client::storage_get(&rooms::seen_key(&room)).and_then(|s| rooms::parse_seen(&s));
+    let notify = client::storage_get(&client::notify_key(&room)).and_then(|t| Notify::from_tag(&t));
+    model.update_untracked(|m| {
+        m.restore_outbox(outbox);
+        if m.seen.is_none() {
+            m.seen = seen;
+        }
+        if let Some(notify) = notify {
+            m.notify = notify;
+        }
     });
+}
+
+/// Opens `room` beside the rooms open (on the same connection), or finds it open; with `show`,
+/// puts it in view. Refused past the connection's most rooms.
+fn open_room(rooms: Rooms, room: &str, show: bool) -> Result<(), ErrorCode> {
+    if let Some(model) = rooms.find(room) {
+        if show {
+            switch_to(rooms, model);
+        }
+        return Ok(());
+    }
+    let in_view = rooms.in_view();
+    let max = match in_view.with_untracked(|m| m.max_rooms) {
+        0 => ROOMS_OPEN_MAX,
+        n => n.min(ROOMS_OPEN_MAX),
+    };
+    if rooms.open.with_untracked(Vec::len) >= max {
+        return Err(ErrorCode::TooManyRooms);
+    }
+    let (model, join) = in_view.with_untracked(|m| m.beside(room, None));
+    let model = rooms.model(model);
+    load_room(model);
+    rooms.open.update(|open| open.push(model));
+    join.into_iter().for_each(client::send);
+    if show {
+        switch_to(rooms, model);
+    }
+    Ok(())
+}
+
+/// Puts an open room in view: the one that was is read as if the tab were hidden (what comes
+/// counts as unread), and the address says the room, without loading a page.
+fn switch_to(rooms: Rooms, model: RwSignal<Model>) {
+    let was = rooms.in_view();
+    if was == model {
+        return;
+    }
+    was.update(|m| m.set_away(true));
+    model.update(|m| m.set_away(client::tab_hidden()));
+    rooms.current.set(model);
+    let room = model.with_untracked(|m| m.room.clone());
+    client::show_path(&match room.as_str() {
+        DEFAULT_ROOM => "/".to_owned(),
+        room => format!("/r/{room}"),
+    });
+}
+
+/// Leaves `model`'s room and closes it; the room in view goes to the one opened before it.
+fn close_room(rooms: Rooms, model: RwSignal<Model>) {
+    let next = rooms.open.with_untracked(|open| {
+        let at = open.iter().position(|m| *m == model).unwrap_or_default();
+        open.iter()
+            .copied()
+            .filter(|m| *m != model)
+            .nth(at.saturating_sub(1))
+    });
+    // The last room stays: a page is in one room at least.
+    let Some(next) = next else { return };
+    client::act(model, Model::leave);
+    switch_to(rooms, next);
+    rooms.open.update(|open| open.retain(|m| *m != model));
+}
+
+/// The rooms this page is in, each with what came while it was not in view (a count, and a
+/// mark when it named the reader); joining another by name, and leaving the one in view.
+#[component]
+fn RoomList(model: RwSignal<Model>, rooms: Rooms) -> impl IntoView {
+    let t = use_strings();
+    let room = model.with_untracked(|m| m.room.clone());
+    let refused = RwSignal::new(None::<ErrorCode>);
+    let input = NodeRef::<html::Input>::new();
+    let on_submit = move |ev: ev::SubmitEvent| {
+        ev.prevent_default();
+        let Some(el) = input.get() else { return };
+        let raw = el.value();
+        let opened = RoomName::parse(raw.trim().trim_start_matches('#'))
+            .map_err(|e| e.code)
+            .and_then(|name| open_room(rooms, name.as_str(), true));
+        match opened {
+            Ok(()) => {
+                refused.set(None);
+                el.set_value("");
+            }
+            Err(code) => refused.set(Some(code)),
+        }
+    };
+    let several = Memo::new(move |_| rooms.open.with(|open| open.len() > 1));
+    view! {
+        <nav class="rooms" aria-labelledby="rooms-heading">
+            <h2 id="rooms-heading">{move || t().rooms_heading}</h2>
+            <ul data-testid="rooms">
+                <For
+                    each=move || rooms.open.get()
+                    key=|each| each.with_untracked(|m| m.room.clone())
+                    let:each
+                >
+                    {
+                        let name = each.with_untracked(|m| m.room.clone());
+                        let here = each == model;
+                        let news = Memo::new(move |_| each.with(|m| (m.unread, m.unread_mentions)));
+                        view! {
+                            <li>
+                                <button
+                                    type="button"
+                                    class="room-link"
+                                    class:here=here
+                                    aria-current=here.then_some("page")
+                                    data-testid="room"
+                                    data-room=name.clone()
+                                    on:click=move |_| switch_to(rooms, each)
+                                >
+                                    <span class="room-name">{format!("#{name}")}</span>
+                                    <Show when=move || !here && news.get().1 != 0>
+                                        <span class="mention-mark" data-testid="mention-mark" title=move || t().mentioned>"@"</span>
+                                    </Show>
+                                    <Show when=move || !here && news.get().0 != 0>
+                                        <span class="unread" data-testid="unread" title=move || (t().unread_label)(news.get().0)>
+                                            {move || news.get().0}
+                                        </span>
+                                    </Show>
+                                </button>
+                            </li>
+                        }
+                    }
+                </For>
+            </ul>
+            <form class="join-room" on:submit=on_submit>
+                <label for="join-room">{move || t().join_room_label}</label>
+                <div class="row">
+                    <input
+                        id="join-room"
+                        node_ref=input
+                        data-testid="join-room"
+                        autocomplete="off"
+                        autocapitalize="none"
+                        placeholder=move || t().join_room_placeholder
+                    />
+                    <button type="submit" data-testid="join-room-submit">{move || t().join_room_submit}</button>
+                </div>
+            </form>
+            <Show when=move || refused.get().is_some()>
+                <p class="error" role="alert" data-testid="room-error">
+                    {move || refused.get().map(|code| (t().error)(code))}
+                </p>
+            </Show>
+            <Show when=move || several.get()>
+                <button
+                    type="button"
+                    class="leave-room"
+                    data-testid="leave-room"
+                    on:click=move |_| close_room(rooms, model)
+                >
+                    {
+                        let room = room.clone();
+                        move || (t().leave_room)(&room)
+                    }
+                </button>
+            </Show>
+        </nav>
+    }
+}
+
+/// One room in view: its header, conversation and side panel.
+#[component]
+fn RoomView(model: RwSignal<Model>, rooms: Rooms) -> impl IntoView {
+    let room = model.with_untracked(|m| m.room.clone());
     let t = use_strings();
     let room_title = format!("#{room}");
-    // On a phone the name form and the member list are a panel over the conversation: open
-    // until a name is taken, then behind the header's button.
+    // On a phone the name form, the rooms and the member list are a panel over the
+    // conversation: open until a name is taken, then behind the header's button.
     let toggled = RwSignal::new(false);
     // Named once is named: a dropped link does not bring the form back over the conversation.
     let named = Memo::new(move |_| model.with(|m| m.name.is_some() || m.named_once));
@@ -249,6 +484,12 @@ fn ChatPage(room: String) -> impl IntoView {
             (n, m) => format!("(@{m} · {n}) {room_title} · Chorus"),
         }
     };
+    // Other rooms with news: a dot on the panel's button, on a phone.
+    let news_beside = Memo::new(move |_| {
+        rooms
+            .open
+            .with(|open| open.iter().any(|m| *m != model && m.with(|m| m.unread > 0)))
+    });
     view! {
         <Title text=title />
         <div class="chat" class:side-open=side_open>
@@ -259,6 +500,7 @@ fn ChatPage(room: String) -> impl IntoView {
                 <button
                     type="button"
                     class="side-toggle"
+                    class:news=move || news_beside.get()
                     data-testid="side-toggle"
                     aria-controls="side"
                     aria-expanded=move || side_open().to_string()
@@ -289,6 +531,7 @@ fn ChatPage(room: String) -> impl IntoView {
                     </section>
                     <aside class="side" id="side" aria-label=move || t().members_heading>
                         <NameForm model />
+                        <RoomList model rooms />
                         <NotifyPicker model />
                         <MemberList model />
                     </aside>

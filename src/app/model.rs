@@ -200,10 +200,17 @@ pub struct Model {
     max_text_chars: Option<usize>,
     /// The send limits from `welcome`, kept to so a burst goes out paced instead of refused.
     pacer: Pacer,
+    /// Most rooms a connection may be in (`welcome`'s limits; 0 before it came).
+    pub max_rooms: usize,
     /// The server refused frames for speed: what is unacknowledged goes again at the retry.
     refused: bool,
     /// The time of the current call, in nanoseconds from any fixed origin (see [`Model::set_clock`]).
     now_ns: u64,
+    /// The newest message of the room the reader had in view (the room shown, the tab
+    /// visible): what came after it is news. Kept by the page across reloads (`seen_key`).
+    pub seen: Option<(String, u64)>,
+    /// Messages pushed now are counted, not announced (a first join's history).
+    quiet: bool,
     /// Of `unread`, the messages that mention this page's person.
     pub unread_mentions: usize,
     /// What raises a browser notification while the tab is hidden (the reader's choice, kept
@@ -300,6 +307,49 @@ impl Model {
             room: room.to_owned(),
             wanted_name: remembered_name.filter(|n| !n.trim().is_empty()),
             ..Self::default()
+        }
+    }
+
+    /// Another room on the same connection as this one: it shares what the connection knows
+    /// (the link, the session, the name, the limits, moderator rights); the frames join it
+    /// (with the name, or to read it) when the link is up, else on the next `welcome`.
+    /// `seen` is where its reader left it on an earlier visit.
+    pub fn beside(&self, room: &str, seen: Option<(String, u64)>) -> (Model, Vec<ClientMsg>) {
+        let mut other = Model {
+            status: self.status,
+            wanted_name: self.wanted_name.clone(),
+            name: self.name.clone(),
+            named_once: self.named_once,
+            offline: self.offline,
+            drops: self.drops,
+            session: self.session.clone(),
+            ping_interval_ms: self.ping_interval_ms,
+            max_text_chars: self.max_text_chars,
+            max_rooms: self.max_rooms,
+            edit_window_ms: self.edit_window_ms,
+            pacer: self.pacer,
+            moderator: self.moderator,
+            operator_token: self.operator_token.clone(),
+            seen,
+            ..Model::new(room, None)
+        };
+        // Another room is read (or taken part in) beside this one: not in view.
+        other.away = true;
+        let join = match other.status {
+            Status::Online => vec![ClientMsg::join(room)],
+            _ => Vec::new(),
+        };
+        (other, join)
+    }
+
+    /// Leaves the room (the page closes it).
+    pub fn leave(&mut self) -> Vec<ClientMsg> {
+        let was = std::mem::replace(&mut self.joined, false);
+        match was && self.status == Status::Online {
+            true => vec![ClientMsg::Leave {
+                room: self.room.clone(),
+            }],
+            false => Vec::new(),
         }
     }
 
@@ -681,6 +731,7 @@ impl Model {
                 }
                 self.ping_interval_ms = ping_interval_ms;
                 self.max_text_chars = Some(limits.max_text_chars);
+                self.max_rooms = limits.max_rooms_per_connection;
                 self.edit_window_ms = limits.edit_window_ms;
                 // A new connection: the server's buckets for it start full, and so do ours.
                 self.pacer = Pacer::new(limits.sends, limits.bytes);
@@ -783,8 +834,15 @@ impl Model {
                         key: self.next_notice,
                     });
                 }
+                // A first join (a page loading) brings news it should count, not announce.
+                self.quiet = recovered.is_none();
                 for m in history {
                     self.push_message(m);
+                }
+                self.quiet = false;
+                // A room seen for the first time: what it holds is not news.
+                if self.seen.is_none() {
+                    self.seen = Some((self.epoch.clone().unwrap_or_default(), self.last_seq));
                 }
                 // Stored messages that were not in what came (they fell in a gap) are not
                 // waited for; whatever the old link may have lost goes again, stored once.
@@ -1119,6 +1177,10 @@ impl Model {
         if away && !self.away {
             self.read_marker = self.epoch.clone().map(|e| (e, self.last_seq));
         }
+        // Before the room is ours, its first `joined` says what was there.
+        if self.joined && (!away || self.seen.is_none()) {
+            self.seen = Some((self.epoch.clone().unwrap_or_default(), self.last_seq));
+        }
         self.away = away;
         self.unread = 0;
         self.unread_mentions = 0;
@@ -1313,6 +1375,17 @@ impl Model {
     }
 
     /// Adds a message unless it is already shown; a new epoch means the history restarted.
+    /// Whether `m` is news to the reader: said by someone else after the last message they had
+    /// in view (in another epoch: the room started again since).
+    fn is_news(&self, m: &ChatMessage) -> bool {
+        !self.is_mine(m)
+            && m.is_said()
+            && self
+                .seen
+                .as_ref()
+                .is_some_and(|(epoch, seq)| *epoch != m.epoch || m.seq > *seq)
+    }
+
     fn push_message(&mut self, m: ChatMessage) {
         // Our own message is stored, whether or not its `ack` made it back.
         self.settle(m.client_id.as_deref());
@@ -1323,15 +1396,18 @@ impl Model {
             return;
         }
         self.last_seq = m.seq;
-        if self.away && !self.is_mine(&m) && m.is_said() {
+        if !self.away {
+            self.seen = Some((m.epoch.clone(), m.seq));
+        } else if self.is_news(&m) {
             self.unread += 1;
             let mentioned = self.mentions_me(&m);
             self.unread_mentions += usize::from(mentioned);
-            let notify = match self.notify {
-                Notify::All => true,
-                Notify::Mentions => mentioned,
-                Notify::Nothing => false,
-            };
+            let notify = !self.quiet
+                && match self.notify {
+                    Notify::All => true,
+                    Notify::Mentions => mentioned,
+                    Notify::Nothing => false,
+                };
             if notify && self.to_notify.len() < NOTIFY_MAX {
                 self.to_notify.push((m.from.clone(), m.text.clone()));
             }
@@ -1590,6 +1666,7 @@ mod tests {
             code: ErrorCode::NameTaken,
             message: String::new(),
             retry_after_ms: None,
+            room: None,
         });
         assert_eq!(m.wanted_name, None);
         assert_eq!(m.error, Some(ErrorCode::NameTaken));
@@ -1606,6 +1683,7 @@ mod tests {
             code: ErrorCode::NameTaken,
             message: String::new(),
             retry_after_ms: None,
+            room: None,
         };
         let mut delays = Vec::new();
         for _ in 0..RECLAIM_TRIES {
@@ -1679,6 +1757,7 @@ mod tests {
             code: ErrorCode::UnknownSession,
             message: String::new(),
             retry_after_ms: None,
+            room: None,
         });
         assert_eq!(m.error, None);
         m.disconnected();
@@ -1754,6 +1833,7 @@ mod tests {
             code: ErrorCode::NameTaken,
             message: String::new(),
             retry_after_ms: None,
+            room: None,
         });
         assert_eq!(m.retry_name_in_ms, None);
     }
@@ -1955,6 +2035,7 @@ mod tests {
             code: ErrorCode::Internal,
             message: String::new(),
             retry_after_ms: None,
+            room: None,
         });
         assert_eq!(m.error, None, "nothing for the user to do: it is re-sent");
         assert_eq!(m.tick(), vec![ClientMsg::Ping], "one tick is not yet late");
@@ -1982,6 +2063,7 @@ mod tests {
             code: ErrorCode::RateLimited,
             message: String::new(),
             retry_after_ms: Some(ms),
+            room: None,
         };
         assert_eq!(m.apply(slow(300)), vec![]);
         assert_eq!(m.error, Some(ErrorCode::RateLimited));
@@ -2082,6 +2164,7 @@ mod tests {
             code: ErrorCode::Internal,
             message: String::new(),
             retry_after_ms: None,
+            room: None,
         };
         m.apply(internal());
         assert_eq!(
@@ -2297,6 +2380,56 @@ mod tests {
     }
 
     /// `joined` for an empty lobby.
+    #[test]
+    fn a_room_beside_shares_the_connection_and_counts_only_what_came_after_its_reader_left() {
+        let ann = online_with_limits(None, None);
+        let said = |room: &str, seq: u64, from: &str, text: &str| ChatMessage {
+            room: room.into(),
+            from: from.into(),
+            text: text.into(),
+            ..msg(seq, "e")
+        };
+        let joined = |history: Vec<ChatMessage>| ServerMsg::Joined {
+            room: "dev".into(),
+            members: vec!["ann".into(), "bo".into()],
+            count: 2,
+            history,
+            recovered: None,
+        };
+        // First visit: what the room holds is not news; what comes after is.
+        let (mut dev, frames) = ann.beside("dev", None);
+        assert_eq!(frames, [ClientMsg::join("dev")]);
+        assert_eq!(
+            (dev.name.as_deref(), dev.status),
+            (Some("ann"), Status::Online)
+        );
+        dev.apply(joined(vec![
+            said("dev", 1, "bo", "old"),
+            said("dev", 2, "bo", "older"),
+        ]));
+        assert!(dev.can_send());
+        assert_eq!(dev.unread, 0);
+        dev.apply(ServerMsg::Message(said("dev", 3, "bo", "@ann hi")));
+        dev.apply(ServerMsg::Message(said("dev", 4, "ann", "mine")));
+        assert_eq!((dev.unread, dev.unread_mentions), (1, 1));
+        // In view, it is read, and where the reader is is kept.
+        dev.set_away(false);
+        assert_eq!((dev.unread, dev.seen.clone()), (0, Some(("e".into(), 4))));
+
+        // After a reload, the messages after where the reader left count, without notifications.
+        let (mut again, _) = ann.beside("dev", Some(("e".into(), 2)));
+        again.notify = Notify::All;
+        again.apply(joined((1..=4).map(|n| said("dev", n, "bo", "x")).collect()));
+        assert_eq!(again.unread, 2);
+        assert!(
+            again.to_notify.is_empty(),
+            "old news is counted, not announced"
+        );
+        again.apply(ServerMsg::Message(said("dev", 5, "bo", "new")));
+        assert_eq!((again.unread, again.to_notify.len()), (3, 1));
+        assert_eq!(again.leave(), [ClientMsg::Leave { room: "dev".into() }]);
+    }
+
     fn empty_lobby() -> ServerMsg {
         ServerMsg::Joined {
             room: "lobby".into(),

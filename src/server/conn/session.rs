@@ -308,9 +308,18 @@ impl Connection {
     }
 
     async fn error(&self, e: Invalid) {
+        self.error_in(e, None).await;
+    }
+
+    /// Refuses a request about `room`: the error names it.
+    async fn error_in(&self, e: Invalid, room: Option<String>) {
         tracing::debug!(code = %e.code, detail = %e.message, "request refused");
         self.node.metrics.error(e.code);
-        self.reply(e.into()).await;
+        let mut msg = ServerMsg::from(e);
+        if let ServerMsg::Error { room: about, .. } = &mut msg {
+            *about = room;
+        }
+        self.reply(msg).await;
     }
 
     fn name(&self) -> Result<&UserName, Invalid> {
@@ -405,6 +414,7 @@ impl Connection {
 
     /// One handler per client frame type.
     async fn handle(&mut self, msg: ClientMsg) {
+        let room = msg.room().map(str::to_owned);
         let result = match msg {
             ClientMsg::SetName { name } => self.set_name(&name).await,
             ClientMsg::Resume { session } => self.resume(&session).await,
@@ -474,7 +484,7 @@ impl Connection {
             ClientMsg::SlowMode { room, seconds } => self.slow_mode(&room, seconds).await,
         };
         if let Err(e) = result {
-            self.error(e).await;
+            self.error_in(e, room).await;
         }
     }
 
