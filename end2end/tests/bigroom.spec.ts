@@ -60,6 +60,18 @@ test.describe('a room with 2,000 members', () => {
     const text = unique('said ');
     await say(page, text);
     await expect(page.getByTestId('messages')).toContainText(text);
+    // `@` completes names past the first page too: the server is asked for the prefix.
+    await expect(page.getByTestId('members')).not.toContainText('big-c999');
+    const composer = page.getByTestId('composer');
+    await composer.fill('');
+    await composer.pressSequentially('hi @big-c99');
+    const offered = page.getByTestId('suggest').getByRole('option');
+    await expect(offered.first()).toHaveText('big-c99');
+    await expect(offered).toHaveCount(6);
+    await composer.pressSequentially('9');
+    await expect(offered).toHaveText(['big-c999']);
+    await composer.press('Enter');
+    await expect(composer).toHaveValue('hi @big-c999 ');
     await context.close();
   });
 });

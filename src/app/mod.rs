@@ -277,7 +277,14 @@ fn ChatPage(room: String) -> impl IntoView {
             client::storage_set(client::SESSION_KEY, &session);
         }
     });
-    view! { {move || view! { <RoomView model=rooms.current.get() rooms /> }} }
+    // Built again only when another room comes into view: untracked, so that what the view
+    // reads as it is built does not rebuild it.
+    view! {
+        {move || {
+            let model = rooms.current.get();
+            untrack(|| view! { <RoomView model rooms /> })
+        }}
+    }
 }
 
 /// Most rooms a page keeps open (the server may allow fewer: `max_rooms_per_connection`).
@@ -1397,7 +1404,9 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
         let text = el.value();
         let before = &text[..caret(&el, &text)];
         let names = mention::at_caret(before).map(|(_, prefix)| {
-            model.with_untracked(|m| mention::suggest(&m.members, prefix, m.name.as_deref()))
+            // In a big room, the server is asked too; its answer offers again (below).
+            client::act_quietly(model, |m| m.look_up(prefix));
+            model.with_untracked(|m| m.offer(prefix))
         });
         match names {
             Some(names) if !names.is_empty() => {
@@ -1407,6 +1416,16 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
             _ => close_suggest(),
         }
     };
+    // Names the server found for what is typed after `@`: offered as they come.
+    let found = Memo::new(move |_| model.with(|m| m.found().to_vec()));
+    Effect::new(move |prev: Option<()>| {
+        // Read, not only tracked: a memo nobody reads is not looked at again.
+        found.with(|_| ());
+        // Not on the first run: nothing was asked yet.
+        if prev.is_some() {
+            look_for_names();
+        }
+    });
     let pick = move |name: &str| {
         let Some(el) = input.get_untracked() else {
             return;

@@ -98,6 +98,9 @@ pub enum Hold {
     Kicked,
 }
 
+/// Name look-ups waited for at once (one per keystroke after an `@`, in a big room).
+const ASKED_MAX: usize = 8;
+
 /// Unanswered tries after which a message is shown as not sent.
 const TRIES_BEFORE_FAILED: u32 = 3;
 
@@ -206,6 +209,12 @@ pub struct Model {
     refused: bool,
     /// The time of the current call, in nanoseconds from any fixed origin (see [`Model::set_clock`]).
     now_ns: u64,
+    /// In a room bigger than its member list: names the server found for the last `@` prefix
+    /// asked about (`members {prefix}`), and that prefix.
+    found: Vec<String>,
+    found_for: Option<String>,
+    /// The prefixes asked about, oldest first, until their answers come (in the same order).
+    asked: std::collections::VecDeque<String>,
     /// The newest message of the room the reader had in view (the room shown, the tab
     /// visible): what came after it is news. Kept by the page across reloads (`seen_key`).
     pub seen: Option<(String, u64)>,
@@ -475,6 +484,8 @@ impl Model {
 
     /// The link dropped: everything per-connection is void until the next `welcome`.
     pub fn disconnected(&mut self) {
+        // Questions of the old link are not answered.
+        self.asked.clear();
         self.status = if self.offline {
             Status::Offline
         } else {
@@ -882,6 +893,13 @@ impl Model {
                 self.note_when_all_out();
                 Vec::new()
             }
+            ServerMsg::Members { room, members, .. } if room == self.room => {
+                if let Some(asked) = self.asked.pop_front() {
+                    self.found = members;
+                    self.found_for = Some(asked);
+                }
+                Vec::new()
+            }
             ServerMsg::Moderator => {
                 self.moderator = true;
                 self.clear_error();
@@ -1259,6 +1277,55 @@ impl Model {
             && m.is_said()
             && self.can_send()
             && now_ms.saturating_sub(m.ts) < self.edit_window_ms
+    }
+
+    /// The names to offer after `@prefix`: the room's listed members, and in a room bigger
+    /// than its list, those the server found for the prefix (or a shorter one).
+    pub fn offer(&self, prefix: &str) -> Vec<String> {
+        let me = self.name.as_deref();
+        let found = match &self.found_for {
+            Some(asked) if prefix.to_lowercase().starts_with(&asked.to_lowercase()) => {
+                &self.found[..]
+            }
+            _ => &[],
+        };
+        let mut names = mention::suggest(&self.members, prefix, me);
+        for name in mention::suggest(found, prefix, me) {
+            if names.len() < mention::SUGGEST_MAX && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// The names the server found for the last prefix asked about.
+    pub fn found(&self) -> &[String] {
+        &self.found
+    }
+
+    /// In a room bigger than its member list, asks the server for the names that begin with
+    /// `prefix` (once per prefix, unless what it found already covers it).
+    pub fn look_up(&mut self, prefix: &str) -> Vec<ClientMsg> {
+        let partial = self.member_count > self.members.len();
+        let covered = self.found_for.as_deref().is_some_and(|asked| {
+            prefix.to_lowercase().starts_with(&asked.to_lowercase())
+                && self.found.len() < mention::SUGGEST_MAX
+        });
+        let pending = self.asked.back().is_some_and(|last| last == prefix);
+        if !partial || prefix.is_empty() || covered || pending || !self.can_send() {
+            return Vec::new();
+        }
+        // Answers lost with a dropped link are not waited for.
+        if self.asked.len() >= ASKED_MAX {
+            self.asked.pop_front();
+        }
+        self.asked.push_back(prefix.to_owned());
+        vec![ClientMsg::Members {
+            room: self.room.clone(),
+            after: None,
+            prefix: Some(prefix.to_owned()),
+            limit: Some(mention::SUGGEST_MAX as u32),
+        }]
     }
 
     /// Whether the reader may delete `m` now: its own within the window, anyone's as a
@@ -2428,6 +2495,39 @@ mod tests {
         again.apply(ServerMsg::Message(said("dev", 5, "bo", "new")));
         assert_eq!((again.unread, again.to_notify.len()), (3, 1));
         assert_eq!(again.leave(), [ClientMsg::Leave { room: "dev".into() }]);
+    }
+
+    #[test]
+    fn in_a_big_room_the_server_is_asked_for_names_past_the_first_page() {
+        let mut m = online_with_limits(None, None);
+        m.apply(ServerMsg::Presence {
+            room: "lobby".into(),
+            members: vec!["ann".into(), "bea".into()],
+            count: 500,
+        });
+        assert_eq!(
+            m.look_up("zo"),
+            [ClientMsg::Members {
+                room: "lobby".into(),
+                after: None,
+                prefix: Some("zo".into()),
+                limit: Some(6)
+            }]
+        );
+        assert!(m.look_up("zo").is_empty(), "asked once");
+        m.apply(ServerMsg::Members {
+            room: "lobby".into(),
+            members: vec!["zoe".into(), "Zora".into()],
+            next: None,
+        });
+        assert_eq!(m.offer("zo"), ["zoe", "Zora"]);
+        assert_eq!(m.offer("zor"), ["Zora"]);
+        // All the names with "zo" came: a longer prefix needs no question.
+        assert!(m.look_up("zor").is_empty());
+        assert_eq!(m.offer("b"), ["bea"]);
+        // A small room's list is all of it: nothing to ask.
+        let mut small = online_with_limits(None, None);
+        assert!(small.look_up("zo").is_empty());
     }
 
     fn empty_lobby() -> ServerMsg {
