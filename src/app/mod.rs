@@ -16,7 +16,12 @@ use crate::{
     i18n::{Lang, Strings},
     protocol::{ChatMessage, DEFAULT_ROOM, ErrorCode, NoticeKind, RoomName},
 };
-use leptos::{ev, html, prelude::*, wasm_bindgen::JsCast};
+use leptos::{
+    either::{EitherOf3, EitherOf5},
+    ev, html,
+    prelude::*,
+    wasm_bindgen::JsCast,
+};
 use leptos_meta::{HashedStylesheet, Html, MetaTags, Title, provide_meta_context};
 use leptos_router::{
     components::{Route, Router, Routes},
@@ -1046,7 +1051,7 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                 {let key = item.key();
                 match item {
                     // A change of an earlier message: shown in that message's place.
-                    Item::Message(m) if m.edits.is_some() => ().into_any(),
+                    Item::Message(m) if m.edits.is_some() => EitherOf5::A(()),
                     // A moderator's action: a notice.
                     Item::Message(ChatMessage { moderation: Some(md), from, .. }) => {
                         let text = move || {
@@ -1057,7 +1062,7 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                             };
                             (s.moderation)(&from, md.action, md.name.as_deref().unwrap_or_default(), &d)
                         };
-                        view! { <div class="notice moderation" data-testid="moderation" data-key=key>{text}</div> }.into_any()
+                        EitherOf5::B(view! { <div class="notice moderation" data-testid="moderation" data-key=key>{text}</div> })
                     }
                     Item::Message(m) => {
                         let seq = m.seq;
@@ -1073,24 +1078,21 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                         let body = {
                             let original = m.text.clone();
                             move || match change.get() {
-                                Some(Changed { deleted: true, by_moderator, .. }) => view! {
+                                Some(Changed { deleted: true, by_moderator, .. }) => EitherOf3::A(view! {
                                     <p class="text deleted" data-testid="deleted">
                                         {move || match by_moderator {
                                             true => t().deleted_by_moderator,
                                             false => t().message_deleted,
                                         }}
                                     </p>
-                                }
-                                    .into_any(),
-                                Some(Changed { text, .. }) => view! {
+                                }),
+                                Some(Changed { text, .. }) => EitherOf3::B(view! {
                                     <div class="text">{markup::render(markup::parse(&text))}</div>
                                     <span class="edited" data-testid="edited">{move || t().edited}</span>
-                                }
-                                    .into_any(),
-                                None => view! {
+                                }),
+                                None => EitherOf3::C(view! {
                                     <div class="text">{markup::render(markup::parse(&original))}</div>
-                                }
-                                    .into_any(),
+                                }),
                             }
                         };
                         let changeable = {
@@ -1132,7 +1134,7 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                                 press.set_value(handle.ok());
                             }
                         };
-                        view! {
+                        let view = view! {
                             <Show when=move || look.get().new_day>
                                 <div class="day" data-testid="day">
                                     <span>{move || reading::day_label(ts, tag(), t().today, t().yesterday)}</span>
@@ -1175,8 +1177,8 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                                 </Show>
                                 {body}
                             </div>
-                        }
-                            .into_any()
+                        };
+                        EitherOf5::C(view)
                     }
                     Item::Notice { kind, names, old_name, .. } => {
                         let text = move || {
@@ -1200,16 +1202,13 @@ fn MessageList(model: RwSignal<Model>) -> impl IntoView {
                                 }
                             }
                         };
-                        view! { <div class="notice" data-testid="notice" data-key=key>{text}</div> }.into_any()
+                        EitherOf5::D(view! { <div class="notice" data-testid="notice" data-key=key>{text}</div> })
                     }
-                    Item::Gap { .. } => {
-                        view! {
-                            <div class="notice gap" data-testid="gap" role="status" data-key=key>
-                                {move || t().gap}
-                            </div>
-                        }
-                            .into_any()
-                    }
+                    Item::Gap { .. } => EitherOf5::E(view! {
+                        <div class="notice gap" data-testid="gap" role="status" data-key=key>
+                            {move || t().gap}
+                        </div>
+                    }),
                 }}
             </For>
             </div>
