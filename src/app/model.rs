@@ -385,7 +385,7 @@ impl Model {
     /// Holds what is written for `ms` (the server's word, or slow mode after our own message),
     /// then asks again for what was refused: the room, and every message not yet stored.
     fn hold_for(&mut self, hold: Hold, ms: u64) {
-        self.hold = Some((hold, self.now_ms() + ms));
+        self.hold = Some((hold, self.now_ms().saturating_add(ms)));
         self.refused = true;
         self.retry_scheduled = false;
         self.schedule_retry(ms.max(50));
@@ -461,10 +461,10 @@ impl Model {
                 }
             }
             ModAction::Mute if mine && md.seconds == 0 => self.hold = None,
-            ModAction::Mute if mine => self.hold_for(Hold::Muted, md.seconds * 1000),
+            ModAction::Mute if mine => self.hold_for(Hold::Muted, md.seconds.saturating_mul(1000)),
             ModAction::Kick if mine => {
                 self.joined = false;
-                self.hold_for(Hold::Kicked, md.seconds * 1000);
+                self.hold_for(Hold::Kicked, md.seconds.saturating_mul(1000));
             }
             _ => {}
         }
@@ -610,7 +610,7 @@ impl Model {
         }
         if let Some((_, left_s)) = self.held() {
             // Goes once the hold is over.
-            self.schedule_retry(left_s * 1000);
+            self.schedule_retry(left_s.saturating_mul(1000));
             return Vec::new();
         }
         let (now, tick, room) = (self.now_ns, self.ticks, &self.room);
@@ -887,7 +887,7 @@ impl Model {
                 {
                     p.acked = true;
                     if self.slow_mode_s > 0 && !self.moderator {
-                        self.hold_for(Hold::Slow, self.slow_mode_s * 1000);
+                        self.hold_for(Hold::Slow, self.slow_mode_s.saturating_mul(1000));
                     }
                 }
                 self.note_when_all_out();

@@ -491,7 +491,7 @@ impl RoomTask {
         }
         let until_ms = match moderation.seconds {
             0 => 0,
-            s => at_ms + s * 1000,
+            s => at_ms.saturating_add(s.saturating_mul(1000)),
         };
         let (hub, room) = (self.hub.clone(), self.room.clone());
         tokio::spawn(async move {
