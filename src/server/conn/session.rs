@@ -868,10 +868,7 @@ impl Connection {
                 format!("seconds must be 1 to {MODERATION_MAX_S} (0 lifts a mute)"),
             ));
         }
-        let until_ms = match seconds {
-            0 => 0,
-            s => crate::server::store::now_ms() + s * 1000,
-        };
+        let until_ms = crate::server::store::until(crate::server::store::now_ms(), seconds);
         let who = name_key(&target.key());
         let rule = match action {
             ModAction::Kick => Rule::Kick { who, until_ms },

@@ -9,7 +9,7 @@ use crate::server::outbox::Class;
 use crate::server::{
     bus::{BusEvent, BusItem, RecvError, Subscription},
     frame::encode,
-    store::{Member, MemberPage, MemberQuery, Rule, Snapshot, StoreError, session_key},
+    store::{Member, MemberPage, MemberQuery, Rule, Snapshot, StoreError, session_key, until},
 };
 use std::{sync::Arc, time::Duration};
 use tokio::{
@@ -489,10 +489,7 @@ impl RoomTask {
         if sessions.is_empty() {
             return;
         }
-        let until_ms = match moderation.seconds {
-            0 => 0,
-            s => at_ms.saturating_add(s.saturating_mul(1000)),
-        };
+        let until_ms = until(at_ms, moderation.seconds);
         let (hub, room) = (self.hub.clone(), self.room.clone());
         tokio::spawn(async move {
             for session in sessions {

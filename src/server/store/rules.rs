@@ -54,6 +54,14 @@ pub fn session_key(session: &str) -> String {
     format!("s:{hex}")
 }
 
+/// Until when a mute or a kick of `seconds` from `at_ms` lasts: 0 (lifted) for 0 seconds.
+pub fn until(at_ms: u64, seconds: u64) -> u64 {
+    match seconds {
+        0 => 0,
+        s => at_ms.saturating_add(s.saturating_mul(1000)),
+    }
+}
+
 /// One room's rules, in memory.
 #[derive(Debug, Default)]
 pub struct RoomRules {
