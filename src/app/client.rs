@@ -407,10 +407,13 @@ mod imp {
             }
             return;
         }
+        // The room in view first: its answers (a `welcome`'s name claim) go out before the
+        // others' (their `join`s, which count as the named member's only after the claim).
         let in_view = rooms.in_view();
-        for model in rooms.each() {
+        act_as(in_view, true, |m| m.apply(msg.clone()));
+        for model in rooms.each().into_iter().filter(|m| *m != in_view) {
             let msg = msg.clone();
-            act_as(model, model == in_view, |m| m.apply(msg));
+            act_as(model, false, |m| m.apply(msg));
         }
     }
 

@@ -143,6 +143,9 @@ pub struct Model {
     /// made again, however short the gap (the status said Offline meanwhile).
     pub drops: u64,
     pub joined: bool,
+    /// A `join` went out right behind the name claim on connect: the claim's `name_set` need
+    /// not ask for the room again (see `welcome`).
+    joining: bool,
     /// The room is read without a name (what is said, who is there; no part in it yet).
     pub reading: bool,
     /// The room's members, sorted: all of them, or in a big room the first page the server sent.
@@ -492,6 +495,7 @@ impl Model {
             Status::Reconnecting
         };
         self.joined = false;
+        self.joining = false;
         if let Some(name) = self.name.take() {
             self.wanted_name = Some(name);
             self.reclaims_left = RECLAIM_TRIES;
@@ -766,14 +770,18 @@ impl Model {
                 if let Some(token) = self.operator_token.clone() {
                     answers.push(ClientMsg::Moderate { token });
                 }
-                match &self.wanted_name {
-                    Some(name) => answers.push(ClientMsg::SetName { name: name.clone() }),
-                    // Without a name yet, the room is read until one is picked.
-                    None => answers.push(ClientMsg::Join {
-                        room: self.room.clone(),
-                        since: None,
-                    }),
+                // The room is asked for right behind the name, not after `name_set`: one round
+                // trip less to a usable page (the server takes frames in order, so the join is
+                // a member's if the claim succeeded, a reader's if not). Without a name yet, the
+                // room is read until one is picked. After a reconnect, only what was missed.
+                if let Some(name) = &self.wanted_name {
+                    answers.push(ClientMsg::SetName { name: name.clone() });
                 }
+                self.joining = self.wanted_name.is_some();
+                answers.push(ClientMsg::Join {
+                    room: self.room.clone(),
+                    since: self.position(),
+                });
                 answers
             }
             ServerMsg::Resumed { session, name } => {
@@ -798,7 +806,7 @@ impl Model {
                 self.wanted_name = Some(name.clone());
                 self.name = Some(name);
                 self.clear_error();
-                if self.joined && !self.reading {
+                if std::mem::take(&mut self.joining) || (self.joined && !self.reading) {
                     Vec::new()
                 } else {
                     // From reading to taking part: a member once the server says so.
@@ -818,6 +826,7 @@ impl Model {
                 recovered,
             } if room == self.room => {
                 self.joined = true;
+                self.joining = false;
                 self.reading = self.name.is_none();
                 self.set_members(members, count);
                 // A refusal for want of the store is over once the room is ours again.
@@ -1670,15 +1679,21 @@ mod tests {
     #[test]
     fn a_remembered_name_is_claimed_and_the_room_joined_on_connect() {
         let mut m = Model::new("lobby", Some("ann".into()));
+        // Both at once: the join is taken after the claim, without waiting for its answer.
         assert_eq!(
             m.apply(welcome()),
-            vec![ClientMsg::SetName { name: "ann".into() }]
+            vec![
+                ClientMsg::SetName { name: "ann".into() },
+                ClientMsg::join("lobby")
+            ]
         );
         assert!(!m.can_send());
         assert_eq!(
             m.apply(ServerMsg::NameSet { name: "ann".into() }),
-            vec![ClientMsg::join("lobby")]
+            vec![],
+            "the room was asked for already"
         );
+        assert!(!m.can_send(), "a member once the server says so");
         m.apply(ServerMsg::Joined {
             room: "lobby".into(),
             members: vec!["ann".into()],
@@ -1688,6 +1703,33 @@ mod tests {
         });
         assert!(m.can_send());
         assert_eq!(seqs(&m), [1]);
+    }
+
+    #[test]
+    fn a_name_refused_on_connect_leaves_a_reader_who_joins_once_it_is_granted() {
+        let mut m = Model::new("lobby", Some("ann".into()));
+        m.apply(welcome());
+        m.apply(ServerMsg::Error {
+            code: ErrorCode::NameTaken,
+            message: String::new(),
+            retry_after_ms: None,
+            room: None,
+        });
+        // The join behind the claim came in without the name: the room is read.
+        m.apply(ServerMsg::Joined {
+            room: "lobby".into(),
+            members: vec!["ann".into()],
+            count: 1,
+            history: vec![msg(1, "e")],
+            recovered: None,
+        });
+        assert!(m.reading && !m.can_send());
+        m.request_name("bo");
+        assert_eq!(
+            m.apply(ServerMsg::NameSet { name: "bo".into() }),
+            vec![rejoin_from(1)],
+            "from reading to taking part"
+        );
     }
 
     #[test]
@@ -1792,8 +1834,8 @@ mod tests {
     fn a_reconnect_resumes_the_previous_session_before_claiming_the_name() {
         let mut m = Model::new("lobby", Some("ann".into()));
         assert_eq!(
-            m.apply(welcome_as("s1")),
-            vec![ClientMsg::SetName { name: "ann".into() }],
+            m.apply(welcome_as("s1"))[0],
+            ClientMsg::SetName { name: "ann".into() },
             "nothing to resume on the first connection"
         );
         m.apply(ServerMsg::NameSet { name: "ann".into() });
@@ -1804,7 +1846,8 @@ mod tests {
                 ClientMsg::Resume {
                     session: "s1".into()
                 },
-                ClientMsg::SetName { name: "ann".into() }
+                ClientMsg::SetName { name: "ann".into() },
+                ClientMsg::join("lobby")
             ]
         );
         m.apply(ServerMsg::Resumed {
@@ -1887,7 +1930,8 @@ mod tests {
                 ClientMsg::Resume {
                     session: "s1".into()
                 },
-                ClientMsg::SetName { name: "ann".into() }
+                ClientMsg::SetName { name: "ann".into() },
+                ClientMsg::join("lobby")
             ]
         );
     }
@@ -1970,10 +2014,7 @@ mod tests {
         m.apply(ServerMsg::Message(msg(3, "e")));
         m.disconnected();
         assert!(!m.can_send());
-        assert_eq!(
-            m.apply(welcome()).last(),
-            Some(&ClientMsg::SetName { name: "ann".into() })
-        );
+        assert_eq!(m.apply(welcome()).last(), Some(&rejoin_from(3)));
         m.apply(ServerMsg::NameSet { name: "ann".into() });
         m.apply(ServerMsg::Joined {
             room: "lobby".into(),
@@ -1991,11 +2032,11 @@ mod tests {
         online_in_lobby(&mut m);
         m.apply(ServerMsg::Message(msg(3, "e")));
         m.disconnected();
-        m.apply(welcome());
         assert_eq!(
-            m.apply(ServerMsg::NameSet { name: "ann".into() }),
-            vec![rejoin_from(3)]
+            m.apply(welcome())[1..],
+            [ClientMsg::SetName { name: "ann".into() }, rejoin_from(3)]
         );
+        assert_eq!(m.apply(ServerMsg::NameSet { name: "ann".into() }), vec![]);
         m.apply(ServerMsg::Joined {
             room: "lobby".into(),
             members: vec![],
