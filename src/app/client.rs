@@ -133,6 +133,11 @@ mod imp {
             .get_attribute("lang")
     }
 
+    /// The path of the page's address (`/r/lobby`).
+    pub fn page_path() -> Option<String> {
+        web_sys::window()?.location().pathname().ok()
+    }
+
     /// Sets a cookie of this page (`name=value; attributes`).
     pub fn set_cookie(cookie: &str) {
         if let Some(document) = web_sys::window().and_then(|w| w.document()) {
@@ -550,6 +555,9 @@ mod imp {
     pub fn page_language() -> Option<String> {
         None
     }
+    pub fn page_path() -> Option<String> {
+        None
+    }
     pub fn set_cookie(_cookie: &str) {}
     pub fn random_id() -> String {
         String::new()
@@ -579,6 +587,6 @@ mod imp {
 
 pub use imp::{
     act, act_quietly, ask_to_notify, first_in_view, load_outbox, on_resize, page_language,
-    random_id, save_outbox, send, set_cookie, show_path, start, storage_get, storage_set, tab_get,
-    tab_hidden, tab_set,
+    page_path, random_id, save_outbox, send, set_cookie, show_path, start, storage_get,
+    storage_set, tab_get, tab_hidden, tab_set,
 };

@@ -17,17 +17,12 @@ use crate::{
     protocol::{ChatMessage, DEFAULT_ROOM, ErrorCode, NoticeKind, RoomName},
 };
 use leptos::{
-    either::{EitherOf3, EitherOf5},
+    either::{Either, EitherOf3, EitherOf4, EitherOf5},
     ev, html,
     prelude::*,
     wasm_bindgen::JsCast,
 };
 use leptos_meta::{HashedStylesheet, Html, MetaTags, Title, provide_meta_context};
-use leptos_router::{
-    components::{Route, Router, Routes},
-    hooks::use_params_map,
-    path,
-};
 use model::{Changed, Edge, Hold, Item, Model, Notify, SendState, Status};
 use reading::Theme;
 use rooms::{ROOMS_KEY, Rooms};
@@ -116,13 +111,64 @@ pub fn App() -> impl IntoView {
     view! {
         <Html {..} lang=move || lang.get().tag() data-theme=move || theme.get().map(Theme::tag) />
         <Title text="Chorus" />
-        <Router>
-            <Routes fallback=|| view! { <NotFound /> }>
-                <Route path=path!("") view=|| view! { <ChatPage room=DEFAULT_ROOM.to_owned() /> } />
-                <Route path=path!("/r/:room") view=RoomPage />
-                <Route path=path!("/status") view=status::StatusPage />
-            </Routes>
-        </Router>
+        // The page is the address's, chosen once: rooms switch in place (`switch_to`), and
+        // every other link loads a page. No router: it would hold the page as an `AnyView`,
+        // whose hydration code for every view in it (sync and async) made the WASM a fifth
+        // larger (BENCHMARKS.md).
+        {match Page::for_path(&page_path()) {
+            Page::Chat(room) => EitherOf4::A(view! { <ChatPage room /> }),
+            Page::BadRoom(code) => EitherOf4::B(view! { <NotFound code=Some(code) /> }),
+            Page::Status => EitherOf4::C(view! { <status::StatusPage /> }),
+            Page::NotFound => EitherOf4::D(view! { <NotFound code=None /> }),
+        }}
+    }
+}
+
+/// Where the status page is (served only when the node is configured to).
+pub const STATUS_PATH: &str = "/status";
+
+/// What an address shows. The server routes these same paths to the app (`server::site`);
+/// any other address is answered 404 with [`Page::NotFound`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Page {
+    /// `/` (the default room) or `/r/<room>`.
+    Chat(String),
+    /// `/r/<room>` with a name no room can have.
+    BadRoom(ErrorCode),
+    Status,
+    NotFound,
+}
+
+impl Page {
+    pub fn for_path(path: &str) -> Page {
+        if path == "/" {
+            return Page::Chat(DEFAULT_ROOM.to_owned());
+        }
+        if path == STATUS_PATH {
+            return Page::Status;
+        }
+        match path.strip_prefix("/r/") {
+            Some(room) if !room.is_empty() && !room.contains('/') => match RoomName::parse(room) {
+                Ok(room) => Page::Chat(room.to_string()),
+                Err(e) => Page::BadRoom(e.code),
+            },
+            _ => Page::NotFound,
+        }
+    }
+}
+
+/// The path of the address the page is for: on the server, the request's; in the browser,
+/// the one the server rendered (the address bar, before any room switch).
+fn page_path() -> String {
+    #[cfg(feature = "ssr")]
+    {
+        use_context::<axum::http::request::Parts>()
+            .map(|parts| parts.uri.path().to_owned())
+            .unwrap_or_default()
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        client::page_path().unwrap_or_default()
     }
 }
 
@@ -173,31 +219,21 @@ fn use_strings() -> impl Fn() -> &'static Strings + Copy {
     move || lang.get().strings()
 }
 
+/// No such page; with `code`, a room address whose name no room can have (why, said).
 #[component]
-fn NotFound() -> impl IntoView {
+fn NotFound(code: Option<ErrorCode>) -> impl IntoView {
     let t = use_strings();
+    let why = move || match code {
+        Some(code) => {
+            Either::Left(view! { <p class="error" data-testid="error">{(t().error)(code)}</p> })
+        }
+        None => Either::Right(view! { <p>{t().not_found}</p> }),
+    };
     view! {
         <main class="not-found">
-            <p>{move || t().not_found}</p>
+            {why}
             <a href="/">{move || t().back_to_lobby}</a>
         </main>
-    }
-}
-
-#[component]
-fn RoomPage() -> impl IntoView {
-    let t = use_strings();
-    let params = use_params_map();
-    let room = params.with_untracked(|p| p.get("room").unwrap_or_default());
-    match RoomName::parse(&room) {
-        Ok(room) => view! { <ChatPage room=room.to_string() /> }.into_any(),
-        Err(e) => view! {
-            <main class="not-found">
-                <p class="error" data-testid="error">{move || (t().error)(e.code)}</p>
-                <a href="/">{move || t().back_to_lobby}</a>
-            </main>
-        }
-        .into_any(),
     }
 }
 
@@ -1555,5 +1591,24 @@ fn Composer(model: RwSignal<Model>) -> impl IntoView {
                 </ul>
             </Show>
         </form>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_address_shows_its_page() {
+        assert_eq!(Page::for_path("/"), Page::Chat(DEFAULT_ROOM.to_owned()));
+        assert_eq!(
+            Page::for_path("/r/rust-fans"),
+            Page::Chat("rust-fans".into())
+        );
+        assert_eq!(Page::for_path("/status"), Page::Status);
+        assert!(matches!(Page::for_path("/r/Bad%20Room"), Page::BadRoom(_)));
+        for path in ["", "/r/", "/r/a/b", "/nope", "/status/x", "/rooms/lobby"] {
+            assert_eq!(Page::for_path(path), Page::NotFound, "{path}");
+        }
     }
 }

@@ -2,10 +2,9 @@
 //! assets), with their headers, and the Leptos settings they are served with.
 
 use super::{AppState, status};
-use crate::app::{App, shell};
+use crate::app::{STATUS_PATH, shell};
 use axum::{Router, http::StatusCode, routing::get};
 use leptos::config::LeptosOptions;
-use leptos_axum::{LeptosRoutes, generate_route_list};
 use std::{path::Path, sync::Arc};
 
 use super::config::Config;
@@ -76,15 +75,14 @@ fn cache_policy(path: &str) -> &'static str {
 pub(super) fn site(app: &AppState, status: bool) -> Router<AppState> {
     use axum::http::{HeaderValue, header};
     use tower_http::{compression::CompressionLayer, set_header::SetResponseHeaderLayer};
-    let routes = generate_route_list(App)
-        .into_iter()
-        .filter(|r| status || r.path() != STATUS_PATH)
-        .collect();
     let header =
         |name, value| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value));
-    let site = Router::new().leptos_routes_with_context(
-        app,
-        routes,
+    // Leptos renders pages with tasks on tokio. Set once per process; a second call is
+    // refused, harmlessly.
+    let _ = any_spawner::Executor::init_tokio();
+    // The app's pages (`app::Page`), streamed as they render; the app picks what to show
+    // from the path.
+    let page = leptos_axum::render_app_to_stream_with_context(
         {
             // The status page reads the node through this (when rendered on the server).
             let app = app.clone();
@@ -95,8 +93,12 @@ pub(super) fn site(app: &AppState, status: bool) -> Router<AppState> {
             move || shell(options.clone())
         },
     );
+    let site = Router::new()
+        .route("/", get(page.clone()))
+        .route("/r/{room}", get(page.clone()));
     let site = if status {
-        site.route("/status.json", get(status::status_json))
+        site.route(STATUS_PATH, get(page))
+            .route("/status.json", get(status::status_json))
     } else {
         site.route(STATUS_PATH, get(|| async { StatusCode::NOT_FOUND }))
     };
@@ -120,9 +122,6 @@ pub(super) fn site(app: &AppState, status: bool) -> Router<AppState> {
             },
         ))
 }
-
-/// Where the status page lives.
-const STATUS_PATH: &str = "/status";
 
 /// The site with its status page, for its own address (`status_listen`).
 pub(super) fn status_router(app: AppState) -> Router {

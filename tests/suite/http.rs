@@ -155,3 +155,31 @@ async fn the_wasm_is_compressed_when_the_browser_asks() {
     server.shutdown().await.expect("clean shutdown");
     let _ = std::fs::remove_dir_all(site);
 }
+
+#[tokio::test]
+async fn each_address_is_answered_with_its_page_or_not_found() {
+    let server = TestServer::start().await;
+    let get = |path: &'static str| {
+        let url = server.http_url(path);
+        async move {
+            let page = reqwest::get(&url).await.expect("GET a page");
+            let status = page.status().as_u16();
+            (status, page.text().await.expect("the page's body"))
+        }
+    };
+    let (status, lobby) = get("/").await;
+    assert_eq!(status, 200);
+    assert!(lobby.contains("data-testid=\"messages\""), "{lobby}");
+    let (status, room) = get("/r/rust-fans").await;
+    assert_eq!(status, 200);
+    assert!(room.contains("rust-fans"), "{room}");
+    // A room address whose name no room can have: the page says why.
+    let (status, bad) = get("/r/Not%20A%20Room").await;
+    assert_eq!(status, 200);
+    assert!(bad.contains("data-testid=\"error\""), "{bad}");
+    for path in ["/nope", "/r/a/b", "/r/"] {
+        let (status, page) = get(path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(page.contains("class=\"not-found\""), "{path}: {page}");
+    }
+}
