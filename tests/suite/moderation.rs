@@ -122,6 +122,27 @@ async fn moderators_act_on_every_node(first: &impl Endpoint, second: &impl Endpo
     cy.say("lobby", "hello", "c1").await;
     let hello = cy.next_message().await;
     assert_eq!(hello.text, "hello");
+    // Nor is a muted person said to be typing; others are.
+    let typing = ClientMsg::Typing { room: lobby() };
+    bo.send(&typing).await;
+    ann.send(&typing).await;
+    let heard: Vec<Vec<String>> = cy
+        .listen_for(Duration::from_millis(1500))
+        .await
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMsg::Typing { names, .. } => Some(names),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        heard.iter().any(|names| names.contains(&"ann".to_owned())),
+        "{heard:?}"
+    );
+    assert!(
+        heard.iter().flatten().all(|name| name != "bo2"),
+        "{heard:?}"
+    );
 
     // Slow mode: one message per person per interval, counted across nodes.
     ann.send(&ClientMsg::SlowMode {

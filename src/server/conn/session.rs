@@ -696,7 +696,7 @@ impl Connection {
     /// dropped without an answer (a page says so every few seconds while its composer changes).
     /// Nothing is stored, and a store that cannot pass it on now is not worth an error.
     async fn typing(&mut self, raw_room: &str) -> Result<(), Invalid> {
-        let name = self.name()?.to_string();
+        let name = self.name()?.clone();
         let room = self.taking_part(raw_room)?;
         let now = Instant::now();
         if self
@@ -707,9 +707,15 @@ impl Connection {
             return Ok(());
         }
         self.typed = Some(now);
+        // A muted or kicked person is not said to be typing either (slow mode does not stop
+        // typing). Without the store's answer it is dropped: typing is the first to go.
+        if self.gate(&room, &name, Act::Change).await.is_err() {
+            self.node.metrics.typing_dropped.inc();
+            return Ok(());
+        }
         let msg = ServerMsg::Typing {
             room: room.to_string(),
-            names: vec![name],
+            names: vec![name.to_string()],
         };
         if let Err(e) = self.node.store.signal(&room, &msg).await {
             tracing::debug!(cause = %e, %room, "typing not passed on");
