@@ -285,13 +285,19 @@ mod imp {
         else {
             return;
         };
-        let on_click = wasm_bindgen::closure::Closure::<dyn Fn()>::new(|| {
-            if let Some(window) = web_sys::window() {
-                let _ = window.focus();
-            }
-        });
-        shown.set_onclick(Some(on_click.as_ref().unchecked_ref()));
-        on_click.forget();
+        ON_NOTIFICATION_CLICK
+            .with(|on_click| shown.set_onclick(Some(on_click.as_ref().unchecked_ref())));
+    }
+
+    thread_local! {
+        /// A click on any of the page's notifications brings the tab forward: one closure for
+        /// the page's life, not one kept per notification shown.
+        static ON_NOTIFICATION_CLICK: wasm_bindgen::closure::Closure<dyn Fn()> =
+            wasm_bindgen::closure::Closure::new(|| {
+                if let Some(window) = web_sys::window() {
+                    let _ = window.focus();
+                }
+            });
     }
 
     /// Follows what the browser says of its network (`online` and `offline` events).
