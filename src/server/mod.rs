@@ -27,6 +27,7 @@ pub mod conn;
 pub mod frame;
 pub mod guard;
 pub mod hub;
+mod linger;
 pub mod metrics;
 pub mod net;
 mod outbox;
@@ -218,7 +219,7 @@ async fn serve_beside(
     tracing::info!(%addr, key, "listening beside the main address");
     let stop = stop.clone();
     tokio::spawn(async move {
-        let served = axum::serve(listener, service)
+        let served = axum::serve(linger::Lingering(listener), service)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;
         if let Err(e) = served {
@@ -349,15 +350,23 @@ impl Server {
         let service = router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
         let serve: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
             // Frames are batched and flushed by the writer, so Nagle's algorithm only adds delay.
+            // Every connection closes gently (`linger`): what was written last is read.
             None => Box::pin(
-                axum::serve(listener.tap_io(set_nodelay), service)
-                    .with_graceful_shutdown(graceful)
-                    .into_future(),
+                axum::serve(
+                    linger::Lingering(listener).tap_io(|io| {
+                        if let Some(tcp) = io.get_mut() {
+                            set_nodelay(tcp);
+                        }
+                    }),
+                    service,
+                )
+                .with_graceful_shutdown(graceful)
+                .into_future(),
             ),
             // The TLS listener sets TCP_NODELAY itself; `tap_io` is what lends it connect info.
             Some(acceptor) => Box::pin(
                 axum::serve(
-                    tls::TlsListener::new(listener, acceptor)?.tap_io(|_| {}),
+                    linger::Lingering(tls::TlsListener::new(listener, acceptor)?).tap_io(|_| {}),
                     service,
                 )
                 .with_graceful_shutdown(graceful)

@@ -474,3 +474,51 @@ async fn names_of_sessions_that_ended_are_freed_in_redis() {
     }
     server.shutdown().await.expect("clean shutdown");
 }
+
+/// A client that writes its first frames right behind the upgrade request (before the answer)
+/// still reads a refusal whole: the server does not close with those bytes unread, which would
+/// reset the connection and could discard the answer before the client reads it.
+#[tokio::test]
+async fn a_refused_upgrade_is_read_whole_though_frames_followed_the_request() {
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpStream,
+    };
+    let server = TestServer::with(|c| {
+        c.limits.max_connections_per_address = 1;
+        c.limits.connects_per_sec = 0;
+    })
+    .await;
+    let _first = open(&server, &[]).await;
+    for _ in 0..5 {
+        let mut tcp = TcpStream::connect(server.addr).await.expect("TCP connects");
+        let mut bytes = format!(
+            "GET /ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            server.addr
+        )
+        .into_bytes();
+        // 64 KiB of masked binary frames, as an eager client might send.
+        for _ in 0..64 {
+            bytes.extend([0x82, 0xfe, 0x03, 0xf8, 1, 2, 3, 4]);
+            bytes.extend(std::iter::repeat_n(0x55u8, 1016));
+        }
+        tcp.write_all(&bytes)
+            .await
+            .expect("request and frames written");
+        // Read after the server has answered and closed (or would have).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(PATIENCE, tcp.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        // Ended by the server's FIN, not a reset (which a browser may answer by discarding
+        // what it had not read yet).
+        assert!(
+            matches!(read, Ok(Ok(_))),
+            "the answer ended with {read:?}: {answer:?}"
+        );
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+        assert!(answer.contains("retry-after"), "{answer:?}");
+    }
+    server.shutdown().await.expect("clean shutdown");
+}
