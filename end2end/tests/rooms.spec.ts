@@ -55,6 +55,8 @@ for (const size of [
       const firstInList = list.locator(`[data-room=${first}]`);
       await expect(firstInList.getByTestId('unread')).toHaveText('2');
       await expect(firstInList.getByTestId('mention-mark')).toBeVisible();
+      // The tab's title counts the news of every room, not only the one in view.
+      await expect(ann).toHaveTitle(`(@1 · 2) #${second} · Chorus`);
       await expect(ann.getByTestId('side-toggle')).toHaveClass(size.name === 'phone' ? /news/ : /.*/);
       await ann.screenshot({ path: test.info().outputPath(`rooms-${lang.tag}-${size.name}.png`) });
 
@@ -64,6 +66,7 @@ for (const size of [
       await expect(ann.getByTestId('message').last()).toContainText('look here');
       list = await rooms(ann);
       await expect(list.locator(`[data-room=${first}]`).getByTestId('unread')).toHaveCount(0);
+      await expect(ann).toHaveTitle(`#${first} · Chorus`);
       expect(await ann.evaluate(() => (window as any).__samePage)).toBe(true);
 
       // Back in the second room, bo says more in the first; a reload keeps both rooms and

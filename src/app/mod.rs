@@ -522,8 +522,15 @@ fn RoomView(model: RwSignal<Model>, rooms: Rooms) -> impl IntoView {
     let named = Memo::new(move |_| model.with(|m| m.name.is_some() || m.named_once));
     let side_open = move || toggled.get() || !named.get();
     let count = Memo::new(move |_| model.with(Model::member_total));
-    // While the tab is hidden, its title counts what others said, and those that named us.
-    let unread = Memo::new(move |_| model.with(|m| (m.unread, m.unread_mentions)));
+    // The title counts what others said and those that named us, in the rooms not in view
+    // and, while the tab is hidden, in this one: seen from another tab, the news of every room.
+    let unread = Memo::new(move |_| {
+        rooms.open.with(|open| {
+            open.iter().fold((0, 0), |(n, m), room| {
+                room.with(|r| (n + r.unread, m + r.unread_mentions))
+            })
+        })
+    });
     let title = {
         let room_title = room_title.clone();
         move || match unread.get() {
