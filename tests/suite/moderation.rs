@@ -8,7 +8,7 @@ use crate::common;
 use chorus::protocol::{ChatMessage, ClientMsg, ModAction, NoticeKind, Position, ServerMsg};
 use common::{
     Client, Endpoint, TestServer,
-    cluster::{Node, Redis},
+    cluster::{Node, Redis, ask},
 };
 use std::time::Duration;
 
@@ -372,4 +372,71 @@ async fn a_tokens_moderator_claim_makes_a_moderator() {
         (action, seconds, entry.from.as_str()),
         (ModAction::SlowMode, 5, "ann")
     );
+}
+
+/// What `client` said: `Ok` once the room has it, or the code of the refusal.
+async fn outcome(client: &mut Client, text: &str, id: &str) -> Result<(), String> {
+    client.say("lobby", text, id).await;
+    match client
+        .recv_until(|m| {
+            matches!(m, ServerMsg::Error { .. })
+                || matches!(m, ServerMsg::Message(m) if m.client_id.as_deref() == Some(id))
+        })
+        .await
+    {
+        ServerMsg::Error { code, .. } => Err(code.as_str().to_owned()),
+        _ => Ok(()),
+    }
+}
+
+/// A mute and slow mode outlast Redis losing its data: the nodes that delivered them put them
+/// back with the room's members.
+#[tokio::test]
+async fn rules_are_put_back_after_redis_lost_its_data() {
+    let redis = Redis::start();
+    let args = ["--operator-token", OPERATOR_TOKEN];
+    let a = Node::start_with(&redis, "node-a", &args);
+    let b = Node::start_with(&redis, "node-b", &args);
+    let (mut ann, _, _) = Client::in_room(&a, "ann", "lobby").await;
+    let (mut bo, _, _) = Client::in_room(&b, "bo", "lobby").await;
+    let (mut cy, _, _) = Client::in_room(&b, "cy", "lobby").await;
+    ann.send(&ClientMsg::Moderate {
+        token: OPERATOR_TOKEN.into(),
+    })
+    .await;
+    ann.recv_until(|m| matches!(m, ServerMsg::Moderator)).await;
+    ann.send(&ClientMsg::Mute {
+        room: lobby(),
+        name: "bo".into(),
+        seconds: 600,
+    })
+    .await;
+    assert_eq!(next_moderation(&mut bo).await.0, ModAction::Mute);
+    ann.send(&ClientMsg::SlowMode {
+        room: lobby(),
+        seconds: 600,
+    })
+    .await;
+    assert_eq!(next_moderation(&mut cy).await.0, ModAction::Mute);
+    assert_eq!(next_moderation(&mut cy).await.0, ModAction::SlowMode);
+    assert_eq!(outcome(&mut bo, "spam", "b1").await, Err("muted".into()));
+
+    let flushed: Option<String> = ask(redis.port, &redis::cmd("FLUSHALL"));
+    assert_eq!(flushed.as_deref(), Some("OK"));
+    // Once the nodes have noticed (a heartbeat), bo is muted again and cy slowed.
+    let mut tries = 0;
+    while outcome(&mut bo, "spam again", &format!("b-{tries}")).await != Err("muted".into()) {
+        tries += 1;
+        assert!(
+            tries < 50,
+            "bo was not muted again 10 s after Redis lost its data"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut tries = 0;
+    while outcome(&mut cy, "and again", &format!("c-{tries}")).await != Err("slow_mode".into()) {
+        tries += 1;
+        assert!(tries < 10, "no slow mode after Redis lost its data");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -9,7 +9,10 @@ use crate::server::outbox::Class;
 use crate::server::{
     bus::{BusEvent, BusItem, RecvError, Subscription},
     frame::encode,
-    store::{Member, MemberPage, MemberQuery, Rule, Snapshot, StoreError, session_key, until},
+    store::{
+        KnownRules, Member, MemberPage, MemberQuery, Rule, Snapshot, StoreError, name_key, now_ms,
+        session_key, until,
+    },
 };
 use std::{sync::Arc, time::Duration};
 use tokio::{
@@ -78,6 +81,9 @@ struct RoomTask {
     /// A gap fill the store could not answer (unreachable, failing over) is tried again then,
     /// and live messages wait for it; the count says how many tries in a row failed.
     refill: Option<(Instant, u32)>,
+    /// The mutes, kicks and slow mode set for the room while this task ran, put back when the
+    /// store lost them (`resync`).
+    rules: KnownRules,
 }
 
 /// The first wait before a failed gap fill is tried again, and the longest.
@@ -151,6 +157,7 @@ pub(super) async fn room_task(
         lists: mpsc::unbounded_channel(),
         typing: TypingFold::default(),
         refill: None,
+        rules: KnownRules::default(),
     };
     let open = task.run(&mut sub, &mut commands).await;
     if !open {
@@ -463,6 +470,11 @@ impl RoomTask {
     /// name does not lift it; a kick also takes them out of the room here, and the room hears
     /// they left. Each node does this for its own members.
     fn moderated(&mut self, at_ms: u64, moderation: &Moderation) {
+        let now = now_ms();
+        if moderation.action == ModAction::SlowMode {
+            self.rules.keep(&Rule::Slow(moderation.seconds), now);
+            return;
+        }
         let (Some(name), ModAction::Mute | ModAction::Kick) = (&moderation.name, moderation.action)
         else {
             return;
@@ -472,6 +484,13 @@ impl RoomTask {
         };
         let key = target.key();
         let kick = moderation.action == ModAction::Kick;
+        let until_ms = until(at_ms, moderation.seconds);
+        let rule = move |who: String| match kick {
+            true => Rule::Kick { who, until_ms },
+            false => Rule::Mute { who, until_ms },
+        };
+        // The name's rule, as the moderator's node stored it.
+        self.rules.keep(&rule(name_key(&key)), now);
         let mut sessions: Vec<Arc<str>> = Vec::new();
         let mut gone = Vec::new();
         self.members.retain(|lm| {
@@ -486,18 +505,19 @@ impl RoomTask {
             }
             !kick
         });
-        if sessions.is_empty() {
+        let rules: Vec<Rule> = sessions
+            .iter()
+            .map(|session| rule(session_key(session)))
+            .collect();
+        for each in &rules {
+            self.rules.keep(each, now);
+        }
+        if rules.is_empty() {
             return;
         }
-        let until_ms = until(at_ms, moderation.seconds);
         let (hub, room) = (self.hub.clone(), self.room.clone());
         tokio::spawn(async move {
-            for session in sessions {
-                let who = session_key(&session);
-                let rule = match kick {
-                    true => Rule::Kick { who, until_ms },
-                    false => Rule::Mute { who, until_ms },
-                };
+            for rule in rules {
                 if let Err(e) = hub.store.rule(&room, rule).await {
                     tracing::warn!(cause = %e, %room, "moderation not kept for a session");
                 }
@@ -587,6 +607,19 @@ impl RoomTask {
         let reassert = self.hub.store.reassert(&self.room, &members, delivered);
         if let Err(e) = self.hub.metrics.timed("reassert", reassert).await {
             tracing::warn!(cause = %e, room = %self.room, "cannot re-register members");
+        }
+        // And the rules seen set here (written again as they were: harmless if the store kept
+        // them), beside the task.
+        let rules = self.rules.live(now_ms());
+        if !rules.is_empty() {
+            let (hub, room) = (self.hub.clone(), self.room.clone());
+            tokio::spawn(async move {
+                for rule in rules {
+                    if let Err(e) = hub.store.rule(&room, rule).await {
+                        tracing::warn!(cause = %e, %room, "a rule not put back");
+                    }
+                }
+            });
         }
         if !self.fill(None).await {
             return;

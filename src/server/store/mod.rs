@@ -25,7 +25,7 @@ pub use history::{HistoryBounds, Page, RECOVER_MAX};
 pub const LIST_MAX: usize = 200;
 pub use later::Later;
 pub use memory::MemoryStore;
-pub use rules::{Act, Rule, name_key, session_key, until};
+pub use rules::{Act, KnownRules, Rule, name_key, session_key, until};
 
 use super::bus::Subscription;
 use crate::protocol::{Change, ChatMessage, MessageText, Position, RoomName, ServerMsg, UserName};

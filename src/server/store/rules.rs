@@ -128,9 +128,86 @@ impl RoomRules {
 /// Turns remembered before the passed ones are swept.
 const TURNS_MAX: usize = 1024;
 
+/// The rules a node has seen set for a room (in the moderation entries it delivered, and those
+/// it set itself for the sessions holding a name), to put back when the store lost them: a
+/// Redis restart without persistence must not lift a mute.
+#[derive(Debug, Default)]
+pub struct KnownRules {
+    slow_s: u64,
+    /// (kick?, who) → until when (ms since the epoch).
+    held: HashMap<(bool, String), u64>,
+}
+
+impl KnownRules {
+    pub fn keep(&mut self, rule: &Rule, now_ms: u64) {
+        let (kick, who, until_ms) = match rule {
+            Rule::Slow(seconds) => {
+                self.slow_s = *seconds;
+                return;
+            }
+            Rule::Mute { who, until_ms } => (false, who, *until_ms),
+            Rule::Kick { who, until_ms } => (true, who, *until_ms),
+        };
+        self.held.insert((kick, who.clone()), until_ms);
+        self.held.retain(|_, until| *until > now_ms);
+    }
+
+    /// What still holds at `now_ms`, as the store is told it.
+    pub fn live(&self, now_ms: u64) -> Vec<Rule> {
+        let slow = (self.slow_s > 0).then_some(Rule::Slow(self.slow_s));
+        let held =
+            self.held
+                .iter()
+                .filter(|(_, until)| **until > now_ms)
+                .map(|((kick, who), until)| {
+                    let (who, until_ms) = (who.clone(), *until);
+                    match kick {
+                        true => Rule::Kick { who, until_ms },
+                        false => Rule::Mute { who, until_ms },
+                    }
+                });
+        slow.into_iter().chain(held).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_rules_are_what_still_holds() {
+        let mut known = KnownRules::default();
+        let mute = |who: &str, until_ms| Rule::Mute {
+            who: who.into(),
+            until_ms,
+        };
+        known.keep(&Rule::Slow(30), 0);
+        known.keep(&mute("n:bo", 5_000), 0);
+        known.keep(&mute("n:cy", 9_000), 0);
+        known.keep(
+            &Rule::Kick {
+                who: "n:cy".into(),
+                until_ms: 9_000,
+            },
+            0,
+        );
+        // Lifted (0), and passed by the time it is asked.
+        known.keep(&mute("n:cy", 0), 1_000);
+        let mut live = known.live(6_000);
+        live.sort_by_key(|r| format!("{r:?}"));
+        assert_eq!(
+            live,
+            [
+                Rule::Kick {
+                    who: "n:cy".into(),
+                    until_ms: 9_000
+                },
+                Rule::Slow(30)
+            ]
+        );
+        known.keep(&Rule::Slow(0), 6_000);
+        assert_eq!(known.live(10_000), []);
+    }
 
     fn who(k: &str) -> Vec<String> {
         vec![k.to_owned(), name_key(k)]
