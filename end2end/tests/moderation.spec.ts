@@ -99,6 +99,12 @@ for (const size of [
       await expect(boComposer).toBeDisabled();
       await bo.screenshot({ path: test.info().outputPath(`muted-${lang.tag}-${size.name}.png`) });
 
+      // A reload of the moderator's tab keeps its rights (the tab kept the token).
+      await ann.reload();
+      await expect(ann.getByTestId('status')).toHaveClass(/online/);
+      await expect(annRules).toContainText(lang.moderator);
+      await expect(ann.getByTestId('error')).toHaveCount(0);
+
       // A removal takes bo out of the room for everyone.
       await say(ann, `/kick ${boName} 2`);
       await expect(boRules).toHaveText(lang.kicked);

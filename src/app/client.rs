@@ -18,6 +18,9 @@ pub const LANG_KEY: &str = "chorus.lang";
 /// Where the browser keeps the session of the person its tabs are (localStorage: every tab
 /// resumes it, and a reload too), once it holds a name.
 pub const SESSION_KEY: &str = "chorus.session";
+/// Where a tab keeps the operator token the server took from it (sessionStorage: this tab, for
+/// a reload, and gone with the tab), so a moderator stays one across a reload.
+pub const OPERATOR_KEY: &str = "chorus.operator";
 
 /// Where this tab keeps the message a reader had at the top of the view, when scrolled up
 /// (sessionStorage: a reload returns there).

@@ -255,10 +255,12 @@ fn ChatPage(room: String) -> impl IntoView {
             let others: Vec<String> = client::storage_get(ROOMS_KEY)
                 .and_then(|json| serde_json::from_str(&json).ok())
                 .unwrap_or_default();
+            let operator = client::tab_get(client::OPERATOR_KEY).unwrap_or_default();
             first.update_untracked(|m| {
                 if m.wanted_name.is_none() {
                     m.wanted_name = remembered.filter(|n| !n.trim().is_empty());
                 }
+                m.restore_operator_token(operator);
                 if let Some(session) = session {
                     m.resume_session(session);
                 }
@@ -316,6 +318,18 @@ fn ChatPage(room: String) -> impl IntoView {
     Effect::new(move |_| {
         if let Some(session) = session.get() {
             client::storage_set(client::SESSION_KEY, &session);
+        }
+    });
+    // A moderator by the operator token stays one across a reload of this tab.
+    let operator = Memo::new(move |_| {
+        rooms
+            .current
+            .get()
+            .with(|m| m.operator_token_to_keep().map(str::to_owned))
+    });
+    Effect::new(move |_| {
+        if let Some(token) = operator.get() {
+            client::tab_set(client::OPERATOR_KEY, &token);
         }
     });
     // Built again only when another room comes into view: untracked, so that what the view

@@ -730,6 +730,15 @@ impl Model {
             // Perhaps the page asked for (refused for speed, say): the next scroll asks again.
             self.loading_older = false;
         }
+        if let ServerMsg::Error {
+            code: ErrorCode::NotModerator,
+            ..
+        } = &msg
+            && !self.moderator
+        {
+            // A token refused is not offered again on the next connection.
+            self.operator_token = None;
+        }
         match msg {
             ServerMsg::Welcome {
                 session,
@@ -1131,6 +1140,23 @@ impl Model {
     /// The session to resume after a reload.
     pub fn session(&self) -> Option<&str> {
         self.session.as_deref()
+    }
+
+    /// The operator token as this tab is to keep it (for a reload): the token once the server
+    /// took it, "" once there is none (never given, or refused), nothing while it is asked.
+    pub fn operator_token_to_keep(&self) -> Option<&str> {
+        match (&self.operator_token, self.moderator) {
+            (None, _) => Some(""),
+            (Some(token), true) => Some(token),
+            (Some(_), false) => None,
+        }
+    }
+
+    /// The operator token this tab kept from before a reload: asked for again on connect.
+    pub fn restore_operator_token(&mut self, token: String) {
+        if self.operator_token.is_none() && !token.is_empty() {
+            self.operator_token = Some(token);
+        }
     }
 
     /// The session, once it holds a name: the one the browser's other tabs are to resume.
@@ -1604,10 +1630,35 @@ mod tests {
         ));
         // The operator token is asked with again on the next link.
         frames(&mut m, "/mod sesame");
+        assert_eq!(
+            m.operator_token_to_keep(),
+            None,
+            "not kept before it is taken"
+        );
+        m.apply(ServerMsg::Moderator);
+        assert_eq!(m.operator_token_to_keep(), Some("sesame"));
         let again = m.apply(welcome_as("s2"));
         assert!(again.contains(&ClientMsg::Moderate {
             token: "sesame".into()
         }));
+        // A token kept over a reload is offered; refused, it is dropped, here and in the tab.
+        let mut m = Model::new("lobby", Some("ann".into()));
+        m.restore_operator_token("stale".into());
+        assert!(m.apply(welcome()).contains(&ClientMsg::Moderate {
+            token: "stale".into()
+        }));
+        m.apply(ServerMsg::Error {
+            code: ErrorCode::NotModerator,
+            message: String::new(),
+            retry_after_ms: None,
+            room: None,
+        });
+        assert_eq!(m.operator_token_to_keep(), Some(""));
+        assert!(
+            !m.apply(welcome_as("s3"))
+                .iter()
+                .any(|f| matches!(f, ClientMsg::Moderate { .. }))
+        );
 
         // Slow mode: after our message is stored, the next waits its turn, then goes.
         let mut m = online_with_limits(None, None);
