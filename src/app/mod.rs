@@ -309,28 +309,12 @@ fn ChatPage(room: String) -> impl IntoView {
         }
     });
     // Once it holds a name, the session is the browser's person: every tab resumes it.
-    let session = Memo::new(move |_| {
-        rooms
-            .current
-            .get()
-            .with(|m| m.named_session().map(str::to_owned))
-    });
-    Effect::new(move |_| {
-        if let Some(session) = session.get() {
-            client::storage_set(client::SESSION_KEY, &session);
-        }
+    keep_from_view(rooms, Model::named_session, |session| {
+        client::storage_set(client::SESSION_KEY, session)
     });
     // A moderator by the operator token stays one across a reload of this tab.
-    let operator = Memo::new(move |_| {
-        rooms
-            .current
-            .get()
-            .with(|m| m.operator_token_to_keep().map(str::to_owned))
-    });
-    Effect::new(move |_| {
-        if let Some(token) = operator.get() {
-            client::tab_set(client::OPERATOR_KEY, &token);
-        }
+    keep_from_view(rooms, Model::operator_token_to_keep, |token| {
+        client::tab_set(client::OPERATOR_KEY, token)
     });
     // Built again only when another room comes into view: untracked, so that what the view
     // reads as it is built does not rebuild it.
@@ -340,6 +324,20 @@ fn ChatPage(room: String) -> impl IntoView {
             untrack(|| view! { <RoomView model rooms /> })
         }}
     }
+}
+
+/// Writes what `pick` reads of the room in view, with `write`, whenever it changes to a value.
+fn keep_from_view(
+    rooms: Rooms,
+    pick: impl Fn(&Model) -> Option<&str> + Send + Sync + 'static,
+    write: impl Fn(&str) + 'static,
+) {
+    let value = Memo::new(move |_| rooms.current.get().with(|m| pick(m).map(str::to_owned)));
+    Effect::new(move |_| {
+        if let Some(value) = value.get() {
+            write(&value);
+        }
+    });
 }
 
 /// Most rooms a page keeps open (the server may allow fewer: `max_rooms_per_connection`).

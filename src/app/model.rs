@@ -1563,6 +1563,16 @@ mod tests {
     use super::*;
     use crate::app::typing::Typing;
 
+    /// The server's refusal with `code`, of nothing in particular.
+    fn refused(code: ErrorCode) -> ServerMsg {
+        ServerMsg::Error {
+            code,
+            message: String::new(),
+            retry_after_ms: None,
+            room: None,
+        }
+    }
+
     fn welcome() -> ServerMsg {
         ServerMsg::Welcome {
             session: "s".into(),
@@ -1647,12 +1657,7 @@ mod tests {
         assert!(m.apply(welcome()).contains(&ClientMsg::Moderate {
             token: "stale".into()
         }));
-        m.apply(ServerMsg::Error {
-            code: ErrorCode::NotModerator,
-            message: String::new(),
-            retry_after_ms: None,
-            room: None,
-        });
+        m.apply(refused(ErrorCode::NotModerator));
         assert_eq!(m.operator_token_to_keep(), Some(""));
         assert!(
             !m.apply(welcome_as("s3"))
@@ -1760,12 +1765,7 @@ mod tests {
     fn a_name_refused_on_connect_leaves_a_reader_who_joins_once_it_is_granted() {
         let mut m = Model::new("lobby", Some("ann".into()));
         m.apply(welcome());
-        m.apply(ServerMsg::Error {
-            code: ErrorCode::NameTaken,
-            message: String::new(),
-            retry_after_ms: None,
-            room: None,
-        });
+        m.apply(refused(ErrorCode::NameTaken));
         // The join behind the claim came in without the name: the room is read.
         m.apply(ServerMsg::Joined {
             room: "lobby".into(),
@@ -1822,12 +1822,7 @@ mod tests {
     fn a_taken_name_returns_the_user_to_the_form() {
         let mut m = Model::new("lobby", Some("ann".into()));
         m.apply(welcome());
-        m.apply(ServerMsg::Error {
-            code: ErrorCode::NameTaken,
-            message: String::new(),
-            retry_after_ms: None,
-            room: None,
-        });
+        m.apply(refused(ErrorCode::NameTaken));
         assert_eq!(m.wanted_name, None);
         assert_eq!(m.error, Some(ErrorCode::NameTaken));
     }
@@ -1839,12 +1834,7 @@ mod tests {
         m.apply(ServerMsg::NameSet { name: "ann".into() });
         m.disconnected();
         m.apply(welcome());
-        let taken = || ServerMsg::Error {
-            code: ErrorCode::NameTaken,
-            message: String::new(),
-            retry_after_ms: None,
-            room: None,
-        };
+        let taken = || refused(ErrorCode::NameTaken);
         let mut delays = Vec::new();
         for _ in 0..RECLAIM_TRIES {
             m.apply(taken());
@@ -1914,12 +1904,7 @@ mod tests {
             }
         );
         // A session that expired is no error worth showing.
-        m.apply(ServerMsg::Error {
-            code: ErrorCode::UnknownSession,
-            message: String::new(),
-            retry_after_ms: None,
-            room: None,
-        });
+        m.apply(refused(ErrorCode::UnknownSession));
         assert_eq!(m.error, None);
         m.disconnected();
         assert_eq!(
@@ -1991,12 +1976,7 @@ mod tests {
     fn a_name_taken_on_first_try_is_not_retried() {
         let mut m = Model::new("lobby", Some("ann".into()));
         m.apply(welcome());
-        m.apply(ServerMsg::Error {
-            code: ErrorCode::NameTaken,
-            message: String::new(),
-            retry_after_ms: None,
-            room: None,
-        });
+        m.apply(refused(ErrorCode::NameTaken));
         assert_eq!(m.retry_name_in_ms, None);
     }
 
@@ -2190,12 +2170,7 @@ mod tests {
         online_in_lobby(&mut m);
         let frame = m.compose("hello", "c1".into()).expect("sent").remove(0);
         // The server refused it for now (e.g. Redis was restarting).
-        m.apply(ServerMsg::Error {
-            code: ErrorCode::Internal,
-            message: String::new(),
-            retry_after_ms: None,
-            room: None,
-        });
+        m.apply(refused(ErrorCode::Internal));
         assert_eq!(m.error, None, "nothing for the user to do: it is re-sent");
         assert_eq!(m.tick(), vec![ClientMsg::Ping], "one tick is not yet late");
         assert_eq!(m.tick(), vec![ClientMsg::Ping, frame]);
@@ -2319,12 +2294,7 @@ mod tests {
     fn a_name_or_join_the_server_could_not_grant_is_asked_again_by_the_heartbeat() {
         let mut m = Model::new("lobby", Some("ann".into()));
         m.apply(welcome());
-        let internal = || ServerMsg::Error {
-            code: ErrorCode::Internal,
-            message: String::new(),
-            retry_after_ms: None,
-            room: None,
-        };
+        let internal = || refused(ErrorCode::Internal);
         m.apply(internal());
         assert_eq!(
             m.tick(),
