@@ -47,6 +47,10 @@ pub enum ClientMsg {
         /// The last message this client has of the room, after a reconnect.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<Position>,
+        /// The client applies `presence_changes` (who joined and left since the list it has)
+        /// instead of getting the whole list again for every change.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        presence_changes: bool,
     },
     /// Leave a room: the answer is `left`.
     Leave { room: String },
@@ -209,6 +213,7 @@ impl ClientMsg {
         Self::Join {
             room: room.into(),
             since: None,
+            presence_changes: false,
         }
     }
 }
@@ -408,6 +413,18 @@ pub enum ServerMsg {
         #[serde(default)]
         count: u32,
     },
+    /// What changed in the room's member list since the one this member has (its `joined`, or
+    /// the last `presence` or `presence_changes`), for a member that joined with
+    /// `presence_changes`: remove `left`, then add `joined`, keeping the list sorted. In a big
+    /// room the list is its first page, as in `joined`; `count` is the whole room.
+    PresenceChanges {
+        room: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        joined: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        left: Vec<String>,
+        count: u32,
+    },
     /// The room's member count changed and the names a `presence` would list did not: in a
     /// big room most joins and leaves are past its first page, and re-sending the same page
     /// to every member for each would cost the room the square of its size.
@@ -473,6 +490,7 @@ impl ServerMsg {
             | Self::Notice { room, .. }
             | Self::Presence { room, .. }
             | Self::MemberCount { room, .. }
+            | Self::PresenceChanges { room, .. }
             | Self::Typing { room, .. }
             | Self::Members { room, .. }
             | Self::History { room, .. }
@@ -918,6 +936,15 @@ mod tests {
                         epoch: "e".into(),
                         seq: 7,
                     }),
+                    presence_changes: false,
+                },
+            ),
+            (
+                r#"{"type":"join","room":"lobby","presence_changes":true}"#,
+                ClientMsg::Join {
+                    room: "lobby".into(),
+                    since: None,
+                    presence_changes: true,
                 },
             ),
             (r#"{"type":"ping"}"#, ClientMsg::Ping),
@@ -1092,6 +1119,19 @@ mod tests {
 
         let pong = serde_json::to_string(&ServerMsg::Pong).expect("serializes");
         assert_eq!(pong, r#"{"type":"pong"}"#);
+
+        let changes = ServerMsg::PresenceChanges {
+            room: "r".into(),
+            joined: vec!["ann".into()],
+            left: Vec::new(),
+            count: 3,
+        };
+        let json = serde_json::to_string(&changes).expect("serializes");
+        assert_eq!(
+            json,
+            r#"{"type":"presence_changes","room":"r","joined":["ann"],"count":3}"#
+        );
+        assert_eq!(serde_json::from_str::<ServerMsg>(&json).ok(), Some(changes));
     }
 
     #[test]

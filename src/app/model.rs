@@ -348,7 +348,7 @@ impl Model {
         // Another room is read (or taken part in) beside this one: not in view.
         other.away = true;
         let join = match other.status {
-            Status::Online => vec![ClientMsg::join(room)],
+            Status::Online => vec![other.join()],
             _ => Vec::new(),
         };
         (other, join)
@@ -662,6 +662,16 @@ impl Model {
     }
 
     /// The name or the room, if the server has not granted what this page wants.
+    /// The room's `join`: after a reconnect, only what was missed since the last message shown;
+    /// the member list kept current by what changes in it.
+    fn join(&self) -> ClientMsg {
+        ClientMsg::Join {
+            room: self.room.clone(),
+            since: self.position(),
+            presence_changes: true,
+        }
+    }
+
     fn ask_again(&self) -> Option<ClientMsg> {
         if self.status != Status::Online || self.retry_name_in_ms.is_some() {
             return None;
@@ -670,10 +680,7 @@ impl Model {
             (None, Some(name)) if self.reclaims_left == 0 => {
                 Some(ClientMsg::SetName { name: name.clone() })
             }
-            (Some(_), _) if !self.joined => Some(ClientMsg::Join {
-                room: self.room.clone(),
-                since: self.position(),
-            }),
+            (Some(_), _) if !self.joined => Some(self.join()),
             _ => None,
         }
     }
@@ -787,10 +794,7 @@ impl Model {
                     answers.push(ClientMsg::SetName { name: name.clone() });
                 }
                 self.joining = self.wanted_name.is_some();
-                answers.push(ClientMsg::Join {
-                    room: self.room.clone(),
-                    since: self.position(),
-                });
+                answers.push(self.join());
                 answers
             }
             ServerMsg::Resumed { session, name } => {
@@ -821,10 +825,7 @@ impl Model {
                     // From reading to taking part: a member once the server says so.
                     self.joined = false;
                     // After a reconnect, only what was missed since the last message shown.
-                    vec![ClientMsg::Join {
-                        room: self.room.clone(),
-                        since: self.position(),
-                    }]
+                    vec![self.join()]
                 }
             }
             ServerMsg::Joined {
@@ -965,23 +966,26 @@ impl Model {
                 old_name,
             } if room == self.room => {
                 self.typists.stopped(old_name.as_deref().unwrap_or(&name));
-                // Keep the list current at once; `presence` (sent less often) stays the truth.
-                // In a big room the list is a page: whoever comes or goes counts.
+                // Keep the list current at once; `presence` and `presence_changes` (sent less
+                // often) stay the truth. In a big room the list is the server's first page,
+                // kept by those alone: a notice moves only the count.
                 let partial = self.member_count > self.members.len();
-                match kind {
-                    NoticeKind::Joined => {
-                        if self.add_member(&name) || partial {
+                match (kind, partial) {
+                    (NoticeKind::Joined, true) => self.member_count += 1,
+                    (NoticeKind::Joined, false) => {
+                        if self.add_member(&name) {
                             self.member_count += 1;
                         }
                     }
-                    NoticeKind::Left => {
+                    (NoticeKind::Left, _) => {
                         let before = self.members.len();
                         self.members.retain(|m| m != &name);
                         if self.members.len() < before || partial {
                             self.member_count = self.member_count.saturating_sub(1);
                         }
                     }
-                    NoticeKind::Renamed => {
+                    (NoticeKind::Renamed, true) => {}
+                    (NoticeKind::Renamed, false) => {
                         if let Some(old) = &old_name {
                             self.members.retain(|m| m != old);
                         }
@@ -997,6 +1001,20 @@ impl Model {
                 count,
             } if room == self.room => {
                 self.set_members(members, count);
+                Vec::new()
+            }
+            // What changed since the list this page has (which notices may have applied already).
+            ServerMsg::PresenceChanges {
+                room,
+                joined,
+                left,
+                count,
+            } if room == self.room => {
+                self.members.retain(|m| !left.contains(m));
+                for name in &joined {
+                    self.add_member(name);
+                }
+                self.member_count = (count as usize).max(self.members.len());
                 Vec::new()
             }
             // A big room's count moved past the names shown.
@@ -1738,10 +1756,7 @@ mod tests {
         // Both at once: the join is taken after the claim, without waiting for its answer.
         assert_eq!(
             m.apply(welcome()),
-            vec![
-                ClientMsg::SetName { name: "ann".into() },
-                ClientMsg::join("lobby")
-            ]
+            vec![ClientMsg::SetName { name: "ann".into() }, joins("lobby")]
         );
         assert!(!m.can_send());
         assert_eq!(
@@ -1787,7 +1802,7 @@ mod tests {
     fn without_a_name_the_room_is_read_and_picking_one_joins_it() {
         let mut m = Model::new("lobby", None);
         // Read at once: what is said and who is there.
-        assert_eq!(m.apply(welcome()), vec![ClientMsg::join("lobby")]);
+        assert_eq!(m.apply(welcome()), vec![joins("lobby")]);
         m.apply(ServerMsg::Joined {
             room: "lobby".into(),
             members: vec!["ann".into()],
@@ -1888,7 +1903,7 @@ mod tests {
                     session: "s1".into()
                 },
                 ClientMsg::SetName { name: "ann".into() },
-                ClientMsg::join("lobby")
+                joins("lobby")
             ]
         );
         m.apply(ServerMsg::Resumed {
@@ -1967,7 +1982,7 @@ mod tests {
                     session: "s1".into()
                 },
                 ClientMsg::SetName { name: "ann".into() },
-                ClientMsg::join("lobby")
+                joins("lobby")
             ]
         );
     }
@@ -2302,7 +2317,7 @@ mod tests {
         );
         m.apply(ServerMsg::NameSet { name: "ann".into() });
         m.apply(internal());
-        assert_eq!(m.tick(), vec![ClientMsg::Ping, ClientMsg::join("lobby")]);
+        assert_eq!(m.tick(), vec![ClientMsg::Ping, joins("lobby")]);
         m.apply(empty_lobby());
         assert_eq!(m.tick(), vec![ClientMsg::Ping], "all granted: nothing more");
         assert_eq!(m.error, None, "the refusal is no longer shown");
@@ -2427,6 +2442,39 @@ mod tests {
         assert_eq!((m.members.len(), m.member_count), (2, 498));
     }
 
+    #[test]
+    fn presence_changes_keep_the_list_whatever_notices_came_before_them() {
+        let mut m = Model::new("lobby", None);
+        m.apply(ServerMsg::Presence {
+            room: "lobby".into(),
+            members: vec!["ann".into(), "Zed".into()],
+            count: 2,
+        });
+        // bo's notice came first (and added bo); the changes say it again, with cy's.
+        m.apply(notice(NoticeKind::Joined, "bo"));
+        let changes = |joined: &[&str], left: &[&str], count| ServerMsg::PresenceChanges {
+            room: "lobby".into(),
+            joined: joined.iter().map(|n| n.to_string()).collect(),
+            left: left.iter().map(|n| n.to_string()).collect(),
+            count,
+        };
+        m.apply(changes(&["bo", "cy"], &["Zed"], 3));
+        assert_eq!(m.members, ["ann", "bo", "cy"]);
+        assert_eq!(m.member_total(), 3);
+
+        // In a big room the list is the first page: a joiner past it is only counted, and the
+        // changes bring whoever enters the page.
+        m.apply(changes(&[], &[], 900));
+        m.apply(notice(NoticeKind::Joined, "zoe"));
+        assert_eq!(m.members, ["ann", "bo", "cy"], "zoe is past the page");
+        assert_eq!(m.member_total(), 901);
+        m.apply(changes(&["abe"], &["cy"], 901));
+        assert_eq!(
+            (m.members.clone(), m.member_total()),
+            (vec!["abe".to_string(), "ann".into(), "bo".into()], 901)
+        );
+    }
+
     fn page(messages: Vec<ChatMessage>, more: bool) -> ServerMsg {
         ServerMsg::History {
             room: "lobby".into(),
@@ -2527,7 +2575,7 @@ mod tests {
         };
         // First visit: what the room holds is not news; what comes after is.
         let (mut dev, frames) = ann.beside("dev", None);
-        assert_eq!(frames, [ClientMsg::join("dev")]);
+        assert_eq!(frames, [joins("dev")]);
         assert_eq!(
             (dev.name.as_deref(), dev.status),
             (Some("ann"), Status::Online)
@@ -2602,6 +2650,15 @@ mod tests {
         }
     }
 
+    /// A page's first join of `room`.
+    fn joins(room: &str) -> ClientMsg {
+        ClientMsg::Join {
+            room: room.into(),
+            since: None,
+            presence_changes: true,
+        }
+    }
+
     /// The join after a reconnect, from the message `seq` of epoch "e".
     fn rejoin_from(seq: u64) -> ClientMsg {
         ClientMsg::Join {
@@ -2610,6 +2667,7 @@ mod tests {
                 epoch: "e".into(),
                 seq,
             }),
+            presence_changes: true,
         }
     }
 

@@ -42,6 +42,10 @@ pub enum Class {
     /// A room's member list (`presence`), for the room with this id: replaces the one still
     /// queued for the same room (the old one goes, the new one queues behind what came since).
     Presence(u64),
+    /// What changed in the member list of the room with this id (`presence_changes`): must
+    /// arrive, as each is applied to the one before; a newer one finding it (or a list) still
+    /// queued replaces it with the whole list ([`Outbox::offer_changes`]).
+    Changes(u64),
     /// Who is typing in the room with this id: replaces the one still queued for the room, and
     /// is dropped, not waited for, whenever anything else needs the room.
     Typing(u64),
@@ -175,18 +179,52 @@ impl Outbox {
         if queue.gone || queue.ended {
             return false;
         }
-        if class.replaceable()
-            && let Some(at) = queue.frames.iter().position(|(_, c)| *c == class)
-            && let Some((old, _)) = queue.frames.remove(at)
-        {
-            // Behind the notices queued since the old list, which the new one already counts.
-            queue.bytes = queue.bytes - old.len() + frame.len();
-            queue.frames.push_back((frame, class));
-            drop(queue);
-            self.count_shed(1);
-            tracing::trace!(?class, "replaced in the outbound queue");
+        if class.replaceable() && self.replace(&mut queue, |c| c == class, &frame, class) {
             return true;
         }
+        self.offer_locked(queue, frame, class)
+    }
+
+    /// Queues what changed in the member list of the room `id` (`presence_changes`), or, when
+    /// the room's list or changes are still queued (the client has not seen the list these
+    /// changes apply to), replaces those with `whole`, the room's whole list now. So a slow
+    /// reader has at most one of them queued per room, and never a change without the one
+    /// before it.
+    pub fn offer_changes(&self, changes: Message, whole: Message, id: u64) -> bool {
+        let mut queue = self.queue();
+        if queue.gone || queue.ended {
+            return false;
+        }
+        let queued = |c: Class| c == Class::Presence(id) || c == Class::Changes(id);
+        if self.replace(&mut queue, queued, &whole, Class::Presence(id)) {
+            return true;
+        }
+        self.offer_locked(queue, changes, Class::Changes(id))
+    }
+
+    /// Replaces the first queued frame whose class `old` accepts with `frame`, queued last
+    /// (behind the notices queued since the old one, which the new one already counts).
+    fn replace(
+        &self,
+        queue: &mut Queue,
+        old: impl Fn(Class) -> bool,
+        frame: &Message,
+        class: Class,
+    ) -> bool {
+        let Some(at) = queue.frames.iter().position(|(_, c)| old(*c)) else {
+            return false;
+        };
+        let Some((gone, _)) = queue.frames.remove(at) else {
+            return false;
+        };
+        queue.bytes = queue.bytes - gone.len() + frame.len();
+        queue.frames.push_back((frame.clone(), class));
+        self.count_shed(1);
+        tracing::trace!(?class, "replaced in the outbound queue");
+        true
+    }
+
+    fn offer_locked(&self, mut queue: MutexGuard<'_, Queue>, frame: Message, class: Class) -> bool {
         if !self.admit(&mut queue, frame.len(), class) {
             if class.sheddable() {
                 drop(queue);
@@ -361,6 +399,28 @@ mod tests {
         let (frame, class) = presence(1, "list 1c");
         assert!(outbox.offer_as(frame, class));
         assert_eq!(taken(&outbox).await, [text("list 1c")]);
+    }
+
+    #[tokio::test]
+    async fn changes_still_queued_become_the_whole_list_so_none_is_applied_without_the_one_before()
+    {
+        let outbox = Outbox::bounded(8, usize::MAX, None, None);
+        assert!(outbox.offer_changes(text("1: +bo"), text("list: ann bo"), 1));
+        assert!(outbox.offer_changes(text("2: +eve"), text("list: eve"), 2));
+        assert!(outbox.offer(text("message")));
+        // Room 1's first changes are still queued: the client gets room 1's list now instead.
+        assert!(outbox.offer_changes(text("1: -ann"), text("list: bo"), 1));
+        assert_eq!(
+            taken(&outbox).await,
+            [text("2: +eve"), text("message"), text("list: bo")]
+        );
+        // Once taken, changes queue again; a whole list still queued is replaced the same way.
+        assert!(outbox.offer_changes(text("1: +cy"), text("list: bo cy"), 1));
+        assert_eq!(taken(&outbox).await, [text("1: +cy")]);
+        let (frame, class) = presence(1, "list: bo cy");
+        assert!(outbox.offer_as(frame, class));
+        assert!(outbox.offer_changes(text("1: +dee"), text("list: bo cy dee"), 1));
+        assert_eq!(taken(&outbox).await, [text("list: bo cy dee")]);
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
-//! Member lists of big rooms: `joined` and `presence` carry the first page and the count, and
-//! `members` pages and searches the rest — on one node, on several nodes sharing a store, and
-//! on two node processes on one real redis-server.
+//! Member lists: `presence_changes` carries who came and went to a client that asks for it
+//! (others still get whole lists); in big rooms `joined` and `presence` carry the first page and
+//! the count, and `members` pages and searches the rest — on one node, on several nodes sharing
+//! a store, and on two node processes on one real redis-server.
 
 use crate::common;
 
@@ -211,4 +212,153 @@ async fn a_room_past_notices_max_members_shows_the_count_not_a_notice_per_joiner
         renamed,
         ServerMsg::Notice { kind: Renamed, name, .. } if name == "deedee"
     ));
+}
+
+/// A client that joins with `presence_changes` and keeps its member list from what it hears.
+struct Roster {
+    client: Client,
+    members: Vec<String>,
+    count: u32,
+    /// Whole lists heard since the first one.
+    whole_lists: usize,
+    /// `presence_changes` heard.
+    changes: usize,
+    /// `member_count` heard.
+    counts: usize,
+}
+
+impl Roster {
+    async fn join(endpoint: &impl Endpoint, name: &str) -> Self {
+        let mut client = Client::named(endpoint, name).await;
+        client
+            .send(&ClientMsg::Join {
+                room: "lobby".into(),
+                since: None,
+                presence_changes: true,
+            })
+            .await;
+        let ServerMsg::Joined { members, count, .. } = client
+            .recv_until(|m| matches!(m, ServerMsg::Joined { .. }))
+            .await
+        else {
+            unreachable!()
+        };
+        Self {
+            client,
+            members,
+            count,
+            whole_lists: 0,
+            changes: 0,
+            counts: 0,
+        }
+    }
+
+    /// Reads until the list is `want` (sorted as the server sorts), the whole room.
+    async fn until(&mut self, want: &[&str]) {
+        self.until_page(want, want.len()).await;
+    }
+
+    /// Reads until the list is `want` and the room counts `count`.
+    async fn until_page(&mut self, want: &[&str], count: usize) {
+        while self.members != want || self.count as usize != count {
+            self.hear().await;
+        }
+    }
+
+    /// Reads one frame, applying it to the list.
+    async fn hear(&mut self) {
+        match self.client.recv().await {
+            ServerMsg::Presence { members, count, .. } => {
+                self.whole_lists += 1;
+                (self.members, self.count) = (members, count);
+            }
+            ServerMsg::PresenceChanges {
+                joined,
+                left,
+                count,
+                ..
+            } => {
+                self.changes += 1;
+                self.members.retain(|m| !left.contains(m));
+                self.members.extend(joined);
+                self.members.sort_by_key(|m| m.to_lowercase());
+                self.count = count;
+            }
+            ServerMsg::MemberCount { count, .. } => {
+                self.counts += 1;
+                self.count = count;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// ann (on the first endpoint) takes changes; bo, cy and dee come (bo taking changes too, cy and
+/// dee whole lists), then bo and cy go. ann's list follows through changes alone, once it holds
+/// its first list; a client that did not ask keeps getting whole lists.
+async fn changes_follow_who_comes_and_goes(endpoints: &[&impl Endpoint]) {
+    let on = |i: usize| endpoints[i % endpoints.len()];
+    let mut ann = Roster::join(on(0), "ann").await;
+    // A list (or a count) follows a join: from then on ann holds the list its node last sent.
+    // (Whether that one is whole depends on whether the node listed the room before ann's
+    // join was back.)
+    while ann.whole_lists + ann.changes + ann.counts == 0 {
+        ann.hear().await;
+    }
+    let lists_before = ann.whole_lists;
+    let mut bo = Roster::join(on(1), "bo").await;
+    let (cy, _, _) = Client::in_room(on(0), "cy", "lobby").await;
+    let (mut dee, _, _) = Client::in_room(on(1), "Dee", "lobby").await;
+    ann.until(&["ann", "bo", "cy", "Dee"]).await;
+    bo.until(&["ann", "bo", "cy", "Dee"]).await;
+    bo.client.close().await;
+    cy.close().await;
+    ann.until(&["ann", "Dee"]).await;
+    assert_eq!(
+        ann.whole_lists, lists_before,
+        "after its first list, ann hears only what changed"
+    );
+    assert!(ann.changes >= 2, "the joins and the leaves came as changes");
+    // dee did not ask for changes: whole lists, as before.
+    let list = dee
+        .recv_until(|m| matches!(m, ServerMsg::Presence { members, .. } if members.len() == 2))
+        .await;
+    assert!(matches!(list, ServerMsg::Presence { members, .. } if members == ["ann", "Dee"]));
+}
+
+#[tokio::test]
+async fn a_client_that_asks_hears_what_changed_in_the_member_list_not_the_whole_list() {
+    let server = TestServer::with(common::unlimited).await;
+    changes_follow_who_comes_and_goes(&[&server]).await;
+}
+
+#[tokio::test]
+async fn two_node_processes_on_redis_send_what_changed_in_the_member_list() {
+    let redis = Redis::start();
+    let a = Node::start(&redis, "node-a");
+    let b = Node::start(&redis, "node-b");
+    changes_follow_who_comes_and_goes(&[&a, &b]).await;
+}
+
+#[tokio::test]
+async fn in_a_big_room_changes_keep_the_first_page_and_the_count() {
+    let server = TestServer::with(|c| {
+        common::unlimited(c);
+        c.rooms.presence_list_max = 3;
+    })
+    .await;
+    let (_clients, members, _) = five_in_the_lobby(&[&server]).await;
+    assert_eq!(members, ["ann", "Bo", "cy"]);
+    let mut fay = Roster::join(&server, "fay").await;
+    assert_eq!((fay.members.len(), fay.count), (3, 7));
+    // aaron enters the first page, and cy leaves it; zoe comes past it.
+    let (_aaron, _, _) = Client::in_room(&server, "aaron", "lobby").await;
+    fay.until_page(&["aaron", "ann", "Bo"], 8).await;
+    let (_zoe, _, _) = Client::in_room(&server, "zoe", "lobby").await;
+    fay.until_page(&["aaron", "ann", "Bo"], 9).await;
+    assert_eq!(
+        (fay.whole_lists, fay.changes),
+        (0, 1),
+        "fay's first page was the one listed: one change, then counts"
+    );
 }

@@ -18,7 +18,7 @@ use crate::server::{
     config::Config,
     frame::{self, CLOSE_POLICY},
     guard::{FrameKind, FrameLimits, Ticket, Verdict},
-    hub::{Hub, MEMBERS_PAGE_MAX, Outbox},
+    hub::{Hub, Joining, MEMBERS_PAGE_MAX, Outbox},
     metrics::Metrics,
     store::{
         Act, ConnId, Departure, Member, MemberQuery, Rule, SessionId, Store, StoreError, name_key,
@@ -418,7 +418,11 @@ impl Connection {
         let result = match msg {
             ClientMsg::SetName { name } => self.set_name(&name).await,
             ClientMsg::Resume { session } => self.resume(&session).await,
-            ClientMsg::Join { room, since } => self.join(&room, since).await,
+            ClientMsg::Join {
+                room,
+                since,
+                presence_changes,
+            } => self.join(&room, since, presence_changes).await,
             ClientMsg::Leave { room } => self.leave(&room).await,
             ClientMsg::Send {
                 room,
@@ -580,14 +584,19 @@ impl Connection {
         Ok(())
     }
 
-    async fn join(&mut self, raw: &str, since: Option<Position>) -> Result<(), Invalid> {
+    async fn join(
+        &mut self,
+        raw: &str,
+        since: Option<Position>,
+        changes: bool,
+    ) -> Result<(), Invalid> {
         let room = RoomName::parse(raw)?;
         self.room_allowed(&room)?;
         // Without a name, the room is read: what is said, and who is there, but no part in it.
         let Some(name) = self.name.clone() else {
             self.node
                 .hub
-                .read(&room, &self.reader(), &self.outbox)
+                .read(&room, &self.reader(), &self.outbox, changes)
                 .await?;
             if !self.reading.contains(&room) {
                 self.reading.push(room);
@@ -605,7 +614,16 @@ impl Connection {
         let opened = self
             .node
             .hub
-            .join(&room, &member, &self.outbox, since, may_open)
+            .join(
+                &room,
+                &member,
+                &self.outbox,
+                Joining {
+                    since,
+                    create: may_open,
+                    changes,
+                },
+            )
             .await?;
         if opened {
             self.limits.opened_room();

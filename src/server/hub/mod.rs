@@ -45,13 +45,32 @@ mod tests;
 
 use room::room_task;
 
+/// How a connection joins a room.
+#[derive(Debug, Clone, Default)]
+pub struct Joining {
+    /// The messages after this position are sent, when still stored.
+    pub since: Option<Position>,
+    /// Whether the join may open a room that does not exist yet.
+    pub create: bool,
+    /// The member takes `presence_changes` instead of whole lists.
+    pub changes: bool,
+}
+
+impl Joining {
+    /// A plain join that may open the room.
+    pub fn open() -> Self {
+        Self {
+            create: true,
+            ..Self::default()
+        }
+    }
+}
+
 enum Command {
     Join {
         member: Member,
         outbox: Outbox,
-        since: Option<Position>,
-        /// Whether the join may open a room that does not exist yet.
-        create: bool,
+        joining: Joining,
         /// A reader without a name: it gets the room (its `joined` and live events) without
         /// being a member; nothing is stored or announced, and no room is opened.
         reader: bool,
@@ -124,14 +143,12 @@ impl Hub {
         room: &RoomName,
         member: &Member,
         outbox: &Outbox,
-        since: Option<Position>,
-        create: bool,
+        joining: Joining,
     ) -> Result<bool, StoreError> {
         self.ask(room, |reply| Command::Join {
             member: member.clone(),
             outbox: outbox.clone(),
-            since,
-            create,
+            joining,
             reader: false,
             reply,
         })
@@ -141,18 +158,21 @@ impl Hub {
     /// Lets a connection without a name read the room (`joined`, then its live events) without
     /// being a member: others are told nothing and the room is not opened. `reader` is the
     /// connection as a member named [`UserName::reader`]. A later [`Hub::join`] of the same
-    /// connection makes it a member.
+    /// connection makes it a member. With `changes`, it takes `presence_changes`.
     pub async fn read(
         self: &Arc<Self>,
         room: &RoomName,
         reader: &Member,
         outbox: &Outbox,
+        changes: bool,
     ) -> Result<(), StoreError> {
         self.ask(room, |reply| Command::Join {
             member: reader.clone(),
             outbox: outbox.clone(),
-            since: None,
-            create: false,
+            joining: Joining {
+                changes,
+                ..Joining::default()
+            },
             reader: true,
             reply,
         })

@@ -1,7 +1,11 @@
 //! One room's task on this node: its local members, its place in the room's stream, joins
 //! merged with the live stream, gap fills and throttled member lists (see the module above).
 
-use super::{Command, Hub, Outbox, joined::joined_frame, presence::PresenceThrottle};
+use super::{
+    Command, Hub, Joining, Outbox,
+    joined::joined_frame,
+    presence::{Lists, PresenceThrottle},
+};
 use crate::protocol::{
     ChatMessage, ModAction, Moderation, NoticeKind, RoomName, ServerMsg, UserName,
 };
@@ -25,6 +29,8 @@ use tungstenite::Message;
 struct JoinDone {
     member: Member,
     reader: bool,
+    /// It takes `presence_changes`.
+    changes: bool,
     outbox: Outbox,
     reply: oneshot::Sender<Result<bool, StoreError>>,
     snapshot: Result<Snapshot, StoreError>,
@@ -35,6 +41,11 @@ struct LocalMember {
     /// Reads the room without being a member (no name yet): never stored or re-asserted.
     reader: bool,
     outbox: Outbox,
+    /// It takes `presence_changes` (what changed) rather than whole lists.
+    changes: bool,
+    /// It holds the list this node last sent (`RoomTask::listed`): changes since apply to it.
+    /// A joiner whose first page was another gets the whole list next.
+    knows: bool,
     /// Live messages of this epoch up to `skip_through` were in the member's join snapshot.
     epoch: Option<String>,
     skip_through: u64,
@@ -53,7 +64,8 @@ struct RoomTask {
     members: Vec<LocalMember>,
     presence: PresenceThrottle,
     /// The names the last `presence` from here listed: while a list would repeat them, only
-    /// the count goes out (`member_count`). `None`: the next list goes out whole.
+    /// the count goes out (`member_count`); when it changes, members who know it get what
+    /// changed (`presence_changes`) if they take that. `None`: nothing was listed yet.
     listed: Option<Vec<String>>,
     /// How many members the room had at the last look (a join's snapshot, a member list):
     /// above `notices_max`, joins and leaves are not announced.
@@ -216,8 +228,12 @@ impl RoomTask {
             Command::Join {
                 member,
                 outbox,
-                since,
-                create,
+                joining:
+                    Joining {
+                        since,
+                        create,
+                        changes,
+                    },
                 reader,
                 reply,
             } => {
@@ -237,6 +253,7 @@ impl RoomTask {
                     let _ = done.send(JoinDone {
                         member,
                         reader,
+                        changes,
                         outbox,
                         reply,
                         snapshot,
@@ -310,6 +327,7 @@ impl RoomTask {
         let JoinDone {
             member,
             reader,
+            changes,
             outbox,
             reply,
             snapshot,
@@ -319,10 +337,8 @@ impl RoomTask {
             let created = snapshot.created;
             self.count = snapshot.count;
             // A joiner whose first page is not the one last listed here hears the next list
-            // whole, like everyone.
-            if self.listed.as_ref() != Some(&snapshot.members) {
-                self.listed = None;
-            }
+            // whole (the others, what changed).
+            let knows = self.listed.as_ref() == Some(&snapshot.members);
             // A repeated join replaces the connection's entry and resends the room.
             self.members.retain(|m| m.member.conn != member.conn);
             let (epoch, last_seq) = (snapshot.epoch.clone(), snapshot.last_seq);
@@ -378,6 +394,8 @@ impl RoomTask {
                     member,
                     reader,
                     outbox,
+                    changes,
+                    knows,
                     epoch: at,
                     skip_through,
                 });
@@ -642,29 +660,40 @@ impl RoomTask {
         });
     }
 
+    /// Tells each member here how the list changed: the whole list to a member that does not
+    /// hold the last one sent (and to every member that takes only whole lists), what changed
+    /// to the others, and only the count when the names stayed as they were.
     fn send_presence(&mut self, list: MemberList) {
         self.presence.reading = false;
-        match list {
-            Ok(page) => {
-                self.count = page.count;
-                let (room, count) = (self.room.to_string(), u32::try_from(page.count));
-                let count = count.unwrap_or(u32::MAX);
-                if self.listed.as_ref() == Some(&page.names) {
-                    let frame = encode(&ServerMsg::MemberCount { room, count });
-                    self.fan_out(&frame, Class::Presence(self.presence.count_id()));
-                    return;
-                }
-                self.listed = Some(page.names.clone());
-                let members = page.names;
-                let frame = encode(&ServerMsg::Presence {
-                    room,
-                    members,
-                    count,
-                });
-                self.fan_out(&frame, Class::Presence(self.presence.id));
+        let page = match list {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(cause = %e, room = %self.room, "no member list");
+                return;
             }
-            Err(e) => tracing::warn!(cause = %e, room = %self.room, "no member list"),
-        }
+        };
+        self.count = page.count;
+        let mut lists = Lists::new(&self.room, self.listed.as_deref(), page);
+        let (id, count_id) = (self.presence.id, self.presence.count_id());
+        let mut queued = 0;
+        self.members.retain_mut(|m| {
+            let changes = match m.knows && m.changes {
+                true => lists.changes(),
+                false => None,
+            };
+            let ok = match changes {
+                Some(changes) => m.outbox.offer_changes(changes, lists.whole(), id),
+                None if m.knows && lists.same() => {
+                    m.outbox.offer_as(lists.count(), Class::Presence(count_id))
+                }
+                None => m.outbox.offer_as(lists.whole(), Class::Presence(id)),
+            };
+            m.knows = true;
+            queued += u64::from(ok);
+            ok
+        });
+        self.hub.metrics.deliveries.inc_by(queued);
+        self.listed = Some(lists.into_names());
     }
 
     fn close_all(&mut self) {

@@ -44,7 +44,7 @@ async fn lobby_with_ann(store: &Arc<dyn Store>) -> (Arc<Hub>, RoomName, Member, 
     let hub = hub_on(store, Duration::from_millis(50));
     let room = RoomName::lobby();
     let (ann, ann_out) = member("ann");
-    hub.join(&room, &ann, &ann_out, None, true)
+    hub.join(&room, &ann, &ann_out, Joining::open())
         .await
         .expect("joins");
     (hub, room, ann, ann_out)
@@ -78,7 +78,7 @@ async fn a_join_taken_before_queued_live_messages_does_not_take_them_from_earlie
         say(&*store, &room, &ann, text).await;
     }
     let (bo, bo_out) = member("bo");
-    hub.join(&room, &bo, &bo_out, None, true)
+    hub.join(&room, &bo, &bo_out, Joining::open())
         .await
         .expect("joins");
     tokio::task::yield_now().await;
@@ -339,7 +339,9 @@ async fn a_slow_leave_or_member_list_does_not_hold_up_delivery() {
     let (bo, bo_out) = member("bo");
     let (cy, cy_out) = member("cy");
     for (m, out) in [(&bo, &bo_out), (&cy, &cy_out)] {
-        hub.join(&room, m, out, None, true).await.expect("joins");
+        hub.join(&room, m, out, Joining::open())
+            .await
+            .expect("joins");
     }
     // The joins asked for a member list (2 s to read), and cy leaves (2 s to store).
     tokio::time::sleep(Duration::from_millis(60)).await;
@@ -384,7 +386,7 @@ async fn join_slowly(
     let (bo, bo_out) = member("bo");
     let joining = tokio::spawn({
         let (hub, room, bo_out) = (hub.clone(), room.clone(), bo_out.clone());
-        async move { hub.join(&room, &bo, &bo_out, None, true).await }
+        async move { hub.join(&room, &bo, &bo_out, Joining::open()).await }
     });
     tokio::task::yield_now().await;
     (bo_out, joining)
@@ -464,7 +466,7 @@ async fn a_join_back_before_a_message_its_snapshot_holds_leaves_that_message_to_
     let (hub, room, ann, ann_out) = lobby_with_ann(&store).await;
     *slow.say_in_join.lock().expect("not poisoned") = Some("during");
     let (bo, bo_out) = member("bo");
-    hub.join(&room, &bo, &bo_out, None, true)
+    hub.join(&room, &bo, &bo_out, Joining::open())
         .await
         .expect("joins");
     say(&*store, &room, &ann, "after").await;
@@ -487,18 +489,18 @@ async fn a_reader_that_stalls_in_a_busy_room_keeps_every_message_while_lists_and
     let (stalled, _) = member("stalled");
     // Its queue is never taken, and holds 16 frames.
     let stalled_out = Outbox::bounded(16, usize::MAX, None, None);
-    hub.join(&room, &stalled, &stalled_out, None, true)
+    hub.join(&room, &stalled, &stalled_out, Joining::open())
         .await
         .expect("joins");
     let (talker, _) = member("talker");
     let talker_out = Outbox::new(100_000, None);
-    hub.join(&room, &talker, &talker_out, None, true)
+    hub.join(&room, &talker, &talker_out, Joining::open())
         .await
         .expect("joins");
     let mut said = Vec::new();
     for i in 0..60 {
         let (visitor, visitor_out) = member(&format!("visitor{i}"));
-        hub.join(&room, &visitor, &visitor_out, None, true)
+        hub.join(&room, &visitor, &visitor_out, Joining::open())
             .await
             .expect("joins");
         if i % 6 == 0 {

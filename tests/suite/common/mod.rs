@@ -257,6 +257,7 @@ impl Client {
         self.send(&ClientMsg::Join {
             room: room.into(),
             since,
+            presence_changes: false,
         })
         .await;
         match self

@@ -318,6 +318,7 @@ impl Run {
         let join = ClientMsg::Join {
             room: self.room.clone(),
             since: self.position.clone(),
+            presence_changes: false,
         };
         send(&mut ws, &join).await?;
         loop {
