@@ -966,32 +966,9 @@ impl Model {
                 old_name,
             } if room == self.room => {
                 self.typists.stopped(old_name.as_deref().unwrap_or(&name));
-                // Keep the list current at once; `presence` and `presence_changes` (sent less
-                // often) stay the truth. In a big room the list is the server's first page,
-                // kept by those alone: a notice moves only the count.
-                let partial = self.member_count > self.members.len();
-                match (kind, partial) {
-                    (NoticeKind::Joined, true) => self.member_count += 1,
-                    (NoticeKind::Joined, false) => {
-                        if self.add_member(&name) {
-                            self.member_count += 1;
-                        }
-                    }
-                    (NoticeKind::Left, _) => {
-                        let before = self.members.len();
-                        self.members.retain(|m| m != &name);
-                        if self.members.len() < before || partial {
-                            self.member_count = self.member_count.saturating_sub(1);
-                        }
-                    }
-                    (NoticeKind::Renamed, true) => {}
-                    (NoticeKind::Renamed, false) => {
-                        if let Some(old) = &old_name {
-                            self.members.retain(|m| m != old);
-                        }
-                        self.add_member(&name);
-                    }
-                }
+                // The list and the count are the server's (`presence_changes` follows at once
+                // after a quiet spell): a notice applied here could add a name past a big
+                // room's first page, which no change would ever take away.
                 self.notice(kind, name, old_name);
                 Vec::new()
             }
@@ -2354,29 +2331,6 @@ mod tests {
     }
 
     #[test]
-    fn notices_update_the_member_list_before_the_next_presence() {
-        let mut m = Model::new("lobby", None);
-        m.apply(ServerMsg::Presence {
-            room: "lobby".into(),
-            members: vec!["ann".into(), "Zed".into()],
-            count: 0,
-        });
-        let notice = |kind, name: &str, old: Option<&str>| ServerMsg::Notice {
-            room: "lobby".into(),
-            kind,
-            name: name.into(),
-            old_name: old.map(Into::into),
-        };
-        m.apply(notice(NoticeKind::Joined, "Bo", None));
-        assert_eq!(m.members, ["ann", "Bo", "Zed"]);
-        m.apply(notice(NoticeKind::Renamed, "Abe", Some("Zed")));
-        assert_eq!(m.members, ["Abe", "ann", "Bo"]);
-        m.apply(notice(NoticeKind::Left, "ann", None));
-        assert_eq!(m.members, ["Abe", "Bo"]);
-        assert_eq!(m.member_count, 2, "a whole list counts itself");
-    }
-
-    #[test]
     fn joins_and_leaves_in_a_row_fold_into_one_notice_and_renames_stay_apart() {
         let mut m = Model::new("lobby", Some("ann".into()));
         online_in_lobby(&mut m);
@@ -2420,38 +2374,19 @@ mod tests {
     }
 
     #[test]
-    fn in_a_big_room_the_count_follows_everyone_not_only_the_page() {
-        let mut m = Model::new("lobby", None);
-        m.apply(ServerMsg::Presence {
-            room: "lobby".into(),
-            members: vec!["ann".into(), "bo".into()],
-            count: 500,
-        });
-        assert_eq!((m.members.len(), m.member_count), (2, 500));
-        // Someone beyond the first page leaves, and another comes.
-        m.apply(notice(NoticeKind::Left, "yan"));
-        assert_eq!(m.member_count, 499);
-        m.apply(notice(NoticeKind::Joined, "zoe"));
-        assert_eq!(m.member_count, 500);
-        // The next list is the truth again.
-        m.apply(ServerMsg::Presence {
-            room: "lobby".into(),
-            members: vec!["ann".into(), "bo".into()],
-            count: 498,
-        });
-        assert_eq!((m.members.len(), m.member_count), (2, 498));
-    }
-
-    #[test]
-    fn presence_changes_keep_the_list_whatever_notices_came_before_them() {
+    fn the_member_list_is_the_servers_and_notices_leave_it_to_the_changes() {
         let mut m = Model::new("lobby", None);
         m.apply(ServerMsg::Presence {
             room: "lobby".into(),
             members: vec!["ann".into(), "Zed".into()],
             count: 2,
         });
-        // bo's notice came first (and added bo); the changes say it again, with cy's.
         m.apply(notice(NoticeKind::Joined, "bo"));
+        assert_eq!(
+            m.members,
+            ["ann", "Zed"],
+            "the notice is shown, the list waits"
+        );
         let changes = |joined: &[&str], left: &[&str], count| ServerMsg::PresenceChanges {
             room: "lobby".into(),
             joined: joined.iter().map(|n| n.to_string()).collect(),
@@ -2461,18 +2396,23 @@ mod tests {
         m.apply(changes(&["bo", "cy"], &["Zed"], 3));
         assert_eq!(m.members, ["ann", "bo", "cy"]);
         assert_eq!(m.member_total(), 3);
+        // Applied twice, or naming someone not listed, it changes nothing more.
+        m.apply(changes(&["bo"], &["Zed"], 3));
+        assert_eq!(m.members, ["ann", "bo", "cy"]);
 
-        // In a big room the list is the first page: a joiner past it is only counted, and the
-        // changes bring whoever enters the page.
+        // In a big room the list is the first page: whoever comes past it is only counted,
+        // and the changes bring whoever enters the page.
         m.apply(changes(&[], &[], 900));
         m.apply(notice(NoticeKind::Joined, "zoe"));
         assert_eq!(m.members, ["ann", "bo", "cy"], "zoe is past the page");
+        m.apply(ServerMsg::MemberCount {
+            room: "lobby".into(),
+            count: 901,
+        });
         assert_eq!(m.member_total(), 901);
         m.apply(changes(&["abe"], &["cy"], 901));
-        assert_eq!(
-            (m.members.clone(), m.member_total()),
-            (vec!["abe".to_string(), "ann".into(), "bo".into()], 901)
-        );
+        assert_eq!(m.members, ["abe", "ann", "bo"]);
+        assert_eq!(m.member_total(), 901);
     }
 
     fn page(messages: Vec<ChatMessage>, more: bool) -> ServerMsg {

@@ -82,6 +82,17 @@ struct Common {
     /// Hard bound on the whole run, in seconds.
     #[arg(long, default_value_t = 600)]
     max_secs: u64,
+    /// Join as clients before `presence_changes` did: whole member lists after every change
+    /// (the browser asks for the changes).
+    #[arg(long)]
+    whole_lists: bool,
+}
+
+impl Common {
+    /// Whether joins ask for `presence_changes`.
+    fn changes(&self) -> bool {
+        !self.whole_lists
+    }
 }
 
 #[derive(Args)]
@@ -258,11 +269,22 @@ async fn recv(ws: &mut Ws) -> Option<ServerMsg> {
     }
 }
 
-/// Connects, takes `name` and joins `room`.
-async fn session(url: &str, source: Ipv4Addr, name: &str, room: &str) -> Result<Ws, AnyError> {
+/// Connects, takes `name` and joins `room` (asking for `presence_changes` with `changes`).
+async fn session(
+    url: &str,
+    source: Ipv4Addr,
+    name: &str,
+    room: &str,
+    changes: bool,
+) -> Result<Ws, AnyError> {
     let mut ws = connect(url, source).await?;
     send(&mut ws, &ClientMsg::SetName { name: name.into() }).await?;
-    send(&mut ws, &ClientMsg::join(room)).await?;
+    let join = ClientMsg::Join {
+        room: room.into(),
+        since: None,
+        presence_changes: changes,
+    };
+    send(&mut ws, &join).await?;
     loop {
         match recv(&mut ws).await.ok_or("closed while joining")? {
             ServerMsg::Joined { .. } => return Ok(ws),
@@ -336,6 +358,7 @@ async fn capacity(a: CapacityArgs) -> Result<serde_json::Value, AnyError> {
     }
     let rss_before = total(&c.pids, rss_bytes);
     let stop = CancellationToken::new();
+    let heard = Arc::new(Heard::default());
     let (done_tx, mut done_rx) = mpsc::channel::<Result<(), String>>(1024);
     let started = Instant::now();
     let spacing = Duration::from_secs_f64(1.0 / a.ramp.max(1) as f64);
@@ -345,15 +368,20 @@ async fn capacity(a: CapacityArgs) -> Result<serde_json::Value, AnyError> {
         let name = format!("{}-c{i}", c.prefix);
         let room = room_of(i);
         let (stop, done) = (stop.clone(), done_tx.clone());
+        let (changes, heard) = (c.changes(), heard.clone());
         tokio::spawn(async move {
-            match session(&url, source, &name, &room).await {
+            match session(&url, source, &name, &room, changes).await {
                 Ok(mut ws) => {
                     let _ = done.send(Ok(())).await;
-                    // Keep reading (notices, presence) until told to stop.
+                    // Keep reading (notices, member lists) until told to stop.
                     loop {
                         tokio::select! {
                             _ = stop.cancelled() => break,
-                            m = recv(&mut ws) => if m.is_none() { break },
+                            m = ws.next() => match m {
+                                Some(Ok(Message::Text(t))) => heard.count(&t),
+                                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                                Some(Ok(_)) => {}
+                            },
                         }
                     }
                     let _ = ws.close(None).await;
@@ -394,8 +422,41 @@ async fn capacity(a: CapacityArgs) -> Result<serde_json::Value, AnyError> {
         "server_rss_after": rss_after,
         "server_fds_after": fds_after,
         "bytes_per_connection": (rss_after.saturating_sub(rss_before)) as f64 / (connected.max(1)) as f64,
+        "received_after_join": {
+            "frames": heard.frames.load(Ordering::Relaxed),
+            "bytes": heard.bytes.load(Ordering::Relaxed),
+            "member_list_frames": heard.list_frames.load(Ordering::Relaxed),
+            "member_list_bytes": heard.list_bytes.load(Ordering::Relaxed),
+        },
+        "whole_lists": c.whole_lists,
         "load_cpu_secs": own_cpu_secs(),
     }))
+}
+
+/// What the held connections read after their `joined`: all text frames, and the member lists
+/// among them (`presence`, `presence_changes`, `member_count`).
+#[derive(Default)]
+struct Heard {
+    frames: AtomicU64,
+    bytes: AtomicU64,
+    list_frames: AtomicU64,
+    list_bytes: AtomicU64,
+}
+
+impl Heard {
+    fn count(&self, frame: &str) {
+        let size = frame.len() as u64;
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(size, Ordering::Relaxed);
+        // The server writes the tag first.
+        let list = ["presence", "presence_changes", "member_count"]
+            .iter()
+            .any(|t| frame.starts_with(&format!(r#"{{"type":"{t}""#)));
+        if list {
+            self.list_frames.fetch_add(1, Ordering::Relaxed);
+            self.list_bytes.fetch_add(size, Ordering::Relaxed);
+        }
+    }
 }
 
 /// As `name`, posts `count` messages of `chars` characters to `room` and waits until all are
@@ -407,7 +468,14 @@ async fn fill(
     count: usize,
     chars: usize,
 ) -> Result<(), AnyError> {
-    let mut ws = session(&pick(&c.urls, 0), pick(&c.sources, 0), name, room).await?;
+    let mut ws = session(
+        &pick(&c.urls, 0),
+        pick(&c.sources, 0),
+        name,
+        room,
+        c.changes(),
+    )
+    .await?;
     let text = "x".repeat(chars);
     for _ in 0..count {
         let msg = ClientMsg::Send {
@@ -468,6 +536,7 @@ async fn fanout(
             pick(&c.sources, i),
             &format!("{}-m{i}", c.prefix),
             &room,
+            c.changes(),
         )
         .await
         .map_err(|e| format!("member {i} could not join: {e}"))?;
@@ -675,6 +744,7 @@ fn churn_through(
     let (rate, total) = (a.churn, a.churn * a.secs);
     let (urls, sources) = (a.common.urls.clone(), a.common.sources.clone());
     let (prefix, room) = (a.common.prefix.clone(), room.to_owned());
+    let changes = a.common.changes();
     tokio::spawn(async move {
         let (joined, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let spacing = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
@@ -688,7 +758,7 @@ fn churn_through(
             let (name, room) = (format!("{prefix}-c{k}"), room.clone());
             let (joined, errors) = (joined.clone(), errors.clone());
             tasks.spawn(async move {
-                match session(&url, source, &name, &room).await {
+                match session(&url, source, &name, &room, changes).await {
                     Ok(mut ws) => {
                         joined.fetch_add(1, Ordering::Relaxed);
                         let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -823,9 +893,9 @@ async fn churn(a: ChurnArgs) -> Result<serde_json::Value, AnyError> {
             format!("{}-ch{i}", c.prefix),
             format!("{}-churn-{}", c.prefix, i % 10),
         );
-        let errors = errors.clone();
+        let (errors, changes) = (errors.clone(), c.changes());
         tasks.spawn(async move {
-            match session(&url, source, &name, &room).await {
+            match session(&url, source, &name, &room, changes).await {
                 Ok(mut ws) => {
                     let _ = ws.close(None).await;
                     // Read until the server's close arrives, so the cycle is complete.
