@@ -7,6 +7,8 @@
 #                               of three masters with a replica each (REDIS=cluster), to set
 #                               beside the one-Redis numbers of `cluster`
 #   scripts/bench.sh typing     the two-node fan-out without and with 50 people typing, by turns
+#   scripts/bench.sh lists      join storms (rooms of 200, one room of 10,000) by clients that take
+#                               presence_changes and by clients that take whole lists, by turns
 #   scripts/bench.sh many       100,000 idle connections over six nodes on one Redis, from six
 #                               load processes (each process may hold 20,000 open files at most);
 #                               RAMP sets each process's connects per second (default 400);
@@ -55,10 +57,6 @@ stop_cluster() {
 cargo build --release --features ssr --bin chorus --bin chorus-load
 mkdir -p target/bench
 
-if [[ "$which" == all || "$which" == single ]]; then
-out=target/bench/single-node.jsonl
-: >"$out"
-
 # A fresh single node: memory runs start from a process that has not yet freed anything (the
 # allocator keeps freed pages, so a second run in one process would reuse them and read low).
 start_node() {
@@ -78,6 +76,11 @@ stop_node() {
 }
 load() { target/release/chorus-load "$@" --url "$url" --max-secs 300 | tee -a "$out"; }
 sources=(--source 127.0.0.1 --source 127.0.0.2 --source 127.0.0.3 --source 127.0.0.4)
+
+if [[ "$which" == all || "$which" == single ]]; then
+out=target/bench/single-node.jsonl
+: >"$out"
+
 
 # Memory per idle, named, joined connection (rooms of 100). One node's open-file limit is 20,000.
 start_node
@@ -161,6 +164,28 @@ if [[ "$which" == typing ]]; then
     done
   done
   stop_cluster
+fi
+
+# Member lists in a join storm (issue 17): the same storm joined by clients that take
+# `presence_changes` and by clients that take whole lists (--whole-lists), by turns, each on a
+# fresh node; capacity reports the member-list bytes its connections read after joining.
+if [[ "$which" == lists ]]; then
+  out=target/bench/lists.jsonl
+  : >"$out"
+  for round in 1 2; do
+    for how in c w; do
+      flag=(); [[ "$how" == w ]] && flag=(--whole-lists)
+      # Rooms of 200 that all grow at once (a restart's reconnect storm), 50 joins a second each.
+      start_node
+      load capacity --pid "$pid" "${sources[@]}" --prefix "r$round$how" --connections 4000 \
+        --ramp 1000 --room-size 200 --interleave --hold-secs 5 "${flag[@]}"
+      stop_node
+      start_node
+      load capacity --pid "$pid" "${sources[@]}" --prefix "b$round$how" --connections 10000 \
+        --ramp 1000 --room everyone --hold-secs 5 "${flag[@]}"
+      stop_node
+    done
+  done
 fi
 
 if [[ "$which" == all || "$which" == many ]]; then

@@ -110,6 +110,11 @@ struct CapacityArgs {
     /// Every connection joins this one room instead (several processes can fill one room).
     #[arg(long)]
     room: Option<String>,
+    /// Connections join the rooms in turn (connection i the room i mod rooms) instead of
+    /// filling one after the other: every room grows through the whole ramp, as when a node's
+    /// people all come back after a restart.
+    #[arg(long)]
+    interleave: bool,
     /// Seconds to hold the connections open before measuring.
     #[arg(long, default_value_t = 5)]
     hold_secs: u64,
@@ -344,15 +349,20 @@ fn own_cpu_secs() -> f64 {
 
 async fn capacity(a: CapacityArgs) -> Result<serde_json::Value, AnyError> {
     let c = &a.common;
-    let room_of = |i: usize| match &a.room {
+    let rooms = a.connections.div_ceil(a.room_size.max(1)).max(1);
+    let room_name = |k: usize| match &a.room {
         Some(room) => room.clone(),
-        None => format!("{}-cap-{}", c.prefix, i / a.room_size.max(1)),
+        None => format!("{}-cap-{k}", c.prefix),
+    };
+    let room_of = |i: usize| match a.interleave {
+        false => room_name(i / a.room_size.max(1)),
+        true => room_name(i % rooms),
     };
     let mut filled = 0;
     if a.fill_messages > 0 {
-        for (k, first) in (0..a.connections).step_by(a.room_size.max(1)).enumerate() {
+        for k in 0..rooms {
             let filler = format!("{}-fill-{k}", c.prefix);
-            fill(c, &filler, &room_of(first), a.fill_messages, a.fill_chars).await?;
+            fill(c, &filler, &room_name(k), a.fill_messages, a.fill_chars).await?;
             filled += a.fill_messages;
         }
     }
@@ -422,40 +432,47 @@ async fn capacity(a: CapacityArgs) -> Result<serde_json::Value, AnyError> {
         "server_rss_after": rss_after,
         "server_fds_after": fds_after,
         "bytes_per_connection": (rss_after.saturating_sub(rss_before)) as f64 / (connected.max(1)) as f64,
-        "received_after_join": {
-            "frames": heard.frames.load(Ordering::Relaxed),
-            "bytes": heard.bytes.load(Ordering::Relaxed),
-            "member_list_frames": heard.list_frames.load(Ordering::Relaxed),
-            "member_list_bytes": heard.list_bytes.load(Ordering::Relaxed),
-        },
+        "received_after_join": heard.report(),
         "whole_lists": c.whole_lists,
         "load_cpu_secs": own_cpu_secs(),
     }))
 }
 
-/// What the held connections read after their `joined`: all text frames, and the member lists
-/// among them (`presence`, `presence_changes`, `member_count`).
+/// The member-list frames `Heard` counts apart.
+const LIST_TYPES: [&str; 3] = ["presence", "presence_changes", "member_count"];
+
+/// What the held connections read after their `joined`: all text frames, and each kind of
+/// member-list frame among them ([`LIST_TYPES`]), as (frames, bytes).
 #[derive(Default)]
 struct Heard {
-    frames: AtomicU64,
-    bytes: AtomicU64,
-    list_frames: AtomicU64,
-    list_bytes: AtomicU64,
+    all: [AtomicU64; 2],
+    lists: [[AtomicU64; 2]; LIST_TYPES.len()],
 }
 
 impl Heard {
     fn count(&self, frame: &str) {
-        let size = frame.len() as u64;
-        self.frames.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(size, Ordering::Relaxed);
+        let add = |[frames, bytes]: &[AtomicU64; 2]| {
+            frames.fetch_add(1, Ordering::Relaxed);
+            bytes.fetch_add(frame.len() as u64, Ordering::Relaxed);
+        };
+        add(&self.all);
         // The server writes the tag first.
-        let list = ["presence", "presence_changes", "member_count"]
-            .iter()
-            .any(|t| frame.starts_with(&format!(r#"{{"type":"{t}""#)));
-        if list {
-            self.list_frames.fetch_add(1, Ordering::Relaxed);
-            self.list_bytes.fetch_add(size, Ordering::Relaxed);
+        let tag = frame
+            .strip_prefix(r#"{"type":""#)
+            .and_then(|rest| rest.split_once('"'))
+            .map(|(tag, _)| tag);
+        if let Some(k) = LIST_TYPES.iter().position(|t| Some(*t) == tag) {
+            add(&self.lists[k]);
         }
+    }
+
+    fn report(&self) -> serde_json::Value {
+        let pair = |[frames, bytes]: &[AtomicU64; 2]| json!({"frames": frames.load(Ordering::Relaxed), "bytes": bytes.load(Ordering::Relaxed)});
+        let mut report = json!({"all": pair(&self.all)});
+        for (kind, counts) in LIST_TYPES.iter().zip(&self.lists) {
+            report[*kind] = pair(counts);
+        }
+        report
     }
 }
 

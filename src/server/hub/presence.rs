@@ -10,6 +10,11 @@ use tungstenite::Message;
 /// Most names in one `members` page, and how many when the client does not say.
 pub const MEMBERS_PAGE_MAX: usize = 100;
 
+/// A room bigger than its first page sends its list (mostly a new count) at most this often,
+/// however short `presence_interval` is: a page shows its count, and four counts a second to
+/// each of 10,000 members would be 40,000 frames a second of the room's fan-out.
+pub(super) const BIG_ROOM_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Numbers the rooms' throttles, so a connection's queue can tell one room's list from another's.
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -46,9 +51,15 @@ impl PresenceThrottle {
         self.id | 1 << 63
     }
 
-    pub(super) fn sent(&mut self) {
+    /// A list goes out now; the next may in an interval, or in a big room (`big`) in
+    /// [`BIG_ROOM_INTERVAL`] if that is longer.
+    pub(super) fn sent(&mut self, big: bool) {
         self.pending = false;
-        self.next_at = Instant::now() + self.interval;
+        let interval = match big {
+            true => self.interval.max(BIG_ROOM_INTERVAL),
+            false => self.interval,
+        };
+        self.next_at = Instant::now() + interval;
     }
 }
 
@@ -84,6 +95,11 @@ impl<'a> Lists<'a> {
         self.before == Some(self.page.names.as_slice())
     }
 
+    /// The names are `names`.
+    pub(super) fn is(&self, names: &[String]) -> bool {
+        self.page.names == names
+    }
+
     /// `presence`: the whole list (in a big room, its first page) and the count.
     pub(super) fn whole(&mut self) -> Message {
         let (room, count) = (self.room.to_string(), self.count_u32());
@@ -111,18 +127,26 @@ impl<'a> Lists<'a> {
     /// before, or nothing changed.
     pub(super) fn changes(&mut self) -> Option<Message> {
         if self.changes.is_none() {
-            let frame = self.before.filter(|_| !self.same()).map(|before| {
-                let (joined, left) = changed(before, &self.page.names);
-                encode(&ServerMsg::PresenceChanges {
-                    room: self.room.to_string(),
-                    joined,
-                    left,
-                    count: self.count_u32(),
-                })
-            });
-            self.changes = Some(frame);
+            let before = self.before.filter(|_| !self.same());
+            self.changes = Some(before.map(|before| self.changes_frame(before)));
         }
         self.changes.clone().flatten()
+    }
+
+    /// `presence_changes` from `held` (a joiner's first page) to these names; None when they
+    /// are the same. Encoded for the one member that holds it.
+    pub(super) fn changes_from(&self, held: &[String]) -> Option<Message> {
+        (!self.is(held)).then(|| self.changes_frame(held))
+    }
+
+    fn changes_frame(&self, before: &[String]) -> Message {
+        let (joined, left) = changed(before, &self.page.names);
+        encode(&ServerMsg::PresenceChanges {
+            room: self.room.to_string(),
+            joined,
+            left,
+            count: self.count_u32(),
+        })
     }
 
     pub(super) fn into_names(self) -> Vec<String> {
@@ -199,9 +223,15 @@ mod tests {
             r#"{"type":"member_count","room":"lobby","count":900}"#
         );
 
-        // Nothing listed yet: only the whole list can go out.
-        let mut lists = Lists::new(&room, None, page(&["ann"], 1));
+        // Nothing listed yet: a joiner's changes are counted from its own first page.
+        let mut lists = Lists::new(&room, None, page(&["ann", "bo"], 2));
         assert!(!lists.same());
         assert_eq!(lists.changes(), None);
+        assert_eq!(
+            lists.changes_from(&names(&["bo"])).map(text).as_deref(),
+            Some(r#"{"type":"presence_changes","room":"lobby","joined":["ann"],"count":2}"#)
+        );
+        assert!(lists.is(&names(&["ann", "bo"])));
+        assert_eq!(lists.changes_from(&names(&["ann", "bo"])), None);
     }
 }

@@ -43,9 +43,9 @@ struct LocalMember {
     outbox: Outbox,
     /// It takes `presence_changes` (what changed) rather than whole lists.
     changes: bool,
-    /// It holds the list this node last sent (`RoomTask::listed`): changes since apply to it.
-    /// A joiner whose first page was another gets the whole list next.
-    knows: bool,
+    /// The list it holds, when not the one this node last sent (`RoomTask::listed`): a
+    /// joiner's first page. Its next changes are counted from that.
+    holds: Option<Vec<String>>,
     /// Live messages of this epoch up to `skip_through` were in the member's join snapshot.
     epoch: Option<String>,
     skip_through: u64,
@@ -338,7 +338,8 @@ impl RoomTask {
             self.count = snapshot.count;
             // A joiner whose first page is not the one last listed here hears the next list
             // whole (the others, what changed).
-            let knows = self.listed.as_ref() == Some(&snapshot.members);
+            let holds =
+                (self.listed.as_ref() != Some(&snapshot.members)).then(|| snapshot.members.clone());
             // A repeated join replaces the connection's entry and resends the room.
             self.members.retain(|m| m.member.conn != member.conn);
             let (epoch, last_seq) = (snapshot.epoch.clone(), snapshot.last_seq);
@@ -395,7 +396,7 @@ impl RoomTask {
                     reader,
                     outbox,
                     changes,
-                    knows,
+                    holds,
                     epoch: at,
                     skip_through,
                 });
@@ -647,7 +648,7 @@ impl RoomTask {
 
     /// Starts reading the member list beside the task; it comes back through `lists`.
     fn read_presence(&mut self) {
-        self.presence.sent();
+        self.presence.sent(self.count > self.hub.list_max);
         self.presence.reading = true;
         let (hub, room, done) = (self.hub.clone(), self.room.clone(), self.lists.0.clone());
         tokio::spawn(async move {
@@ -677,18 +678,21 @@ impl RoomTask {
         let (id, count_id) = (self.presence.id, self.presence.count_id());
         let mut queued = 0;
         self.members.retain_mut(|m| {
-            let changes = match m.knows && m.changes {
-                true => lists.changes(),
-                false => None,
+            let holds = m.holds.take();
+            let changes = match (m.changes, &holds) {
+                (false, _) => None,
+                (true, None) => lists.changes(),
+                (true, Some(names)) => lists.changes_from(names),
+            };
+            let same = match &holds {
+                None => lists.same(),
+                Some(names) => lists.is(names),
             };
             let ok = match changes {
                 Some(changes) => m.outbox.offer_changes(changes, lists.whole(), id),
-                None if m.knows && lists.same() => {
-                    m.outbox.offer_as(lists.count(), Class::Presence(count_id))
-                }
+                None if same => m.outbox.offer_as(lists.count(), Class::Presence(count_id)),
                 None => m.outbox.offer_as(lists.whole(), Class::Presence(id)),
             };
-            m.knows = true;
             queued += u64::from(ok);
             ok
         });

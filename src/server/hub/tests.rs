@@ -549,3 +549,58 @@ async fn a_reader_that_stalls_in_a_busy_room_keeps_every_message_while_lists_and
     assert_eq!(texts, said, "every message, once, in order");
     assert_eq!(lists, 1, "one member list waits: the newest");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_room_past_its_first_page_sends_its_list_at_most_once_a_second() {
+    let store: Arc<dyn Store> = Arc::new(memory_store());
+    let mut config = crate::server::config::Config::default();
+    config.rooms.presence_interval_ms = Duration::from_millis(50);
+    config.rooms.presence_list_max = 2;
+    let hub = Hub::new(store.clone(), &config, Arc::default());
+    let room = RoomName::lobby();
+    let mut outs = Vec::new();
+    for name in ["ann", "bo", "cy"] {
+        let (m, out) = member(name);
+        hub.join(&room, &m, &out, Joining::open())
+            .await
+            .expect("joins");
+        outs.push(out);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // ann reads as it comes (a count still queued would be replaced by the next).
+    let ann_out = outs[0].clone();
+    ann_out.take().await.expect("the room so far");
+    let reader = tokio::spawn(async move {
+        let mut counts = Vec::new();
+        while let Some(frames) = ann_out.take().await {
+            for frame in frames {
+                let Message::Text(text) = frame else { continue };
+                if let Ok(
+                    ServerMsg::MemberCount { count, .. } | ServerMsg::Presence { count, .. },
+                ) = serde_json::from_str::<ServerMsg>(&text)
+                {
+                    counts.push(count);
+                }
+            }
+        }
+        counts
+    });
+    // Twenty joins, one every 100 ms: in a room of three, the 50 ms interval would send a list
+    // (here a count) for each.
+    for i in 0..20 {
+        let (visitor, visitor_out) = member(&format!("visitor{i}"));
+        hub.join(&room, &visitor, &visitor_out, Joining::open())
+            .await
+            .expect("joins");
+        outs.push(visitor_out);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    outs[0].end();
+    let counts = reader.await.expect("reader");
+    assert!(
+        (2..=4).contains(&counts.len()),
+        "{counts:?}: 2 s of joins, a list a second"
+    );
+    assert_eq!(counts.last(), Some(&23), "the last one counts everyone");
+}
