@@ -661,7 +661,6 @@ impl Model {
         out
     }
 
-    /// The name or the room, if the server has not granted what this page wants.
     /// The room's `join`: after a reconnect, only what was missed since the last message shown;
     /// the member list kept current by what changes in it.
     fn join(&self) -> ClientMsg {
@@ -672,6 +671,7 @@ impl Model {
         }
     }
 
+    /// The name or the room, if the server has not granted what this page wants.
     fn ask_again(&self) -> Option<ClientMsg> {
         if self.status != Status::Online || self.retry_name_in_ms.is_some() {
             return None;
@@ -980,7 +980,7 @@ impl Model {
                 self.set_members(members, count);
                 Vec::new()
             }
-            // What changed since the list this page has (which notices may have applied already).
+            // What changed since the list this page has (applying it twice changes nothing).
             ServerMsg::PresenceChanges {
                 room,
                 joined,
