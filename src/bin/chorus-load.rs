@@ -151,6 +151,11 @@ struct FanoutArgs {
     /// page does while its composer changes), staggered.
     #[arg(long, default_value_t = 0)]
     typists: usize,
+    /// Seconds the members read before the first send: what the joins left unread (the
+    /// notices of the first thousand joiners, a room's counts) is read by then, as a page
+    /// reads it while the others come, instead of delaying the first messages measured.
+    #[arg(long, default_value_t = 0)]
+    settle_secs: u64,
 }
 
 #[derive(Args)]
@@ -518,6 +523,24 @@ async fn fill(
 
 // ---- fanout and crossnode ----------------------------------------------------------------------
 
+/// A delivery later than this counts as late in `late_by_second`.
+const LATE_US: u64 = 250_000;
+
+/// The fields of a server frame the fan-out readers look at, borrowed from the frame. Decoding
+/// every delivery into a `ServerMsg` (an internally tagged enum, which serde buffers before
+/// reading it) is work the generator, which shares the machine with the node, need not do.
+#[derive(serde::Deserialize)]
+struct Peek<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    from: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    client_id: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// What one member saw.
 struct Seen {
     latency: Histogram<u64>,
@@ -533,6 +556,9 @@ struct Seen {
     closed_early: bool,
     /// `typing` frames received.
     typing: u64,
+    /// Per second of sending (by when a message was sent): deliveries, and those later than
+    /// [`LATE_US`].
+    by_second: Vec<[u64; 2]>,
 }
 
 async fn fanout(
@@ -564,8 +590,9 @@ async fn fanout(
     let sent = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
     let mut writers = Vec::new();
-    let cpu_before = own_cpu_secs();
-    let started = Instant::now();
+    let settle = Duration::from_secs(a.settle_secs);
+    let started = Instant::now() + settle;
+    let started_us = now_us() + settle.as_micros() as u64;
     for (i, ws) in members.into_iter().enumerate() {
         let (mut sink, mut stream) = ws.split();
         let is_sender = i < senders;
@@ -583,6 +610,7 @@ async fn fanout(
                     duplicates: 0,
                     closed_early: false,
                     typing: 0,
+                    by_second: Vec::new(),
                 };
                 loop {
                     let frame = tokio::select! {
@@ -597,17 +625,18 @@ async fn fanout(
                             break;
                         }
                     };
-                    let m = match serde_json::from_str::<ServerMsg>(&text) {
-                        Ok(ServerMsg::Message(m)) if seen.counts => m,
-                        Ok(ServerMsg::Typing { .. }) => {
+                    let Ok(frame) = serde_json::from_str::<Peek>(&text) else {
+                        continue;
+                    };
+                    let (from, said) = match (&*frame.kind, frame.from, frame.text) {
+                        ("message", Some(from), Some(said)) if seen.counts => (from, said),
+                        ("typing", _, _) => {
                             seen.typing += 1;
                             continue;
                         }
                         // client_id: "<sender>:<seq>:<sent at, µs>"
-                        Ok(ServerMsg::Ack {
-                            client_id: Some(id),
-                            ..
-                        }) => {
+                        ("ack", _, _) => {
+                            let id = frame.client_id.unwrap_or_default();
                             if let Some(t) = id.rsplit(':').next().and_then(|t| t.parse().ok()) {
                                 let _ = seen.acks.record(now_us().saturating_sub(t).max(1));
                             }
@@ -615,11 +644,11 @@ async fn fanout(
                         }
                         _ => continue,
                     };
-                    if !m.from.starts_with(&prefix) {
+                    if !from.starts_with(&*prefix) {
                         continue;
                     }
                     // text: "<sender>:<seq>:<sent at, µs>:<padding>"
-                    let mut parts = m.text.splitn(4, ':');
+                    let mut parts = said.splitn(4, ':');
                     let (Some(s), Some(n), Some(t)) = (parts.next(), parts.next(), parts.next())
                     else {
                         continue;
@@ -640,7 +669,14 @@ async fn fanout(
                         *w |= bit;
                     }
                     seen.deliveries += 1;
-                    let _ = seen.latency.record(now_us().saturating_sub(t).max(1));
+                    let late = now_us().saturating_sub(t);
+                    let _ = seen.latency.record(late.max(1));
+                    let second = (t.saturating_sub(started_us) / 1_000_000) as usize;
+                    if seen.by_second.len() <= second {
+                        seen.by_second.resize(second + 1, [0, 0]);
+                    }
+                    seen.by_second[second][0] += 1;
+                    seen.by_second[second][1] += u64::from(late > LATE_US);
                 }
                 seen
             }));
@@ -689,6 +725,8 @@ async fn fanout(
             }));
         }
     }
+    tokio::time::sleep_until(started).await;
+    let cpu_before = own_cpu_secs();
     let churned = churn_through(&a, &room, started, stop.clone());
     let mut sinks = Vec::new();
     for w in writers {
@@ -703,8 +741,16 @@ async fn fanout(
     let (mut deliveries, mut duplicates, mut unique, mut closed) = (0u64, 0u64, 0u64, 0u64);
     let mut typing = 0u64;
     let mut receivers = 0u64;
+    let mut by_second: Vec<[u64; 2]> = Vec::new();
     for r in readers {
         let seen = r.await?;
+        if by_second.len() < seen.by_second.len() {
+            by_second.resize(seen.by_second.len(), [0, 0]);
+        }
+        for (all, [n, late]) in by_second.iter_mut().zip(&seen.by_second) {
+            all[0] += n;
+            all[1] += late;
+        }
         acks.add(&seen.acks).map_err(|e| e.to_string())?;
         typing += seen.typing;
         if !seen.counts {
@@ -743,6 +789,11 @@ async fn fanout(
         "typists": a.typists,
         "typing_frames_received": typing,
         "latency_ms": latency_ms(&latency),
+        // Per second of sending: the share of its deliveries that took over 250 ms.
+        "late_share_by_second": by_second
+            .iter()
+            .map(|[n, late]| (*late as f64 / (*n).max(1) as f64 * 1000.0).round() / 1000.0)
+            .collect::<Vec<_>>(),
         "acked": acks.len(),
         "ack_latency_ms": latency_ms(&acks),
         "load_cpu_secs": cpu,
@@ -830,6 +881,7 @@ async fn crossnode(a: CrossnodeArgs) -> Result<serde_json::Value, AnyError> {
             size: 32,
             churn: 0,
             typists: 0,
+            settle_secs: 0,
         },
         true,
     )
