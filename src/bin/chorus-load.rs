@@ -523,7 +523,7 @@ async fn fill(
 
 // ---- fanout and crossnode ----------------------------------------------------------------------
 
-/// A delivery later than this counts as late in `late_by_second`.
+/// A delivery later than this counts as late in `late_share_by_second`.
 const LATE_US: u64 = 250_000;
 
 /// The fields of a server frame the fan-out readers look at, borrowed from the frame. Decoding
