@@ -179,7 +179,8 @@ impl Outbox {
         if queue.gone || queue.ended {
             return false;
         }
-        if class.replaceable() && self.replace(&mut queue, |c| c == class, &frame, class) {
+        if class.replaceable() && self.replace(&mut queue, |c| c == class, || frame.clone(), class)
+        {
             return true;
         }
         self.offer_locked(queue, frame, class)
@@ -187,28 +188,33 @@ impl Outbox {
 
     /// Queues what changed in the member list of the room `id` (`presence_changes`), or, when
     /// the room's list or changes are still queued (the client has not seen the list these
-    /// changes apply to), replaces those with `whole`, the room's whole list now. So a slow
-    /// reader has at most one of them queued per room, and never a change without the one
-    /// before it.
-    pub fn offer_changes(&self, changes: Message, whole: Message, id: u64) -> bool {
+    /// changes apply to), replaces those with `whole()`, the room's whole list now (made only
+    /// then). So a slow reader has at most one of them queued per room, and never a change
+    /// without the one before it.
+    pub fn offer_changes(
+        &self,
+        changes: Message,
+        whole: impl FnOnce() -> Message,
+        id: u64,
+    ) -> bool {
         let mut queue = self.queue();
         if queue.gone || queue.ended {
             return false;
         }
         let queued = |c: Class| c == Class::Presence(id) || c == Class::Changes(id);
-        if self.replace(&mut queue, queued, &whole, Class::Presence(id)) {
+        if self.replace(&mut queue, queued, whole, Class::Presence(id)) {
             return true;
         }
         self.offer_locked(queue, changes, Class::Changes(id))
     }
 
-    /// Replaces the first queued frame whose class `old` accepts with `frame`, queued last
+    /// Replaces the first queued frame whose class `old` accepts with `frame()`, queued last
     /// (behind the notices queued since the old one, which the new one already counts).
     fn replace(
         &self,
         queue: &mut Queue,
         old: impl Fn(Class) -> bool,
-        frame: &Message,
+        frame: impl FnOnce() -> Message,
         class: Class,
     ) -> bool {
         let Some(at) = queue.frames.iter().position(|(_, c)| old(*c)) else {
@@ -217,8 +223,9 @@ impl Outbox {
         let Some((gone, _)) = queue.frames.remove(at) else {
             return false;
         };
+        let frame = frame();
         queue.bytes = queue.bytes - gone.len() + frame.len();
-        queue.frames.push_back((frame.clone(), class));
+        queue.frames.push_back((frame, class));
         self.count_shed(1);
         tracing::trace!(?class, "replaced in the outbound queue");
         true
@@ -405,21 +412,21 @@ mod tests {
     async fn changes_still_queued_become_the_whole_list_so_none_is_applied_without_the_one_before()
     {
         let outbox = Outbox::bounded(8, usize::MAX, None, None);
-        assert!(outbox.offer_changes(text("1: +bo"), text("list: ann bo"), 1));
-        assert!(outbox.offer_changes(text("2: +eve"), text("list: eve"), 2));
+        assert!(outbox.offer_changes(text("1: +bo"), || text("list: ann bo"), 1));
+        assert!(outbox.offer_changes(text("2: +eve"), || text("list: eve"), 2));
         assert!(outbox.offer(text("message")));
         // Room 1's first changes are still queued: the client gets room 1's list now instead.
-        assert!(outbox.offer_changes(text("1: -ann"), text("list: bo"), 1));
+        assert!(outbox.offer_changes(text("1: -ann"), || text("list: bo"), 1));
         assert_eq!(
             taken(&outbox).await,
             [text("2: +eve"), text("message"), text("list: bo")]
         );
         // Once taken, changes queue again; a whole list still queued is replaced the same way.
-        assert!(outbox.offer_changes(text("1: +cy"), text("list: bo cy"), 1));
+        assert!(outbox.offer_changes(text("1: +cy"), || text("list: bo cy"), 1));
         assert_eq!(taken(&outbox).await, [text("1: +cy")]);
         let (frame, class) = presence(1, "list: bo cy");
         assert!(outbox.offer_as(frame, class));
-        assert!(outbox.offer_changes(text("1: +dee"), text("list: bo cy dee"), 1));
+        assert!(outbox.offer_changes(text("1: +dee"), || text("list: bo cy dee"), 1));
         assert_eq!(taken(&outbox).await, [text("list: bo cy dee")]);
     }
 

@@ -336,8 +336,8 @@ impl RoomTask {
         let result = snapshot.map(|snapshot| {
             let created = snapshot.created;
             self.count = snapshot.count;
-            // A joiner whose first page is not the one last listed here hears the next list
-            // whole (the others, what changed).
+            // A joiner whose first page is not the one last listed here hears the next changes
+            // from its own page (or, if it takes whole lists, the next list whole).
             let holds =
                 (self.listed.as_ref() != Some(&snapshot.members)).then(|| snapshot.members.clone());
             // A repeated join replaces the connection's entry and resends the room.
@@ -689,7 +689,7 @@ impl RoomTask {
                 Some(names) => lists.is(names),
             };
             let ok = match changes {
-                Some(changes) => m.outbox.offer_changes(changes, lists.whole(), id),
+                Some(changes) => m.outbox.offer_changes(changes, || lists.whole(), id),
                 None if same => m.outbox.offer_as(lists.count(), Class::Presence(count_id)),
                 None => m.outbox.offer_as(lists.whole(), Class::Presence(id)),
             };
