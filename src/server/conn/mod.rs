@@ -1,8 +1,9 @@
 //! One WebSocket connection, in three layers:
 //! - [`upgrade`]: the HTTP upgrade (origin, caps and rates, the token, the handshake), then the
-//!   connection's two tasks are started;
-//! - `socket`: the reader and writer loops over the frames (timers, batching, fragments), generic
-//!   over `Stream` and `Sink` and knowing nothing of sessions;
+//!   connection's task is started;
+//! - `socket`: that one task, which reads frames, keeps the timers and writes the queue's
+//!   batches (frames from their shared bytes, one vectored write per batch), generic over the
+//!   socket and knowing nothing of sessions;
 //! - `session`: the protocol, one handler per client frame type.
 
 mod session;

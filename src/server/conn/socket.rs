@@ -1,34 +1,36 @@
-//! A connection's two loops over its WebSocket: the reader, which hears frames, keeps the
-//! connection's timers (pings, idle timeout, the drain) and hands text and binary frames to the
-//! protocol ([`Peer`]); and the writer, which drains the connection's bounded queue
-//! ([`Outbox`]), batching and fragmenting, one flush per batch.
+//! A connection's one task over its WebSocket: it hears frames and hands text and binary ones to
+//! the protocol ([`Peer`]), keeps the connection's timers (pings, idle timeout, the drain), and
+//! writes what the connection's bounded queue ([`Outbox`]) holds, batch by batch, also while the
+//! protocol works on a frame ([`beside`]).
 //!
-//! Both are generic over the frames' `Stream` and `Sink`, so they know nothing of sockets,
-//! sessions or rooms, and are unit-tested over in-memory channels below.
+//! One task rather than a reader and a writer: a task costs about 700 bytes at rest, and splitting
+//! the WebSocket in two another 400 (BENCHMARKS "Idle memory"); idle connections are most of
+//! what a chat server holds. The WebSocket is a [`Link`]: tungstenite reads, and frames are
+//! written from their shared bytes.
+//!
+//! Generic over the socket, so it knows nothing of sessions or rooms, and is unit-tested over an
+//! in-memory pipe below.
+
+mod link;
+
+pub use link::{Link, Tap};
 
 use crate::server::{
     frame::{self, CLOSE_GOING_AWAY, CLOSE_PROTOCOL_ERROR, CLOSE_SERVICE_RESTART, CLOSE_TOO_BIG},
     metrics::close_reason,
-    outbox::{Batch, Outbox},
+    outbox::Outbox,
     store::Departure,
 };
-use bytes::Bytes;
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use link::Event;
 use rand::Rng;
 use std::{future::Future, time::Duration};
-use tokio::{task::JoinHandle, time::Instant};
-use tokio_util::sync::CancellationToken;
-use tungstenite::{
-    Message,
-    protocol::frame::{
-        Frame,
-        coding::{CloseCode, Data, OpCode},
-    },
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    time::Instant,
 };
+use tokio_util::sync::CancellationToken;
+use tungstenite::{Message, protocol::frame::coding::CloseCode};
 
-/// Text messages longer than this are sent as fragments of this size, so that tungstenite's
-/// write buffer, which never shrinks, holds at most its threshold plus one fragment.
-pub(super) const FRAGMENT: usize = 1024;
 /// How long a closing connection may take to get its close frame out.
 pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -63,23 +65,20 @@ pub(super) struct Heartbeat {
     pub drain: Duration,
 }
 
-/// The connection's reader: runs the protocol until the connection ends, then lets the peer
-/// finish and waits for the writer.
+/// The connection: runs the protocol until the connection ends, then lets the peer finish and
+/// says goodbye.
 // Not an `async fn` on purpose (see below), whatever clippy prefers.
 #[allow(clippy::manual_async_fn)]
-pub(super) fn read_loop<S, P>(
-    mut stream: S,
-    mut peer: P,
-    writer: JoinHandle<()>,
-) -> impl Future<Output = ()> + Send
+pub(super) fn run<S, P>(mut link: Link<S>, mut peer: P) -> impl Future<Output = ()> + Send
 where
-    S: Stream<Item = Result<Message, tungstenite::Error>> + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send,
     P: Peer,
 {
     // A plain fn around an `async move` block: the block uses what it captured in place, where
-    // an `async fn` would keep its arguments and their moved copies side by side.
+    // an `async fn` would keep its arguments and their moved copies side by side (the link is
+    // made by the caller for the same reason).
     async move {
-        let close = peer.outbox().close.clone();
+        let outbox = peer.outbox().clone();
         let draining = peer.draining().clone();
         let mut timers = Timers::new(peer.heartbeat());
         // One timer for the connection's whole life, moved only when it fires or the node starts
@@ -90,14 +89,15 @@ where
         let mut departure = Departure::Dropped;
         // The close frame this side sends, if it is the one ending the connection.
         let mut close_with = None;
-        // Everything awaited only now and then (refusals, the close, the teardown) is boxed: its
-        // state then takes memory only while it runs, not for the connection's whole, mostly
-        // idle, life.
+        // Everything awaited only now and then (a frame's handling, the close, the teardown) is
+        // boxed: its state then takes memory only while it runs, not for the connection's
+        // whole, mostly idle, life.
         loop {
-            let frame = tokio::select! {
+            let idle = link.idle();
+            let event = tokio::select! {
                 biased;
-                // Closed from outside (slow reader, failed write): the writer is already closing.
-                _ = close.cancelled() => break,
+                // Closed from outside (slow reader), or a write failed.
+                _ = outbox.close.cancelled() => break,
                 _ = draining.cancelled(), if timers.leave_at.is_none() => {
                     timers.leave_at = Some(timers.drain_moment());
                     timer.as_mut().reset(timers.wake_at());
@@ -118,7 +118,7 @@ where
                         Due::Ping => {
                             // Never waits: a reader so far behind that even a ping does not fit is
                             // closed.
-                            peer.outbox().offer(Message::Ping(Default::default()));
+                            outbox.offer(Message::Ping(Default::default()));
                         }
                         // The peer was heard since the deadline was set: nothing is due yet.
                         Due::Nothing => {}
@@ -126,7 +126,19 @@ where
                     timer.as_mut().reset(timers.wake_at());
                     continue;
                 }
-                frame = stream.next() => frame,
+                taken = outbox.take(), if idle => {
+                    // The queue ends only after this loop.
+                    link.start(taken.into_iter().flatten());
+                    continue;
+                }
+                event = link.event(true) => event,
+            };
+            let frame = match event {
+                Event::Wrote(written) => {
+                    wrote(&outbox, written);
+                    continue;
+                }
+                Event::Read(frame) => frame,
             };
             timers.heard();
             let message = match frame {
@@ -139,6 +151,8 @@ where
                     if frame.is_none_or(|f| f.code != CloseCode::Away) {
                         departure = Departure::Closed;
                     }
+                    // Only tungstenite's answer to it goes out now.
+                    link.end_writing();
                     break;
                 }
                 None => break,
@@ -148,62 +162,144 @@ where
                 }
             };
             // The message moves into the boxed handler: across the await the connection's
-            // future holds one pointer, not the frame.
-            if let Some(close) = Box::pin(peer.on_message(message)).await {
+            // future holds one pointer, not the frame. What the handler queues is written
+            // meanwhile.
+            let handled = Box::pin(beside(&mut link, &outbox, peer.on_message(message))).await;
+            if let Some(close) = handled {
                 close_with = Some(close);
                 break;
             }
         }
         // This side ended the connection: the client may still be writing.
-        let linger = close_with.is_some() || close.is_cancelled();
+        let closed_outside = outbox.close.is_cancelled();
+        let linger = close_with.is_some() || closed_outside;
         Box::pin(async move {
             let why = match (&close_with, &departure) {
                 (Some((code, _)), _) => close_reason(*code),
                 (None, Departure::Closed) => "client_close",
-                (None, _) if peer.outbox().overflowed() => "slow_reader",
+                (None, _) if outbox.overflowed() => "slow_reader",
                 (None, _) => "dropped",
             };
             peer.ended(why);
-            if let Some((code, reason)) = close_with {
-                closing(peer.outbox(), code, reason).await;
+            if closed_outside {
+                try_again(&mut link);
+            } else if let Some((code, reason)) = close_with {
+                // Behind what is already queued. If the client does not make room in time, it
+                // is closed at once instead (1013).
+                let queued =
+                    tokio::time::timeout(CLOSE_TIMEOUT, outbox.send(frame::close(code, reason)));
+                if !matches!(beside(&mut link, &outbox, queued).await, Ok(Ok(()))) {
+                    outbox.close.cancel();
+                    try_again(&mut link);
+                }
             }
             // Nobody ended it on purpose: the client may well be back in a moment.
             let may_return = !linger && departure == Departure::Dropped;
-            peer.finish(departure, may_return).await;
-            // Every room has let go of the connection: the writer sends what is queued, then
-            // closes.
-            peer.outbox().end();
+            beside(&mut link, &outbox, peer.finish(departure, may_return)).await;
+            // Every room has let go of the connection: what is queued goes out, then the close.
+            outbox.end();
             drop(peer);
-            if linger {
-                // Frames the client sent are read (and no longer acted on) until its own close,
-                // for at most CLOSE_TIMEOUT: a socket closed with unread data is reset, and the
-                // reset would discard what was sent before our close, the close frame included.
-                let drained = async {
-                    while let Some(Ok(frame)) = stream.next().await {
-                        if matches!(frame, Message::Close(_)) {
-                            break;
-                        }
-                    }
-                };
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, drained).await;
+            // Frames the client sent are read (and no longer acted on) until its own close, for
+            // at most CLOSE_TIMEOUT: a socket closed with unread data is reset, and the reset
+            // would discard what was sent before our close, the close frame included.
+            let last = wind_up(&mut link, &outbox, linger);
+            if tokio::time::timeout(CLOSE_TIMEOUT, last).await.is_err() {
+                tracing::debug!("the connection did not wind up in time");
             }
-            if tokio::time::timeout(CLOSE_TIMEOUT, writer).await.is_err() {
-                tracing::debug!("writer did not finish in time");
-            }
+            outbox.writer_gone();
         })
         .await;
     }
 }
 
-/// Queues a close frame behind what is already queued. If the client does not make room in
-/// time, it is closed at once instead (1013).
-async fn closing(outbox: &Outbox, code: u16, reason: &'static str) {
-    let queued = outbox.send(frame::close(code, reason));
-    if !matches!(
-        tokio::time::timeout(CLOSE_TIMEOUT, queued).await,
-        Ok(Ok(()))
-    ) {
+/// A connection refused before it could run the protocol: writes what its queue holds (an error
+/// and a close), reading until the client's close, for at most [`CLOSE_TIMEOUT`].
+pub(super) async fn refuse<S>(mut link: Link<S>, outbox: Outbox)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, wind_up(&mut link, &outbox, true)).await;
+    outbox.writer_gone();
+}
+
+/// Closed from outside (a slow reader) or closing at once: a frame half written is finished, the
+/// rest dropped, and the client is told to reconnect (and recover with `since`).
+fn try_again<S: AsyncRead + AsyncWrite + Unpin>(link: &mut Link<S>) {
+    link.cut();
+    link.start([frame::close(frame::CLOSE_TRY_AGAIN, "reconnect")]);
+}
+
+/// After a write: a failed one ends the connection.
+fn wrote(outbox: &Outbox, written: Result<bool, tungstenite::Error>) {
+    if let Err(e) = written {
+        tracing::debug!(cause = %e, "write failed: closing");
         outbox.close.cancel();
+        // Whatever is queued from now on would never be written.
+        outbox.writer_gone();
+    }
+}
+
+/// Awaits `work` while writing what the queue holds, so that work that queues frames (and waits
+/// for room) is not waiting on itself. Reads nothing: frames are acted on one at a time.
+async fn beside<S, F>(link: &mut Link<S>, outbox: &Outbox, work: F) -> F::Output
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: Future,
+{
+    tokio::pin!(work);
+    loop {
+        let idle = link.idle();
+        let taking = idle && !outbox.close.is_cancelled();
+        tokio::select! {
+            biased;
+            done = &mut work => return done,
+            taken = outbox.take(), if taking => link.start(taken.into_iter().flatten()),
+            event = link.event(false), if !idle => {
+                if let Event::Wrote(written) = event {
+                    wrote(outbox, written);
+                }
+            }
+        }
+    }
+}
+
+/// The end: writes what is queued until the queue's end (nothing after a close frame, and
+/// nothing new once closed from outside), reading and discarding the client's frames while
+/// `reading`, until its close; then tungstenite's closing frame.
+async fn wind_up<S>(link: &mut Link<S>, outbox: &Outbox, mut reading: bool)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut ended = false;
+    loop {
+        ended |= link.shut() || outbox.close.is_cancelled();
+        let idle = link.idle();
+        if ended && idle && !reading {
+            break;
+        }
+        let event = tokio::select! {
+            biased;
+            taken = outbox.take(), if idle && !ended => {
+                match taken {
+                    Some(batch) => link.start(batch),
+                    None => ended = true,
+                }
+                continue;
+            }
+            event = link.event(reading) => event,
+        };
+        match event {
+            Event::Wrote(Ok(_)) => {}
+            Event::Wrote(Err(e)) => {
+                tracing::debug!(cause = %e, "write failed while closing");
+                return;
+            }
+            Event::Read(Some(Ok(Message::Close(_)) | Err(_)) | None) => reading = false,
+            Event::Read(Some(Ok(_))) => {}
+        }
+    }
+    if let Err(e) = link.close().await {
+        tracing::debug!(cause = %e, "close not written");
     }
 }
 
@@ -299,92 +395,6 @@ fn read_error_close(e: tungstenite::Error) -> Option<Close> {
             Some((CLOSE_PROTOCOL_ERROR, "read failed"))
         }
     }
-}
-
-/// The connection's writer: sends what is queued, batch by batch, until the queue ends (then
-/// closes the socket) or the connection is closed from outside (then says 1013, reconnect).
-pub(super) async fn write_loop<K>(mut sink: K, outbox: &Outbox)
-where
-    K: Sink<Message, Error = tungstenite::Error> + Unpin,
-{
-    let close = &outbox.close;
-    // As in the reader, what is awaited only while writing or closing is boxed, so the waiting
-    // writer of an idle connection is small.
-    loop {
-        // Everything queued, taken at once; dropped after writing, so that an idle connection
-        // keeps no queue storage.
-        let taken = tokio::select! {
-            biased;
-            _ = close.cancelled() => break,
-            taken = outbox.take() => taken,
-        };
-        let Some(mut batch) = taken else {
-            // The connection ended normally and everything queued was written.
-            let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, sink.close())).await;
-            return;
-        };
-        // Abandoning a pending write here is safe: tungstenite buffers whole frames, and the
-        // close below flushes what is buffered first.
-        let written = tokio::select! {
-            biased;
-            _ = close.cancelled() => break,
-            r = Box::pin(write_batch(&mut sink, &mut batch)) => r,
-        };
-        match written {
-            Ok(true) => {}
-            // A close frame went out: nothing more may follow it.
-            Ok(false) => return,
-            Err(e) => {
-                tracing::debug!(cause = %e, "write failed: closing");
-                close.cancel();
-                return;
-            }
-        }
-    }
-    // Closed from outside (slow reader): tell the client to reconnect, if it reads in time.
-    let bye = sink.send(frame::close(frame::CLOSE_TRY_AGAIN, "reconnect"));
-    let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, bye)).await;
-}
-
-/// Writes a batch with one flush. Returns false after a close frame.
-async fn write_batch<K>(sink: &mut K, batch: &mut Batch) -> Result<bool, K::Error>
-where
-    K: Sink<Message> + Unpin,
-{
-    let mut open = true;
-    for frame in batch.drain() {
-        match frame {
-            Message::Text(text) if text.len() > FRAGMENT => {
-                for fragment in fragments(text.into()) {
-                    sink.feed(fragment).await?;
-                }
-            }
-            Message::Close(_) => {
-                sink.feed(frame).await?;
-                open = false;
-                break;
-            }
-            frame => sink.feed(frame).await?,
-        }
-    }
-    sink.flush().await?;
-    Ok(open)
-}
-
-/// A text message as fragments of at most [`FRAGMENT`] bytes (RFC 6455 §5.4), sharing the
-/// message's bytes. A fragment may end inside a UTF-8 sequence: only the whole message must be
-/// valid UTF-8.
-fn fragments(text: Bytes) -> impl Iterator<Item = Message> {
-    let len = text.len();
-    (0..len).step_by(FRAGMENT).map(move |start| {
-        let end = (start + FRAGMENT).min(len);
-        let opcode = if start == 0 {
-            OpCode::Data(Data::Text)
-        } else {
-            OpCode::Data(Data::Continue)
-        };
-        Message::Frame(Frame::message(text.slice(start..end), opcode, end == len))
-    })
 }
 
 #[cfg(test)]

@@ -1,17 +1,15 @@
 //! Opening a connection: the HTTP upgrade request is checked (the node can serve, the
 //! handshake is valid, the origin is allowed, the client's address is under its caps and connect
-//! rate, the token if signed identity is on), answered with 101, and the connection's reader and
-//! writer are started on the WebSocket.
+//! rate, the token if signed identity is on), answered with 101, and the connection's task is
+//! started on the WebSocket.
 //!
 //! The upgrade is axum's and hyper's; the WebSocket on top of it is tokio-tungstenite, used
-//! directly rather than through axum's `WebSocket` because a frame larger than
-//! `socket::FRAGMENT` must go out as fragments: tungstenite keeps its write buffer at the size of
-//! the largest frame it ever wrote, for the connection's whole life, and a `joined` with a full
-//! history of long messages is 100 KB and more.
+//! directly rather than through axum's `WebSocket`: tungstenite reads and writes the control
+//! frames, and text and binary frames are written from their shared bytes (`socket::Link`).
 
 use super::{
     session::{Connection, random_id},
-    socket::{read_loop, write_loop},
+    socket::{Link, Tap, refuse, run},
 };
 use crate::protocol::Invalid;
 use crate::server::{
@@ -28,7 +26,6 @@ use axum::{
     http::{HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use futures_util::StreamExt;
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 use tungstenite::{
@@ -36,12 +33,8 @@ use tungstenite::{
     protocol::{Role, WebSocketConfig},
 };
 
-type WebSocket = WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+type WebSocket = WebSocketStream<Tap<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>>;
 
-/// Bytes tungstenite buffers before it writes on its own; a batch is flushed explicitly anyway.
-/// Its buffer never shrinks, so this (plus the largest frame) is what a connection keeps after a
-/// burst: 8 KiB cost about 3 KB per connection after the six-node join storm.
-const WRITE_BUFFER: usize = 2 * 1024;
 /// Initial read buffer per connection. The library default (128 KiB) would cost more per idle
 /// connection than everything else together; larger frames grow it as needed.
 const READ_BUFFER: usize = 256;
@@ -99,21 +92,21 @@ pub async fn upgrade(State(app): State<AppState>, mut req: Request) -> Response 
             .into_response();
     };
     let max = app.config.conn.max_frame_bytes;
-    // No max_write_buffer_size: it also caps the largest frame we can send, and a `joined` with
-    // a full history of long messages is over a megabyte. What waits to be written is bounded by
-    // the connection's queue (`outbound_queue` frames, `outbound_queue_bytes`) instead.
+    // tungstenite writes only control frames, into the connection's tap (`socket::Link`); what
+    // waits to be written is bounded by the connection's queue (`outbound_queue` frames,
+    // `outbound_queue_bytes`).
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
+        .write_buffer_size(0)
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let io = hyper_util::rt::TokioIo::new(upgraded);
+                let io = Tap::new(hyper_util::rt::TokioIo::new(upgraded));
                 let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
                 // This task ends here, and its state with it; the connection lives on in the
-                // tasks `start` spawns.
+                // task `start` spawns.
                 start(socket, &app, ticket, identity);
             }
             Err(e) => tracing::debug!(cause = %e, "websocket upgrade failed"),
@@ -156,9 +149,9 @@ fn accept_key(method: &Method, headers: &HeaderMap) -> Result<String, &'static s
     Ok(derive_accept_key(key.as_bytes()))
 }
 
-/// Starts a connection's two tasks: the writer, and the reader that runs the protocol. Done
-/// outside any async fn, so that what is moved into the tasks (the socket above all) is not kept
-/// a second time inside a future for the connection's whole life.
+/// Starts the connection's task. Done outside any async fn, so that what is moved into the
+/// task (the socket above all) is not kept a second time inside a future for the connection's
+/// whole life.
 fn start(
     socket: WebSocket,
     app: &AppState,
@@ -175,24 +168,12 @@ fn start(
         conn = %conn_id,
         user = tracing::field::Empty
     );
-    let (sink, stream) = socket.split();
     let outbox = Outbox::bounded(
         app.config.conn.outbound_queue,
         app.config.conn.outbound_queue_bytes,
         Some(app.metrics.outbound_depth.clone()),
         Some(app.metrics.outbound_shed.clone()),
     );
-    let writer_size;
-    let writer = {
-        let outbox = outbox.clone();
-        let writer = async move {
-            write_loop(sink, &outbox).await;
-            // Whatever is queued from now on would never be written.
-            outbox.writer_gone();
-        };
-        writer_size = std::mem::size_of_val(&writer);
-        tokio::spawn(writer.instrument(span.clone()))
-    };
     let identity = match identity {
         Some(Err(refused)) => {
             // No chat without a valid token: say why, close (1008), and read nothing.
@@ -200,6 +181,7 @@ fn start(
             outbox.offer(frame::encode(&refused.into()));
             outbox.offer(frame::close(CLOSE_POLICY, "authentication failed"));
             outbox.end();
+            tokio::spawn(refuse(Link::new(socket), outbox).instrument(span));
             return;
         }
         Some(Ok(identity)) => Some(identity),
@@ -208,15 +190,19 @@ fn start(
     let conn = Connection::new(app, conn_id, identity, outbox, ticket);
     conn.welcome(&app.node_id);
     app.metrics.connections_opened.inc();
-    let reader = read_loop(stream, conn, writer);
-    // What each connection costs at rest is mostly these two futures (see BENCHMARKS.md).
+    let link = Link::new(socket);
+    let link_bytes = std::mem::size_of_val(&link);
+    let conn_bytes = std::mem::size_of_val(&conn);
+    let task = run(link, conn);
+    // What each connection costs at rest is mostly this future (see BENCHMARKS.md).
     tracing::trace!(
-        reader_bytes = std::mem::size_of_val(&reader),
-        writer_bytes = writer_size,
+        task_bytes = std::mem::size_of_val(&task),
+        link_bytes,
+        conn_bytes,
         "connection started"
     );
     // Tracked, so a draining server knows when its last connection has gone.
-    app.connections.spawn(reader.instrument(span));
+    app.connections.spawn(task.instrument(span));
 }
 
 #[cfg(test)]

@@ -1,132 +1,44 @@
+//! The connection's task over an in-memory pipe, against a client that speaks raw frames, so
+//! the tests see exactly what went on the wire (whole frames, their order, the close codes).
+
 use super::*;
-use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
-
-fn frames(text: &str) -> Vec<Frame> {
-    fragments(Bytes::copy_from_slice(text.as_bytes()))
-        .map(|m| match m {
-            Message::Frame(f) => f,
-            other => panic!("not a frame: {other:?}"),
-        })
-        .collect()
-}
-
-#[test]
-fn a_long_text_goes_out_as_one_text_fragment_then_continuations_ending_in_fin() {
-    // Three-byte characters, so fragment boundaries fall inside them.
-    let text = "語".repeat(1000);
-    let frames = frames(&text);
-    assert_eq!(frames.len(), 3000usize.div_ceil(FRAGMENT));
-    assert_eq!(frames[0].header().opcode, OpCode::Data(Data::Text));
-    assert!(
-        frames[1..]
-            .iter()
-            .all(|f| f.header().opcode == OpCode::Data(Data::Continue))
-    );
-    let fins: Vec<bool> = frames.iter().map(|f| f.header().is_final).collect();
-    assert_eq!(fins, [false, false, true]);
-    assert!(frames.iter().all(|f| f.payload().len() <= FRAGMENT));
-    let joined: Vec<u8> = frames.iter().flat_map(|f| f.payload().to_vec()).collect();
-    assert_eq!(joined, text.as_bytes());
-}
-
-/// What an in-memory sink was sent, and how many times it was flushed.
-#[derive(Default)]
-struct Wire {
-    sent: Vec<Message>,
-    flushes: usize,
-    closed: bool,
-}
-
-/// A sink that records into `wire`.
-fn sink(wire: Arc<Mutex<Wire>>) -> impl Sink<Message, Error = tungstenite::Error> + Unpin {
-    struct Recorder(Arc<Mutex<Wire>>);
-    impl Sink<Message> for Recorder {
-        type Error = tungstenite::Error;
-        fn poll_ready(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn start_send(self: std::pin::Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
-            self.0.lock().expect("wire").sent.push(item);
-            Ok(())
-        }
-        fn poll_flush(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            self.0.lock().expect("wire").flushes += 1;
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn poll_close(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            self.0.lock().expect("wire").closed = true;
-            std::task::Poll::Ready(Ok(()))
-        }
-    }
-    Recorder(wire)
-}
+use crate::server::outbox::Outbox;
+use std::{
+    io::Cursor,
+    sync::{Arc, Mutex},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt, DuplexStream},
+    task::JoinHandle,
+};
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::protocol::{
+    Role,
+    frame::{
+        CloseFrame, Frame, FrameHeader,
+        coding::{Control, Data, OpCode},
+    },
+};
 
 fn text(s: &str) -> Message {
     Message::Text(s.into())
 }
 
-#[tokio::test]
-async fn the_writer_sends_a_batch_with_one_flush_and_closes_once_the_queue_ends() {
-    let wire = Arc::new(Mutex::new(Wire::default()));
-    let outbox = Outbox::new(16, None);
-    for s in ["a", "b", "c"] {
-        assert!(outbox.offer(text(s)));
-    }
-    outbox.offer(text(&"x".repeat(FRAGMENT * 2 + 1)));
-    outbox.end();
-    write_loop(sink(wire.clone()), &outbox).await;
-    let wire = wire.lock().expect("wire");
-    assert_eq!(wire.flushes, 1, "one batch, one flush");
-    assert_eq!(
-        wire.sent.len(),
-        3 + 3,
-        "three texts, then a long one in three fragments"
-    );
-    assert_eq!(wire.sent[0], text("a"));
-    assert!(wire.closed);
-}
-
-#[tokio::test]
-async fn nothing_follows_a_close_frame_and_a_closed_outbox_says_reconnect() {
-    let wire = Arc::new(Mutex::new(Wire::default()));
-    let outbox = Outbox::new(16, None);
-    outbox.offer(text("bye"));
-    outbox.offer(frame::close(CLOSE_GOING_AWAY, "idle timeout"));
-    outbox.offer(text("never"));
-    write_loop(sink(wire.clone()), &outbox).await;
-    assert_eq!(wire.lock().expect("wire").sent.len(), 2);
-
-    let wire = Arc::new(Mutex::new(Wire::default()));
-    let outbox = Outbox::new(16, None);
-    outbox.close.cancel();
-    write_loop(sink(wire.clone()), &outbox).await;
-    let sent = &wire.lock().expect("wire").sent;
-    assert!(
-        matches!(&sent[..], [Message::Close(Some(c))] if u16::from(c.code) == frame::CLOSE_TRY_AGAIN),
-        "{sent:?}"
-    );
-}
-
-/// A peer that records what the reader hands it.
+/// A peer that records what the connection hands it.
 struct Recording {
     outbox: Outbox,
     draining: CancellationToken,
     heard: Arc<Mutex<Vec<Message>>>,
     ended: Arc<Mutex<Option<(&'static str, Departure)>>>,
     why: Mutex<&'static str>,
-    /// Closes the connection on a text frame saying this.
-    close_on: &'static str,
 }
+
+/// Closes the connection on a text frame saying this.
+const STOP: &str = "stop";
+/// Answers a text frame saying this with that many frames of `ECHO_BYTES` each.
+const FLOOD: &str = "flood";
+const FLOOD_FRAMES: usize = 50;
+const ECHO_BYTES: usize = 3000;
 
 impl Peer for Recording {
     fn outbox(&self) -> &Outbox {
@@ -143,7 +55,15 @@ impl Peer for Recording {
         }
     }
     async fn on_message(&mut self, message: Message) -> Option<Close> {
-        let close = (message == text(self.close_on)).then_some((1008, "enough"));
+        let close = (message == text(STOP)).then_some((1008, "enough"));
+        if message == text(FLOOD) {
+            // More than the queue holds at once (16): only the connection's own writing, while
+            // this waits, makes room.
+            for i in 0..FLOOD_FRAMES {
+                let body = format!("{i:03}{}", "語".repeat(ECHO_BYTES / 3 - 1));
+                let _ = self.outbox.send(text(&body)).await;
+            }
+        }
         self.heard.lock().expect("heard").push(message);
         close
     }
@@ -155,165 +75,361 @@ impl Peer for Recording {
     }
 }
 
-/// A reader over an in-memory stream, its writer recording into a wire. Returns the stream's
-/// sender, the peer's records, the wire and the reader's task.
-#[allow(clippy::type_complexity)]
-fn connection(
-    draining: CancellationToken,
-) -> (
-    mpsc::UnboundedSender<Result<Message, tungstenite::Error>>,
-    Arc<Mutex<Vec<Message>>>,
-    Arc<Mutex<Option<(&'static str, Departure)>>>,
-    Arc<Mutex<Wire>>,
-    JoinHandle<()>,
-) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+/// The client's end of the pipe: writes masked frames, parses what the server wrote.
+struct Client {
+    io: DuplexStream,
+    read: Vec<u8>,
+}
+
+impl Client {
+    async fn send(&mut self, mut frame: Frame) {
+        frame.header_mut().mask = Some([1, 2, 3, 4]);
+        let mut bytes = Vec::new();
+        frame.format(&mut bytes).expect("formats");
+        // A server that stopped reading (closed) is fine: the pipe then says so.
+        let _ = self.io.write_all(&bytes).await;
+    }
+
+    async fn text(&mut self, s: &str) {
+        self.send(Frame::message(s.to_owned(), OpCode::Data(Data::Text), true))
+            .await;
+    }
+
+    async fn close(&mut self, frame: Option<CloseFrame>) {
+        self.send(Frame::close(frame)).await;
+    }
+
+    /// Reads what arrives within `wait`, and returns every whole frame the server wrote so far
+    /// (as header and payload). Panics on bytes that are not frames.
+    async fn frames(&mut self, wait: Duration) -> Vec<(FrameHeader, Vec<u8>)> {
+        let mut chunk = [0u8; 4096];
+        let deadline = Instant::now() + wait;
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, self.io.read(&mut chunk)).await {
+            if n == 0 {
+                break;
+            }
+            self.read.extend_from_slice(&chunk[..n]);
+        }
+        parse(&self.read)
+    }
+}
+
+/// Every whole frame in `bytes`.
+fn parse(bytes: &[u8]) -> Vec<(FrameHeader, Vec<u8>)> {
+    let mut cursor = Cursor::new(bytes);
+    let mut frames = Vec::new();
+    loop {
+        let start = cursor.position();
+        match FrameHeader::parse(&mut cursor).expect("a frame header") {
+            Some((header, len)) => {
+                assert!(header.mask.is_none(), "server frames are not masked");
+                let at = cursor.position() as usize;
+                let Some(payload) = bytes.get(at..at + len as usize) else {
+                    break;
+                };
+                frames.push((header, payload.to_vec()));
+                cursor.set_position((at + len as usize) as u64);
+            }
+            None => {
+                cursor.set_position(start);
+                break;
+            }
+        }
+    }
+    frames
+}
+
+fn closes(frames: &[(FrameHeader, Vec<u8>)]) -> Vec<Option<u16>> {
+    frames
+        .iter()
+        .filter(|(h, _)| h.opcode == OpCode::Control(Control::Close))
+        .map(|(_, p)| (p.len() >= 2).then(|| u16::from_be_bytes([p[0], p[1]])))
+        .collect()
+}
+
+fn pings(frames: &[(FrameHeader, Vec<u8>)]) -> usize {
+    frames
+        .iter()
+        .filter(|(h, _)| h.opcode == OpCode::Control(Control::Ping))
+        .count()
+}
+
+struct Connected {
+    client: Client,
+    heard: Arc<Mutex<Vec<Message>>>,
+    ended: Arc<Mutex<Option<(&'static str, Departure)>>>,
+    outbox: Outbox,
+    task: JoinHandle<()>,
+}
+
+/// A connection over a pipe of `pipe` bytes each way.
+async fn connection(draining: CancellationToken, pipe: usize) -> Connected {
+    let (server, client) = tokio::io::duplex(pipe);
+    let ws = WebSocketStream::from_raw_socket(Tap::new(server), Role::Server, None).await;
     let outbox = Outbox::new(16, None);
-    let wire = Arc::new(Mutex::new(Wire::default()));
-    let writer = {
-        let (outbox, wire) = (outbox.clone(), wire.clone());
-        tokio::spawn(async move { write_loop(sink(wire), &outbox).await })
-    };
     let peer = Recording {
-        outbox,
+        outbox: outbox.clone(),
         draining,
         heard: Arc::default(),
         ended: Arc::default(),
         why: Mutex::new("?"),
-        close_on: "stop",
     };
     let (heard, ended) = (peer.heard.clone(), peer.ended.clone());
-    let reader = tokio::spawn(read_loop(stream, peer, writer));
-    (tx, heard, ended, wire, reader)
+    let task = tokio::spawn(run(Link::new(ws), peer));
+    Connected {
+        client: Client {
+            io: client,
+            read: Vec::new(),
+        },
+        heard,
+        ended,
+        outbox,
+        task,
+    }
 }
 
-fn closes(wire: &Mutex<Wire>) -> Vec<u16> {
-    (wire.lock().expect("wire").sent.iter())
-        .filter_map(|m| match m {
-            Message::Close(Some(c)) => Some(u16::from(c.code)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn pings(wire: &Mutex<Wire>) -> usize {
-    (wire.lock().expect("wire").sent.iter())
-        .filter(|m| matches!(m, Message::Ping(_)))
-        .count()
-}
+const WAIT: Duration = Duration::from_millis(100);
 
 #[tokio::test(start_paused = true)]
 async fn frames_reach_the_peer_and_a_client_close_is_a_clean_departure() {
-    let (tx, heard, ended, wire, reader) = connection(CancellationToken::new());
-    tx.send(Ok(text("hello"))).expect("open");
-    tx.send(Ok(Message::Pong(Default::default())))
-        .expect("open");
-    tx.send(Ok(Message::Binary(vec![1, 2].into())))
-        .expect("open");
-    tx.send(Ok(Message::Close(None))).expect("open");
-    reader.await.expect("the reader ends");
+    let mut c = connection(CancellationToken::new(), 4096).await;
+    c.client.text("hello").await;
+    c.client.send(Frame::pong(Vec::new())).await;
+    c.client
+        .send(Frame::message(vec![1, 2], OpCode::Data(Data::Binary), true))
+        .await;
+    c.client.close(None).await;
+    c.task.await.expect("the task ends");
     assert_eq!(
-        heard.lock().expect("heard").len(),
+        c.heard.lock().expect("heard").len(),
         2,
         "text and binary, not pong"
     );
     assert_eq!(
-        *ended.lock().expect("ended"),
+        *c.ended.lock().expect("ended"),
         Some(("client_close", Departure::Closed))
     );
-    assert!(
-        closes(&wire).is_empty(),
-        "nothing to say to a client that closed"
+    // The close is answered in kind (tungstenite's echo), and nothing else is said.
+    assert_eq!(closes(&c.client.frames(WAIT).await), [None]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn queued_frames_go_out_whole_and_in_order_with_pings_between_them() {
+    // A pipe smaller than one frame: every frame is written in several pieces.
+    let mut c = connection(CancellationToken::new(), 256).await;
+    let long = "語".repeat(40_000);
+    c.outbox.offer(text("first"));
+    c.outbox.offer(text(&long));
+    c.outbox.offer(Message::Ping(Default::default()));
+    c.outbox.offer(Message::Binary(vec![7; 70_000].into()));
+    c.outbox.offer(text("last"));
+    // The client pings meanwhile: tungstenite's pongs go out between frames, never inside one.
+    for _ in 0..20 {
+        c.client.send(Frame::ping(b"hi".to_vec())).await;
+    }
+    let frames = c.client.frames(Duration::from_secs(1)).await;
+    let data: Vec<(OpCode, usize)> = frames
+        .iter()
+        .filter(|(h, _)| matches!(h.opcode, OpCode::Data(_)))
+        .map(|(h, p)| (h.opcode, p.len()))
+        .collect();
+    assert_eq!(
+        data,
+        [
+            (OpCode::Data(Data::Text), 5),
+            (OpCode::Data(Data::Text), long.len()),
+            (OpCode::Data(Data::Binary), 70_000),
+            (OpCode::Data(Data::Text), 4),
+        ],
+        "whole frames, not fragments, in order"
+    );
+    assert!(frames.iter().all(|(h, _)| h.is_final));
+    assert_eq!(frames[1].1, long.as_bytes());
+    assert_eq!(pings(&frames), 1);
+    let pongs: Vec<&Vec<u8>> = frames
+        .iter()
+        .filter(|(h, _)| h.opcode == OpCode::Control(Control::Pong))
+        .map(|(_, p)| p)
+        .collect();
+    assert!(!pongs.is_empty(), "the client's pings were answered");
+    assert!(pongs.iter().all(|p| p.as_slice() == b"hi"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_a_frame_queues_is_written_while_it_waits_for_room() {
+    // The peer queues 50 frames into a queue of 16 while handling one frame: without writing
+    // beside the handling, the connection would wait on itself.
+    let mut c = connection(CancellationToken::new(), 1024).await;
+    c.client.text(FLOOD).await;
+    c.client.text("after").await;
+    let frames = c.client.frames(Duration::from_secs(1)).await;
+    let texts: Vec<String> = frames
+        .iter()
+        .filter(|(h, _)| h.opcode == OpCode::Data(Data::Text))
+        .map(|(_, p)| String::from_utf8(p[..3].to_vec()).expect("utf-8"))
+        .collect();
+    let expected: Vec<String> = (0..FLOOD_FRAMES).map(|i| format!("{i:03}")).collect();
+    assert_eq!(texts, expected);
+    assert_eq!(
+        *c.heard.lock().expect("heard"),
+        [text(FLOOD), text("after")]
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_peer_that_asks_to_close_gets_its_close_frame_and_is_dropped() {
-    let (tx, _, ended, wire, reader) = connection(CancellationToken::new());
-    tx.send(Ok(text("stop"))).expect("open");
-    reader.await.expect("the reader ends");
-    assert_eq!(closes(&wire), [1008]);
+    let mut c = connection(CancellationToken::new(), 4096).await;
+    c.client.text(STOP).await;
+    assert_eq!(closes(&c.client.frames(WAIT).await), [Some(1008)]);
+    c.client.close(None).await;
+    c.task.await.expect("the task ends");
     assert_eq!(
-        *ended.lock().expect("ended"),
+        *c.ended.lock().expect("ended"),
         Some(("policy", Departure::Dropped))
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn after_its_close_the_server_reads_without_acting_until_the_client_closes_too() {
-    let (tx, heard, _, wire, reader) = connection(CancellationToken::new());
-    tx.send(Ok(text("stop"))).expect("open");
-    tx.send(Ok(text("ignored"))).expect("open");
+    let mut c = connection(CancellationToken::new(), 4096).await;
+    c.client.text(STOP).await;
+    c.client.text("ignored").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(closes(&wire), [1008], "the close went out");
-    assert!(!reader.is_finished(), "still reading the client's frames");
-    tx.send(Ok(text("ignored too"))).expect("open");
-    tx.send(Ok(Message::Close(None))).expect("open");
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    assert!(reader.is_finished(), "done at the client's close");
     assert_eq!(
-        *heard.lock().expect("heard"),
-        [text("stop")],
+        closes(&c.client.frames(WAIT).await),
+        [Some(1008)],
+        "the close went out"
+    );
+    assert!(!c.task.is_finished(), "still reading the client's frames");
+    c.client.text("ignored too").await;
+    c.client.close(None).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(c.task.is_finished(), "done at the client's close");
+    assert_eq!(
+        *c.heard.lock().expect("heard"),
+        [text(STOP)],
         "nothing acted on after"
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_client_that_never_closes_is_let_go_after_the_close_timeout() {
-    let (tx, _, _, wire, reader) = connection(CancellationToken::new());
-    tx.send(Ok(text("stop"))).expect("open");
+    let mut c = connection(CancellationToken::new(), 4096).await;
+    c.client.text(STOP).await;
     tokio::time::sleep(CLOSE_TIMEOUT - Duration::from_millis(100)).await;
-    assert!(!reader.is_finished());
+    assert!(!c.task.is_finished());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(reader.is_finished());
-    assert_eq!(closes(&wire), [1008]);
+    assert!(c.task.is_finished());
+    assert_eq!(closes(&c.client.frames(WAIT).await), [Some(1008)]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn pings_go_out_while_the_peer_answers_and_silence_closes_with_1001() {
-    let (tx, _, _, wire, reader) = connection(CancellationToken::new());
+    let mut c = connection(CancellationToken::new(), 64 * 1024).await;
     // Heard every 900 ms for 5 s: pinged about once a second, never timed out.
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(900)).await;
-        tx.send(Ok(Message::Pong(Default::default())))
-            .expect("open");
+        c.client.send(Frame::pong(Vec::new())).await;
     }
-    assert!(!reader.is_finished());
-    assert!((3..=5).contains(&pings(&wire)), "{} pings", pings(&wire));
-    // Then silence: closed 2.5 s after the last frame heard (the reader then waits for the
+    assert!(!c.task.is_finished());
+    let frames = c.client.frames(Duration::ZERO).await;
+    assert!(
+        (3..=5).contains(&pings(&frames)),
+        "{} pings",
+        pings(&frames)
+    );
+    // Then silence: closed 2.5 s after the last frame heard (the connection then waits for the
     // client's close, at most CLOSE_TIMEOUT).
     tokio::time::sleep(Duration::from_millis(2600)).await;
-    assert_eq!(closes(&wire), [CLOSE_GOING_AWAY]);
+    assert_eq!(
+        closes(&c.client.frames(Duration::ZERO).await),
+        [Some(CLOSE_GOING_AWAY)]
+    );
     tokio::time::sleep(CLOSE_TIMEOUT).await;
-    assert!(reader.is_finished());
+    assert!(c.task.is_finished());
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_draining_node_closes_with_1012_within_the_drain_window() {
     let draining = CancellationToken::new();
-    let (tx, _, _, wire, reader) = connection(draining.clone());
+    let mut c = connection(draining.clone(), 4096).await;
     draining.cancel();
     // Kept talking, so only the drain can end it; the window is 3 s.
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(800)).await;
-        let _ = tx.send(Ok(Message::Pong(Default::default())));
+        c.client.send(Frame::pong(Vec::new())).await;
     }
-    assert_eq!(closes(&wire), [CLOSE_SERVICE_RESTART]);
+    assert_eq!(
+        closes(&c.client.frames(WAIT).await),
+        [Some(CLOSE_SERVICE_RESTART)]
+    );
     tokio::time::sleep(CLOSE_TIMEOUT).await;
-    assert!(reader.is_finished());
+    assert!(c.task.is_finished());
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_oversized_frame_closes_with_1009() {
-    let (tx, _, _, wire, reader) = connection(CancellationToken::new());
-    tx.send(Err(tungstenite::Error::Capacity(
-        tungstenite::error::CapacityError::MessageTooLong {
-            size: 2,
-            max_size: 1,
-        },
-    )))
-    .expect("open");
-    reader.await.expect("the reader ends");
-    assert_eq!(closes(&wire), [CLOSE_TOO_BIG]);
+    let (server, client) = tokio::io::duplex(4096);
+    let config = tungstenite::protocol::WebSocketConfig::default().max_message_size(Some(10));
+    let ws = WebSocketStream::from_raw_socket(Tap::new(server), Role::Server, Some(config)).await;
+    let outbox = Outbox::new(16, None);
+    let peer = Recording {
+        outbox,
+        draining: CancellationToken::new(),
+        heard: Arc::default(),
+        ended: Arc::default(),
+        why: Mutex::new("?"),
+    };
+    let task = tokio::spawn(run(Link::new(ws), peer));
+    let mut client = Client {
+        io: client,
+        read: Vec::new(),
+    };
+    client.text("more than ten bytes").await;
+    assert_eq!(closes(&client.frames(WAIT).await), [Some(CLOSE_TOO_BIG)]);
+    client.close(None).await;
+    task.await.expect("the task ends");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_reader_closed_from_outside_gets_the_frame_begun_finished_then_1013() {
+    // A pipe of 1 KiB that the client does not read: the first long frame stalls half written.
+    let mut c = connection(CancellationToken::new(), 1024).await;
+    let long = "x".repeat(10_000);
+    c.outbox.offer(text(&long));
+    c.outbox.offer(text("dropped"));
+    tokio::time::sleep(WAIT).await;
+    c.outbox.close.cancel();
+    let frames = c.client.frames(Duration::from_secs(1)).await;
+    let data: Vec<usize> = frames
+        .iter()
+        .filter(|(h, _)| matches!(h.opcode, OpCode::Data(_)))
+        .map(|(_, p)| p.len())
+        .collect();
+    assert_eq!(
+        data,
+        [10_000],
+        "the frame begun is finished, the next dropped"
+    );
+    assert_eq!(closes(&frames), [Some(frame::CLOSE_TRY_AGAIN)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_connection_gets_its_error_and_close_and_ends() {
+    let (server, client) = tokio::io::duplex(4096);
+    let ws = WebSocketStream::from_raw_socket(Tap::new(server), Role::Server, None).await;
+    let outbox = Outbox::new(16, None);
+    outbox.offer(text("refused"));
+    outbox.offer(frame::close(frame::CLOSE_POLICY, "authentication failed"));
+    outbox.end();
+    let task = tokio::spawn(refuse(Link::new(ws), outbox));
+    let mut client = Client {
+        io: client,
+        read: Vec::new(),
+    };
+    let frames = client.frames(WAIT).await;
+    assert_eq!(frames[0].1, b"refused");
+    assert_eq!(closes(&frames), [Some(frame::CLOSE_POLICY)]);
+    client.close(None).await;
+    task.await.expect("the task ends");
 }
