@@ -980,8 +980,14 @@ async fn churn(a: ChurnArgs) -> Result<serde_json::Value, AnyError> {
     }
     while tasks.join_next().await.is_some() {}
     let secs = started.elapsed().as_secs_f64();
-    // Give the server a moment to finish its own clean-up before measuring.
+    // Give the server a moment to finish its own clean-up before measuring: its closes linger
+    // up to 2 s, longer on a busy machine. Leaked descriptors never come back, so waiting until
+    // they do (at most 10 s) still finds a leak.
+    let settle = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
+    while total(&c.pids, open_fds) > fds_before && settle.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     Ok(json!({
         "test": "churn",
         "cycles": a.cycles,

@@ -5,8 +5,8 @@
 //! - this file: the node's shared state ([`AppState`]), its routes ([`router`]) and its life
 //!   ([`run`], or [`Server`] to hand it a store): serve, drain, stop.
 //! - [`config`]: the settings, from `Leptos.toml`, the environment and the flags.
-//! - [`conn`]: one WebSocket connection: the upgrade, the socket's reader and writer, and the
-//!   protocol's commands (one handler per client frame type).
+//! - [`conn`]: one WebSocket connection: the upgrade, the connection's one task and its
+//!   WebSocket framing, and the protocol's commands (one handler per client frame type).
 //! - [`frame`]: every server frame's encoding, and the close codes.
 //! - [`guard`]: who may connect and how fast: origins, client addresses, caps, rate limits.
 //! - [`auth`]: signed identity (JWT).

@@ -5,15 +5,15 @@
 //!
 //! One task rather than a reader and a writer: a task costs about 700 bytes at rest, and splitting
 //! the WebSocket in two another 400 (BENCHMARKS "Idle memory"); idle connections are most of
-//! what a chat server holds. The WebSocket is a [`Link`]: tungstenite reads, and frames are
-//! written from their shared bytes.
+//! what a chat server holds. The WebSocket is a [`Link`], which holds no buffer while the
+//! connection waits and writes frames from their shared bytes.
 //!
 //! Generic over the socket, so it knows nothing of sessions or rooms, and is unit-tested over an
 //! in-memory pipe below.
 
 mod link;
 
-pub use link::{Link, Tap};
+pub use link::{Limits, Link};
 
 use crate::server::{
     frame::{self, CLOSE_GOING_AWAY, CLOSE_PROTOCOL_ERROR, CLOSE_SERVICE_RESTART, CLOSE_TOO_BIG},
@@ -143,7 +143,8 @@ where
             timers.heard();
             let message = match frame {
                 Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => message,
-                // Frames are reassembled by tungstenite: a raw one never arrives.
+                // Fragments are put together by the link: a raw frame never arrives; pings
+                // were answered there.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 // A page that goes away (reload, navigation: 1001) may be back at once; any other
                 // close from the client frees the name.
@@ -151,7 +152,7 @@ where
                     if frame.is_none_or(|f| f.code != CloseCode::Away) {
                         departure = Departure::Closed;
                     }
-                    // Only tungstenite's answer to it goes out now.
+                    // Only the answer to it goes out now.
                     link.end_writing();
                     break;
                 }
@@ -265,7 +266,7 @@ where
 
 /// The end: writes what is queued until the queue's end (nothing after a close frame, and
 /// nothing new once closed from outside), reading and discarding the client's frames while
-/// `reading`, until its close; then tungstenite's closing frame.
+/// `reading`, until its close; then the closing frame, if none went yet.
 async fn wind_up<S>(link: &mut Link<S>, outbox: &Outbox, mut reading: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin,

@@ -3,13 +3,13 @@
 //! rate, the token if signed identity is on), answered with 101, and the connection's task is
 //! started on the WebSocket.
 //!
-//! The upgrade is axum's and hyper's; the WebSocket on top of it is tokio-tungstenite, used
-//! directly rather than through axum's `WebSocket`: tungstenite reads and writes the control
-//! frames, and text and binary frames are written from their shared bytes (`socket::Link`).
+//! The upgrade is axum's and hyper's; the WebSocket on top of it is ours (`socket::Link`), not
+//! axum's, so that an idle connection holds no buffers and frames go out from their shared
+//! bytes.
 
 use super::{
     session::{Connection, random_id},
-    socket::{Link, Tap, refuse, run},
+    socket::{Limits, Link, refuse, run},
 };
 use crate::protocol::Invalid;
 use crate::server::{
@@ -26,18 +26,10 @@ use axum::{
     http::{HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
-use tungstenite::{
-    handshake::derive_accept_key,
-    protocol::{Role, WebSocketConfig},
-};
+use tungstenite::handshake::derive_accept_key;
 
-type WebSocket = WebSocketStream<Tap<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>>;
-
-/// Initial read buffer per connection. The library default (128 KiB) would cost more per idle
-/// connection than everything else together; larger frames grow it as needed.
-const READ_BUFFER: usize = 256;
+type Socket = Link<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
 pub async fn upgrade(State(app): State<AppState>, mut req: Request) -> Response {
     // A node that cannot serve (shutting down, Redis unreachable) refuses new connections, so a
@@ -92,19 +84,16 @@ pub async fn upgrade(State(app): State<AppState>, mut req: Request) -> Response 
             .into_response();
     };
     let max = app.config.conn.max_frame_bytes;
-    // tungstenite writes only control frames, into the connection's tap (`socket::Link`); what
-    // waits to be written is bounded by the connection's queue (`outbound_queue` frames,
-    // `outbound_queue_bytes`).
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max));
+    let limits = Limits {
+        frame: max,
+        message: max,
+    };
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let io = Tap::new(hyper_util::rt::TokioIo::new(upgraded));
-                let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+                // What waits to be written is bounded by the connection's queue
+                // (`outbound_queue` frames, `outbound_queue_bytes`).
+                let socket = Link::new(hyper_util::rt::TokioIo::new(upgraded), limits);
                 // This task ends here, and its state with it; the connection lives on in the
                 // task `start` spawns.
                 start(socket, &app, ticket, identity);
@@ -153,7 +142,7 @@ fn accept_key(method: &Method, headers: &HeaderMap) -> Result<String, &'static s
 /// task (the socket above all) is not kept a second time inside a future for the connection's
 /// whole life.
 fn start(
-    socket: WebSocket,
+    socket: Socket,
     app: &AppState,
     ticket: Ticket,
     identity: Option<Result<Identity, Invalid>>,
@@ -181,7 +170,7 @@ fn start(
             outbox.offer(frame::encode(&refused.into()));
             outbox.offer(frame::close(CLOSE_POLICY, "authentication failed"));
             outbox.end();
-            tokio::spawn(refuse(Link::new(socket), outbox).instrument(span));
+            tokio::spawn(refuse(socket, outbox).instrument(span));
             return;
         }
         Some(Ok(identity)) => Some(identity),
@@ -190,10 +179,9 @@ fn start(
     let conn = Connection::new(app, conn_id, identity, outbox, ticket);
     conn.welcome(&app.node_id);
     app.metrics.connections_opened.inc();
-    let link = Link::new(socket);
-    let link_bytes = std::mem::size_of_val(&link);
+    let link_bytes = std::mem::size_of_val(&socket);
     let conn_bytes = std::mem::size_of_val(&conn);
-    let task = run(link, conn);
+    let task = run(socket, conn);
     // What each connection costs at rest is mostly this future (see BENCHMARKS.md).
     tracing::trace!(
         task_bytes = std::mem::size_of_val(&task),

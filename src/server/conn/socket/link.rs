@@ -1,85 +1,60 @@
-//! A connection's WebSocket as one object that reads and writes in the same task.
+//! A connection's WebSocket (RFC 6455, server side) as one object that reads and writes in the
+//! same task, and holds no buffer while the connection is idle.
 //!
-//! Reading, and the control frames (ping, pong, close), are tungstenite's. Text and binary
-//! frames are written here, straight from the frame's shared bytes: a server frame is not
-//! masked, so it is a header of 2 to 10 bytes and the payload every recipient shares, and both
-//! go to the socket with one vectored write for up to [`GATHER`] frames. Nothing is copied per
-//! connection, and an idle connection keeps no write buffer: tungstenite's grows to the largest
-//! frame it ever wrote and never shrinks (about 2 KB per connection at rest, BENCHMARKS "Idle
-//! memory").
+//! - **Writing.** A server frame is not masked, so a text or binary frame is a header of 2 to 10
+//!   bytes and the payload every recipient shares: both go to the socket with one vectored write
+//!   for up to [`GATHER`] frames, and nothing is copied per connection. Control frames (pings,
+//!   pongs, closes) are small: they are formatted into `held` and go out between two data
+//!   frames, never inside one.
+//! - **Reading.** Bytes are read into `inbox` only while a frame arrives; the frame is unmasked,
+//!   checked (masked, no reserved bits or opcodes, control frames whole and short, fragments in
+//!   order, sizes under the limits, text valid UTF-8) and handed on as a tungstenite [`Message`].
+//!   A ping is answered with a pong, a close with a close. tungstenite parses the headers and
+//!   formats the control frames.
 //!
-//! tungstenite writes into a [`Tap`], never to the socket: what it writes (its answers to pings,
-//! its close frames) waits there, whole frames only, and goes out between two of our frames, so
-//! the two writers never interleave inside a frame.
+//! A tokio-tungstenite stream kept a 256-byte read buffer, two waker proxies and its state per
+//! connection, and a write buffer at the size of the largest frame it ever wrote (BENCHMARKS
+//! "Idle memory").
 
-use futures_util::{Sink, Stream};
+use bytes::Bytes;
 use std::{
     collections::VecDeque,
-    io::{self, IoSlice},
+    io::{self, Cursor, IoSlice},
     pin::Pin,
     task::{Context, Poll, ready},
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_tungstenite::WebSocketStream;
-use tungstenite::Message;
+use tungstenite::{
+    Message, Utf8Bytes,
+    error::{CapacityError, ProtocolError},
+    protocol::{
+        CloseFrame,
+        frame::{
+            Frame, FrameHeader,
+            coding::{CloseCode, Control, Data, OpCode},
+        },
+    },
+};
+
+type Error = tungstenite::Error;
 
 /// Frames taken in one vectored write at most (two slices each).
 const GATHER: usize = 32;
-/// tungstenite's own frames waiting past this many bytes stop the reading: a client that sends
-/// pings without reading the pongs waits for them to go out.
-const TAP_LIMIT: usize = 4 * 1024;
-/// What the tap keeps of its storage between bursts.
-const TAP_KEEP: usize = 256;
+/// Control frames waiting past this many bytes stop the reading: a client that sends pings
+/// without reading the pongs waits for them to go out.
+const HELD_LIMIT: usize = 4 * 1024;
+/// What `held` keeps of its storage between bursts.
+const HELD_KEEP: usize = 256;
+/// Bytes asked of the socket at a time, onto the stack.
+const READ_CHUNK: usize = 4096;
+/// The longest payload of a control frame (RFC 6455 §5.5).
+const CONTROL_MAX: usize = 125;
 
-/// What tungstenite sees as its socket: reads go to the socket, writes wait in `held`.
-pub struct Tap<S> {
-    io: S,
-    held: Vec<u8>,
-    /// Bytes of `held` already written to the socket.
-    sent: usize,
-}
-
-impl<S> Tap<S> {
-    pub fn new(io: S) -> Self {
-        Self {
-            io,
-            held: Vec::new(),
-            sent: 0,
-        }
-    }
-
-    fn waiting(&self) -> usize {
-        self.held.len() - self.sent
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Tap<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<S: Unpin> AsyncWrite for Tap<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.held.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
+/// The largest frame and message a client may send.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub frame: usize,
+    pub message: usize,
 }
 
 /// The frames being written: batches taken from the connection's queue.
@@ -89,36 +64,63 @@ struct Out {
     done: usize,
 }
 
+/// A fragmented message being put together.
+struct Partial {
+    text: bool,
+    bytes: Vec<u8>,
+}
+
 /// What [`Link::event`] saw first.
 pub enum Event {
     /// Everything taken was written; false once a close frame went out (nothing follows one).
-    Wrote(Result<bool, tungstenite::Error>),
-    /// A frame from the client, or its end.
-    Read(Option<Result<Message, tungstenite::Error>>),
+    Wrote(Result<bool, Error>),
+    /// A frame from the client, or the end of what it sends.
+    Read(Option<Result<Message, Error>>),
 }
 
 pub struct Link<S> {
-    ws: WebSocketStream<Tap<S>>,
+    io: S,
+    limits: Limits,
+    /// Bytes read and not yet taken as frames: no storage at rest.
+    inbox: Vec<u8>,
+    /// Bytes the frame being read still needs, beyond `inbox`.
+    missing: usize,
+    partial: Option<Partial>,
+    /// Control frames formatted and waiting to go out, and how much of them went.
+    held: Vec<u8>,
+    held_sent: usize,
     out: Option<Out>,
-    /// A close frame went out, or the client's came: nothing more is taken.
+    /// A close frame went out (or is held to), or the client's came: nothing more is taken.
     shut: bool,
+    /// This side's close frame is written or held.
+    sent_close: bool,
+    /// The client's close came, or its stream ended or broke: nothing more is read.
+    read_done: bool,
     /// A write failed: nothing more is written.
     failed: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
-    pub fn new(ws: WebSocketStream<Tap<S>>) -> Self {
+    pub fn new(io: S, limits: Limits) -> Self {
         Self {
-            ws,
+            io,
+            limits,
+            inbox: Vec::new(),
+            missing: 0,
+            partial: None,
+            held: Vec::new(),
+            held_sent: 0,
             out: None,
             shut: false,
+            sent_close: false,
+            read_done: false,
             failed: false,
         }
     }
 
     /// Nothing is being written, or waits to be.
     pub fn idle(&self) -> bool {
-        self.failed || (self.out.is_none() && self.ws.get_ref().waiting() == 0)
+        self.failed || (self.out.is_none() && self.held_waiting() == 0)
     }
 
     /// Whether a close frame went out or the client's came.
@@ -154,8 +156,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         }
     }
 
-    /// The client closed: what was not begun is dropped, and only tungstenite's answer to the
-    /// close will go out ([`Link::close`]).
+    /// The client closed: what was not begun is dropped, and only the answer to its close goes
+    /// out.
     pub fn end_writing(&mut self) {
         self.cut();
         self.shut = true;
@@ -171,14 +173,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             }
             // A client that sends pings and does not read the pongs is read no further.
             if reading
-                && self.ws.get_ref().waiting() <= TAP_LIMIT
-                && let Poll::Ready(frame) = Pin::new(&mut self.ws).poll_next(cx)
+                && self.held_waiting() <= HELD_LIMIT
+                && let Poll::Ready(frame) = self.poll_read(cx)
             {
                 return Poll::Ready(Event::Read(frame));
             }
-            // Reading may have had tungstenite answer a ping: it goes out now, not whenever
-            // something else wakes the connection.
-            if self.ws.get_ref().waiting() > 0
+            // Reading may have answered a ping: the pong goes out now, not whenever something
+            // else wakes the connection.
+            if self.held_waiting() > 0
                 && let Poll::Ready(r) = self.poll_write(cx)
             {
                 return Poll::Ready(Event::Wrote(r));
@@ -188,29 +190,55 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     }
 
     /// Writes until nothing is left; for when nothing else is awaited.
-    pub async fn flush(&mut self) -> Result<bool, tungstenite::Error> {
+    pub async fn flush(&mut self) -> Result<bool, Error> {
         std::future::poll_fn(|cx| self.poll_write(cx)).await
     }
 
-    /// Writes what is left, then has tungstenite write its closing frame (its answer to the
-    /// client's close, or a close without a code if this side sent none) and writes that.
-    pub async fn close(&mut self) -> Result<(), tungstenite::Error> {
+    /// Writes what is left, then a close frame without a code if none went either way (the
+    /// answer to a client's close is already held), and writes that.
+    pub async fn close(&mut self) -> Result<(), Error> {
         if self.failed {
             return Ok(());
         }
         self.flush().await?;
-        // Into the tap: this never waits.
-        let ws = &mut self.ws;
-        match std::future::poll_fn(|cx| Pin::new(&mut *ws).poll_close(cx)).await {
-            Ok(())
-            | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {}
-            Err(e) => return Err(e),
+        if !self.sent_close && !self.read_done {
+            self.hold(Frame::close(None));
+            self.sent_close = true;
         }
         self.shut = true;
         self.flush().await.map(|_| ())
     }
 
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, tungstenite::Error>> {
+    fn held_waiting(&self) -> usize {
+        self.held.len() - self.held_sent
+    }
+
+    /// Formats a control frame into `held`.
+    fn hold(&mut self, frame: Frame) {
+        if let Err(e) = frame.format(&mut self.held) {
+            tracing::debug!(cause = %e, "control frame not formatted");
+        }
+    }
+
+    /// A control frame from the queue: formatted into `held`. Nothing follows a close.
+    fn hold_message(&mut self, message: Message) {
+        let frame = match message {
+            Message::Ping(payload) => Frame::ping(payload),
+            Message::Pong(payload) => Frame::pong(payload),
+            Message::Close(close) => {
+                self.sent_close = true;
+                self.shut = true;
+                self.out = None;
+                Frame::close(close)
+            }
+            Message::Frame(frame) => frame,
+            // Data frames are written from their bytes, never held.
+            Message::Text(_) | Message::Binary(_) => return,
+        };
+        self.hold(frame);
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
         if self.failed {
             return Poll::Ready(Ok(false));
         }
@@ -222,48 +250,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         Poll::Ready(written)
     }
 
-    fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, tungstenite::Error>> {
+    fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
         loop {
             let at_boundary = self.out.as_ref().is_none_or(|out| out.done == 0);
-            // tungstenite's frames go out between ours.
-            if at_boundary && self.ws.get_ref().waiting() > 0 {
-                let tap = self.ws.get_mut();
-                let n = ready!(Pin::new(&mut tap.io).poll_write(cx, &tap.held[tap.sent..]))?;
+            // Control frames go out between data frames.
+            if at_boundary && self.held_waiting() > 0 {
+                let n =
+                    ready!(Pin::new(&mut self.io).poll_write(cx, &self.held[self.held_sent..]))?;
                 if n == 0 {
                     return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
                 }
-                tap.sent += n;
-                if tap.waiting() == 0 {
-                    tap.held.clear();
-                    tap.sent = 0;
-                    tap.held.shrink_to(TAP_KEEP);
+                self.held_sent += n;
+                if self.held_waiting() == 0 {
+                    self.held.clear();
+                    self.held_sent = 0;
+                    self.held.shrink_to(HELD_KEEP);
                 }
                 continue;
             }
             let Some(out) = &mut self.out else {
-                return Poll::Ready(Ok(!self.shut));
+                return Poll::Ready(Ok(!self.sent_close));
             };
             let Some(front) = out.frames.front() else {
                 self.out = None;
                 continue;
             };
             if payload(front).is_none() {
-                // A control frame: tungstenite's, through the tap.
-                let Some(frame) = out.frames.pop_front() else {
-                    continue;
-                };
-                let closing = matches!(frame, Message::Close(_));
-                if let Err(e) = self.via_tungstenite(cx, frame) {
-                    tracing::debug!(cause = %e, "control frame not sent");
-                }
-                if closing {
-                    // Nothing may follow a close frame.
-                    self.shut = true;
-                    self.out = None;
+                if let Some(control) = out.frames.pop_front() {
+                    self.hold_message(control);
                 }
                 continue;
             }
-            let n = ready!(write_gathered(&mut self.ws.get_mut().io, cx, out))?;
+            let n = ready!(write_gathered(&mut self.io, cx, out))?;
             if n == 0 {
                 return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
             }
@@ -271,21 +289,198 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         }
     }
 
-    /// Hands a control frame to tungstenite, which writes it into the tap without waiting.
-    fn via_tungstenite(
-        &mut self,
-        cx: &mut Context<'_>,
-        frame: Message,
-    ) -> Result<(), tungstenite::Error> {
-        let mut ws = Pin::new(&mut self.ws);
-        if let Poll::Ready(ready) = ws.as_mut().poll_ready(cx) {
-            ready?;
+    /// The client's next message (a ping, pong or close too), or None once it closed or its
+    /// stream ended. After an error nothing more is read.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        loop {
+            if self.read_done {
+                return Poll::Ready(None);
+            }
+            match self.next_message() {
+                Ok(Some(message)) => return Poll::Ready(Some(Ok(message))),
+                Ok(None) => {}
+                Err(e) => {
+                    self.read_done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+            // Read onto the stack, not into `inbox`: a connection waiting for its client then
+            // holds no buffer.
+            let mut chunk = [0u8; READ_CHUNK];
+            let mut read = ReadBuf::new(&mut chunk);
+            match ready!(Pin::new(&mut self.io).poll_read(cx, &mut read)) {
+                Ok(()) if read.filled().is_empty() => {
+                    // Ended without a close frame: the link was lost.
+                    self.read_done = true;
+                    return Poll::Ready(None);
+                }
+                Ok(()) => {
+                    // Room for the rest of the frame being read at once (its size was checked
+                    // against the limit).
+                    self.inbox.reserve(self.missing.max(read.filled().len()));
+                    self.inbox.extend_from_slice(read.filled());
+                }
+                Err(e) => {
+                    self.read_done = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
         }
-        ws.as_mut().start_send(frame)?;
-        match ws.poll_flush(cx) {
-            Poll::Ready(flushed) => flushed,
-            Poll::Pending => Ok(()),
+    }
+
+    /// Takes whole frames from `inbox` until one completes a message; None if more bytes are
+    /// needed.
+    fn next_message(&mut self) -> Result<Option<Message>, Error> {
+        loop {
+            let Some((header, payload)) = self.next_frame()? else {
+                return Ok(None);
+            };
+            let fin = header.is_final;
+            match header.opcode {
+                // Whole and short: checked with the header.
+                OpCode::Control(control) => return self.control(control, payload).map(Some),
+                OpCode::Data(data) => {
+                    let partial = match (data, self.partial.take()) {
+                        (Data::Continue, None) => {
+                            return Err(ProtocolError::UnexpectedContinueFrame.into());
+                        }
+                        (Data::Continue, Some(mut partial)) => {
+                            let size = partial.bytes.len() + payload.len();
+                            if size > self.limits.message {
+                                return Err(too_long(size, self.limits.message));
+                            }
+                            partial.bytes.extend_from_slice(&payload);
+                            partial
+                        }
+                        (data, Some(_)) => return Err(ProtocolError::ExpectedFragment(data).into()),
+                        (Data::Text, None) => Partial {
+                            text: true,
+                            bytes: payload,
+                        },
+                        (Data::Binary, None) => Partial {
+                            text: false,
+                            bytes: payload,
+                        },
+                        (Data::Reserved(op), None) => {
+                            return Err(ProtocolError::UnknownDataFrameType(op).into());
+                        }
+                    };
+                    if !fin {
+                        self.partial = Some(partial);
+                        continue;
+                    }
+                    return Ok(Some(if partial.text {
+                        Message::Text(Utf8Bytes::from(String::from_utf8(partial.bytes)?))
+                    } else {
+                        Message::Binary(Bytes::from(partial.bytes))
+                    }));
+                }
+            }
         }
+    }
+
+    /// The next whole frame in `inbox`, unmasked, taken out of it.
+    fn next_frame(&mut self) -> Result<Option<(FrameHeader, Vec<u8>)>, Error> {
+        let mut cursor = Cursor::new(self.inbox.as_slice());
+        let Some((header, len)) = FrameHeader::parse(&mut cursor)? else {
+            self.missing = 0;
+            return Ok(None);
+        };
+        if header.rsv1 || header.rsv2 || header.rsv3 {
+            return Err(ProtocolError::NonZeroReservedBits.into());
+        }
+        let Some(mask) = header.mask else {
+            return Err(ProtocolError::UnmaskedFrameFromClient.into());
+        };
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if let OpCode::Control(_) = header.opcode {
+            if !header.is_final {
+                return Err(ProtocolError::FragmentedControlFrame.into());
+            }
+            if len > CONTROL_MAX {
+                return Err(ProtocolError::ControlFrameTooBig.into());
+            }
+        }
+        if len > self.limits.frame {
+            return Err(too_long(len, self.limits.frame));
+        }
+        let start = cursor.position() as usize;
+        let end = start + len;
+        if self.inbox.len() < end {
+            self.missing = end - self.inbox.len();
+            return Ok(None);
+        }
+        let mut payload = self.inbox[start..end].to_vec();
+        unmask(&mut payload, mask);
+        self.inbox.drain(..end);
+        self.missing = 0;
+        if self.inbox.is_empty() {
+            // Nothing kept while idle.
+            self.inbox = Vec::new();
+        }
+        Ok(Some((header, payload)))
+    }
+
+    /// A control frame from the client: a ping is answered, a close too (unless this side
+    /// closed first).
+    fn control(&mut self, control: Control, payload: Vec<u8>) -> Result<Message, Error> {
+        match control {
+            Control::Ping => {
+                let payload = Bytes::from(payload);
+                if !self.sent_close {
+                    self.hold(Frame::pong(payload.clone()));
+                }
+                Ok(Message::Ping(payload))
+            }
+            Control::Pong => Ok(Message::Pong(Bytes::from(payload))),
+            Control::Close => {
+                let close = close_frame(payload)?;
+                self.read_done = true;
+                if !self.sent_close {
+                    // Answered in kind: its code, or 1002 for one a client may not send.
+                    let answer = close.as_ref().map(|frame| CloseFrame {
+                        code: if frame.code.is_allowed() {
+                            frame.code
+                        } else {
+                            CloseCode::Protocol
+                        },
+                        reason: Utf8Bytes::from_static(""),
+                    });
+                    self.hold(Frame::close(answer));
+                    self.sent_close = true;
+                }
+                self.shut = true;
+                Ok(Message::Close(close))
+            }
+            Control::Reserved(op) => Err(ProtocolError::UnknownControlFrameType(op).into()),
+        }
+    }
+}
+
+fn too_long(size: usize, max_size: usize) -> Error {
+    CapacityError::MessageTooLong { size, max_size }.into()
+}
+
+/// A close frame's code and reason (RFC 6455 §5.5.1): none, or a code and UTF-8 text.
+fn close_frame(payload: Vec<u8>) -> Result<Option<CloseFrame>, Error> {
+    match payload.len() {
+        0 => Ok(None),
+        1 => Err(ProtocolError::InvalidCloseSequence.into()),
+        _ => {
+            let code = CloseCode::from(u16::from_be_bytes([payload[0], payload[1]]));
+            let reason = String::from_utf8(payload[2..].to_vec())?;
+            Ok(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from(reason),
+            }))
+        }
+    }
+}
+
+/// Unmasks a client's payload (RFC 6455 §5.3).
+fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+    for (i, byte) in payload.iter_mut().enumerate() {
+        *byte ^= mask[i & 3];
     }
 }
 

@@ -11,13 +11,9 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt, DuplexStream},
     task::JoinHandle,
 };
-use tokio_tungstenite::WebSocketStream;
-use tungstenite::protocol::{
-    Role,
-    frame::{
-        CloseFrame, Frame, FrameHeader,
-        coding::{Control, Data, OpCode},
-    },
+use tungstenite::protocol::frame::{
+    CloseFrame, Frame, FrameHeader,
+    coding::{Control, Data, OpCode},
 };
 
 fn text(s: &str) -> Message {
@@ -165,7 +161,7 @@ struct Connected {
 /// A connection over a pipe of `pipe` bytes each way.
 async fn connection(draining: CancellationToken, pipe: usize) -> Connected {
     let (server, client) = tokio::io::duplex(pipe);
-    let ws = WebSocketStream::from_raw_socket(Tap::new(server), Role::Server, None).await;
+    let link = Link::new(server, LIMITS);
     let outbox = Outbox::new(16, None);
     let peer = Recording {
         outbox: outbox.clone(),
@@ -175,7 +171,7 @@ async fn connection(draining: CancellationToken, pipe: usize) -> Connected {
         why: Mutex::new("?"),
     };
     let (heard, ended) = (peer.heard.clone(), peer.ended.clone());
-    let task = tokio::spawn(run(Link::new(ws), peer));
+    let task = tokio::spawn(run(link, peer));
     Connected {
         client: Client {
             io: client,
@@ -187,6 +183,11 @@ async fn connection(draining: CancellationToken, pipe: usize) -> Connected {
         task,
     }
 }
+
+const LIMITS: Limits = Limits {
+    frame: 1 << 20,
+    message: 1 << 20,
+};
 
 const WAIT: Duration = Duration::from_millis(100);
 
@@ -370,8 +371,13 @@ async fn a_draining_node_closes_with_1012_within_the_drain_window() {
 #[tokio::test(start_paused = true)]
 async fn an_oversized_frame_closes_with_1009() {
     let (server, client) = tokio::io::duplex(4096);
-    let config = tungstenite::protocol::WebSocketConfig::default().max_message_size(Some(10));
-    let ws = WebSocketStream::from_raw_socket(Tap::new(server), Role::Server, Some(config)).await;
+    let link = Link::new(
+        server,
+        Limits {
+            frame: 10,
+            message: 10,
+        },
+    );
     let outbox = Outbox::new(16, None);
     let peer = Recording {
         outbox,
@@ -380,7 +386,7 @@ async fn an_oversized_frame_closes_with_1009() {
         ended: Arc::default(),
         why: Mutex::new("?"),
     };
-    let task = tokio::spawn(run(Link::new(ws), peer));
+    let task = tokio::spawn(run(link, peer));
     let mut client = Client {
         io: client,
         read: Vec::new(),
@@ -417,12 +423,12 @@ async fn a_slow_reader_closed_from_outside_gets_the_frame_begun_finished_then_10
 #[tokio::test(start_paused = true)]
 async fn a_refused_connection_gets_its_error_and_close_and_ends() {
     let (server, client) = tokio::io::duplex(4096);
-    let ws = WebSocketStream::from_raw_socket(Tap::new(server), Role::Server, None).await;
+    let link = Link::new(server, LIMITS);
     let outbox = Outbox::new(16, None);
     outbox.offer(text("refused"));
     outbox.offer(frame::close(frame::CLOSE_POLICY, "authentication failed"));
     outbox.end();
-    let task = tokio::spawn(refuse(Link::new(ws), outbox));
+    let task = tokio::spawn(refuse(link, outbox));
     let mut client = Client {
         io: client,
         read: Vec::new(),
@@ -432,4 +438,162 @@ async fn a_refused_connection_gets_its_error_and_close_and_ends() {
     assert_eq!(closes(&frames), [Some(frame::CLOSE_POLICY)]);
     client.close(None).await;
     task.await.expect("the task ends");
+}
+
+/// A client frame, masked, as bytes.
+fn wire(mut frame: Frame) -> Vec<u8> {
+    frame.header_mut().mask = Some([9, 8, 7, 6]);
+    let mut bytes = Vec::new();
+    frame.format(&mut bytes).expect("formats");
+    bytes
+}
+
+fn fragment(payload: &[u8], opcode: OpCode, fin: bool) -> Vec<u8> {
+    wire(any_frame(payload, opcode, fin))
+}
+
+/// Any frame, control frames that break the rules too.
+fn any_frame(payload: &[u8], opcode: OpCode, fin: bool) -> Frame {
+    let header = FrameHeader {
+        is_final: fin,
+        opcode,
+        ..FrameHeader::default()
+    };
+    Frame::from_payload(header, payload.to_vec().into())
+}
+
+#[tokio::test(start_paused = true)]
+async fn fragments_with_a_ping_between_them_arrive_as_one_message_read_in_small_pieces() {
+    // A pipe of 64 bytes: the frames arrive over many reads.
+    let mut c = connection(CancellationToken::new(), 64).await;
+    let text = "語".repeat(300);
+    let (a, b) = text.as_bytes().split_at(400); // inside a character: only the message is UTF-8
+    let mut bytes = fragment(a, OpCode::Data(Data::Text), false);
+    bytes.extend(wire(Frame::ping(b"between".to_vec())));
+    bytes.extend(fragment(b, OpCode::Data(Data::Continue), true));
+    bytes.extend(fragment(&[1, 2, 3], OpCode::Data(Data::Binary), true));
+    let _ = c.client.io.write_all(&bytes).await;
+    let frames = c.client.frames(WAIT).await;
+    assert_eq!(
+        *c.heard.lock().expect("heard"),
+        [
+            Message::Text(text.into()),
+            Message::Binary(vec![1, 2, 3].into())
+        ]
+    );
+    let pongs: Vec<&Vec<u8>> = frames
+        .iter()
+        .filter(|(h, _)| h.opcode == OpCode::Control(Control::Pong))
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(pongs, [b"between"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn frames_that_break_the_protocol_close_with_1002_or_1009() {
+    let unmasked = {
+        let mut bytes = Vec::new();
+        Frame::message(b"hi".to_vec(), OpCode::Data(Data::Text), true)
+            .format(&mut bytes)
+            .expect("formats");
+        bytes
+    };
+    let reserved_bit = {
+        let mut bytes = fragment(b"hi", OpCode::Data(Data::Text), true);
+        bytes[0] |= 0x40;
+        bytes
+    };
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("unmasked", unmasked, CLOSE_PROTOCOL_ERROR),
+        ("a reserved bit", reserved_bit, CLOSE_PROTOCOL_ERROR),
+        (
+            "a continuation with nothing to continue",
+            fragment(b"hi", OpCode::Data(Data::Continue), true),
+            CLOSE_PROTOCOL_ERROR,
+        ),
+        (
+            "a new message inside a fragmented one",
+            [
+                fragment(b"a", OpCode::Data(Data::Text), false),
+                fragment(b"b", OpCode::Data(Data::Text), true),
+            ]
+            .concat(),
+            CLOSE_PROTOCOL_ERROR,
+        ),
+        (
+            "text that is not UTF-8",
+            fragment(&[0xff, 0xfe], OpCode::Data(Data::Text), true),
+            CLOSE_PROTOCOL_ERROR,
+        ),
+        (
+            "a fragmented ping",
+            fragment(b"p", OpCode::Control(Control::Ping), false),
+            CLOSE_PROTOCOL_ERROR,
+        ),
+        (
+            "a ping over 125 bytes",
+            wire(Frame::ping(vec![0; 126])),
+            CLOSE_PROTOCOL_ERROR,
+        ),
+        (
+            "a frame over the limit",
+            fragment(&[b'x'; 11], OpCode::Data(Data::Binary), true),
+            CLOSE_TOO_BIG,
+        ),
+        (
+            "a message over the limit in fragments",
+            [
+                fragment(b"123456", OpCode::Data(Data::Text), false),
+                fragment(b"789012", OpCode::Data(Data::Continue), true),
+            ]
+            .concat(),
+            CLOSE_TOO_BIG,
+        ),
+    ];
+    for (what, bytes, code) in cases {
+        let (server, client) = tokio::io::duplex(4096);
+        let link = Link::new(
+            server,
+            Limits {
+                frame: 10,
+                message: 10,
+            },
+        );
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let peer = Recording {
+            outbox: Outbox::new(16, None),
+            draining: CancellationToken::new(),
+            heard: heard.clone(),
+            ended: Arc::default(),
+            why: Mutex::new("?"),
+        };
+        let task = tokio::spawn(run(link, peer));
+        let mut client = Client {
+            io: client,
+            read: Vec::new(),
+        };
+        let _ = client.io.write_all(&bytes).await;
+        assert_eq!(closes(&client.frames(WAIT).await), [Some(code)], "{what}");
+        assert!(
+            heard.lock().expect("heard").is_empty(),
+            "{what}: nothing acted on"
+        );
+        client.close(None).await;
+        task.await.expect("the task ends");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_close_with_a_code_a_client_may_not_send_is_answered_with_1002() {
+    let mut c = connection(CancellationToken::new(), 4096).await;
+    let mut payload = 1005u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(b"no");
+    c.client
+        .send(any_frame(&payload, OpCode::Control(Control::Close), true))
+        .await;
+    c.task.await.expect("the task ends");
+    assert_eq!(
+        closes(&c.client.frames(WAIT).await),
+        [Some(CLOSE_PROTOCOL_ERROR)]
+    );
 }
