@@ -96,6 +96,10 @@ pub struct Link<S> {
     sent_close: bool,
     /// The client's close came, or its stream ended or broke: nothing more is read.
     read_done: bool,
+    /// The client's close frame came.
+    got_close: bool,
+    /// The socket's write side is shut (a FIN went out).
+    fin: bool,
     /// A write failed: nothing more is written.
     failed: bool,
 }
@@ -114,6 +118,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             shut: false,
             sent_close: false,
             read_done: false,
+            got_close: false,
+            fin: false,
             failed: false,
         }
     }
@@ -269,6 +275,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                 continue;
             }
             let Some(out) = &mut self.out else {
+                // The close handshake is over (the client's close came and ours went): this side
+                // closes the TCP connection first (RFC 6455 §7.1.1), at once rather than after
+                // the session's teardown, so the client does not keep the TIME_WAIT.
+                if self.sent_close && self.got_close && !self.fin {
+                    ready!(Pin::new(&mut self.io).poll_shutdown(cx))?;
+                    self.fin = true;
+                }
                 return Poll::Ready(Ok(!self.sent_close));
             };
             let Some(front) = out.frames.front() else {
@@ -436,6 +449,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             Control::Close => {
                 let close = close_frame(payload)?;
                 self.read_done = true;
+                self.got_close = true;
                 if !self.sent_close {
                     // Answered in kind: its code, or 1002 for one a client may not send.
                     let answer = close.as_ref().map(|frame| CloseFrame {

@@ -27,6 +27,8 @@ struct Recording {
     heard: Arc<Mutex<Vec<Message>>>,
     ended: Arc<Mutex<Option<(&'static str, Departure)>>>,
     why: Mutex<&'static str>,
+    /// How long letting go takes (a store far away).
+    slow_finish: Duration,
 }
 
 /// Closes the connection on a text frame saying this.
@@ -67,6 +69,7 @@ impl Peer for Recording {
         *self.why.lock().expect("why") = why;
     }
     async fn finish(&mut self, how: Departure, _may_return: bool) {
+        tokio::time::sleep(self.slow_finish).await;
         *self.ended.lock().expect("ended") = Some((*self.why.lock().expect("why"), how));
     }
 }
@@ -75,6 +78,8 @@ impl Peer for Recording {
 struct Client {
     io: DuplexStream,
     read: Vec<u8>,
+    /// The server closed its side.
+    eof: bool,
 }
 
 impl Client {
@@ -102,6 +107,7 @@ impl Client {
         let deadline = Instant::now() + wait;
         while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, self.io.read(&mut chunk)).await {
             if n == 0 {
+                self.eof = true;
                 break;
             }
             self.read.extend_from_slice(&chunk[..n]);
@@ -169,6 +175,7 @@ async fn connection(draining: CancellationToken, pipe: usize) -> Connected {
         heard: Arc::default(),
         ended: Arc::default(),
         why: Mutex::new("?"),
+        slow_finish: Duration::ZERO,
     };
     let (heard, ended) = (peer.heard.clone(), peer.ended.clone());
     let task = tokio::spawn(run(link, peer));
@@ -176,6 +183,7 @@ async fn connection(draining: CancellationToken, pipe: usize) -> Connected {
         client: Client {
             io: client,
             read: Vec::new(),
+            eof: false,
         },
         heard,
         ended,
@@ -385,11 +393,13 @@ async fn an_oversized_frame_closes_with_1009() {
         heard: Arc::default(),
         ended: Arc::default(),
         why: Mutex::new("?"),
+        slow_finish: Duration::ZERO,
     };
     let task = tokio::spawn(run(link, peer));
     let mut client = Client {
         io: client,
         read: Vec::new(),
+        eof: false,
     };
     client.text("more than ten bytes").await;
     assert_eq!(closes(&client.frames(WAIT).await), [Some(CLOSE_TOO_BIG)]);
@@ -432,6 +442,7 @@ async fn a_refused_connection_gets_its_error_and_close_and_ends() {
     let mut client = Client {
         io: client,
         read: Vec::new(),
+        eof: false,
     };
     let frames = client.frames(WAIT).await;
     assert_eq!(frames[0].1, b"refused");
@@ -566,11 +577,13 @@ async fn frames_that_break_the_protocol_close_with_1002_or_1009() {
             heard: heard.clone(),
             ended: Arc::default(),
             why: Mutex::new("?"),
+            slow_finish: Duration::ZERO,
         };
         let task = tokio::spawn(run(link, peer));
         let mut client = Client {
             io: client,
             read: Vec::new(),
+            eof: false,
         };
         let _ = client.io.write_all(&bytes).await;
         assert_eq!(closes(&client.frames(WAIT).await), [Some(code)], "{what}");
@@ -596,4 +609,32 @@ async fn a_close_with_a_code_a_client_may_not_send_is_answered_with_1002() {
         closes(&c.client.frames(WAIT).await),
         [Some(CLOSE_PROTOCOL_ERROR)]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_client_close_the_server_closes_the_tcp_connection_first_and_at_once() {
+    // The session takes a second to let go; the answer to the close and the FIN do not wait for
+    // it, so the client is not the one left holding the TIME_WAIT (RFC 6455 section 7.1.1).
+    let (server, client) = tokio::io::duplex(4096);
+    let outbox = Outbox::new(16, None);
+    let peer = Recording {
+        outbox,
+        draining: CancellationToken::new(),
+        heard: Arc::default(),
+        ended: Arc::default(),
+        why: Mutex::new("?"),
+        slow_finish: Duration::from_secs(1),
+    };
+    let task = tokio::spawn(run(Link::new(server, LIMITS), peer));
+    let mut client = Client {
+        io: client,
+        read: Vec::new(),
+        eof: false,
+    };
+    client.close(None).await;
+    let frames = client.frames(WAIT).await;
+    assert_eq!(closes(&frames), [None]);
+    assert!(client.eof, "the server shut its side at once");
+    assert!(!task.is_finished(), "while the session still lets go");
+    task.await.expect("the task ends");
 }
