@@ -89,7 +89,7 @@ type ShardId = Arc<str>;
 
 /// One connection of one shard: the shard, and which of its connections (they are counted, so
 /// that a late answer from a lost one is told apart).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Via {
     shard: ShardId,
     generation: u64,
@@ -174,6 +174,7 @@ impl RedisBus {
             done: mpsc::unbounded_channel(),
             pushes: mpsc::unbounded_channel(),
             unsubscribed: mpsc::unbounded_channel(),
+            leaving: HashMap::new(),
         };
         if !cluster {
             supervisor.follow_master();
