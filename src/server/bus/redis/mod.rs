@@ -95,6 +95,37 @@ struct Via {
     generation: u64,
 }
 
+/// The UNSUBSCRIBEs sent whose notice (a push) has not come yet, by channel and connection.
+/// Such a notice is ours whatever the room became meanwhile: the command's reply may be handled
+/// first, and the room forgotten or subscribed again before its notice arrives. Any other
+/// notice means Redis dropped the subscription itself.
+#[derive(Debug, Default)]
+struct Unsubscribing(HashMap<(String, Via), u32>);
+
+impl Unsubscribing {
+    fn sent(&mut self, channel: &str, via: &Via) {
+        *self.0.entry((channel.to_owned(), via.clone())).or_default() += 1;
+    }
+
+    /// Whether the notice for `channel` on `via` answers one of ours (it is then counted off).
+    fn noticed(&mut self, channel: String, via: Via) -> bool {
+        let key = (channel, via);
+        match self.0.get_mut(&key) {
+            Some(1) => self.0.remove(&key).is_some(),
+            Some(sent) => {
+                *sent -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The shard's connection is gone: its notices will never come.
+    fn lost(&mut self, shard: &ShardId) {
+        self.0.retain(|(_, via), _| via.shard != *shard);
+    }
+}
+
 /// A push (a message, or news of the connection), and the connection it came on.
 type Pushed = (Via, PushInfo);
 
@@ -174,7 +205,7 @@ impl RedisBus {
             done: mpsc::unbounded_channel(),
             pushes: mpsc::unbounded_channel(),
             unsubscribed: mpsc::unbounded_channel(),
-            leaving: HashMap::new(),
+            unsubscribing: Unsubscribing::default(),
         };
         if !cluster {
             supervisor.follow_master();
@@ -247,7 +278,29 @@ use supervisor::Supervisor;
 
 #[cfg(test)]
 mod tests {
-    use super::slot;
+    use super::{Unsubscribing, Via, slot};
+
+    #[test]
+    fn the_notice_of_our_own_unsubscribe_is_ours_whatever_came_between() {
+        let via = |shard: &str, generation| Via {
+            shard: shard.into(),
+            generation,
+        };
+        let mut sent = Unsubscribing::default();
+        sent.sent("chorus:{r:a}:events", &via("a", 1));
+        sent.sent("chorus:{r:a}:events", &via("a", 1));
+        // Redis dropping a channel we never let go of, or a notice on another connection.
+        assert!(!sent.noticed("chorus:{r:b}:events".into(), via("a", 1)));
+        assert!(!sent.noticed("chorus:{r:a}:events".into(), via("a", 2)));
+        // Ours, twice, then no more.
+        assert!(sent.noticed("chorus:{r:a}:events".into(), via("a", 1)));
+        assert!(sent.noticed("chorus:{r:a}:events".into(), via("a", 1)));
+        assert!(!sent.noticed("chorus:{r:a}:events".into(), via("a", 1)));
+        // A lost connection's notices never come: nothing is kept for them.
+        sent.sent("chorus:{r:c}:events", &via("a", 1));
+        sent.lost(&"a".into());
+        assert!(sent.0.is_empty());
+    }
 
     #[test]
     fn slots_follow_redis_cluster_rules() {

@@ -123,10 +123,7 @@ impl Supervisor {
                     "UNSUBSCRIBE"
                 });
                 cmd.arg(&channel);
-                *self
-                    .leaving
-                    .entry((channel.clone(), via.clone()))
-                    .or_default() += 1;
+                self.unsubscribing.sent(&channel, &via);
                 let work = async move { cmd.exec_async(&mut conn).await };
                 beside(&self.done.0, work, move |r| {
                     Done::Unsubscribed(via, channel, r)
@@ -205,17 +202,7 @@ impl Supervisor {
                     .next()
                     .and_then(|c| redis::from_owned_redis_value::<String>(c).ok())
                     .unwrap_or_default();
-                let key = (channel, via);
-                let ours = match self.leaving.get_mut(&key) {
-                    Some(1) => self.leaving.remove(&key).is_some(),
-                    Some(sent) => {
-                        *sent -= 1;
-                        true
-                    }
-                    None => false,
-                };
-                let (_, via) = key;
-                if !ours {
+                if !self.unsubscribing.noticed(channel, via.clone()) {
                     // Redis dropped the subscription itself: the slot moved to another master,
                     // or this one was demoted. The connection's replies are out of step from
                     // here (the notice looks like a reply), so it is replaced.

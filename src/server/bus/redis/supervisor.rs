@@ -28,10 +28,8 @@ pub(super) struct Supervisor {
         mpsc::UnboundedSender<RoomName>,
         mpsc::UnboundedReceiver<RoomName>,
     ),
-    /// UNSUBSCRIBEs sent whose notice (a push) has not come yet, by channel and connection.
-    /// The notice is ours whatever the route became meanwhile: the command's reply may be
-    /// handled first, and the room forgotten or subscribed again before the notice arrives.
-    pub(super) leaving: HashMap<(String, Via), u32>,
+    /// UNSUBSCRIBEs whose notice has not come yet.
+    pub(super) unsubscribing: Unsubscribing,
 }
 
 impl Supervisor {
@@ -323,8 +321,7 @@ impl Supervisor {
             tracing::warn!(shard = %via.shard, cause = %why, attempt = s.attempt, "cannot reach redis pub/sub");
         }
         self.lose_routes_on(&via.shard);
-        // That connection's notices will never come.
-        self.leaving.retain(|(_, v), _| v.shard != via.shard);
+        self.unsubscribing.lost(&via.shard);
         self.update_connected();
         if self.cluster {
             // A master that died or was demoted: its replica may own the slots by now.
