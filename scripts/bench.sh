@@ -135,6 +135,11 @@ if [[ "$which" == all || "$which" == cluster ]]; then
   : >"$out"
   REDIS=single start_cluster 2 target/bench/cluster.log
   two_nodes
+  # Room tasks that fell behind their bus ring and resynced from Redis during the fan-out.
+  for node in "$NODE_A_URL" "$NODE_B_URL"; do
+    resyncs=$(curl -s "$node/metrics" | awk '/^chorus_resyncs_total/ {print $2}')
+    echo "{\"test\":\"resyncs\",\"node\":\"$node\",\"resyncs\":${resyncs:-null}}" | tee -a "$out"
+  done
   # The floor under it: one Redis pub/sub hop alone (PUBLISH -> subscriber), no Chorus in the path.
   run pubsub --redis "$REDIS_URL" --rate 100 --secs 10
   # Idle connections on both nodes (directly: nginx's 8,192 worker connections would cap it at
