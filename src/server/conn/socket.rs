@@ -248,12 +248,19 @@ where
     F: Future,
 {
     tokio::pin!(work);
+    let mut released = false;
     loop {
         let idle = link.idle();
         let taking = idle && !outbox.close.is_cancelled();
         tokio::select! {
             biased;
             done = &mut work => return done,
+            // Closed from outside: nothing queued will be written, so work waiting for room in
+            // the queue is let go (its `send` fails) instead of waiting for ever.
+            _ = outbox.close.cancelled(), if !released => {
+                released = true;
+                outbox.writer_gone();
+            }
             taken = outbox.take(), if taking => link.start(taken.into_iter().flatten()),
             event = link.event(false), if !idle => {
                 if let Event::Wrote(written) = event {

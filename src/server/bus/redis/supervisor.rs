@@ -140,6 +140,9 @@ impl Supervisor {
         for shard in gone {
             self.shards.remove(&shard);
             self.lose_routes_on(&shard);
+            // Its notices will never come, and a shard that comes back counts its connections
+            // from 0 again: a stale entry could take a real drop for ours.
+            self.unsubscribing.lost(&shard);
         }
         for shard in shards {
             self.shards.entry(shard).or_insert_with(|| Shard {

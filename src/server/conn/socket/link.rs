@@ -83,8 +83,6 @@ pub struct Link<S> {
     limits: Limits,
     /// Bytes read and not yet taken as frames: no storage at rest.
     inbox: Vec<u8>,
-    /// Bytes the frame being read still needs, beyond `inbox`.
-    missing: usize,
     partial: Option<Partial>,
     /// Control frames formatted and waiting to go out, and how much of them went.
     held: Vec<u8>,
@@ -100,6 +98,8 @@ pub struct Link<S> {
     got_close: bool,
     /// The socket's write side is shut (a FIN went out).
     fin: bool,
+    /// Bytes were written since the last flush: a TLS stream may hold them until flushed.
+    unflushed: bool,
     /// A write failed: nothing more is written.
     failed: bool,
 }
@@ -110,7 +110,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             io,
             limits,
             inbox: Vec::new(),
-            missing: 0,
             partial: None,
             held: Vec::new(),
             held_sent: 0,
@@ -120,13 +119,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             read_done: false,
             got_close: false,
             fin: false,
+            unflushed: false,
             failed: false,
         }
     }
 
     /// Nothing is being written, or waits to be.
     pub fn idle(&self) -> bool {
-        self.failed || (self.out.is_none() && self.held_waiting() == 0)
+        self.failed || (self.out.is_none() && self.held_waiting() == 0 && !self.unflushed)
     }
 
     /// Whether a close frame went out or the client's came.
@@ -186,7 +186,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             }
             // Reading may have answered a ping: the pong goes out now, not whenever something
             // else wakes the connection.
-            if self.held_waiting() > 0
+            if !self.idle()
                 && let Poll::Ready(r) = self.poll_write(cx)
             {
                 return Poll::Ready(Event::Wrote(r));
@@ -219,8 +219,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         self.held.len() - self.held_sent
     }
 
-    /// Formats a control frame into `held`.
+    /// Formats a control frame into `held` (nothing, once a write failed).
     fn hold(&mut self, frame: Frame) {
+        if self.failed {
+            return;
+        }
         if let Err(e) = frame.format(&mut self.held) {
             tracing::debug!(cause = %e, "control frame not formatted");
         }
@@ -231,6 +234,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         let frame = match message {
             Message::Ping(payload) => Frame::ping(payload),
             Message::Pong(payload) => Frame::pong(payload),
+            // One close frame only: the answer to the client's may have gone already.
+            Message::Close(_) if self.sent_close => {
+                self.out = None;
+                return;
+            }
             Message::Close(close) => {
                 self.sent_close = true;
                 self.shut = true;
@@ -252,6 +260,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         if written.is_err() {
             self.failed = true;
             self.out = None;
+            self.held = Vec::new();
+            self.held_sent = 0;
+            self.unflushed = false;
         }
         Poll::Ready(written)
     }
@@ -267,6 +278,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                     return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
                 }
                 self.held_sent += n;
+                self.unflushed = true;
                 if self.held_waiting() == 0 {
                     self.held.clear();
                     self.held_sent = 0;
@@ -275,6 +287,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                 continue;
             }
             let Some(out) = &mut self.out else {
+                // Everything is written: what a TLS stream still holds goes out now, not with
+                // the next frame.
+                if self.unflushed {
+                    ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+                    self.unflushed = false;
+                }
                 // The close handshake is over (the client's close came and ours went): this side
                 // closes the TCP connection first (RFC 6455 §7.1.1), at once rather than after
                 // the session's teardown, so the client does not keep the TIME_WAIT.
@@ -298,6 +316,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             if n == 0 {
                 return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
             }
+            self.unflushed = true;
             out.advance(n);
         }
     }
@@ -327,12 +346,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                     self.read_done = true;
                     return Poll::Ready(None);
                 }
-                Ok(()) => {
-                    // Room for the rest of the frame being read at once (its size was checked
-                    // against the limit).
-                    self.inbox.reserve(self.missing.max(read.filled().len()));
-                    self.inbox.extend_from_slice(read.filled());
-                }
+                // Grown by what arrives, not by what a header announces: a client that sends a
+                // header and then trickles holds no more than it sent.
+                Ok(()) => self.inbox.extend_from_slice(read.filled()),
                 Err(e) => {
                     self.read_done = true;
                     return Poll::Ready(Some(Err(e.into())));
@@ -396,7 +412,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     fn next_frame(&mut self) -> Result<Option<(FrameHeader, Vec<u8>)>, Error> {
         let mut cursor = Cursor::new(self.inbox.as_slice());
         let Some((header, len)) = FrameHeader::parse(&mut cursor)? else {
-            self.missing = 0;
             return Ok(None);
         };
         if header.rsv1 || header.rsv2 || header.rsv3 {
@@ -420,13 +435,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         let start = cursor.position() as usize;
         let end = start + len;
         if self.inbox.len() < end {
-            self.missing = end - self.inbox.len();
             return Ok(None);
         }
         let mut payload = self.inbox[start..end].to_vec();
         unmask(&mut payload, mask);
         self.inbox.drain(..end);
-        self.missing = 0;
         if self.inbox.is_empty() {
             // Nothing kept while idle.
             self.inbox = Vec::new();
@@ -450,6 +463,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                 let close = close_frame(payload)?;
                 self.read_done = true;
                 self.got_close = true;
+                // Nothing but the frame half written and the answer goes out after the close.
+                self.cut();
                 if !self.sent_close {
                     // Answered in kind: its code, or 1002 for one a client may not send.
                     let answer = close.as_ref().map(|frame| CloseFrame {

@@ -8,7 +8,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt, DuplexStream},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream},
     task::JoinHandle,
 };
 use tungstenite::protocol::frame::{
@@ -637,4 +637,95 @@ async fn after_a_client_close_the_server_closes_the_tcp_connection_first_and_at_
     assert!(client.eof, "the server shut its side at once");
     assert!(!task.is_finished(), "while the session still lets go");
     task.await.expect("the task ends");
+}
+
+#[tokio::test(start_paused = true)]
+async fn closed_from_outside_while_a_frame_waits_for_room_the_connection_still_ends() {
+    // The client reads nothing, so the flood's sends wait for room; then the connection is
+    // closed from outside (as a slow reader is). The waiting handler is let go.
+    let mut c = connection(CancellationToken::new(), 64).await;
+    c.client.text(FLOOD).await;
+    tokio::time::sleep(WAIT).await;
+    assert!(!c.task.is_finished());
+    c.outbox.close.cancel();
+    let ended = tokio::time::timeout(CLOSE_TIMEOUT * 3, c.task).await;
+    assert!(ended.is_ok(), "the connection ended");
+}
+
+/// A socket that holds what is written until it is flushed, as a TLS stream does.
+struct Holding {
+    inner: DuplexStream,
+    held: Vec<u8>,
+}
+
+impl AsyncRead for Holding {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Holding {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.held.extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        while !this.held.is_empty() {
+            let n =
+                std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_write(cx, &this.held))?;
+            this.held.drain(..n);
+        }
+        std::pin::Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_a_socket_holds_until_flushed_goes_out_with_the_batch() {
+    let (server, client) = tokio::io::duplex(4096);
+    let link = Link::new(
+        Holding {
+            inner: server,
+            held: Vec::new(),
+        },
+        LIMITS,
+    );
+    let outbox = Outbox::new(16, None);
+    let peer = Recording {
+        outbox: outbox.clone(),
+        draining: CancellationToken::new(),
+        heard: Arc::default(),
+        ended: Arc::default(),
+        why: Mutex::new("?"),
+        slow_finish: Duration::ZERO,
+    };
+    let _task = tokio::spawn(run(link, peer));
+    let mut client = Client {
+        io: client,
+        read: Vec::new(),
+        eof: false,
+    };
+    outbox.offer(text("hello"));
+    let frames = client.frames(WAIT).await;
+    assert_eq!(frames.len(), 1, "the frame was flushed");
+    assert_eq!(frames[0].1, b"hello");
 }
