@@ -164,10 +164,24 @@ struct Connected {
     task: JoinHandle<()>,
 }
 
-/// A connection over a pipe of `pipe` bytes each way.
+/// A connection over a pipe of `pipe` bytes each way, with the usual limits.
 async fn connection(draining: CancellationToken, pipe: usize) -> Connected {
     let (server, client) = tokio::io::duplex(pipe);
-    let link = Link::new(server, LIMITS);
+    open(server, client, LIMITS, draining, Duration::ZERO)
+}
+
+/// A connection whose server side runs over `socket` (made of its end of the pipe whose other
+/// end is `client`), with these limits, and a session that takes `slow_finish` to let go.
+fn open<S>(
+    socket: S,
+    client: DuplexStream,
+    limits: Limits,
+    draining: CancellationToken,
+    slow_finish: Duration,
+) -> Connected
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let outbox = Outbox::new(16, None);
     let peer = Recording {
         outbox: outbox.clone(),
@@ -175,10 +189,10 @@ async fn connection(draining: CancellationToken, pipe: usize) -> Connected {
         heard: Arc::default(),
         ended: Arc::default(),
         why: Mutex::new("?"),
-        slow_finish: Duration::ZERO,
+        slow_finish,
     };
     let (heard, ended) = (peer.heard.clone(), peer.ended.clone());
-    let task = tokio::spawn(run(link, peer));
+    let task = tokio::spawn(run(Link::new(socket, limits), peer));
     Connected {
         client: Client {
             io: client,
@@ -195,6 +209,12 @@ async fn connection(draining: CancellationToken, pipe: usize) -> Connected {
 const LIMITS: Limits = Limits {
     frame: 1 << 20,
     message: 1 << 20,
+};
+
+/// Limits a test can go past in a few bytes.
+const TEN_BYTES: Limits = Limits {
+    frame: 10,
+    message: 10,
 };
 
 const WAIT: Duration = Duration::from_millis(100);
@@ -379,32 +399,17 @@ async fn a_draining_node_closes_with_1012_within_the_drain_window() {
 #[tokio::test(start_paused = true)]
 async fn an_oversized_frame_closes_with_1009() {
     let (server, client) = tokio::io::duplex(4096);
-    let link = Link::new(
+    let mut c = open(
         server,
-        Limits {
-            frame: 10,
-            message: 10,
-        },
+        client,
+        TEN_BYTES,
+        CancellationToken::new(),
+        Duration::ZERO,
     );
-    let outbox = Outbox::new(16, None);
-    let peer = Recording {
-        outbox,
-        draining: CancellationToken::new(),
-        heard: Arc::default(),
-        ended: Arc::default(),
-        why: Mutex::new("?"),
-        slow_finish: Duration::ZERO,
-    };
-    let task = tokio::spawn(run(link, peer));
-    let mut client = Client {
-        io: client,
-        read: Vec::new(),
-        eof: false,
-    };
-    client.text("more than ten bytes").await;
-    assert_eq!(closes(&client.frames(WAIT).await), [Some(CLOSE_TOO_BIG)]);
-    client.close(None).await;
-    task.await.expect("the task ends");
+    c.client.text("more than ten bytes").await;
+    assert_eq!(closes(&c.client.frames(WAIT).await), [Some(CLOSE_TOO_BIG)]);
+    c.client.close(None).await;
+    c.task.await.expect("the task ends");
 }
 
 #[tokio::test(start_paused = true)]
@@ -563,36 +568,21 @@ async fn frames_that_break_the_protocol_close_with_1002_or_1009() {
     ];
     for (what, bytes, code) in cases {
         let (server, client) = tokio::io::duplex(4096);
-        let link = Link::new(
+        let mut c = open(
             server,
-            Limits {
-                frame: 10,
-                message: 10,
-            },
+            client,
+            TEN_BYTES,
+            CancellationToken::new(),
+            Duration::ZERO,
         );
-        let heard = Arc::new(Mutex::new(Vec::new()));
-        let peer = Recording {
-            outbox: Outbox::new(16, None),
-            draining: CancellationToken::new(),
-            heard: heard.clone(),
-            ended: Arc::default(),
-            why: Mutex::new("?"),
-            slow_finish: Duration::ZERO,
-        };
-        let task = tokio::spawn(run(link, peer));
-        let mut client = Client {
-            io: client,
-            read: Vec::new(),
-            eof: false,
-        };
-        let _ = client.io.write_all(&bytes).await;
-        assert_eq!(closes(&client.frames(WAIT).await), [Some(code)], "{what}");
+        let _ = c.client.io.write_all(&bytes).await;
+        assert_eq!(closes(&c.client.frames(WAIT).await), [Some(code)], "{what}");
         assert!(
-            heard.lock().expect("heard").is_empty(),
+            c.heard.lock().expect("heard").is_empty(),
             "{what}: nothing acted on"
         );
-        client.close(None).await;
-        task.await.expect("the task ends");
+        c.client.close(None).await;
+        c.task.await.expect("the task ends");
     }
 }
 
@@ -616,27 +606,19 @@ async fn after_a_client_close_the_server_closes_the_tcp_connection_first_and_at_
     // The session takes a second to let go; the answer to the close and the FIN do not wait for
     // it, so the client is not the one left holding the TIME_WAIT (RFC 6455 section 7.1.1).
     let (server, client) = tokio::io::duplex(4096);
-    let outbox = Outbox::new(16, None);
-    let peer = Recording {
-        outbox,
-        draining: CancellationToken::new(),
-        heard: Arc::default(),
-        ended: Arc::default(),
-        why: Mutex::new("?"),
-        slow_finish: Duration::from_secs(1),
-    };
-    let task = tokio::spawn(run(Link::new(server, LIMITS), peer));
-    let mut client = Client {
-        io: client,
-        read: Vec::new(),
-        eof: false,
-    };
-    client.close(None).await;
-    let frames = client.frames(WAIT).await;
+    let mut c = open(
+        server,
+        client,
+        LIMITS,
+        CancellationToken::new(),
+        Duration::from_secs(1),
+    );
+    c.client.close(None).await;
+    let frames = c.client.frames(WAIT).await;
     assert_eq!(closes(&frames), [None]);
-    assert!(client.eof, "the server shut its side at once");
-    assert!(!task.is_finished(), "while the session still lets go");
-    task.await.expect("the task ends");
+    assert!(c.client.eof, "the server shut its side at once");
+    assert!(!c.task.is_finished(), "while the session still lets go");
+    c.task.await.expect("the task ends");
 }
 
 #[tokio::test(start_paused = true)]
@@ -702,30 +684,19 @@ impl AsyncWrite for Holding {
 #[tokio::test(start_paused = true)]
 async fn what_a_socket_holds_until_flushed_goes_out_with_the_batch() {
     let (server, client) = tokio::io::duplex(4096);
-    let link = Link::new(
-        Holding {
-            inner: server,
-            held: Vec::new(),
-        },
+    let holding = Holding {
+        inner: server,
+        held: Vec::new(),
+    };
+    let mut c = open(
+        holding,
+        client,
         LIMITS,
+        CancellationToken::new(),
+        Duration::ZERO,
     );
-    let outbox = Outbox::new(16, None);
-    let peer = Recording {
-        outbox: outbox.clone(),
-        draining: CancellationToken::new(),
-        heard: Arc::default(),
-        ended: Arc::default(),
-        why: Mutex::new("?"),
-        slow_finish: Duration::ZERO,
-    };
-    let _task = tokio::spawn(run(link, peer));
-    let mut client = Client {
-        io: client,
-        read: Vec::new(),
-        eof: false,
-    };
-    outbox.offer(text("hello"));
-    let frames = client.frames(WAIT).await;
+    c.outbox.offer(text("hello"));
+    let frames = c.client.frames(WAIT).await;
     assert_eq!(frames.len(), 1, "the frame was flushed");
     assert_eq!(frames[0].1, b"hello");
 }
