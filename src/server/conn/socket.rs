@@ -152,8 +152,7 @@ where
                     if frame.is_none_or(|f| f.code != CloseCode::Away) {
                         departure = Departure::Closed;
                     }
-                    // Only the answer to it goes out now.
-                    link.end_writing();
+                    // The link already dropped what was not begun: only the answer goes out.
                     break;
                 }
                 None => break,
@@ -231,7 +230,7 @@ fn try_again<S: AsyncRead + AsyncWrite + Unpin>(link: &mut Link<S>) {
 }
 
 /// After a write: a failed one ends the connection.
-fn wrote(outbox: &Outbox, written: Result<bool, tungstenite::Error>) {
+fn wrote(outbox: &Outbox, written: Result<(), tungstenite::Error>) {
     if let Err(e) = written {
         tracing::debug!(cause = %e, "write failed: closing");
         outbox.close.cancel();

@@ -72,8 +72,8 @@ struct Partial {
 
 /// What [`Link::event`] saw first.
 pub enum Event {
-    /// Everything taken was written; false once a close frame went out (nothing follows one).
-    Wrote(Result<bool, Error>),
+    /// Everything taken was written (and flushed), or the write failed.
+    Wrote(Result<(), Error>),
     /// A frame from the client, or the end of what it sends.
     Read(Option<Result<Message, Error>>),
 }
@@ -88,8 +88,6 @@ pub struct Link<S> {
     held: Vec<u8>,
     held_sent: usize,
     out: Option<Out>,
-    /// A close frame went out (or is held to), or the client's came: nothing more is taken.
-    shut: bool,
     /// This side's close frame is written or held.
     sent_close: bool,
     /// The client's close came, or its stream ended or broke: nothing more is read.
@@ -114,7 +112,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             held: Vec::new(),
             held_sent: 0,
             out: None,
-            shut: false,
             sent_close: false,
             read_done: false,
             got_close: false,
@@ -129,14 +126,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         self.failed || (self.out.is_none() && self.held_waiting() == 0 && !self.unflushed)
     }
 
-    /// Whether a close frame went out or the client's came.
+    /// Whether a close frame went out (or is held to) or the client's came: nothing more is
+    /// taken.
     pub fn shut(&self) -> bool {
-        self.shut
+        self.sent_close || self.got_close
     }
 
     /// Starts writing `frames`, after whatever is still being written.
     pub fn start(&mut self, frames: impl IntoIterator<Item = Message>) {
-        if self.shut || self.failed {
+        if self.shut() || self.failed {
             return;
         }
         match &mut self.out {
@@ -160,13 +158,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                 self.out = None;
             }
         }
-    }
-
-    /// The client closed: what was not begun is dropped, and only the answer to its close goes
-    /// out.
-    pub fn end_writing(&mut self) {
-        self.cut();
-        self.shut = true;
     }
 
     /// The next thing that happens: the writing finished, or (with `reading`) a frame came.
@@ -196,7 +187,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     }
 
     /// Writes until nothing is left; for when nothing else is awaited.
-    pub async fn flush(&mut self) -> Result<bool, Error> {
+    async fn flush(&mut self) -> Result<(), Error> {
         std::future::poll_fn(|cx| self.poll_write(cx)).await
     }
 
@@ -211,8 +202,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             self.hold(Frame::close(None));
             self.sent_close = true;
         }
-        self.shut = true;
-        self.flush().await.map(|_| ())
+        self.flush().await
     }
 
     fn held_waiting(&self) -> usize {
@@ -241,7 +231,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             }
             Message::Close(close) => {
                 self.sent_close = true;
-                self.shut = true;
                 self.out = None;
                 Frame::close(close)
             }
@@ -252,9 +241,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         self.hold(frame);
     }
 
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.failed {
-            return Poll::Ready(Ok(false));
+            return Poll::Ready(Ok(()));
         }
         let written = ready!(self.poll_write_all(cx));
         if written.is_err() {
@@ -267,7 +256,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         Poll::Ready(written)
     }
 
-    fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
+    fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         loop {
             let at_boundary = self.out.as_ref().is_none_or(|out| out.done == 0);
             // Control frames go out between data frames.
@@ -300,7 +289,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                     ready!(Pin::new(&mut self.io).poll_shutdown(cx))?;
                     self.fin = true;
                 }
-                return Poll::Ready(Ok(!self.sent_close));
+                return Poll::Ready(Ok(()));
             };
             let Some(front) = out.frames.front() else {
                 self.out = None;
@@ -478,7 +467,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                     self.hold(Frame::close(answer));
                     self.sent_close = true;
                 }
-                self.shut = true;
                 Ok(Message::Close(close))
             }
             Control::Reserved(op) => Err(ProtocolError::UnknownControlFrameType(op).into()),
